@@ -1,0 +1,12 @@
+//! failmail: an SMTP test server that answers with the realistic failures real providers send.
+//!
+//! The protocol core ([`smtp`]) is sans-IO and tested without sockets; the [`server`] moves bytes
+//! between sockets and sessions; a [`policy::Policy`] decides each phase's reply.
+
+mod http;
+pub mod journal;
+pub mod policy;
+pub mod server;
+pub mod smtp;
+
+pub use server::{Addresses, RunningServer, Server, ServerConfig};

@@ -1,0 +1,152 @@
+//! The question the session asks at each phase: "what do I answer here?".
+//!
+//! The [`Session`](crate::smtp::session::Session) stays pure: when it reaches a phase it hands a
+//! [`SessionView`] to a [`Policy`], which returns a [`Decision`]. Scenario rules, the reply catalog
+//! and rate limits are all policies; [`AcceptAll`] is the plain sink.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::smtp::reply::Reply;
+
+/// The points of an SMTP session where a policy may decide the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// A client connected; the greeting is next.
+    Connect,
+    /// EHLO or HELO was received.
+    Ehlo,
+    /// AUTH credentials were received.
+    Auth,
+    /// MAIL FROM was received (a transaction starts).
+    Mail,
+    /// One RCPT TO was received.
+    Rcpt,
+    /// DATA (or the first BDAT) was received; the body is next.
+    Data,
+    /// The whole message was received.
+    DataEnd,
+}
+
+impl Phase {
+    /// Every phase, in session order.
+    pub const ALL: [Phase; 7] = [
+        Phase::Connect,
+        Phase::Ehlo,
+        Phase::Auth,
+        Phase::Mail,
+        Phase::Rcpt,
+        Phase::Data,
+        Phase::DataEnd,
+    ];
+
+    /// The name used in scenario files and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Ehlo => "ehlo",
+            Phase::Auth => "auth",
+            Phase::Mail => "mail",
+            Phase::Rcpt => "rcpt",
+            Phase::Data => "data",
+            Phase::DataEnd => "data_end",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the session knows when it asks; borrowed, so asking allocates nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionView<'a> {
+    /// The session's id (unique within this process).
+    pub session_id: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether the session runs under TLS.
+    pub tls: bool,
+    /// The EHLO/HELO argument, if given.
+    pub helo: Option<&'a str>,
+    /// The AUTH identity: authenticated, or (at the auth phase) the one being tried.
+    pub auth_user: Option<&'a str>,
+    /// The password being tried, at the auth phase only. Never log it.
+    pub auth_password: Option<&'a str>,
+    /// The MAIL FROM address (empty for `<>`).
+    pub mail_from: Option<&'a str>,
+    /// The recipient being asked about (rcpt phase), else the first accepted recipient.
+    pub rcpt: Option<&'a str>,
+    /// Every recipient accepted so far in the transaction.
+    pub recipients: &'a [String],
+    /// The received message (data_end phase).
+    pub message: Option<&'a [u8]>,
+}
+
+/// How the session should answer at a phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The normal protocol reply (accept).
+    Continue,
+    /// Send this reply instead (a failure, or an accept with other wording).
+    Reply(Reply),
+    /// Close the connection without a reply.
+    Disconnect,
+    /// Never answer; keep reading and discarding until the client gives up or times out.
+    Hang,
+    /// At the data phase: send 354, then this reply as soon as body bytes arrive, without
+    /// reading the rest, and close.
+    Abort(Reply),
+}
+
+/// A [`Verdict`] with an optional pause before it is carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Wait this long before answering.
+    pub delay: Option<Duration>,
+    /// What to answer.
+    pub verdict: Verdict,
+    /// The scenario rule that decided, for the journal (`None` for the default).
+    pub rule: Option<u32>,
+    /// The catalog name of the reply, for the journal.
+    pub catalog: Option<&'static str>,
+}
+
+impl Decision {
+    /// The normal protocol reply, at once.
+    pub const CONTINUE: Decision = Decision {
+        delay: None,
+        verdict: Verdict::Continue,
+        rule: None,
+        catalog: None,
+    };
+
+    /// A decision that sends `reply` at once.
+    pub fn reply(reply: Reply) -> Self {
+        Self {
+            verdict: Verdict::Reply(reply),
+            ..Self::CONTINUE
+        }
+    }
+}
+
+/// Decides the reply at each phase of a session.
+pub trait Policy: Send + Sync + 'static {
+    /// Called once per phase with what the session knows; must be cheap on the common path.
+    fn decide(&self, phase: Phase, view: &SessionView<'_>) -> Decision;
+
+    /// Called when a message was accepted (after it was stored), so that limits can count it.
+    fn accepted(&self, _view: &SessionView<'_>) {}
+}
+
+/// The plain sink: every phase gets the normal reply.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AcceptAll;
+
+impl Policy for AcceptAll {
+    fn decide(&self, _phase: Phase, _view: &SessionView<'_>) -> Decision {
+        Decision::CONTINUE
+    }
+}

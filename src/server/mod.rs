@@ -1,0 +1,369 @@
+//! The async server: listeners, connection tasks, TLS and shutdown.
+//!
+//! [`Server::start`] binds every listener (port 0 allowed), spawns the accept loops and returns a
+//! [`RunningServer`] that knows the bound addresses, the captured messages and how to stop.
+
+mod connection;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+use crate::journal::MessageStore;
+use crate::policy::{AcceptAll, Policy};
+use crate::smtp::reply::fixed;
+use crate::smtp::session::{Message, SessionConfig};
+use tls::CertificateSource;
+
+/// The RFC 5321 §4.5.3.2 timeouts, as the server applies them while reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Waiting for the next command (5 minutes in RFC 5321).
+    pub command: Duration,
+    /// Waiting for the next block of a message body (3 minutes in RFC 5321).
+    pub data: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            command: Duration::from_secs(300),
+            data: Duration::from_secs(180),
+        }
+    }
+}
+
+/// Everything needed to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The SMTP listener (STARTTLS offered); port 0 picks a free port.
+    pub smtp: SocketAddr,
+    /// The implicit-TLS listener (SMTPS), if wanted.
+    pub smtps: Option<SocketAddr>,
+    /// The HTTP listener, if wanted.
+    pub http: Option<SocketAddr>,
+    /// The TLS certificate; `None` turns TLS off (no STARTTLS, no SMTPS).
+    pub certificate: Option<CertificateSource>,
+    /// What every session is told.
+    pub session: SessionConfig,
+    /// Read timeouts.
+    pub timeouts: Timeouts,
+    /// Most simultaneous connections; past it, new ones get 421 4.7.0 and are closed.
+    pub max_connections: usize,
+    /// How long a shutdown waits for messages in progress before closing everything.
+    pub shutdown_grace: Duration,
+    /// How many accepted messages are kept in memory.
+    pub message_capacity: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            smtp: SocketAddr::from(([127, 0, 0, 1], 1025)),
+            smtps: None,
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 8025))),
+            certificate: Some(CertificateSource::Development),
+            session: SessionConfig::default(),
+            timeouts: Timeouts::default(),
+            max_connections: 20_000,
+            shutdown_grace: Duration::from_secs(30),
+            message_capacity: 10_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// A configuration for tests: every listener on 127.0.0.1 port 0.
+    pub fn loopback() -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            smtp: any,
+            smtps: Some(any),
+            http: Some(any),
+            ..Self::default()
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Why a message could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Writing it failed.
+    #[error("cannot store message: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where the server is in its shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShutdownState {
+    Running,
+    /// New commands get 421; messages being received may finish.
+    Draining,
+    /// Everything left gets 421 now.
+    Force,
+}
+
+/// State shared by every connection of one server.
+pub(crate) struct Shared {
+    session_config: Arc<SessionConfig>,
+    tls: Option<TlsAcceptor>,
+    timeouts: Timeouts,
+    policy: ArcSwap<Box<dyn Policy>>,
+    messages: Arc<MessageStore>,
+    next_session: AtomicU64,
+}
+
+impl Shared {
+    fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Stores an accepted message; called before the 250 is sent.
+    fn deliver(&self, message: Message) -> Result<(), DeliveryError> {
+        self.messages.push(message);
+        Ok(())
+    }
+}
+
+/// The server, before it runs.
+pub struct Server;
+
+impl Server {
+    /// Binds every listener and starts serving with `policy`.
+    pub async fn start(
+        mut config: ServerConfig,
+        policy: Box<dyn Policy>,
+    ) -> Result<RunningServer, ServerError> {
+        let tls = match &config.certificate {
+            Some(source) => Some(tls::acceptor(source)?),
+            None => None,
+        };
+        config.session.tls_available = tls.is_some();
+        let smtp = bind(config.smtp).await?;
+        let smtps = match (config.smtps, &tls) {
+            (Some(addr), Some(_)) => Some(bind(addr).await?),
+            _ => None,
+        };
+        let http = match config.http {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let addresses = Addresses {
+            smtp: local_addr(&smtp),
+            smtps: smtps.as_ref().map(local_addr),
+            http: http.as_ref().map(local_addr),
+        };
+        let messages = Arc::new(MessageStore::new(config.message_capacity));
+        let shared = Arc::new(Shared {
+            session_config: Arc::new(config.session.clone()),
+            tls,
+            timeouts: config.timeouts,
+            policy: ArcSwap::from_pointee(policy),
+            messages: messages.clone(),
+            next_session: AtomicU64::new(1),
+        });
+        let (shutdown_tx, shutdown_rx) = watch::channel(ShutdownState::Running);
+        let limit = Arc::new(Semaphore::new(config.max_connections));
+        let mut tasks = JoinSet::new();
+        tasks.spawn(accept_loop(
+            smtp,
+            false,
+            shared.clone(),
+            limit.clone(),
+            shutdown_rx.clone(),
+        ));
+        if let Some(listener) = smtps {
+            tasks.spawn(accept_loop(
+                listener,
+                true,
+                shared.clone(),
+                limit.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+        if let Some(listener) = http {
+            tasks.spawn(crate::http::serve(listener, shutdown_rx.clone()));
+        }
+        Ok(RunningServer {
+            addresses,
+            messages,
+            shared,
+            shutdown: shutdown_tx,
+            limit,
+            max_connections: config.max_connections,
+            grace: config.shutdown_grace,
+            tasks,
+        })
+    }
+
+    /// Starts the plain sink: every message accepted.
+    pub async fn start_sink(config: ServerConfig) -> Result<RunningServer, ServerError> {
+        Self::start(config, Box::new(AcceptAll)).await
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound listener has a local address")
+}
+
+/// The addresses the server actually listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addresses {
+    /// SMTP with STARTTLS.
+    pub smtp: SocketAddr,
+    /// SMTPS (implicit TLS).
+    pub smtps: Option<SocketAddr>,
+    /// HTTP.
+    pub http: Option<SocketAddr>,
+}
+
+impl Addresses {
+    /// The one line printed on start: `failmail ready smtp=… smtps=… http=…`.
+    pub fn ready_line(&self) -> String {
+        let mut line = format!("failmail ready smtp={}", self.smtp);
+        if let Some(addr) = self.smtps {
+            line.push_str(&format!(" smtps={addr}"));
+        }
+        if let Some(addr) = self.http {
+            line.push_str(&format!(" http={addr}"));
+        }
+        line
+    }
+}
+
+/// A started server.
+pub struct RunningServer {
+    addresses: Addresses,
+    messages: Arc<MessageStore>,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<ShutdownState>,
+    limit: Arc<Semaphore>,
+    max_connections: usize,
+    grace: Duration,
+    tasks: JoinSet<()>,
+}
+
+impl RunningServer {
+    /// Where it listens.
+    pub fn addresses(&self) -> Addresses {
+        self.addresses
+    }
+
+    /// The accepted messages kept in memory.
+    pub fn messages(&self) -> &Arc<MessageStore> {
+        &self.messages
+    }
+
+    /// Replaces the policy for new decisions; sessions in progress are not interrupted.
+    pub fn set_policy(&self, policy: Box<dyn Policy>) {
+        self.shared.policy.store(Arc::new(policy));
+    }
+
+    /// How many connections are open now.
+    pub fn open_connections(&self) -> usize {
+        self.max_connections - self.limit.available_permits()
+    }
+
+    /// Graceful shutdown: stop accepting, answer 421 to new commands, let messages being received
+    /// finish within the grace period, then close whatever is left.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(ShutdownState::Draining);
+        let drained = async {
+            // Every connection holds a permit: all permits back means every connection ended.
+            let _all = self.limit.acquire_many(self.max_connections as u32).await;
+        };
+        if tokio::time::timeout(self.grace, drained).await.is_err() {
+            warn!("grace period over, closing the remaining connections");
+            let _ = self.shutdown.send(ShutdownState::Force);
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                self.limit.acquire_many(self.max_connections as u32),
+            )
+            .await;
+        }
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        info!("stopped");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    implicit_tls: bool,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<ShutdownState>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match limit.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    connection::serve(stream, implicit_tls, shared, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(refuse(stream));
+            }
+        }
+    }
+}
+
+/// Past the connection cap: one 421 and close (RFC 5321 §3.8 allows it in place of the greeting).
+async fn refuse(mut stream: TcpStream) {
+    let reply = fixed::TOO_MANY_CONNECTIONS;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = stream.write_all(reply.wire()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}

@@ -1,0 +1,132 @@
+//! TLS for STARTTLS and implicit TLS: loading certificates into a rustls configuration.
+//!
+//! Only TLS 1.2 and 1.3 are offered (rustls has nothing older). Without a certificate of the user's,
+//! the development certificate shipped in `certs/` (for localhost, 127.0.0.1 and ::1) is used.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+/// The development certificate chain (leaf for localhost), embedded so that no file is needed.
+pub const DEV_CERT_PEM: &[u8] = include_bytes!("../../certs/localhost.pem");
+/// The development certificate's private key.
+pub const DEV_KEY_PEM: &[u8] = include_bytes!("../../certs/localhost-key.pem");
+/// The development CA that signed [`DEV_CERT_PEM`]; clients in tests trust it.
+pub const DEV_CA_PEM: &[u8] = include_bytes!("../../certs/ca.pem");
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{0}: no PEM certificate found")]
+    NoCertificate(String),
+    /// The key file holds no private key.
+    #[error("{0}: no PEM private key found (PKCS#8, PKCS#1 or SEC1)")]
+    NoKey(String),
+    /// rustls refused the pair (key does not match, unsupported algorithm…).
+    #[error("TLS configuration refused: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// PEM syntax error.
+    #[error("{0}: bad PEM: {1}")]
+    Pem(String, std::io::Error),
+}
+
+/// Where the certificate comes from.
+#[derive(Debug, Clone, Default)]
+pub enum CertificateSource {
+    /// The embedded development certificate.
+    #[default]
+    Development,
+    /// PEM files given by the user.
+    Files {
+        /// Certificate chain, leaf first.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+}
+
+/// Builds the acceptor shared by every TLS handshake.
+pub fn acceptor(source: &CertificateSource) -> Result<TlsAcceptor, TlsError> {
+    let (cert_pem, key_pem, cert_name, key_name) = match source {
+        CertificateSource::Development => (
+            DEV_CERT_PEM.to_vec(),
+            DEV_KEY_PEM.to_vec(),
+            "development certificate".to_owned(),
+            "development key".to_owned(),
+        ),
+        CertificateSource::Files { cert, key } => (
+            read(cert)?,
+            read(key)?,
+            cert.display().to_string(),
+            key.display().to_string(),
+        ),
+    };
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem(cert_name.clone(), e))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(cert_name));
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| TlsError::Pem(key_name.clone(), e))?
+        .ok_or(TlsError::NoKey(key_name))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_certificate_loads() {
+        acceptor(&CertificateSource::Development).unwrap();
+    }
+
+    #[test]
+    fn missing_files_name_the_path() {
+        let error = acceptor(&CertificateSource::Files {
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+        })
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/cert.pem"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn key_file_without_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, DEV_CERT_PEM).unwrap();
+        std::fs::write(&key, b"not a key").unwrap();
+        let error = acceptor(&CertificateSource::Files { cert, key }).unwrap_err();
+        assert!(matches!(error, TlsError::NoKey(_)), "{error}");
+    }
+}

@@ -1,0 +1,8 @@
+//! The SMTP protocol core, free of I/O: command parser, replies, body decoders and the session.
+
+pub mod address;
+pub mod command;
+pub mod data;
+pub mod reply;
+pub mod sasl;
+pub mod session;
