@@ -108,11 +108,12 @@ mod tests {
 
     #[test]
     fn missing_files_name_the_path() {
-        let error = acceptor(&CertificateSource::Files {
+        let Err(error) = acceptor(&CertificateSource::Files {
             cert: "/nonexistent/cert.pem".into(),
             key: "/nonexistent/key.pem".into(),
-        })
-        .unwrap_err();
+        }) else {
+            panic!("missing files were accepted");
+        };
         assert!(
             error.to_string().contains("/nonexistent/cert.pem"),
             "{error}"
@@ -126,7 +127,9 @@ mod tests {
         let key = dir.path().join("key.pem");
         std::fs::write(&cert, DEV_CERT_PEM).unwrap();
         std::fs::write(&key, b"not a key").unwrap();
-        let error = acceptor(&CertificateSource::Files { cert, key }).unwrap_err();
+        let Err(error) = acceptor(&CertificateSource::Files { cert, key }) else {
+            panic!("a key file without a key was accepted");
+        };
         assert!(matches!(error, TlsError::NoKey(_)), "{error}");
     }
 }

@@ -281,7 +281,7 @@ mod tests {
     fn length_limits() {
         let long_local = format!("<{}@x.example>", "a".repeat(65));
         assert_eq!(parse_path(&long_local, true), Err(AddressError::TooLong));
-        let long_domain = format!("<a@{}.example>", ["b".repeat(60); 5].join("."));
+        let long_domain = format!("<a@{}.example>", vec!["b".repeat(60); 5].join("."));
         assert_eq!(parse_path(&long_domain, true), Err(AddressError::TooLong));
     }
 

@@ -162,7 +162,7 @@ mod tests {
         let (body, finished, consumed) = decode_all(&[b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n"]);
         assert!(finished);
         assert_eq!(body, b"Subject: x\r\n\r\nhello\r\n");
-        assert_eq!(consumed, 30);
+        assert_eq!(consumed, 24);
     }
 
     #[test]

@@ -421,6 +421,10 @@ impl Session {
 
     /// One complete line in a line mode; `length` is its size on the wire with the line end.
     fn line(&mut self, line: &[u8], length: usize, out: &mut BytesMut) -> Option<Step> {
+        if length > MAX_AUTH_LINE {
+            self.overlong_line(out);
+            return None;
+        }
         match std::mem::replace(&mut self.mode, Mode::Command) {
             Mode::Command => {
                 if length > MAX_COMMAND_LINE && !starts_with_ignore_case(line, b"AUTH ") {
@@ -949,3 +953,7 @@ impl std::fmt::Write for Writer<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
