@@ -6,6 +6,7 @@
 mod http;
 pub mod journal;
 pub mod policy;
+pub mod scenario;
 pub mod server;
 pub mod smtp;
 

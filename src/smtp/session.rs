@@ -14,6 +14,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::command::{parse_command, Body, Command};
 use super::data::{keep_within_limit, DataDecoder};
+use super::queue_id::AcceptedReply;
 use super::reply::{fixed, Reply, START_DATA};
 use super::sasl::{decode_login, decode_plain, Credentials};
 use crate::policy::{Phase, SessionView, Verdict};
@@ -56,6 +57,8 @@ pub struct SessionConfig {
     pub tls_available: bool,
     /// When AUTH is offered and whether it is required.
     pub auth: AuthPolicy,
+    /// The 250 after an accepted message, in the flavor's style.
+    pub accepted: AcceptedReply,
 }
 
 impl Default for SessionConfig {
@@ -67,6 +70,7 @@ impl Default for SessionConfig {
             max_recipients: 100,
             tls_available: true,
             auth: AuthPolicy::default(),
+            accepted: AcceptedReply::default(),
         }
     }
 }
@@ -777,7 +781,12 @@ impl Session {
 
     /// The queue id of the latest accepted message: unique per server process.
     fn queue_id(&self) -> String {
-        format!("{:08X}{:04X}", self.id as u32, self.accepted as u16)
+        let mut id = String::new();
+        self.config
+            .accepted
+            .style
+            .write(self.id, self.accepted, &mut id);
+        id
     }
 
     /// Carries out the policy's verdict for the phase asked about in [`Step::Decide`].
@@ -849,10 +858,14 @@ impl Session {
                 match custom {
                     Some(reply) => put(out, &reply),
                     None => {
+                        let accepted = &self.config.accepted;
                         let _ = write!(
                             Writer(out),
-                            "250 2.0.0 Ok: queued as {}\r\n",
-                            self.queue_id()
+                            "250 {} {}{}{}\r\n",
+                            accepted.status,
+                            accepted.before,
+                            self.queue_id(),
+                            accepted.after
                         );
                     }
                 }
