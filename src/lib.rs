@@ -3,6 +3,7 @@
 //! The protocol core ([`smtp`]) is sans-IO and tested without sockets; the [`server`] moves bytes
 //! between sockets and sessions; a [`policy::Policy`] decides each phase's reply.
 
+pub mod clock;
 mod http;
 pub mod journal;
 pub mod policy;

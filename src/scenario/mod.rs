@@ -1,5 +1,9 @@
 //! Scenarios: the reply catalog, scenario files and the policy they compile into.
 
 pub mod catalog;
+pub mod compile;
+pub mod duration;
+pub mod file;
 pub mod flavor;
+pub mod pattern;
 pub mod phase_codes;

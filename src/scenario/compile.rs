@@ -1,0 +1,905 @@
+//! Turns a scenario file into a checked, compiled [`Scenario`], or a [`ScenarioError`] that names
+//! the file, line and column and gives a hint.
+
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::catalog::{parse_phase, Catalog, Entry};
+use super::duration::parse_duration;
+use super::file::{
+    GreylistSection, LimitFile, LimitsSection, RuleFile, ScenarioFile, ServerSection,
+};
+use super::flavor::Flavor;
+use super::pattern::{Cidr, Pattern, PatternList};
+use super::phase_codes;
+use crate::policy::Phase;
+use crate::smtp::reply::{EnhancedStatus, Reply};
+use crate::smtp::session::AuthPolicy;
+
+/// A scenario that could not be loaded, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// The file name (or `<inline>`).
+    pub origin: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.origin, self.line, self.column, self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// A reply chosen by a rule: a catalog entry in a flavor, or an inline reply.
+#[derive(Debug, Clone)]
+pub enum ReplySpec {
+    /// A catalog entry; rendered with the flavor's wording.
+    Catalog {
+        /// The entry.
+        entry: &'static Entry,
+        /// Whose wording.
+        flavor: Flavor,
+    },
+    /// A reply written in the scenario.
+    Inline(Reply),
+}
+
+impl ReplySpec {
+    /// The catalog name, for the journal.
+    pub fn catalog_name(&self) -> Option<&'static str> {
+        match self {
+            ReplySpec::Catalog { entry, .. } => Some(entry.name.as_str()),
+            ReplySpec::Inline(_) => None,
+        }
+    }
+
+    /// The reply code the spec produces.
+    pub fn code(&self) -> u16 {
+        match self {
+            ReplySpec::Catalog { entry, flavor } => entry.variant(*flavor).0.code,
+            ReplySpec::Inline(reply) => reply.code(),
+        }
+    }
+}
+
+/// What a rule (or one step of a sequence) does.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The normal reply.
+    Accept,
+    /// Close without a reply.
+    Disconnect,
+    /// Never answer.
+    Hang,
+    /// Send this failure.
+    Reply(ReplySpec),
+    /// At data: 354, then this failure as soon as the body starts, then close.
+    Abort(ReplySpec),
+}
+
+/// A rule's action.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// The same outcome every time.
+    Always(Outcome),
+    /// The n-th attempt of a (client IP, sender, recipient) gets the n-th outcome; the last repeats.
+    Sequence(Vec<Outcome>),
+}
+
+/// Which values a rule looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Matchers {
+    /// Recipient (at rcpt: the one asked about; later: any accepted one).
+    pub rcpt: Option<PatternList>,
+    /// Sender.
+    pub mail_from: Option<PatternList>,
+    /// AUTH identity.
+    pub auth_user: Option<PatternList>,
+    /// EHLO/HELO argument.
+    pub helo: Option<PatternList>,
+    /// Client IP.
+    pub client_ip: Option<Vec<Cidr>>,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Position in the file, from 0.
+    pub index: u32,
+    /// The rule's label, if any.
+    pub name: Option<String>,
+    /// The line of its `[[rule]]` header.
+    pub line: usize,
+    /// The phase it acts at.
+    pub phase: Phase,
+    /// What it matches.
+    pub matchers: Matchers,
+    /// What it does.
+    pub action: Action,
+    /// The chance it acts.
+    pub probability: Option<f64>,
+    /// How many times it acts in all.
+    pub times: Option<u64>,
+    /// Wait before answering.
+    pub delay: Option<Duration>,
+}
+
+/// A rate limit: `max` uses per sliding window `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Uses allowed in one window.
+    pub max: u64,
+    /// The window length.
+    pub per: Duration,
+}
+
+/// What one use of a limit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Count {
+    /// One accepted message.
+    #[default]
+    Messages,
+    /// One accepted recipient of an accepted message.
+    Recipients,
+}
+
+/// `[limits]`, checked.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// Per account.
+    pub per_account: Option<Window>,
+    /// Per client IP.
+    pub per_ip: Option<Window>,
+    /// Open connections per IP.
+    pub connections_per_ip: Option<u32>,
+    /// Messages per connection.
+    pub messages_per_connection: Option<u32>,
+    /// The refusal.
+    pub reply: ReplySpec,
+    /// What counts.
+    pub count: Count,
+    /// Where it is checked: mail or rcpt.
+    pub check_at: Phase,
+    /// IPv6 grouping prefix.
+    pub ipv6_prefix: u8,
+}
+
+/// `[greylisting]`, checked.
+#[derive(Debug, Clone)]
+pub struct GreylistSettings {
+    /// Minimum wait before a retry passes.
+    pub delay: Duration,
+    /// How long a first attempt is remembered.
+    pub retry_window: Duration,
+    /// The refusal.
+    pub reply: ReplySpec,
+    /// Only these recipients (all when absent).
+    pub rcpt: Option<PatternList>,
+}
+
+/// `[server]`, checked. `None` fields keep the command line's value.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSettings {
+    /// Host name.
+    pub hostname: Option<String>,
+    /// Greeting text.
+    pub greeting: Option<String>,
+    /// Default flavor.
+    pub flavor: Flavor,
+    /// Size limit.
+    pub max_message_size: Option<u64>,
+    /// Recipient limit.
+    pub max_recipients: Option<usize>,
+    /// AUTH policy.
+    pub auth: Option<AuthPolicy>,
+    /// Magic addresses on or off.
+    pub magic_addresses: bool,
+}
+
+/// A loaded scenario, ready to evaluate.
+#[derive(Debug, Clone, Default)]
+pub struct Scenario {
+    /// Where it came from.
+    pub origin: String,
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[limits]`.
+    pub limits: Option<LimitSettings>,
+    /// `[greylisting]`.
+    pub greylisting: Option<GreylistSettings>,
+    /// The rules in file order.
+    pub rules: Vec<Rule>,
+    by_phase: [Vec<u32>; Phase::ALL.len()],
+}
+
+impl Scenario {
+    /// The scenario used when no file is given: magic addresses on, no rules.
+    pub fn builtin() -> Self {
+        Self {
+            origin: "<built-in>".to_owned(),
+            server: ServerSettings {
+                magic_addresses: true,
+                ..ServerSettings::default()
+            },
+            ..Self::default()
+        }
+    }
+
+    /// Loads and checks a scenario file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ScenarioError> {
+        let origin = path.display().to_string();
+        let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            origin: origin.clone(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the file: {e}"),
+            hint: None,
+        })?;
+        Self::parse(&origin, &source)
+    }
+
+    /// Checks and compiles scenario text; `origin` names it in errors.
+    pub fn parse(origin: &str, source: &str) -> Result<Self, ScenarioError> {
+        let context = Context { origin, source };
+        let file: ScenarioFile = toml::from_str(source).map_err(|e| context.toml_error(&e))?;
+        let server = context.server(file.server.unwrap_or_default())?;
+        let limits = match file.limits {
+            Some(limits) => Some(context.limits(limits, server.flavor)?),
+            None => None,
+        };
+        let greylisting = match file.greylisting {
+            Some(section) if section.enabled != Some(false) => {
+                Some(context.greylisting(section, server.flavor)?)
+            }
+            _ => None,
+        };
+        let mut rules = Vec::with_capacity(file.rules.len());
+        let mut by_phase: [Vec<u32>; Phase::ALL.len()] = Default::default();
+        for (index, rule) in file.rules.into_iter().enumerate() {
+            let rule = context.rule(index as u32, rule, server.flavor)?;
+            by_phase[rule.phase as usize].push(rule.index);
+            rules.push(rule);
+        }
+        Ok(Self {
+            origin: origin.to_owned(),
+            server,
+            limits,
+            greylisting,
+            rules,
+            by_phase,
+        })
+    }
+
+    /// The rules acting at `phase`, in file order.
+    pub fn rules_at(&self, phase: Phase) -> impl Iterator<Item = &Rule> {
+        self.by_phase[phase as usize]
+            .iter()
+            .map(|&i| &self.rules[i as usize])
+    }
+}
+
+struct Context<'a> {
+    origin: &'a str,
+    source: &'a str,
+}
+
+const REFERENCE_HINT: &str = "see \"Scenario reference\" in README.md for every key";
+
+impl Context<'_> {
+    fn error(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        hint: Option<&str>,
+    ) -> ScenarioError {
+        let offset = span.start.min(self.source.len());
+        let before = &self.source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = self.source[line_start..offset].chars().count() + 1;
+        ScenarioError {
+            origin: self.origin.to_owned(),
+            line,
+            column,
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    fn toml_error(&self, error: &toml::de::Error) -> ScenarioError {
+        let message = error.message().trim().to_owned();
+        let hint = if message.contains("unknown field") {
+            Some(REFERENCE_HINT)
+        } else if message.contains("invalid type") {
+            Some("check the value's type: strings are quoted, numbers are not")
+        } else {
+            Some("the file must be valid TOML (https://toml.io)")
+        };
+        self.error(error.span().unwrap_or(0..0), message, hint)
+    }
+
+    fn server(&self, section: ServerSection) -> Result<ServerSettings, ScenarioError> {
+        let flavor = match &section.flavor {
+            Some(name) => self.flavor(name)?,
+            None => Flavor::Generic,
+        };
+        let auth = match &section.auth {
+            None => None,
+            Some(value) => Some(match value.get_ref().as_str() {
+                "optional" => AuthPolicy {
+                    allow_plaintext: true,
+                    required: false,
+                },
+                "required" => AuthPolicy {
+                    allow_plaintext: true,
+                    required: true,
+                },
+                "tls_only" => AuthPolicy {
+                    allow_plaintext: false,
+                    required: false,
+                },
+                "required_tls" => AuthPolicy {
+                    allow_plaintext: false,
+                    required: true,
+                },
+                other => {
+                    return Err(self.error(
+                        value.span(),
+                        format!("unknown auth policy {other:?}"),
+                        Some("use one of: optional, required, tls_only, required_tls"),
+                    ))
+                }
+            }),
+        };
+        Ok(ServerSettings {
+            hostname: section.hostname,
+            greeting: section.greeting,
+            flavor,
+            max_message_size: section.max_message_size,
+            max_recipients: section.max_recipients,
+            auth,
+            magic_addresses: section.magic_addresses.unwrap_or(true),
+        })
+    }
+
+    fn flavor(&self, name: &Spanned<String>) -> Result<Flavor, ScenarioError> {
+        name.get_ref()
+            .parse()
+            .map_err(|e: super::flavor::UnknownFlavor| {
+                self.error(
+                    name.span(),
+                    e.to_string(),
+                    Some("flavors: generic, ovh, gmail, outlook, yahoo, postfix, exim"),
+                )
+            })
+    }
+
+    fn duration(&self, text: &Spanned<String>) -> Result<Duration, ScenarioError> {
+        parse_duration(text.get_ref()).ok_or_else(|| {
+            self.error(
+                text.span(),
+                format!("bad duration {:?}", text.get_ref()),
+                Some("write a number and a unit: 500ms, 20s, 5m, 1h, 2d"),
+            )
+        })
+    }
+
+    fn window(&self, limit: &Spanned<LimitFile>) -> Result<Window, ScenarioError> {
+        let file = limit.get_ref();
+        let per = parse_duration(&file.per)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                self.error(
+                    limit.span(),
+                    format!("bad window {:?}", file.per),
+                    Some("e.g. per = \"1h\""),
+                )
+            })?;
+        if file.max == 0 {
+            return Err(self.error(
+                limit.span(),
+                "max must be at least 1",
+                Some("remove the limit to turn it off"),
+            ));
+        }
+        Ok(Window { max: file.max, per })
+    }
+
+    fn limits(
+        &self,
+        section: LimitsSection,
+        flavor: Flavor,
+    ) -> Result<LimitSettings, ScenarioError> {
+        let check_at = match &section.check_at {
+            None => Phase::Mail,
+            Some(value) => match value.get_ref().as_str() {
+                "mail" => Phase::Mail,
+                "rcpt" => Phase::Rcpt,
+                other => {
+                    return Err(self.error(
+                        value.span(),
+                        format!("limits are checked at mail or rcpt, not {other:?}"),
+                        None,
+                    ))
+                }
+            },
+        };
+        let count = match &section.count {
+            None => Count::Messages,
+            Some(value) => match value.get_ref().as_str() {
+                "message" | "messages" => Count::Messages,
+                "recipient" | "recipients" => Count::Recipients,
+                other => {
+                    return Err(self.error(
+                        value.span(),
+                        format!("count is message or recipient, not {other:?}"),
+                        None,
+                    ))
+                }
+            },
+        };
+        let reply = match &section.reply {
+            Some(value) => self.reply(value, check_at, flavor)?,
+            None => catalog_reply("rate_limited", flavor),
+        };
+        Ok(LimitSettings {
+            per_account: section
+                .per_account
+                .as_ref()
+                .map(|w| self.window(w))
+                .transpose()?,
+            per_ip: section
+                .per_ip
+                .as_ref()
+                .map(|w| self.window(w))
+                .transpose()?,
+            connections_per_ip: section.connections_per_ip,
+            messages_per_connection: section.messages_per_connection,
+            reply,
+            count,
+            check_at,
+            ipv6_prefix: section.ipv6_prefix.unwrap_or(128).min(128),
+        })
+    }
+
+    fn greylisting(
+        &self,
+        section: GreylistSection,
+        flavor: Flavor,
+    ) -> Result<GreylistSettings, ScenarioError> {
+        Ok(GreylistSettings {
+            delay: match &section.delay {
+                Some(d) => self.duration(d)?,
+                None => Duration::from_secs(300),
+            },
+            retry_window: match &section.retry_window {
+                Some(d) => self.duration(d)?,
+                None => Duration::from_secs(2 * 86_400),
+            },
+            reply: match &section.reply {
+                Some(value) => self.reply(value, Phase::Rcpt, flavor)?,
+                None => catalog_reply("greylisted", flavor),
+            },
+            rcpt: section
+                .rcpt
+                .as_ref()
+                .map(|v| self.patterns(v))
+                .transpose()?,
+        })
+    }
+
+    fn rule(
+        &self,
+        index: u32,
+        spanned: Spanned<RuleFile>,
+        server_flavor: Flavor,
+    ) -> Result<Rule, ScenarioError> {
+        let span = spanned.span();
+        let rule = spanned.into_inner();
+        let header = self.error(span.clone(), "", None);
+        let flavor = match &rule.flavor {
+            Some(name) => self.flavor(name)?,
+            None => server_flavor,
+        };
+        let matchers = Matchers {
+            rcpt: rule.rcpt.as_ref().map(|v| self.patterns(v)).transpose()?,
+            mail_from: rule
+                .mail_from
+                .as_ref()
+                .map(|v| self.patterns(v))
+                .transpose()?,
+            auth_user: rule
+                .auth_user
+                .as_ref()
+                .map(|v| self.patterns(v))
+                .transpose()?,
+            helo: rule.helo.as_ref().map(|v| self.patterns(v)).transpose()?,
+            client_ip: rule.client_ip.as_ref().map(|v| self.cidrs(v)).transpose()?,
+        };
+        // The latest phase at which every matched value is known.
+        let matcher_phase = [
+            (rule.client_ip.is_some(), Phase::Connect),
+            (rule.helo.is_some(), Phase::Ehlo),
+            (rule.auth_user.is_some(), Phase::Auth),
+            (rule.mail_from.is_some(), Phase::Mail),
+            (rule.rcpt.is_some(), Phase::Rcpt),
+        ]
+        .into_iter()
+        .filter(|(present, _)| *present)
+        .map(|(_, phase)| phase)
+        .max();
+        let natural_phase = self.natural_phase(&rule);
+        let phase = match &rule.at {
+            Some(at) => {
+                let phase = parse_phase(at.get_ref()).ok_or_else(|| {
+                    self.error(
+                        at.span(),
+                        format!("unknown phase {:?}", at.get_ref()),
+                        Some("phases: connect, ehlo, auth, mail, rcpt, data, data_end"),
+                    )
+                })?;
+                if let Some(needed) = matcher_phase.filter(|needed| *needed > phase) {
+                    return Err(self.error(
+                        at.span(),
+                        format!("this rule matches on a value only known from {needed} on, but acts at {phase}"),
+                        Some("act at a later phase, or match on values known earlier"),
+                    ));
+                }
+                phase
+            }
+            None => match (matcher_phase, natural_phase) {
+                (Some(a), Some(b)) => a.max(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => {
+                    return Err(self.error(
+                        span,
+                        "cannot tell at which phase this rule acts",
+                        Some("add at = \"connect\" (or ehlo, auth, mail, rcpt, data, data_end)"),
+                    ))
+                }
+            },
+        };
+        let action = self.action(&rule, phase, flavor, span.clone())?;
+        let probability = match &rule.probability {
+            Some(p) if !(*p.get_ref() > 0.0 && *p.get_ref() <= 1.0) => {
+                return Err(self.error(
+                    p.span(),
+                    "probability must be in (0, 1]",
+                    Some("e.g. probability = 0.3"),
+                ))
+            }
+            Some(p) => Some(*p.get_ref()),
+            None => None,
+        };
+        let times = match &rule.times {
+            Some(t) if *t.get_ref() == 0 => {
+                return Err(self.error(
+                    t.span(),
+                    "times must be at least 1",
+                    Some("remove the rule to turn it off"),
+                ))
+            }
+            Some(t) => Some(*t.get_ref()),
+            None => None,
+        };
+        Ok(Rule {
+            index,
+            name: rule.name.clone(),
+            line: header.line,
+            phase,
+            matchers,
+            action,
+            probability,
+            times,
+            delay: rule.delay.as_ref().map(|d| self.duration(d)).transpose()?,
+        })
+    }
+
+    /// The phase where the rule's catalog reply naturally happens, if it names one.
+    fn natural_phase(&self, rule: &RuleFile) -> Option<Phase> {
+        let catalog = Catalog::builtin();
+        let first_name =
+            |value: &toml::Value| value.as_str().and_then(|n| catalog.get(n)).map(|e| e.phase);
+        if let Some(reply) = &rule.reply {
+            return first_name(reply.get_ref());
+        }
+        if let Some(sequence) = &rule.sequence {
+            return sequence
+                .get_ref()
+                .iter()
+                .find_map(|v| first_name(v.get_ref()));
+        }
+        None
+    }
+
+    fn action(
+        &self,
+        rule: &RuleFile,
+        phase: Phase,
+        flavor: Flavor,
+        span: Range<usize>,
+    ) -> Result<Action, ScenarioError> {
+        let then = rule.then.as_ref();
+        match (&rule.reply, &rule.sequence, then.map(|t| t.get_ref().as_str())) {
+            (Some(_), Some(sequence), _) => Err(self.error(
+                sequence.span(),
+                "a rule has either reply or sequence, not both",
+                Some("put the reply into the sequence"),
+            )),
+            (None, Some(_), Some(_)) => Err(self.error(
+                then.expect("matched").span(),
+                "then does not go with sequence",
+                Some("put \"accept\", \"disconnect\" or \"hang\" into the sequence"),
+            )),
+            (None, Some(sequence), None) => {
+                if sequence.get_ref().is_empty() {
+                    return Err(self.error(sequence.span(), "empty sequence", Some("e.g. sequence = [\"greylisted\", \"accept\"]")));
+                }
+                let steps = sequence
+                    .get_ref()
+                    .iter()
+                    .map(|item| self.sequence_item(item, phase, flavor))
+                    .collect::<Result<_, _>>()?;
+                Ok(Action::Sequence(steps))
+            }
+            (reply, None, Some("abort")) => {
+                let then = then.expect("matched");
+                if phase != Phase::Data {
+                    return Err(self.error(then.span(), format!("abort acts at data, not {phase}"), Some("add at = \"data\"")));
+                }
+                let Some(reply) = reply else {
+                    return Err(self.error(then.span(), "abort needs a reply", Some("e.g. reply = \"spam_rejected\"")));
+                };
+                Ok(Action::Always(Outcome::Abort(self.reply(reply, phase, flavor)?)))
+            }
+            (Some(reply), None, Some(other)) => Err(self.error(
+                then.expect("matched").span(),
+                format!("then = {other:?} does not go with reply"),
+                Some(match reply.get_ref().as_str() {
+                    Some(_) => "remove reply, or remove then (a 421 reply closes the connection by itself)",
+                    None => "remove reply, or remove then",
+                }),
+            )),
+            (None, None, Some(word)) => match word {
+                "accept" => Ok(Action::Always(Outcome::Accept)),
+                "disconnect" => Ok(Action::Always(Outcome::Disconnect)),
+                "hang" => Ok(Action::Always(Outcome::Hang)),
+                other => Err(self.error(
+                    then.expect("matched").span(),
+                    format!("unknown action {other:?}"),
+                    Some("then is one of: accept, disconnect, hang, abort"),
+                )),
+            },
+            (Some(reply), None, None) => Ok(Action::Always(Outcome::Reply(self.reply(reply, phase, flavor)?))),
+            (None, None, None) => Err(self.error(
+                span,
+                "this rule does nothing",
+                Some("give it reply = \"…\", sequence = [...] or then = \"accept\" / \"disconnect\" / \"hang\""),
+            )),
+        }
+    }
+
+    fn sequence_item(
+        &self,
+        item: &Spanned<toml::Value>,
+        phase: Phase,
+        flavor: Flavor,
+    ) -> Result<Outcome, ScenarioError> {
+        match item.get_ref().as_str() {
+            Some("accept") => Ok(Outcome::Accept),
+            Some("disconnect") => Ok(Outcome::Disconnect),
+            Some("hang") => Ok(Outcome::Hang),
+            _ => Ok(Outcome::Reply(self.reply(item, phase, flavor)?)),
+        }
+    }
+
+    /// A catalog name or `{ code, status, text }`, checked for the phase.
+    fn reply(
+        &self,
+        value: &Spanned<toml::Value>,
+        phase: Phase,
+        flavor: Flavor,
+    ) -> Result<ReplySpec, ScenarioError> {
+        let span = value.span();
+        let spec = match value.get_ref() {
+            toml::Value::String(name) => {
+                let entry = Catalog::builtin().get(name).ok_or_else(|| {
+                    self.error(
+                        span.clone(),
+                        format!("unknown catalog name {name:?}"),
+                        Some(&format!(
+                            "{}; `failmail catalog` lists every name",
+                            closest_name(name)
+                        )),
+                    )
+                })?;
+                ReplySpec::Catalog { entry, flavor }
+            }
+            toml::Value::Table(table) => {
+                for key in table.keys() {
+                    if !["code", "status", "text"].contains(&key.as_str()) {
+                        return Err(self.error(
+                            span.clone(),
+                            format!("unknown key {key:?} in an inline reply"),
+                            Some("an inline reply is { code = 550, status = \"5.1.1\", text = \"…\" }"),
+                        ));
+                    }
+                }
+                let code = table
+                    .get("code")
+                    .and_then(toml::Value::as_integer)
+                    .and_then(|c| u16::try_from(c).ok())
+                    .ok_or_else(|| {
+                        self.error(
+                            span.clone(),
+                            "an inline reply needs code = <number>",
+                            Some("e.g. code = 550"),
+                        )
+                    })?;
+                let status = table
+                    .get("status")
+                    .and_then(toml::Value::as_str)
+                    .ok_or_else(|| {
+                        self.error(
+                            span.clone(),
+                            "an inline reply needs status = \"X.Y.Z\"",
+                            Some("every failure carries its enhanced status code (RFC 3463), e.g. status = \"5.1.1\""),
+                        )
+                    })?;
+                let status = EnhancedStatus::parse(status).ok_or_else(|| {
+                    self.error(
+                        span.clone(),
+                        format!("bad enhanced status code {status:?}"),
+                        Some("write class.subject.detail, e.g. 5.7.1"),
+                    )
+                })?;
+                let lines: Vec<String> = match table.get("text") {
+                    Some(toml::Value::String(text)) => vec![text.clone()],
+                    Some(toml::Value::Array(items)) => items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_owned))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| {
+                            self.error(span.clone(), "text lines must be strings", None)
+                        })?,
+                    _ => {
+                        return Err(self.error(
+                            span.clone(),
+                            "an inline reply needs text = \"…\" (or a list of lines)",
+                            None,
+                        ))
+                    }
+                };
+                let reply = Reply::new(code, Some(status), &lines)
+                    .map_err(|e| self.error(span.clone(), e.to_string(), None))?;
+                ReplySpec::Inline(reply)
+            }
+            _ => {
+                return Err(self.error(
+                    span,
+                    "a reply is a catalog name or { code, status, text }",
+                    Some("e.g. reply = \"user_unknown\""),
+                ))
+            }
+        };
+        let code = spec.code();
+        if !phase_codes::is_allowed(phase, code) {
+            let what = if code < 400 {
+                "is not a failure"
+            } else {
+                "does not fit this phase"
+            };
+            return Err(self.error(
+                span,
+                format!("reply code {code} {what} ({})", phase_codes::describe(phase)),
+                Some("use then = \"accept\" for the normal reply, or pick a code that fits the phase"),
+            ));
+        }
+        Ok(spec)
+    }
+
+    fn patterns(&self, value: &Spanned<toml::Value>) -> Result<PatternList, ScenarioError> {
+        let texts = self.strings(value)?;
+        texts
+            .iter()
+            .map(|t| Pattern::compile(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map(PatternList)
+            .map_err(|e| {
+                self.error(
+                    value.span(),
+                    e.to_string(),
+                    Some("patterns are exact text, globs with * and ?, or /regex/"),
+                )
+            })
+    }
+
+    fn cidrs(&self, value: &Spanned<toml::Value>) -> Result<Vec<Cidr>, ScenarioError> {
+        self.strings(value)?
+            .iter()
+            .map(|t| Cidr::parse(t))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.error(value.span(), e.to_string(), None))
+    }
+
+    fn strings(&self, value: &Spanned<toml::Value>) -> Result<Vec<String>, ScenarioError> {
+        let bad = || {
+            self.error(
+                value.span(),
+                "expected a string or a list of strings",
+                Some("e.g. rcpt = \"*@example.com\" or rcpt = [\"a@x\", \"b@x\"]"),
+            )
+        };
+        match value.get_ref() {
+            toml::Value::String(s) => Ok(vec![s.clone()]),
+            toml::Value::Array(items) if !items.is_empty() => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned).ok_or_else(bad))
+                .collect(),
+            _ => Err(bad()),
+        }
+    }
+}
+
+fn catalog_reply(name: &str, flavor: Flavor) -> ReplySpec {
+    ReplySpec::Catalog {
+        entry: Catalog::builtin().get(name).expect("built-in catalog name"),
+        flavor,
+    }
+}
+
+/// "did you mean …?" for a misspelt catalog name.
+fn closest_name(name: &str) -> String {
+    let best = Catalog::builtin()
+        .entries()
+        .iter()
+        .map(|e| (edit_distance(name, &e.name), e.name.as_str()))
+        .min();
+    match best {
+        Some((distance, best)) if distance <= 3 => format!("did you mean {best:?}?"),
+        _ => "no catalog entry is close".to_owned(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                previous
+            } else {
+                1 + previous.min(row[j]).min(row[j + 1])
+            };
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;

@@ -1,0 +1,210 @@
+//! Matchers for scenario rules: exact text, globs, `/regex/`, lists of them, and CIDR blocks.
+//!
+//! Text matching ignores ASCII case (addresses and host names are compared case-insensitively by
+//! every real MTA); regexes are taken as written (add `(?i)` to ignore case). Nothing allocates
+//! while matching.
+
+use std::net::IpAddr;
+
+use regex::Regex;
+
+/// One compiled text pattern.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    /// Equal, ignoring ASCII case.
+    Exact(String),
+    /// `*` (any run) and `?` (one character), ignoring ASCII case.
+    Glob(String),
+    /// A regular expression, searched (anchor it with `^…$` to match whole values).
+    Regex(Regex),
+}
+
+/// Why a pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// The regex does not compile.
+    #[error("bad regex {pattern}: {reason}")]
+    Regex {
+        /// The pattern as written.
+        pattern: String,
+        /// The regex crate's explanation.
+        reason: String,
+    },
+    /// Empty pattern.
+    #[error("empty pattern")]
+    Empty,
+    /// The CIDR block does not parse.
+    #[error("bad CIDR block {0:?} (expected an IP address or address/prefix, e.g. 192.0.2.0/24 or 2001:db8::/32)")]
+    Cidr(String),
+}
+
+impl Pattern {
+    /// Compiles `text`: `/…/` is a regex, text with `*` or `?` a glob, anything else exact.
+    pub fn compile(text: &str) -> Result<Self, PatternError> {
+        if text.is_empty() {
+            return Err(PatternError::Empty);
+        }
+        if text.len() >= 2 && text.starts_with('/') && text.ends_with('/') {
+            let source = &text[1..text.len() - 1];
+            return Regex::new(source)
+                .map(Pattern::Regex)
+                .map_err(|e| PatternError::Regex {
+                    pattern: text.to_owned(),
+                    reason: e.to_string().lines().last().unwrap_or("").trim().to_owned(),
+                });
+        }
+        if text.contains(['*', '?']) {
+            Ok(Pattern::Glob(text.to_ascii_lowercase()))
+        } else {
+            Ok(Pattern::Exact(text.to_ascii_lowercase()))
+        }
+    }
+
+    /// Whether `value` matches.
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            Pattern::Exact(exact) => exact.eq_ignore_ascii_case(value),
+            Pattern::Glob(glob) => glob_match(glob.as_bytes(), value.as_bytes()),
+            Pattern::Regex(regex) => regex.is_match(value),
+        }
+    }
+}
+
+/// Glob matching with `*` and `?`, ASCII case-insensitive, linear time (one backtrack point).
+fn glob_match(pattern: &[u8], value: &[u8]) -> bool {
+    let (mut p, mut v) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while v < value.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == value[v].to_ascii_lowercase())
+        {
+            p += 1;
+            v += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, v));
+            p += 1;
+        } else if let Some((star_p, star_v)) = star {
+            p = star_p + 1;
+            v = star_v + 1;
+            star = Some((star_p, star_v + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+/// A list of patterns; matches when any does.
+#[derive(Debug, Clone, Default)]
+pub struct PatternList(pub Vec<Pattern>);
+
+impl PatternList {
+    /// Whether any pattern matches `value`.
+    pub fn matches(&self, value: &str) -> bool {
+        self.0.iter().any(|p| p.matches(value))
+    }
+}
+
+/// An IP block, `addr/prefix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `192.0.2.0/24`, `2001:db8::/32` or a single address.
+    pub fn parse(text: &str) -> Result<Self, PatternError> {
+        let bad = || PatternError::Cidr(text.to_owned());
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Self { network, prefix })
+    }
+
+    /// Whether `ip` is in the block (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_glob_and_regex() {
+        let exact = Pattern::compile("Bob@Example.com").unwrap();
+        assert!(exact.matches("bob@example.COM"));
+        assert!(!exact.matches("bob@example.org"));
+        let glob = Pattern::compile("*@nowhere.example").unwrap();
+        assert!(glob.matches("anyone@NOWHERE.example"));
+        assert!(!glob.matches("anyone@nowhere.example.org"));
+        let glob = Pattern::compile("flaky?@*").unwrap();
+        assert!(glob.matches("flaky1@x"));
+        assert!(!glob.matches("flaky@x"));
+        assert!(Pattern::compile("a*b*c").unwrap().matches("aXXbYYbZZc"));
+        assert!(!Pattern::compile("a*b*c").unwrap().matches("aXXbYYbZZ"));
+        let regex = Pattern::compile("/^user[0-9]+@/").unwrap();
+        assert!(regex.matches("user42@x"));
+        assert!(!regex.matches("USER42@x"));
+    }
+
+    #[test]
+    fn bad_patterns() {
+        assert!(matches!(
+            Pattern::compile("/(unclosed/"),
+            Err(PatternError::Regex { .. })
+        ));
+        assert_eq!(Pattern::compile("").unwrap_err(), PatternError::Empty);
+    }
+
+    #[test]
+    fn cidr_blocks() {
+        let block = Cidr::parse("192.0.2.0/24").unwrap();
+        assert!(block.contains("192.0.2.200".parse().unwrap()));
+        assert!(!block.contains("192.0.3.1".parse().unwrap()));
+        assert!(block.contains("::ffff:192.0.2.9".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("203.0.113.1".parse().unwrap()));
+        assert!(Cidr::parse("127.0.0.1")
+            .unwrap()
+            .contains("127.0.0.1".parse().unwrap()));
+        for bad in ["192.0.2.0/33", "nope", "10.0.0.0/x"] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
