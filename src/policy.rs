@@ -4,7 +4,9 @@
 //! [`SessionView`] to a [`Policy`], which returns a [`Decision`]. Scenario rules, the reply catalog
 //! and rate limits are all policies; [`AcceptAll`] is the plain sink.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use crate::smtp::reply::Reply;
@@ -132,13 +134,46 @@ impl Decision {
     }
 }
 
-/// Decides the reply at each phase of a session.
-pub trait Policy: Send + Sync + 'static {
-    /// Called once per phase with what the session knows; must be cheap on the common path.
-    fn decide(&self, phase: Phase, view: &SessionView<'_>) -> Decision;
+/// A decision that needs waiting for (a shared store across the network).
+pub type DecisionFuture<'a> = Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
 
-    /// Called when a message was accepted (after it was stored), so that limits can count it.
-    fn accepted(&self, _view: &SessionView<'_>) {}
+/// A decision now, or one to wait for. The common path answers now and allocates nothing.
+pub enum Answer<'a> {
+    /// Decided.
+    Ready(Decision),
+    /// Await this.
+    Later(DecisionFuture<'a>),
+}
+
+impl Answer<'_> {
+    /// Waits for the decision if needed.
+    pub async fn resolve(self) -> Decision {
+        match self {
+            Answer::Ready(decision) => decision,
+            Answer::Later(future) => future.await,
+        }
+    }
+}
+
+/// Decides replies for the sessions of a server; one per loaded scenario.
+pub trait Policy: Send + Sync + 'static {
+    /// A new client connected: returns the object that decides for its session.
+    fn open(&self, peer: SocketAddr) -> Box<dyn SessionPolicy>;
+}
+
+/// Decides the reply at each phase of one session, and keeps what the session holds (a
+/// connection slot, a reserved place in a rate limit) until it is dropped.
+pub trait SessionPolicy: Send {
+    /// Called once per phase with what the session knows; must be cheap on the common path.
+    fn decide<'a>(&'a mut self, phase: Phase, view: &'a SessionView<'a>) -> Answer<'a>;
+
+    /// Called when a message was accepted (after it was stored), so that limits count it.
+    fn accepted<'a>(
+        &'a mut self,
+        _view: &'a SessionView<'a>,
+    ) -> Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
+        None
+    }
 }
 
 /// The plain sink: every phase gets the normal reply.
@@ -146,7 +181,13 @@ pub trait Policy: Send + Sync + 'static {
 pub struct AcceptAll;
 
 impl Policy for AcceptAll {
-    fn decide(&self, _phase: Phase, _view: &SessionView<'_>) -> Decision {
-        Decision::CONTINUE
+    fn open(&self, _peer: SocketAddr) -> Box<dyn SessionPolicy> {
+        Box::new(AcceptAll)
+    }
+}
+
+impl SessionPolicy for AcceptAll {
+    fn decide<'a>(&'a mut self, _phase: Phase, _view: &'a SessionView<'a>) -> Answer<'a> {
+        Answer::Ready(Decision::CONTINUE)
     }
 }

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod compile;
 pub mod duration;
+pub mod engine;
 pub mod file;
 pub mod flavor;
 pub mod pattern;

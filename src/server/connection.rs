@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn, Instrument};
 
 use super::{Shared, ShutdownState};
-use crate::policy::{Phase, Verdict};
+use crate::policy::{Phase, SessionPolicy, Verdict};
 use crate::smtp::reply::{fixed, Reply};
 use crate::smtp::session::{Session, Step, Waiting};
 
@@ -58,7 +58,8 @@ async fn run(
     peer: std::net::SocketAddr,
 ) {
     debug!(implicit_tls, "connected");
-    let mut session = Session::new(shared.session_config.clone(), id, peer, implicit_tls);
+    let mut session = Session::new(shared.session_config.load_full(), id, peer, implicit_tls);
+    let mut policy = shared.policy.load().open(peer);
     let mut buffers = Buffers {
         input: BytesMut::with_capacity(1024),
         output: BytesMut::with_capacity(1024),
@@ -70,6 +71,7 @@ async fn run(
                 drive(
                     &mut tls,
                     &mut session,
+                    policy.as_mut(),
                     &mut buffers,
                     &shared,
                     &mut shutdown,
@@ -84,6 +86,7 @@ async fn run(
         match drive(
             &mut plain,
             &mut session,
+            policy.as_mut(),
             &mut buffers,
             &shared,
             &mut shutdown,
@@ -97,6 +100,7 @@ async fn run(
                     drive(
                         &mut tls,
                         &mut session,
+                        policy.as_mut(),
                         &mut buffers,
                         &shared,
                         &mut shutdown,
@@ -137,6 +141,7 @@ async fn handshake(
 async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
     io: &mut IO,
     session: &mut Session,
+    policy: &mut dyn SessionPolicy,
     buffers: &mut Buffers,
     shared: &Shared,
     shutdown: &mut watch::Receiver<ShutdownState>,
@@ -145,7 +150,7 @@ async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
     loop {
         match step {
             Step::Decide(phase) => {
-                decide(io, session, buffers, shared, phase).await?;
+                decide(io, session, policy, buffers, shared, phase).await?;
                 step = session.advance(&mut buffers.input, &mut buffers.output);
             }
             Step::StartTls => {
@@ -201,12 +206,12 @@ async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
 async fn decide<IO: AsyncWrite + Unpin>(
     io: &mut IO,
     session: &mut Session,
+    policy: &mut dyn SessionPolicy,
     buffers: &mut Buffers,
     shared: &Shared,
     phase: Phase,
 ) -> std::io::Result<()> {
-    let policy = shared.policy.load();
-    let decision = policy.decide(phase, &session.view());
+    let decision = policy.decide(phase, &session.view()).resolve().await;
     if let Some(delay) = decision.delay {
         flush(io, &mut buffers.output).await?;
         tokio::time::sleep(delay).await;
@@ -220,7 +225,11 @@ async fn decide<IO: AsyncWrite + Unpin>(
     if phase == Phase::DataEnd && accepts {
         let message = session.take_message();
         match shared.deliver(message) {
-            Ok(()) => policy.accepted(&session.view()),
+            Ok(()) => {
+                if let Some(counting) = policy.accepted(&session.view()) {
+                    counting.await;
+                }
+            }
             Err(error) => {
                 warn!(%error, "message could not be stored");
                 verdict = Verdict::Reply(fixed::STORE_FAILED);

@@ -131,7 +131,7 @@ pub(crate) enum ShutdownState {
 
 /// State shared by every connection of one server.
 pub(crate) struct Shared {
-    session_config: Arc<SessionConfig>,
+    session_config: ArcSwap<SessionConfig>,
     tls: Option<TlsAcceptor>,
     timeouts: Timeouts,
     policy: ArcSwap<Box<dyn Policy>>,
@@ -181,7 +181,7 @@ impl Server {
         };
         let messages = Arc::new(MessageStore::new(config.message_capacity));
         let shared = Arc::new(Shared {
-            session_config: Arc::new(config.session.clone()),
+            session_config: ArcSwap::from_pointee(config.session.clone()),
             tls,
             timeouts: config.timeouts,
             policy: ArcSwap::from_pointee(policy),
@@ -288,9 +288,20 @@ impl RunningServer {
         &self.messages
     }
 
-    /// Replaces the policy for new decisions; sessions in progress are not interrupted.
+    /// Replaces the policy for new sessions; sessions in progress keep theirs and go on.
     pub fn set_policy(&self, policy: Box<dyn Policy>) {
         self.shared.policy.store(Arc::new(policy));
+    }
+
+    /// Replaces what new sessions are told (host name, limits, AUTH policy, 250 wording).
+    pub fn set_session_config(&self, mut config: SessionConfig) {
+        config.tls_available = self.shared.tls.is_some();
+        self.shared.session_config.store(Arc::new(config));
+    }
+
+    /// What new sessions are told now.
+    pub fn session_config(&self) -> Arc<SessionConfig> {
+        self.shared.session_config.load_full()
     }
 
     /// How many connections are open now.

@@ -1,0 +1,264 @@
+//! Evaluation of rules, sequences, chances and magic addresses, without sockets.
+
+use std::time::Duration;
+
+use super::*;
+use crate::clock::ManualClock;
+
+fn engine(source: &str, seed: u64) -> Engine {
+    let scenario = Scenario::parse("t.toml", source).unwrap();
+    Engine::new(
+        Arc::new(scenario),
+        Arc::new(ManualClock::new(Duration::from_secs(1_700_000_000))),
+        seed,
+        "mx.test".into(),
+    )
+}
+
+fn view<'a>(
+    peer: &'a str,
+    from: Option<&'a str>,
+    rcpt: Option<&'a str>,
+    recipients: &'a [String],
+) -> SessionView<'a> {
+    SessionView {
+        session_id: 1,
+        peer: peer.parse().unwrap(),
+        tls: false,
+        helo: Some("client.example"),
+        auth_user: None,
+        auth_password: None,
+        mail_from: from,
+        rcpt,
+        recipients,
+        message: None,
+    }
+}
+
+fn code(decision: &Decision) -> Option<u16> {
+    match &decision.verdict {
+        Verdict::Reply(reply) => Some(reply.code()),
+        Verdict::Continue => Some(250),
+        _ => None,
+    }
+}
+
+#[test]
+fn first_matching_rule_decides() {
+    let e = engine(
+        "[[rule]]\nrcpt = \"*@nowhere.example\"\nreply = \"user_unknown\"\n\n[[rule]]\nrcpt = \"*\"\nreply = \"mailbox_full\"\n",
+        0,
+    );
+    let d = e.decide(
+        Phase::Rcpt,
+        &view("192.0.2.1:1", Some("a@x"), Some("b@nowhere.example"), &[]),
+        "192.0.2.1",
+    );
+    assert_eq!(code(&d), Some(550));
+    assert_eq!(d.rule, Some(0));
+    assert_eq!(d.catalog, Some("user_unknown"));
+    let d = e.decide(
+        Phase::Rcpt,
+        &view("192.0.2.1:1", Some("a@x"), Some("b@elsewhere"), &[]),
+        "192.0.2.1",
+    );
+    assert_eq!(code(&d), Some(452));
+    assert_eq!(d.rule, Some(1));
+    assert_eq!(
+        e.decide(
+            Phase::Mail,
+            &view("192.0.2.1:1", Some("a@x"), None, &[]),
+            "ip"
+        )
+        .verdict,
+        Verdict::Continue
+    );
+}
+
+#[test]
+fn sequence_per_triplet_then_last_repeats() {
+    let e = engine(
+        "[[rule]]\nrcpt = \"flaky@*\"\nsequence = [\"greylisted\", \"greylisted\", \"accept\"]\n",
+        0,
+    );
+    let ask = |from: &str, ip: &str| {
+        let peer = format!("{ip}:25");
+        code(&e.decide(
+            Phase::Rcpt,
+            &view(&peer, Some(from), Some("flaky@y.example"), &[]),
+            ip,
+        ))
+    };
+    assert_eq!(
+        [
+            ask("a@x", "192.0.2.1"),
+            ask("a@x", "192.0.2.1"),
+            ask("a@x", "192.0.2.1"),
+            ask("a@x", "192.0.2.1")
+        ],
+        [Some(451), Some(451), Some(250), Some(250)]
+    );
+    // A fresh triplet (other sender, other IP) starts again.
+    assert_eq!(ask("b@x", "192.0.2.1"), Some(451));
+    assert_eq!(ask("a@x", "192.0.2.2"), Some(451));
+    e.reset();
+    assert_eq!(ask("a@x", "192.0.2.1"), Some(451));
+}
+
+#[test]
+fn probability_is_seeded_and_near_its_rate() {
+    let source =
+        "[[rule]]\nat = \"mail\"\nmail_from = \"*\"\nreply = \"local_error\"\nprobability = 0.3\n";
+    let run = |seed| {
+        let e = engine(source, seed);
+        (0..1000)
+            .map(|_| {
+                let failed = code(&e.decide(
+                    Phase::Mail,
+                    &view("192.0.2.1:1", Some("a@x"), None, &[]),
+                    "ip",
+                )) == Some(451);
+                if failed {
+                    'F'
+                } else {
+                    '.'
+                }
+            })
+            .collect::<String>()
+    };
+    let first = run(7);
+    assert_eq!(first, run(7), "same seed, same replies");
+    assert_ne!(first, run(8), "another seed, other replies");
+    let failures = first.matches('F').count();
+    assert!(
+        (240..=360).contains(&failures),
+        "{failures} failures in 1000 at p = 0.3"
+    );
+}
+
+#[test]
+fn times_then_falls_through() {
+    let e = engine(
+        "[[rule]]\nat = \"mail\"\nmail_from = \"*\"\nreply = \"local_error\"\ntimes = 2\n\n[[rule]]\nmail_from = \"*\"\nreply = \"sender_rejected\"\n",
+        0,
+    );
+    let ask = || {
+        code(&e.decide(
+            Phase::Mail,
+            &view("192.0.2.1:1", Some("a@x"), None, &[]),
+            "ip",
+        ))
+    };
+    assert_eq!([ask(), ask(), ask()], [Some(451), Some(451), Some(550)]);
+}
+
+#[test]
+fn client_ip_helo_and_data_end_matching() {
+    let e = engine(
+        "[[rule]]\nclient_ip = \"10.0.0.0/8\"\nreply = \"too_many_connections\"\n\n[[rule]]\nrcpt = \"spam@*\"\nat = \"data_end\"\nreply = \"spam_rejected\"\n",
+        0,
+    );
+    assert_eq!(
+        code(&e.decide(
+            Phase::Connect,
+            &view("10.1.2.3:1", None, None, &[]),
+            "10.1.2.3"
+        )),
+        Some(421)
+    );
+    assert_eq!(
+        code(&e.decide(Phase::Connect, &view("192.0.2.1:1", None, None, &[]), "x")),
+        Some(250)
+    );
+    let recipients = vec!["ok@y".to_owned(), "spam@y".to_owned()];
+    assert_eq!(
+        code(&e.decide(
+            Phase::DataEnd,
+            &view("192.0.2.1:1", Some("a@x"), Some("ok@y"), &recipients),
+            "x"
+        )),
+        Some(554)
+    );
+}
+
+#[test]
+fn actions_and_delay() {
+    let e = engine(
+        "[[rule]]\nrcpt = \"slow@*\"\nat = \"data_end\"\ndelay = \"20s\"\nthen = \"disconnect\"\n",
+        0,
+    );
+    let recipients = vec!["slow@y".to_owned()];
+    let d = e.decide(
+        Phase::DataEnd,
+        &view("192.0.2.1:1", Some("a@x"), None, &recipients),
+        "x",
+    );
+    assert_eq!(d.verdict, Verdict::Disconnect);
+    assert_eq!(d.delay, Some(Duration::from_secs(20)));
+}
+
+#[test]
+fn magic_addresses() {
+    let e = engine("", 0);
+    let ask = |phase, rcpt: &str| {
+        let recipients = vec![rcpt.to_owned()];
+        e.decide(
+            phase,
+            &view("192.0.2.1:1", Some("a@x"), Some(rcpt), &recipients),
+            "192.0.2.1",
+        )
+    };
+    let d = ask(Phase::Rcpt, "user_unknown@anything.example");
+    assert_eq!(code(&d), Some(550));
+    assert_eq!(d.catalog, Some("user_unknown"));
+    let d = ask(Phase::Rcpt, "user_unknown+gmail@anything.example");
+    let Verdict::Reply(reply) = &d.verdict else {
+        panic!()
+    };
+    assert!(reply.to_string().contains("gsmtp"), "{reply}");
+    let d = ask(Phase::Rcpt, "550-5.7.1@x.example");
+    let Verdict::Reply(reply) = &d.verdict else {
+        panic!()
+    };
+    assert!(reply.to_string().starts_with("550 5.7.1 "), "{reply}");
+    // Failures that belong to the end of data are given there, not at RCPT.
+    assert_eq!(
+        code(&ask(Phase::Rcpt, "spam_rejected@x.example")),
+        Some(250)
+    );
+    assert_eq!(
+        code(&ask(Phase::DataEnd, "spam_rejected@x.example")),
+        Some(554)
+    );
+    // Ordinary and malformed addresses are not magic.
+    assert_eq!(code(&ask(Phase::Rcpt, "someone@x.example")), Some(250));
+    assert_eq!(code(&ask(Phase::Rcpt, "user_unknown+hotmail@x")), Some(250));
+    assert_eq!(code(&ask(Phase::Rcpt, "250-2.0.0@x")), Some(250));
+    assert_eq!(code(&ask(Phase::Rcpt, "550-4.1.1@x")), Some(250));
+    // Off when the scenario says so.
+    let e = engine("[server]\nmagic_addresses = false\n", 0);
+    let d = e.decide(
+        Phase::Rcpt,
+        &view("192.0.2.1:1", Some("a@x"), Some("user_unknown@x"), &[]),
+        "x",
+    );
+    assert_eq!(d.verdict, Verdict::Continue);
+}
+
+#[test]
+fn session_config_takes_server_section_and_flavor_wording() {
+    let scenario = Scenario::parse(
+        "t.toml",
+        "[server]\nhostname = \"mx.example\"\ngreeting = \"ESMTP ready\"\nflavor = \"exim\"\nmax_message_size = 1000\nauth = \"required\"\n",
+    )
+    .unwrap();
+    let config = scenario.session_config(&SessionConfig::default());
+    assert_eq!(config.hostname, "mx.example");
+    assert_eq!(config.banner, "ESMTP ready");
+    assert_eq!(config.max_message_size, 1000);
+    assert!(config.auth.required);
+    assert_eq!(
+        config.accepted.style,
+        crate::smtp::queue_id::QueueIdStyle::Exim
+    );
+}
