@@ -11,4 +11,4 @@ pub mod scenario;
 pub mod server;
 pub mod smtp;
 
-pub use server::{Addresses, RunningServer, Server, ServerConfig};
+pub use server::{Addresses, RunningServer, Server, ServerConfig, ServerControl};

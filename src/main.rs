@@ -6,6 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use std::sync::Arc;
+
+use failmail::clock::OffsetClock;
+use failmail::scenario::catalog::Catalog;
+use failmail::scenario::compile::Scenario;
+use failmail::scenario::flavor::Flavor;
+use failmail::scenario::live::{Reloader, ScenarioOptions};
 use failmail::server::tls::CertificateSource;
 use failmail::server::Timeouts;
 use failmail::smtp::session::{AuthPolicy, SessionConfig};
@@ -32,10 +39,41 @@ struct Cli {
 enum Commands {
     /// Serve SMTP (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Check a scenario file; prints each error with file:line:column and a hint.
+    Check {
+        /// The scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the reply catalog.
+    Catalog {
+        /// Show this flavor's wording (generic, ovh, gmail, outlook, yahoo, postfix, exim).
+        #[arg(long, default_value = "generic")]
+        flavor: Flavor,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: CatalogFormat,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CatalogFormat {
+    Table,
+    Json,
 }
 
 #[derive(Args, Debug)]
 struct ServeArgs {
+    /// Scenario file (TOML). Reloaded on SIGHUP and when it changes. Without it, every message
+    /// is accepted except at magic addresses.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Seed for the scenario's `probability` rules: the same seed gives the same replies.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Turn magic addresses (user_unknown@…, 550-5.1.1@…) off.
+    #[arg(long)]
+    no_magic: bool,
     /// SMTP listener (STARTTLS offered). Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:1025")]
     smtp: SocketAddr,
@@ -130,6 +168,8 @@ fn main() -> anyhow::Result<()> {
     let args = match cli.command {
         Some(Commands::Serve(args)) => args,
         None => cli.serve,
+        Some(Commands::Check { files }) => return check(&files),
+        Some(Commands::Catalog { flavor, format }) => return catalog(flavor, format),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -139,14 +179,101 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.into_config();
-    let server = Server::start_sink(config).await.context("cannot start")?;
+    let options = ScenarioOptions {
+        path: args.scenario.clone(),
+        seed: args.seed,
+        no_magic: args.no_magic,
+        clock: Arc::new(OffsetClock::new()),
+        base: SessionConfig::default(),
+    };
+    let mut config = args.into_config();
+    let options = ScenarioOptions {
+        base: config.session.clone(),
+        ..options
+    };
+    let scenario = options.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (policy, session) = options.build(scenario);
+    config.session = session;
+    let server = Server::start(config, Box::new(policy))
+        .await
+        .context("cannot start")?;
+    let watcher = options.path.is_some().then(|| {
+        let reloader = Reloader::new(options.clone(), server.control());
+        tokio::spawn(reloader.watch(Duration::from_millis(500)))
+    });
     println!("{}", server.addresses().ready_line());
     use std::io::Write as _;
     std::io::stdout().flush().ok();
     wait_for_signal().await?;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     tracing::info!("shutting down");
     server.shutdown().await;
+    Ok(())
+}
+
+fn check(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for file in files {
+        match Scenario::load(file) {
+            Ok(scenario) => println!("{}: ok ({} rules)", file.display(), scenario.rules.len()),
+            Err(error) => {
+                eprintln!("{error}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} scenario files have errors", files.len());
+    }
+    Ok(())
+}
+
+fn catalog(flavor: Flavor, format: CatalogFormat) -> anyhow::Result<()> {
+    let catalog = Catalog::builtin();
+    match format {
+        CatalogFormat::Json => {
+            let entries: Vec<serde_json::Value> = catalog
+                .entries()
+                .iter()
+                .map(|entry| {
+                    let (variant, used) = entry.variant(flavor);
+                    serde_json::json!({
+                        "name": entry.name,
+                        "summary": entry.summary,
+                        "phase": entry.phase.as_str(),
+                        "flavor": used.as_str(),
+                        "code": variant.code,
+                        "status": variant.status.to_string(),
+                        "text": variant.text,
+                        "source": variant.source,
+                        "note": variant.note,
+                        "flavors": entry.flavors().map(|f| f.as_str()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&entries)?);
+        }
+        CatalogFormat::Table => {
+            println!(
+                "{:<28} {:<9} {:<4} {:<8} {:<8} TEXT",
+                "NAME", "PHASE", "CODE", "STATUS", "FLAVOR"
+            );
+            for entry in catalog.entries() {
+                let (variant, used) = entry.variant(flavor);
+                println!(
+                    "{:<28} {:<9} {:<4} {:<8} {:<8} {}",
+                    entry.name,
+                    entry.phase.as_str(),
+                    variant.code,
+                    variant.status.to_string(),
+                    used.as_str(),
+                    variant.text.join(" / ")
+                );
+            }
+        }
+    }
     Ok(())
 }
 

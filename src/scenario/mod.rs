@@ -6,5 +6,6 @@ pub mod duration;
 pub mod engine;
 pub mod file;
 pub mod flavor;
+pub mod live;
 pub mod pattern;
 pub mod phase_codes;

@@ -265,6 +265,30 @@ impl Addresses {
     }
 }
 
+/// Changes what a running server does for new sessions (scenario reloads, the API).
+#[derive(Clone)]
+pub struct ServerControl {
+    shared: Arc<Shared>,
+}
+
+impl ServerControl {
+    /// Replaces the policy for new sessions; sessions in progress keep theirs and go on.
+    pub fn set_policy(&self, policy: Box<dyn Policy>) {
+        self.shared.policy.store(Arc::new(policy));
+    }
+
+    /// Replaces what new sessions are told (host name, limits, AUTH policy, 250 wording).
+    pub fn set_session_config(&self, mut config: SessionConfig) {
+        config.tls_available = self.shared.tls.is_some();
+        self.shared.session_config.store(Arc::new(config));
+    }
+
+    /// What new sessions are told now.
+    pub fn session_config(&self) -> Arc<SessionConfig> {
+        self.shared.session_config.load_full()
+    }
+}
+
 /// A started server.
 pub struct RunningServer {
     addresses: Addresses,
@@ -288,20 +312,11 @@ impl RunningServer {
         &self.messages
     }
 
-    /// Replaces the policy for new sessions; sessions in progress keep theirs and go on.
-    pub fn set_policy(&self, policy: Box<dyn Policy>) {
-        self.shared.policy.store(Arc::new(policy));
-    }
-
-    /// Replaces what new sessions are told (host name, limits, AUTH policy, 250 wording).
-    pub fn set_session_config(&self, mut config: SessionConfig) {
-        config.tls_available = self.shared.tls.is_some();
-        self.shared.session_config.store(Arc::new(config));
-    }
-
-    /// What new sessions are told now.
-    pub fn session_config(&self) -> Arc<SessionConfig> {
-        self.shared.session_config.load_full()
+    /// A handle that can change the running server's policy and settings from anywhere.
+    pub fn control(&self) -> ServerControl {
+        ServerControl {
+            shared: self.shared.clone(),
+        }
     }
 
     /// How many connections are open now.
