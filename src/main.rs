@@ -253,16 +253,18 @@ fn catalog(flavor: Flavor, format: CatalogFormat) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&entries)?);
+            print_out(&(serde_json::to_string_pretty(&entries)? + "\n"))?;
         }
         CatalogFormat::Table => {
-            println!(
-                "{:<28} {:<9} {:<4} {:<8} {:<8} TEXT",
+            use std::fmt::Write as _;
+            let mut table = format!(
+                "{:<28} {:<9} {:<4} {:<8} {:<8} TEXT\n",
                 "NAME", "PHASE", "CODE", "STATUS", "FLAVOR"
             );
             for entry in catalog.entries() {
                 let (variant, used) = entry.variant(flavor);
-                println!(
+                writeln!(
+                    table,
                     "{:<28} {:<9} {:<4} {:<8} {:<8} {}",
                     entry.name,
                     entry.phase.as_str(),
@@ -270,11 +272,21 @@ fn catalog(flavor: Flavor, format: CatalogFormat) -> anyhow::Result<()> {
                     variant.status.to_string(),
                     used.as_str(),
                     variant.text.join(" / ")
-                );
+                )?;
             }
+            print_out(&table)?;
         }
     }
     Ok(())
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
