@@ -6,6 +6,7 @@
 pub mod clock;
 mod http;
 pub mod journal;
+pub mod limits;
 pub mod policy;
 pub mod scenario;
 pub mod server;

@@ -9,10 +9,14 @@ use clap::{Args, Parser, Subcommand};
 use std::sync::Arc;
 
 use failmail::clock::OffsetClock;
+use failmail::limits::memory::MemoryStore;
+use failmail::limits::redis::RedisStore;
+use failmail::limits::LimitStore;
 use failmail::scenario::catalog::Catalog;
 use failmail::scenario::compile::Scenario;
+use failmail::scenario::compile::Window;
 use failmail::scenario::flavor::Flavor;
-use failmail::scenario::live::{Reloader, ScenarioOptions};
+use failmail::scenario::live::{parse_window, LimitOverrides, Reloader, ScenarioOptions};
 use failmail::server::tls::CertificateSource;
 use failmail::server::Timeouts;
 use failmail::smtp::session::{AuthPolicy, SessionConfig};
@@ -57,6 +61,12 @@ enum Commands {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LimitPreset {
+    /// OVHcloud: 200 mails/hour/account, 300 mails/hour/IP.
+    Ovh,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum CatalogFormat {
     Table,
     Json,
@@ -74,6 +84,19 @@ struct ServeArgs {
     /// Turn magic addresses (user_unknown@…, 550-5.1.1@…) off.
     #[arg(long)]
     no_magic: bool,
+    /// Preset sending limits: `ovh` = 200 mails/hour/account and 300 mails/hour/IP.
+    #[arg(long, value_enum)]
+    limits: Option<LimitPreset>,
+    /// Limit per account (AUTH identity, else MAIL FROM): MAX/WINDOW, e.g. 200/1h.
+    #[arg(long, value_parser = parse_window)]
+    limit_account: Option<Window>,
+    /// Limit per client IP: MAX/WINDOW, e.g. 300/1h.
+    #[arg(long, value_parser = parse_window)]
+    limit_ip: Option<Window>,
+    /// Where limit, greylist and sequence state lives: `memory` or `redis://HOST:PORT`. With
+    /// Redis, several failmail instances act as one server.
+    #[arg(long, default_value = "memory")]
+    state: String,
     /// SMTP listener (STARTTLS offered). Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:1025")]
     smtp: SocketAddr,
@@ -179,12 +202,38 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store: Arc<dyn LimitStore> = if args.state == "memory" {
+        Arc::new(MemoryStore::new())
+    } else if args.state.starts_with("redis://") || args.state.starts_with("rediss://") {
+        Arc::new(
+            RedisStore::connect(&args.state)
+                .await
+                .with_context(|| format!("cannot use --state {}", args.state))?,
+        )
+    } else {
+        anyhow::bail!(
+            "--state is `memory` or a redis:// URL, not {:?}",
+            args.state
+        );
+    };
+    let mut limits = match args.limits {
+        Some(LimitPreset::Ovh) => LimitOverrides::OVH,
+        None => LimitOverrides::default(),
+    };
+    if args.limit_account.is_some() {
+        limits.per_account = args.limit_account;
+    }
+    if args.limit_ip.is_some() {
+        limits.per_ip = args.limit_ip;
+    }
     let options = ScenarioOptions {
         path: args.scenario.clone(),
         seed: args.seed,
         no_magic: args.no_magic,
         clock: Arc::new(OffsetClock::new()),
         base: SessionConfig::default(),
+        store,
+        limits,
     };
     let mut config = args.into_config();
     let options = ScenarioOptions {

@@ -184,6 +184,22 @@ pub struct LimitSettings {
     pub ipv6_prefix: u8,
 }
 
+impl LimitSettings {
+    /// No limit set yet, refusals with the flavor's `rate_limited`, checked at MAIL.
+    pub fn new(flavor: Flavor) -> Self {
+        Self {
+            per_account: None,
+            per_ip: None,
+            connections_per_ip: None,
+            messages_per_connection: None,
+            reply: catalog_reply("rate_limited", flavor),
+            count: Count::Messages,
+            check_at: Phase::Mail,
+            ipv6_prefix: 128,
+        }
+    }
+}
+
 /// `[greylisting]`, checked.
 #[derive(Debug, Clone)]
 pub struct GreylistSettings {

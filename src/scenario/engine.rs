@@ -4,62 +4,25 @@
 //! often a rule acted, which attempt of a triplet this is) lives here, per loaded scenario.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use super::catalog::{Catalog, ReplyContext};
 use super::compile::{Action, Outcome, ReplySpec, Rule, Scenario};
+use super::compile::{Count, LimitSettings};
 use super::flavor::Flavor;
 use crate::clock::Clock;
+use crate::limits::{Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
 use crate::policy::{Answer, Decision, Phase, Policy, SessionPolicy, SessionView, Verdict};
 use crate::smtp::queue_id::mix;
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::SessionConfig;
-
-const ATTEMPT_SHARDS: usize = 64;
-/// Triplets remembered per shard before the shard is forgotten (bounded memory under load).
-const ATTEMPTS_PER_SHARD: usize = 65_536;
-
-/// Per (rule, client IP, sender, recipient) attempt counters, sharded so that no lock is global.
-#[derive(Debug)]
-pub struct Attempts {
-    shards: Vec<Mutex<HashMap<u64, u32>>>,
-}
-
-impl Default for Attempts {
-    fn default() -> Self {
-        Self {
-            shards: (0..ATTEMPT_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
-        }
-    }
-}
-
-impl Attempts {
-    /// Counts one attempt of `key`; returns how many came before it.
-    pub fn bump(&self, key: u64) -> u32 {
-        let mut shard = self.shards[(key % ATTEMPT_SHARDS as u64) as usize]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if shard.len() >= ATTEMPTS_PER_SHARD && !shard.contains_key(&key) {
-            shard.clear();
-        }
-        let count = shard.entry(key).or_insert(0);
-        let before = *count;
-        *count = count.saturating_add(1);
-        before
-    }
-
-    /// Forgets every attempt.
-    pub fn clear(&self) {
-        for shard in &self.shards {
-            shard.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 struct RuleCounters {
@@ -72,17 +35,21 @@ struct RuleCounters {
 pub struct Engine {
     scenario: Arc<Scenario>,
     clock: Arc<dyn Clock>,
+    store: Arc<dyn LimitStore>,
     seed: u64,
     hostname: String,
     counters: Vec<RuleCounters>,
-    attempts: Attempts,
+    connections: Mutex<HashMap<IpAddr, u32>>,
+    tokens: AtomicU64,
 }
 
 impl Engine {
-    /// Prepares `scenario` for evaluation. `seed` drives every `probability`.
+    /// Prepares `scenario` for evaluation. `seed` drives every `probability`; `store` holds
+    /// limits, greylisting and sequence attempts.
     pub fn new(
         scenario: Arc<Scenario>,
         clock: Arc<dyn Clock>,
+        store: Arc<dyn LimitStore>,
         seed: u64,
         hostname: String,
     ) -> Self {
@@ -91,13 +58,17 @@ impl Engine {
             .iter()
             .map(|_| RuleCounters::default())
             .collect();
+        // Reservation tokens must not collide between instances sharing one Redis.
+        let salt = mix(u64::from(std::process::id()) ^ clock.now().as_nanos() as u64);
         Self {
             scenario,
             clock,
+            store,
             seed,
             hostname,
             counters,
-            attempts: Attempts::default(),
+            connections: Mutex::new(HashMap::new()),
+            tokens: AtomicU64::new(salt),
         }
     }
 
@@ -106,17 +77,50 @@ impl Engine {
         &self.scenario
     }
 
-    /// Forgets rule counters and sequence attempts (test isolation).
-    pub fn reset(&self) {
+    /// The clock rules and limits read.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The store of limits, greylisting and sequences.
+    pub fn store(&self) -> &Arc<dyn LimitStore> {
+        &self.store
+    }
+
+    /// The current use of every limit key (over the longest configured window).
+    pub async fn usage(&self) -> Result<Vec<Usage>, StoreError> {
+        let window = self
+            .scenario
+            .limits
+            .as_ref()
+            .and_then(|l| {
+                [l.per_account, l.per_ip]
+                    .into_iter()
+                    .flatten()
+                    .map(|w| w.per)
+                    .max()
+            })
+            .unwrap_or(Duration::from_secs(3600));
+        self.store.usage(self.clock.now_ms(), window).await
+    }
+
+    /// Forgets rule counters, sequence attempts, limit uses and greylisting (test isolation).
+    pub async fn reset(&self) -> Result<(), StoreError> {
         for counter in &self.counters {
             counter.acted.store(0, Ordering::SeqCst);
             counter.rolls.store(0, Ordering::SeqCst);
         }
-        self.attempts.clear();
+        self.store.reset().await
     }
 
-    /// Decides a phase: the first rule that matches and acts, else a magic address, else accept.
-    pub fn decide(&self, phase: Phase, view: &SessionView<'_>, ip: &str) -> Decision {
+    /// Decides a phase from the rules: the first that matches and acts, else a magic address.
+    /// `None` means no rule nor magic address spoke: the built-in behaviours and limits decide.
+    async fn rules(
+        &self,
+        phase: Phase,
+        view: &SessionView<'_>,
+        ip: &str,
+    ) -> Result<Option<Decision>, StoreError> {
         for rule in self.scenario.rules_at(phase) {
             if !matches(rule, phase, view) {
                 continue;
@@ -138,21 +142,26 @@ impl Engine {
             let outcome = match &rule.action {
                 Action::Always(outcome) => outcome,
                 Action::Sequence(steps) => {
-                    let attempt = self.attempts.bump(triplet_key(rule.index, view));
+                    let key = format!("{}:{:016x}", rule.index, triplet_key(rule.index, view));
+                    let attempt = self.store.bump(&key).await?;
                     &steps[(attempt as usize).min(steps.len() - 1)]
                 }
             };
             let mut decision = self.outcome(outcome, view, ip);
             decision.delay = rule.delay;
             decision.rule = Some(rule.index);
-            return decision;
+            return Ok(Some(decision));
         }
         if self.scenario.server.magic_addresses {
             if let Some(decision) = self.magic(phase, view, ip) {
-                return decision;
+                return Ok(Some(decision));
             }
         }
-        Decision::CONTINUE
+        Ok(None)
+    }
+
+    fn next_token(&self) -> u64 {
+        mix(self.tokens.fetch_add(1, Ordering::Relaxed))
     }
 
     fn outcome(&self, outcome: &Outcome, view: &SessionView<'_>, ip: &str) -> Decision {
@@ -327,21 +336,337 @@ impl ScenarioPolicy {
 
 impl Policy for ScenarioPolicy {
     fn open(&self, peer: SocketAddr) -> Box<dyn SessionPolicy> {
+        let ip = peer.ip();
+        let connections = {
+            let mut map = self
+                .engine
+                .connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let count = map.entry(ip).or_insert(0);
+            *count += 1;
+            *count
+        };
         Box::new(ScenarioSession {
             engine: self.engine.clone(),
-            ip: peer.ip().to_string(),
+            ip,
+            ip_text: ip.to_string(),
+            connections,
+            accepted: 0,
+            reserved: Vec::new(),
         })
     }
 }
 
+/// One session's view of the scenario: its connection slot and its reserved limit uses.
 struct ScenarioSession {
     engine: Arc<Engine>,
-    ip: String,
+    ip: IpAddr,
+    ip_text: String,
+    /// Open connections from this IP when this one opened, itself included.
+    connections: u32,
+    /// Messages accepted on this connection.
+    accepted: u32,
+    /// Limit uses taken for the transaction in progress: (keys, token).
+    reserved: Vec<(Vec<String>, u64)>,
+}
+
+impl Drop for ScenarioSession {
+    fn drop(&mut self) {
+        let mut map = self
+            .engine
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
+        drop(map);
+        let pending = std::mem::take(&mut self.reserved);
+        if !pending.is_empty() {
+            release_later(self.engine.clone(), pending);
+        }
+    }
+}
+
+/// Gives back reservations of a transaction that ended without an accepted message.
+fn release_later(engine: Arc<Engine>, pending: Vec<(Vec<String>, u64)>) {
+    if engine.store.is_immediate() {
+        for (keys, token) in &pending {
+            let _ = poll_now(engine.store.release(keys, *token));
+        }
+    } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            for (keys, token) in &pending {
+                if let Err(e) = engine.store.release(keys, *token).await {
+                    tracing::warn!(%e, "could not release a limit reservation; it expires with its window");
+                }
+            }
+        });
+    }
+}
+
+/// Polls a future that is known to be ready (the memory store never waits).
+fn poll_now<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => None,
+    }
+}
+
+/// The reply when the shared store cannot be reached: temporary, never "accept unlimited".
+fn store_unavailable() -> Decision {
+    Decision::reply(
+        Reply::new(
+            451,
+            Some(EnhancedStatus {
+                class: 4,
+                subject: 3,
+                detail: 0,
+            }),
+            &["Temporary local problem - please try later"],
+        )
+        .expect("valid reply"),
+    )
+}
+
+impl ScenarioSession {
+    async fn decide_now(&mut self, phase: Phase, view: &SessionView<'_>) -> Decision {
+        match self.evaluate(phase, view).await {
+            Ok(decision) => decision,
+            Err(error) => {
+                tracing::warn!(%error, "answering 451 4.3.0");
+                store_unavailable()
+            }
+        }
+    }
+
+    async fn evaluate(
+        &mut self,
+        phase: Phase,
+        view: &SessionView<'_>,
+    ) -> Result<Decision, StoreError> {
+        let engine = self.engine.clone();
+        if phase == Phase::Mail {
+            // A new transaction: what the last one reserved without an accepted message goes back.
+            self.release_all().await?;
+        }
+        if let Some(decision) = engine.rules(phase, view, &self.ip_text).await? {
+            if phase == Phase::DataEnd && !matches!(decision.verdict, Verdict::Continue) {
+                self.release_all().await?;
+            }
+            return Ok(decision);
+        }
+        let limits = engine.scenario.limits.as_ref();
+        if let Some(limits) = limits {
+            if let Some(decision) = self.connection_limits(phase, limits, view) {
+                return Ok(decision);
+            }
+        }
+        if phase == Phase::Rcpt {
+            if let Some(greylisting) = &engine.scenario.greylisting {
+                let applies = greylisting
+                    .rcpt
+                    .as_ref()
+                    .is_none_or(|p| view.rcpt.is_some_and(|r| p.matches(r)));
+                if applies {
+                    let key = greylist_key(self.ip, view);
+                    let now = engine.clock.now_ms();
+                    if engine
+                        .store
+                        .greylist(&key, now, greylisting.delay, greylisting.retry_window)
+                        .await?
+                        == Greylist::Wait
+                    {
+                        return Ok(Decision {
+                            verdict: Verdict::Reply(engine.render(
+                                &greylisting.reply,
+                                view,
+                                &self.ip_text,
+                            )),
+                            catalog: greylisting.reply.catalog_name(),
+                            ..Decision::CONTINUE
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(limits) = limits {
+            if let Some(decision) = self.rate_limits(phase, limits, view).await? {
+                return Ok(decision);
+            }
+        }
+        Ok(Decision::CONTINUE)
+    }
+
+    fn connection_limits(
+        &self,
+        phase: Phase,
+        limits: &LimitSettings,
+        view: &SessionView<'_>,
+    ) -> Option<Decision> {
+        let engine = &self.engine;
+        let refuse = |name: &str| {
+            let entry = super::catalog::Catalog::builtin()
+                .get(name)
+                .expect("built-in name");
+            let spec = ReplySpec::Catalog {
+                entry,
+                flavor: engine.scenario.server.flavor,
+            };
+            Decision {
+                verdict: Verdict::Reply(engine.render(&spec, view, &self.ip_text)),
+                catalog: spec.catalog_name(),
+                ..Decision::CONTINUE
+            }
+        };
+        match phase {
+            Phase::Connect
+                if limits
+                    .connections_per_ip
+                    .is_some_and(|max| self.connections > max) =>
+            {
+                Some(refuse("too_many_connections"))
+            }
+            Phase::Mail
+                if limits
+                    .messages_per_connection
+                    .is_some_and(|max| self.accepted >= max) =>
+            {
+                Some(refuse("rate_limited"))
+            }
+            _ => None,
+        }
+    }
+
+    async fn rate_limits(
+        &mut self,
+        phase: Phase,
+        limits: &LimitSettings,
+        view: &SessionView<'_>,
+    ) -> Result<Option<Decision>, StoreError> {
+        let check_at = if limits.count == Count::Recipients {
+            Phase::Rcpt
+        } else {
+            limits.check_at
+        };
+        let per_transaction = limits.count == Count::Messages;
+        if phase != check_at || (per_transaction && !self.reserved.is_empty()) {
+            return Ok(None);
+        }
+        let mut checks = Vec::with_capacity(2);
+        if let Some(window) = limits.per_account {
+            let account = view.auth_user.or(view.mail_from).unwrap_or("");
+            let account = if account.is_empty() {
+                "<>".to_owned()
+            } else {
+                account.to_lowercase()
+            };
+            checks.push(LimitCheck {
+                key: format!("account:{account}"),
+                max: window.max,
+                per: window.per,
+            });
+        }
+        if let Some(window) = limits.per_ip {
+            checks.push(LimitCheck {
+                key: format!("ip:{}", ip_group(self.ip, limits.ipv6_prefix)),
+                max: window.max,
+                per: window.per,
+            });
+        }
+        if checks.is_empty() {
+            return Ok(None);
+        }
+        let engine = self.engine.clone();
+        let token = engine.next_token();
+        match engine
+            .store
+            .reserve(&checks, engine.clock.now_ms(), token)
+            .await?
+        {
+            Reserve::Reserved => {
+                self.reserved
+                    .push((checks.into_iter().map(|c| c.key).collect(), token));
+                Ok(None)
+            }
+            Reserve::Full(_) => Ok(Some(Decision {
+                verdict: Verdict::Reply(engine.render(&limits.reply, view, &self.ip_text)),
+                catalog: limits.reply.catalog_name(),
+                ..Decision::CONTINUE
+            })),
+        }
+    }
+
+    async fn release_all(&mut self) -> Result<(), StoreError> {
+        for (keys, token) in std::mem::take(&mut self.reserved) {
+            self.engine.store.release(&keys, token).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The greylisting triplet, postgrey style: client /24 (IPv6 /64), sender, recipient.
+fn greylist_key(ip: IpAddr, view: &SessionView<'_>) -> String {
+    let network = match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0", o[0], o[1], o[2])
+        }
+        v6 => ip_group(v6, 64),
+    };
+    format!(
+        "{network}/{}/{}",
+        view.mail_from.unwrap_or("").to_lowercase(),
+        view.rcpt.unwrap_or("").to_lowercase()
+    )
+}
+
+/// The client's limit key: the address, or for IPv6 its /prefix network.
+fn ip_group(ip: IpAddr, ipv6_prefix: u8) -> String {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() && ipv6_prefix < 128 => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(ipv6_prefix))
+                .unwrap_or(0);
+            format!(
+                "{}/{ipv6_prefix}",
+                std::net::Ipv6Addr::from(u128::from(v6) & mask)
+            )
+        }
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        v4 => v4.to_string(),
+    }
 }
 
 impl SessionPolicy for ScenarioSession {
     fn decide<'a>(&'a mut self, phase: Phase, view: &'a SessionView<'a>) -> Answer<'a> {
-        Answer::Ready(self.engine.decide(phase, view, &self.ip))
+        if self.engine.store.is_immediate() {
+            // The memory store never waits: run to completion here, without boxing.
+            return Answer::Ready(
+                poll_now(self.decide_now(phase, view)).unwrap_or_else(store_unavailable),
+            );
+        }
+        Answer::Later(Box::pin(self.decide_now(phase, view)))
+    }
+
+    fn accepted<'a>(
+        &'a mut self,
+        _view: &'a SessionView<'a>,
+    ) -> Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
+        // The reserved uses stay taken: they are this message's.
+        self.reserved.clear();
+        self.accepted = self.accepted.saturating_add(1);
+        None
     }
 }
 

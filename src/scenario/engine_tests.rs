@@ -5,14 +5,38 @@ use std::time::Duration;
 use super::*;
 use crate::clock::ManualClock;
 
-fn engine(source: &str, seed: u64) -> Engine {
+struct Harness {
+    policy: ScenarioPolicy,
+}
+
+impl Harness {
+    /// Decides one phase in a fresh session from the view's peer.
+    fn decide(&self, phase: Phase, view: &SessionView<'_>, _ip: &str) -> Decision {
+        let mut session = self.policy.open(view.peer);
+        let answer = session.decide(phase, view);
+        match answer {
+            Answer::Ready(decision) => decision,
+            Answer::Later(_) => panic!("the memory store answers at once"),
+        }
+    }
+
+    fn reset(&self) {
+        poll_now(self.policy.engine().reset()).unwrap().unwrap();
+    }
+}
+
+fn engine(source: &str, seed: u64) -> Harness {
     let scenario = Scenario::parse("t.toml", source).unwrap();
-    Engine::new(
+    let engine = Engine::new(
         Arc::new(scenario),
         Arc::new(ManualClock::new(Duration::from_secs(1_700_000_000))),
+        Arc::new(crate::limits::memory::MemoryStore::new()),
         seed,
         "mx.test".into(),
-    )
+    );
+    Harness {
+        policy: ScenarioPolicy::new(Arc::new(engine)),
+    }
 }
 
 fn view<'a>(

@@ -1,0 +1,126 @@
+//! Sending rate limits, greylisting and sequence state, behind one store.
+//!
+//! Limits are exact sliding windows: a use is a timestamp; a key may hold at most `max` timestamps
+//! younger than its window. A use is reserved atomically when a transaction is checked (so that
+//! concurrent senders can never get more than `max` through) and released if the transaction ends
+//! without an accepted message. The store is in memory (sharded, no global lock) or Redis (one
+//! script per decision), so that several instances behind one address act as one server.
+
+pub mod memory;
+pub mod redis;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// A store operation failed (Redis unreachable, script error): answered with 451 4.3.0.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("limit store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// One limit to check: the key and its window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitCheck {
+    /// The key, e.g. `account:alice@example.com` or `ip:192.0.2.1`.
+    pub key: String,
+    /// Uses allowed per window.
+    pub max: u64,
+    /// The window.
+    pub per: Duration,
+}
+
+/// What a reservation attempt gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    /// Every limit had room; one use was taken in each.
+    Reserved,
+    /// The limit at this index of the checks is full; nothing was taken.
+    Full(usize),
+}
+
+/// What greylisting says about a triplet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Greylist {
+    /// Known for long enough: let it through.
+    Pass,
+    /// New, or retried too early: refuse temporarily.
+    Wait,
+}
+
+/// The current use of one key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// The key.
+    pub key: String,
+    /// Uses within the last window.
+    pub used: u64,
+}
+
+/// A value now or later: the memory store answers now without allocating, Redis later.
+pub enum Maybe<'a, T> {
+    /// Ready.
+    Ready(Option<T>),
+    /// To be awaited.
+    Later(Pin<Box<dyn Future<Output = T> + Send + 'a>>),
+}
+
+impl<T> Maybe<'_, T> {
+    /// A ready value.
+    pub fn ready(value: T) -> Self {
+        Maybe::Ready(Some(value))
+    }
+}
+
+impl<T: Unpin> Future for Maybe<'_, T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.get_mut() {
+            Maybe::Ready(value) => {
+                Poll::Ready(value.take().expect("Maybe polled after completion"))
+            }
+            Maybe::Later(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Where limit, greylist and sequence state lives.
+pub trait LimitStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Atomically: if every check has room at `now_ms`, take one use in each, tagged `token`.
+    fn reserve<'a>(
+        &'a self,
+        checks: &'a [LimitCheck],
+        now_ms: u64,
+        token: u64,
+    ) -> Maybe<'a, Result<Reserve, StoreError>>;
+
+    /// Gives back the uses tagged `token` (the transaction ended without an accepted message).
+    fn release<'a>(&'a self, keys: &'a [String], token: u64) -> Maybe<'a, Result<(), StoreError>>;
+
+    /// Greylisting: first sight of `key` at `now_ms` starts its delay; a retry after `delay`
+    /// (and within `retry_window` of the first sight) passes.
+    fn greylist<'a>(
+        &'a self,
+        key: &'a str,
+        now_ms: u64,
+        delay: Duration,
+        retry_window: Duration,
+    ) -> Maybe<'a, Result<Greylist, StoreError>>;
+
+    /// Counts one attempt of a sequence key; returns how many came before.
+    fn bump<'a>(&'a self, key: &'a str) -> Maybe<'a, Result<u64, StoreError>>;
+
+    /// The use of every limit key within `window` of `now_ms`.
+    fn usage<'a>(
+        &'a self,
+        now_ms: u64,
+        window: Duration,
+    ) -> Maybe<'a, Result<Vec<Usage>, StoreError>>;
+
+    /// Forgets everything (limits, greylist, sequences).
+    fn reset<'a>(&'a self) -> Maybe<'a, Result<(), StoreError>>;
+
+    /// Whether every answer is ready at once (the memory store), so callers can skip boxing.
+    fn is_immediate(&self) -> bool;
+}
