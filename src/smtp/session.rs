@@ -213,6 +213,16 @@ pub struct Session {
     shutting_down: bool,
     discarding: bool,
     accepted: u64,
+    trace: Option<Vec<Trace>>,
+}
+
+/// What a session said and heard, for the journal (when tracing is on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trace {
+    /// A command line as received; AUTH credentials are replaced by `****`.
+    Command(String),
+    /// One or more replies, exactly as sent.
+    Reply(Bytes),
 }
 
 impl Session {
@@ -236,6 +246,7 @@ impl Session {
             shutting_down: false,
             discarding: false,
             accepted: 0,
+            trace: None,
         }
     }
 
@@ -322,92 +333,122 @@ impl Session {
     /// must change transport or close. Replies are appended to `out`.
     pub fn advance(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Step {
         loop {
-            if let Some(pending) = self.pending {
-                return Step::Decide(pending.phase());
+            let mark = out.len();
+            let step = self.step_once(input, out);
+            self.trace_replies(out, mark);
+            if let Some(step) = step {
+                return step;
             }
-            match &mut self.mode {
-                Mode::Closed => {
-                    input.clear();
-                    return Step::Close;
+        }
+    }
+
+    /// One unit of work: a command line, a piece of body, or a mode change.
+    fn step_once(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Option<Step> {
+        if let Some(pending) = self.pending {
+            return Some(Step::Decide(pending.phase()));
+        }
+        match &mut self.mode {
+            Mode::Closed => {
+                input.clear();
+                return Some(Step::Close);
+            }
+            Mode::Hung => {
+                input.clear();
+                return Some(Step::NeedInput);
+            }
+            Mode::AbortOnData(reply) => {
+                if input.is_empty() {
+                    return Some(Step::NeedInput);
                 }
-                Mode::Hung => {
-                    input.clear();
-                    return Step::NeedInput;
+                put(out, reply);
+                input.clear();
+                self.mode = Mode::Closed;
+            }
+            Mode::Data(decoder) => {
+                let decoded = decoder.decode(input, &mut self.transaction.body);
+                input.advance(decoded.consumed);
+                if !decoded.finished {
+                    return Some(Step::NeedInput);
                 }
-                Mode::AbortOnData(reply) => {
-                    if input.is_empty() {
-                        return Step::NeedInput;
-                    }
-                    put(out, reply);
-                    input.clear();
-                    self.mode = Mode::Closed;
+                let overflowed = decoder.overflowed();
+                self.mode = Mode::Command;
+                self.end_of_message(overflowed, out);
+            }
+            Mode::Chunk {
+                remaining,
+                last,
+                refusal,
+            } => {
+                let take = (*remaining).min(input.len() as u64) as usize;
+                if refusal.is_none() {
+                    keep_within_limit(
+                        &mut self.transaction.received,
+                        self.config.max_message_size,
+                        &input[..take],
+                        &mut self.transaction.body,
+                    );
                 }
-                Mode::Data(decoder) => {
-                    let decoded = decoder.decode(input, &mut self.transaction.body);
-                    input.advance(decoded.consumed);
-                    if !decoded.finished {
-                        return Step::NeedInput;
-                    }
-                    let overflowed = decoder.overflowed();
-                    self.mode = Mode::Command;
-                    self.end_of_message(overflowed, out);
+                input.advance(take);
+                *remaining -= take as u64;
+                if *remaining > 0 {
+                    return Some(Step::NeedInput);
                 }
-                Mode::Chunk {
-                    remaining,
-                    last,
-                    refusal,
-                } => {
-                    let take = (*remaining).min(input.len() as u64) as usize;
-                    if refusal.is_none() {
-                        keep_within_limit(
-                            &mut self.transaction.received,
-                            self.config.max_message_size,
-                            &input[..take],
-                            &mut self.transaction.body,
-                        );
-                    }
-                    input.advance(take);
-                    *remaining -= take as u64;
-                    if *remaining > 0 {
-                        return Step::NeedInput;
-                    }
-                    let (last, refusal) = (*last, refusal.take());
-                    self.mode = Mode::Command;
-                    self.end_of_chunk(last, refusal, out);
-                }
-                Mode::Command
-                | Mode::AuthPlain
-                | Mode::AuthLoginUser
-                | Mode::AuthLoginPassword(_) => {
-                    let Some(newline) = memchr::memchr(b'\n', input) else {
-                        if self.discarding || input.len() >= MAX_AUTH_LINE {
-                            // An overlong line is dropped as it comes; its reply follows its end.
-                            input.clear();
-                            self.discarding = true;
-                        }
-                        return Step::NeedInput;
-                    };
-                    let length = newline + 1;
-                    if self.discarding {
-                        self.discarding = false;
-                        input.advance(length);
-                        self.overlong_line(out);
-                        continue;
-                    }
-                    let line = strip_line_end(&input[..newline]);
-                    let step = self.line(line, length, out);
-                    if step == Some(Step::StartTls) {
-                        // RFC 3207 §4.2 / CVE-2011-0411: nothing sent in plaintext after
-                        // STARTTLS may be taken as coming over TLS.
+                let (last, refusal) = (*last, refusal.take());
+                self.mode = Mode::Command;
+                self.end_of_chunk(last, refusal, out);
+            }
+            Mode::Command | Mode::AuthPlain | Mode::AuthLoginUser | Mode::AuthLoginPassword(_) => {
+                let Some(newline) = memchr::memchr(b'\n', input) else {
+                    if self.discarding || input.len() >= MAX_AUTH_LINE {
+                        // An overlong line is dropped as it comes; its reply follows its end.
                         input.clear();
-                        return Step::StartTls;
+                        self.discarding = true;
                     }
+                    return Some(Step::NeedInput);
+                };
+                let length = newline + 1;
+                if self.discarding {
+                    self.discarding = false;
                     input.advance(length);
-                    if let Some(step) = step {
-                        return step;
-                    }
+                    self.overlong_line(out);
+                    return None;
+                }
+                let line = strip_line_end(&input[..newline]);
+                let step = self.line(line, length, out);
+                if step == Some(Step::StartTls) {
+                    // RFC 3207 §4.2 / CVE-2011-0411: nothing sent in plaintext after
+                    // STARTTLS may be taken as coming over TLS.
+                    input.clear();
+                    return Some(Step::StartTls);
+                }
+                input.advance(length);
+                if step.is_some() {
+                    return step;
                 }
             }
+        }
+        None
+    }
+
+    /// Records the replies written since `mark`, when tracing.
+    fn trace_replies(&mut self, out: &BytesMut, mark: usize) {
+        if let Some(trace) = &mut self.trace {
+            if out.len() > mark {
+                trace.push(Trace::Reply(Bytes::copy_from_slice(&out[mark..])));
+            }
+        }
+    }
+
+    /// Turns tracing of commands and replies on or off (off for load tests: nothing recorded).
+    pub fn set_tracing(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    /// Takes what was traced since the last call, in order.
+    pub fn take_trace(&mut self) -> Vec<Trace> {
+        match &mut self.trace {
+            Some(trace) => std::mem::take(trace),
+            None => Vec::new(),
         }
     }
 }
@@ -431,12 +472,34 @@ impl Session {
         }
         match std::mem::replace(&mut self.mode, Mode::Command) {
             Mode::Command => {
+                if let Some(trace) = &mut self.trace {
+                    trace.push(Trace::Command(redact(line)));
+                }
                 if length > MAX_COMMAND_LINE && !starts_with_ignore_case(line, b"AUTH ") {
                     put(out, &fixed::LINE_TOO_LONG);
                     return None;
                 }
                 self.command(line, out)
             }
+            mode @ (Mode::AuthPlain | Mode::AuthLoginUser | Mode::AuthLoginPassword(_))
+                if self.trace.is_some() && !line.is_empty() =>
+            {
+                if let Some(trace) = &mut self.trace {
+                    trace.push(Trace::Command("****".to_owned()));
+                }
+                self.mode = mode;
+                self.line_after_trace(line, out)
+            }
+            mode => {
+                self.mode = mode;
+                self.line_after_trace(line, out)
+            }
+        }
+    }
+
+    /// A line in an AUTH exchange (already traced).
+    fn line_after_trace(&mut self, line: &[u8], out: &mut BytesMut) -> Option<Step> {
+        match std::mem::replace(&mut self.mode, Mode::Command) {
             Mode::AuthPlain => self.auth_response(line, out, |session, text| {
                 let credentials = decode_plain(text).ok()?;
                 session.credentials = Some(credentials);
@@ -791,6 +854,12 @@ impl Session {
 
     /// Carries out the policy's verdict for the phase asked about in [`Step::Decide`].
     pub fn answer(&mut self, verdict: Verdict, out: &mut BytesMut) {
+        let mark = out.len();
+        self.answer_untraced(verdict, out);
+        self.trace_replies(out, mark);
+    }
+
+    fn answer_untraced(&mut self, verdict: Verdict, out: &mut BytesMut) {
         let Some(pending) = self.pending.take() else {
             return;
         };
@@ -934,6 +1003,21 @@ impl Session {
         self.transaction.clear();
         self.mode = Mode::Command;
     }
+}
+
+/// A command line for the journal, with AUTH credentials hidden.
+fn redact(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    if starts_with_ignore_case(line, b"AUTH ") {
+        let mut words = text.split_whitespace();
+        let verb = words.next().unwrap_or("AUTH");
+        let mechanism = words.next().unwrap_or("");
+        return match words.next() {
+            Some(_) => format!("{verb} {mechanism} ****"),
+            None => format!("{verb} {mechanism}"),
+        };
+    }
+    text.into_owned()
 }
 
 fn set(slot: &mut String, value: &str) {

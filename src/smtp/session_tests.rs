@@ -670,3 +670,55 @@ fn input_split_anywhere_gives_the_same_replies() {
         assert_eq!(&h.messages[0].data[..], b".a\r\nb\r\n\r\n");
     }
 }
+
+#[test]
+fn tracing_records_commands_and_replies_in_order_without_secrets() {
+    let mut h = Harness::new();
+    h.session.set_tracing(true);
+    h.take();
+    let plain = STANDARD.encode("\0alice\0secret");
+    h.send(&format!("EHLO c\r\nAUTH PLAIN {plain}\r\nAUTH LOGIN\r\n"));
+    h.send(&format!("{}\r\n", STANDARD.encode("x")));
+    let trace = h.session.take_trace();
+    let text: Vec<String> = trace
+        .iter()
+        .map(|t| match t {
+            Trace::Command(c) => format!("C {c}"),
+            Trace::Reply(r) => format!("R {}", String::from_utf8_lossy(r).lines().last().unwrap()),
+        })
+        .collect();
+    assert_eq!(
+        text,
+        [
+            "C EHLO c",
+            "R 250 DSN",
+            "C AUTH PLAIN ****",
+            "R 235 2.7.0 Authentication successful",
+            "C AUTH LOGIN",
+            "R 503 5.5.1 Error: already authenticated",
+            "C eA==",
+            "R 500 5.5.1 Error: command not recognized",
+        ]
+    );
+    let all = format!("{trace:?}");
+    assert!(!all.contains(&plain) && !all.contains("secret"));
+    // Off: nothing is kept.
+    h.session.set_tracing(false);
+    h.send("NOOP\r\n");
+    assert!(h.session.take_trace().is_empty());
+}
+
+#[test]
+fn tracing_hides_auth_continuation_lines() {
+    let mut h = Harness::greeted();
+    h.session.set_tracing(true);
+    h.send("AUTH LOGIN\r\n");
+    h.send(&format!("{}\r\n", STANDARD.encode("bob")));
+    h.send(&format!("{}\r\n", STANDARD.encode("hunter2")));
+    let trace = format!("{:?}", h.session.take_trace());
+    assert!(!trace.contains(&STANDARD.encode("hunter2")), "{trace}");
+    assert!(
+        trace.contains("****") && trace.contains("235 2.7.0"),
+        "{trace}"
+    );
+}
