@@ -7,6 +7,7 @@ pub mod clock;
 mod http;
 pub mod journal;
 pub mod limits;
+pub mod metrics;
 pub mod policy;
 pub mod scenario;
 pub mod server;

@@ -145,6 +145,18 @@ struct ServeArgs {
     /// How many accepted messages are kept in memory.
     #[arg(long, default_value_t = 10_000)]
     keep_messages: usize,
+    /// How many events (sessions, commands, replies) are kept in memory.
+    #[arg(long, default_value_t = 100_000)]
+    keep_events: usize,
+    /// Also write every event to FILE as JSON lines.
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// Write every accepted message to this Maildir, synced to disk before the 250 reply.
+    #[arg(long)]
+    maildir: Option<PathBuf>,
+    /// Keep no messages and no events in memory (for load tests).
+    #[arg(long)]
+    no_store: bool,
 }
 
 impl ServeArgs {
@@ -175,7 +187,12 @@ impl ServeArgs {
             },
             max_connections: self.max_connections,
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
-            message_capacity: self.keep_messages,
+            message_capacity: if self.no_store { 0 } else { self.keep_messages },
+            event_capacity: self.keep_events,
+            record_events: !self.no_store,
+            events_file: self.events,
+            maildir: self.maildir,
+            clock: Arc::new(OffsetClock::new()),
         }
     }
 }
@@ -226,19 +243,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.limit_ip.is_some() {
         limits.per_ip = args.limit_ip;
     }
-    let options = ScenarioOptions {
-        path: args.scenario.clone(),
-        seed: args.seed,
-        no_magic: args.no_magic,
-        clock: Arc::new(OffsetClock::new()),
-        base: SessionConfig::default(),
-        store,
-        limits,
-    };
+    let (path, seed, no_magic) = (args.scenario.clone(), args.seed, args.no_magic);
     let mut config = args.into_config();
     let options = ScenarioOptions {
+        path,
+        seed,
+        no_magic,
+        clock: config.clock.clone(),
         base: config.session.clone(),
-        ..options
+        store,
+        limits,
     };
     let scenario = options.load().map_err(|e| anyhow::anyhow!("{e}"))?;
     let (policy, session) = options.build(scenario);

@@ -114,6 +114,8 @@ pub struct Decision {
     pub rule: Option<u32>,
     /// The catalog name of the reply, for the journal.
     pub catalog: Option<&'static str>,
+    /// Whether a rate or connection limit refused (for the metrics).
+    pub limited: bool,
 }
 
 impl Decision {
@@ -123,6 +125,7 @@ impl Decision {
         verdict: Verdict::Continue,
         rule: None,
         catalog: None,
+        limited: false,
     };
 
     /// A decision that sends `reply` at once.
@@ -163,7 +166,7 @@ pub trait Policy: Send + Sync + 'static {
 
 /// Decides the reply at each phase of one session, and keeps what the session holds (a
 /// connection slot, a reserved place in a rate limit) until it is dropped.
-pub trait SessionPolicy: Send {
+pub trait SessionPolicy: Send + Sync {
     /// Called once per phase with what the session knows; must be cheap on the common path.
     fn decide<'a>(&'a mut self, phase: Phase, view: &'a SessionView<'a>) -> Answer<'a>;
 

@@ -524,6 +524,7 @@ impl ScenarioSession {
             Decision {
                 verdict: Verdict::Reply(engine.render(&spec, view, &self.ip_text)),
                 catalog: spec.catalog_name(),
+                limited: true,
                 ..Decision::CONTINUE
             }
         };
@@ -600,6 +601,7 @@ impl ScenarioSession {
             Reserve::Full(_) => Ok(Some(Decision {
                 verdict: Verdict::Reply(engine.render(&limits.reply, view, &self.ip_text)),
                 catalog: limits.reply.catalog_name(),
+                limited: true,
                 ..Decision::CONTINUE
             })),
         }

@@ -2,9 +2,12 @@
 //!
 //! Reads what the client sent, lets the session process every complete command in it, writes all
 //! the replies with one flush, asks the policy when the session needs a decision, upgrades to TLS
-//! on STARTTLS, and applies the RFC 5321 timeouts and the shutdown rules.
+//! on STARTTLS, applies the RFC 5321 timeouts and the shutdown rules, and reports to the journal
+//! and the metrics.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -13,9 +16,11 @@ use tokio::sync::watch;
 use tracing::{debug, warn, Instrument};
 
 use super::{Shared, ShutdownState};
-use crate::policy::{Phase, SessionPolicy, Verdict};
+use crate::journal::events::reply_events;
+use crate::journal::EventKind;
+use crate::policy::{Decision, Phase, SessionPolicy, Verdict};
 use crate::smtp::reply::{fixed, Reply};
-use crate::smtp::session::{Session, Step, Waiting};
+use crate::smtp::session::{Session, Step, Trace, Waiting};
 
 /// Read buffer growth step; a session never buffers more than one such read plus one line.
 const READ_CHUNK: usize = 16 * 1024;
@@ -25,9 +30,24 @@ enum Outcome {
     StartTls,
 }
 
-struct Buffers {
+/// Who decided the reply the session is about to write, for the journal.
+struct Decided {
+    phase: Phase,
+    rule: Option<u32>,
+    catalog: Option<&'static str>,
+}
+
+/// Everything one connection works with.
+struct Connection {
+    session: Session,
+    policy: Box<dyn SessionPolicy>,
     input: BytesMut,
     output: BytesMut,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<ShutdownState>,
+    decided: Option<Decided>,
+    /// When the batch whose replies are pending was read (for the latency histogram).
+    read_at: Option<Instant>,
 }
 
 /// Serves one accepted TCP connection until it ends.
@@ -53,207 +73,273 @@ async fn run(
     stream: TcpStream,
     implicit_tls: bool,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<ShutdownState>,
+    shutdown: watch::Receiver<ShutdownState>,
     id: u64,
-    peer: std::net::SocketAddr,
+    peer: SocketAddr,
 ) {
     debug!(implicit_tls, "connected");
+    shared.metrics.session_opened();
     let mut session = Session::new(shared.session_config.load_full(), id, peer, implicit_tls);
-    let mut policy = shared.policy.load().open(peer);
-    let mut buffers = Buffers {
+    session.set_tracing(shared.events.is_some());
+    let policy = shared.policy.load().open(peer);
+    let mut connection = Connection {
+        session,
+        policy,
         input: BytesMut::with_capacity(1024),
         output: BytesMut::with_capacity(1024),
+        shared: shared.clone(),
+        shutdown,
+        decided: None,
+        read_at: None,
     };
-    let first = session.start();
+    connection.journal_event(EventKind::SessionStart {
+        peer: peer.to_string(),
+        tls: implicit_tls,
+    });
+    let first = connection.session.start();
     let result = if implicit_tls {
-        match handshake(&shared, stream).await {
-            Some(mut tls) => {
-                drive(
-                    &mut tls,
-                    &mut session,
-                    policy.as_mut(),
-                    &mut buffers,
-                    &shared,
-                    &mut shutdown,
-                    first,
-                )
-                .await
-            }
-            None => return,
+        match connection.handshake(stream).await {
+            Some(mut tls) => connection.drive(&mut tls, first).await,
+            None => Ok(Outcome::Closed),
         }
     } else {
         let mut plain = stream;
-        match drive(
-            &mut plain,
-            &mut session,
-            policy.as_mut(),
-            &mut buffers,
-            &shared,
-            &mut shutdown,
-            first,
-        )
-        .await
-        {
-            Ok(Outcome::StartTls) => match handshake(&shared, plain).await {
+        match connection.drive(&mut plain, first).await {
+            Ok(Outcome::StartTls) => match connection.handshake(plain).await {
                 Some(mut tls) => {
-                    session.tls_established();
-                    drive(
-                        &mut tls,
-                        &mut session,
-                        policy.as_mut(),
-                        &mut buffers,
-                        &shared,
-                        &mut shutdown,
-                        Step::NeedInput,
-                    )
-                    .await
+                    connection.session.tls_established();
+                    connection.journal_event(EventKind::TlsStarted);
+                    connection.drive(&mut tls, Step::NeedInput).await
                 }
-                None => return,
+                None => Ok(Outcome::Closed),
             },
             other => other,
         }
     };
-    match result {
-        Ok(_) => debug!("closed"),
-        Err(error) => debug!(%error, "connection ended by I/O error"),
+    if let Err(error) = result {
+        debug!(%error, "connection ended by I/O error");
     }
+    connection.journal_event(EventKind::SessionEnd {
+        tls: connection.session.is_tls(),
+        auth_user: connection.session.auth_user().map(str::to_owned),
+    });
+    shared.metrics.session_closed();
+    debug!("closed");
 }
 
-async fn handshake(
-    shared: &Shared,
-    stream: TcpStream,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let acceptor = shared.tls.as_ref()?;
-    let handshake = acceptor.accept(stream);
-    match tokio::time::timeout(shared.timeouts.command, handshake).await {
-        Ok(Ok(tls)) => Some(tls),
-        Ok(Err(error)) => {
-            debug!(%error, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            debug!("TLS handshake timed out");
-            None
-        }
+impl Connection {
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let acceptor = self.shared.tls.as_ref()?;
+        let handshake = acceptor.accept(stream);
+        let result = match tokio::time::timeout(self.shared.timeouts.command, handshake).await {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(error)) => {
+                debug!(%error, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                debug!("TLS handshake timed out");
+                None
+            }
+        };
+        self.shared.metrics.tls_handshake(result.is_some());
+        result
     }
-}
 
-async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
-    io: &mut IO,
-    session: &mut Session,
-    policy: &mut dyn SessionPolicy,
-    buffers: &mut Buffers,
-    shared: &Shared,
-    shutdown: &mut watch::Receiver<ShutdownState>,
-    mut step: Step,
-) -> std::io::Result<Outcome> {
-    loop {
-        match step {
-            Step::Decide(phase) => {
-                decide(io, session, policy, buffers, shared, phase).await?;
-                step = session.advance(&mut buffers.input, &mut buffers.output);
-            }
-            Step::StartTls => {
-                flush(io, &mut buffers.output).await?;
-                return Ok(Outcome::StartTls);
-            }
-            Step::Close => {
-                flush(io, &mut buffers.output).await?;
-                let _ = io.shutdown().await;
-                return Ok(Outcome::Closed);
-            }
-            Step::NeedInput => {
-                flush(io, &mut buffers.output).await?;
-                let state = *shutdown.borrow();
-                if state != ShutdownState::Running && !session.in_message() {
-                    return close_with(io, &fixed::SHUTTING_DOWN).await;
+    async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        mut step: Step,
+    ) -> std::io::Result<Outcome> {
+        loop {
+            self.journal_trace();
+            match step {
+                Step::Decide(phase) => {
+                    self.decide(io, phase).await?;
+                    step = self.session.advance(&mut self.input, &mut self.output);
                 }
-                let timeout = match session.waiting() {
-                    Waiting::Command => shared.timeouts.command,
-                    Waiting::Data => shared.timeouts.data,
-                };
-                if buffers.input.capacity() - buffers.input.len() < READ_CHUNK / 4 {
-                    buffers.input.reserve(READ_CHUNK);
+                Step::StartTls => {
+                    self.flush(io).await?;
+                    return Ok(Outcome::StartTls);
                 }
-                tokio::select! {
-                    read = io.read_buf(&mut buffers.input) => {
-                        if read? == 0 {
-                            return Ok(Outcome::Closed);
-                        }
-                        step = session.advance(&mut buffers.input, &mut buffers.output);
+                Step::Close => {
+                    self.flush(io).await?;
+                    let _ = io.shutdown().await;
+                    return Ok(Outcome::Closed);
+                }
+                Step::NeedInput => {
+                    self.flush(io).await?;
+                    let state = *self.shutdown.borrow();
+                    if state != ShutdownState::Running && !self.session.in_message() {
+                        return self.close_with(io, &fixed::SHUTTING_DOWN).await;
                     }
-                    _ = tokio::time::sleep(timeout) => {
-                        if session.is_hung() {
-                            return Ok(Outcome::Closed);
-                        }
-                        debug!(?timeout, "timeout");
-                        return close_with(io, &fixed::TIMEOUT).await;
+                    let timeout = match self.session.waiting() {
+                        Waiting::Command => self.shared.timeouts.command,
+                        Waiting::Data => self.shared.timeouts.data,
+                    };
+                    if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
+                        self.input.reserve(READ_CHUNK);
                     }
-                    changed = shutdown.changed() => {
-                        let state = if changed.is_ok() { *shutdown.borrow() } else { ShutdownState::Force };
-                        if state == ShutdownState::Force || !session.in_message() {
-                            return close_with(io, &fixed::SHUTTING_DOWN).await;
+                    tokio::select! {
+                        read = io.read_buf(&mut self.input) => {
+                            if read? == 0 {
+                                return Ok(Outcome::Closed);
+                            }
+                            self.read_at.get_or_insert_with(Instant::now);
+                            step = self.session.advance(&mut self.input, &mut self.output);
                         }
-                        // Draining: let the message in progress finish.
+                        _ = tokio::time::sleep(timeout) => {
+                            if self.session.is_hung() {
+                                return Ok(Outcome::Closed);
+                            }
+                            debug!(?timeout, "timeout");
+                            return self.close_with(io, &fixed::TIMEOUT).await;
+                        }
+                        changed = self.shutdown.changed() => {
+                            let state = if changed.is_ok() { *self.shutdown.borrow() } else { ShutdownState::Force };
+                            if state == ShutdownState::Force || !self.session.in_message() {
+                                return self.close_with(io, &fixed::SHUTTING_DOWN).await;
+                            }
+                            // Draining: let the message in progress finish.
+                        }
                     }
                 }
             }
         }
     }
-}
 
-/// Asks the policy about a phase and hands the verdict to the session.
-async fn decide<IO: AsyncWrite + Unpin>(
-    io: &mut IO,
-    session: &mut Session,
-    policy: &mut dyn SessionPolicy,
-    buffers: &mut Buffers,
-    shared: &Shared,
-    phase: Phase,
-) -> std::io::Result<()> {
-    let decision = policy.decide(phase, &session.view()).resolve().await;
-    if let Some(delay) = decision.delay {
-        flush(io, &mut buffers.output).await?;
-        tokio::time::sleep(delay).await;
-    }
-    let mut verdict = decision.verdict;
-    let accepts = match &verdict {
-        Verdict::Continue => true,
-        Verdict::Reply(reply) => reply.is_positive(),
-        _ => false,
-    };
-    if phase == Phase::DataEnd && accepts {
-        let message = session.take_message();
-        match shared.deliver(message) {
-            Ok(()) => {
-                if let Some(counting) = policy.accepted(&session.view()) {
-                    counting.await;
+    /// Asks the policy about a phase and hands the verdict to the session.
+    async fn decide<IO: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        phase: Phase,
+    ) -> std::io::Result<()> {
+        let decision: Decision = self
+            .policy
+            .decide(phase, &self.session.view())
+            .resolve()
+            .await;
+        if let Some(delay) = decision.delay {
+            self.flush(io).await?;
+            tokio::time::sleep(delay).await;
+        }
+        if decision.limited {
+            self.shared.metrics.limit_refused();
+        }
+        let mut verdict = decision.verdict;
+        let accepts = match &verdict {
+            Verdict::Continue => true,
+            Verdict::Reply(reply) => reply.is_positive(),
+            _ => false,
+        };
+        if phase == Phase::DataEnd && accepts {
+            let message = self.session.take_message();
+            let (queue_id, size) = (message.queue_id.clone(), message.data.len());
+            match self.shared.deliver(message).await {
+                Ok(message_id) => {
+                    self.shared.metrics.message_accepted(size);
+                    self.journal_event(EventKind::Message {
+                        message_id,
+                        queue_id,
+                        size,
+                    });
+                    if let Some(counting) = self.policy.accepted(&self.session.view()) {
+                        counting.await;
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, "message could not be stored");
+                    verdict = Verdict::Reply(fixed::STORE_FAILED);
                 }
             }
-            Err(error) => {
-                warn!(%error, "message could not be stored");
-                verdict = Verdict::Reply(fixed::STORE_FAILED);
+        }
+        self.decided = Some(Decided {
+            phase,
+            rule: decision.rule,
+            catalog: decision.catalog,
+        });
+        self.session.answer(verdict, &mut self.output);
+        self.journal_trace();
+        self.decided = None;
+        Ok(())
+    }
+
+    async fn flush<IO: AsyncWrite + Unpin>(&mut self, io: &mut IO) -> std::io::Result<()> {
+        if !self.output.is_empty() {
+            self.shared.metrics.replies_sent(&self.output);
+            io.write_all(&self.output).await?;
+            self.output.clear();
+            io.flush().await?;
+            if let Some(read_at) = self.read_at.take() {
+                self.shared.metrics.reply_latency(read_at.elapsed());
             }
         }
+        Ok(())
     }
-    session.answer(verdict, &mut buffers.output);
-    Ok(())
-}
 
-async fn flush<IO: AsyncWrite + Unpin>(io: &mut IO, output: &mut BytesMut) -> std::io::Result<()> {
-    if !output.is_empty() {
-        io.write_all(output).await?;
-        output.clear();
+    async fn close_with<IO: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        reply: &Reply,
+    ) -> std::io::Result<Outcome> {
+        self.output.extend_from_slice(reply.wire());
+        self.journal_event(EventKind::Reply {
+            code: reply.code(),
+            status: reply.status().map(|s| s.to_string()),
+            text: reply_events(reply.wire())
+                .pop()
+                .map(|r| r.2)
+                .unwrap_or_default(),
+            phase: None,
+            rule: None,
+            catalog: None,
+        });
+        self.flush(io).await?;
+        let _ = io.shutdown().await;
+        Ok(Outcome::Closed)
     }
-    io.flush().await
-}
 
-async fn close_with<IO: AsyncWrite + Unpin>(
-    io: &mut IO,
-    reply: &Reply,
-) -> std::io::Result<Outcome> {
-    io.write_all(reply.wire()).await?;
-    io.flush().await?;
-    let _ = io.shutdown().await;
-    Ok(Outcome::Closed)
+    /// Moves what the session traced into the journal.
+    fn journal_trace(&mut self) {
+        let Some(events) = &self.shared.events else {
+            return;
+        };
+        let trace = self.session.take_trace();
+        if trace.is_empty() {
+            return;
+        }
+        let mut kinds = Vec::with_capacity(trace.len());
+        for item in trace {
+            match item {
+                Trace::Command(line) => kinds.push(EventKind::Command { line }),
+                Trace::Reply(wire) => {
+                    for (code, status, text) in reply_events(&wire) {
+                        let decided = if code == 334 {
+                            None
+                        } else {
+                            self.decided.take()
+                        };
+                        kinds.push(EventKind::Reply {
+                            code,
+                            status,
+                            text,
+                            phase: decided.as_ref().map(|d| d.phase.as_str()),
+                            rule: decided.as_ref().and_then(|d| d.rule),
+                            catalog: decided.as_ref().and_then(|d| d.catalog),
+                        });
+                    }
+                }
+            }
+        }
+        events.record(self.shared.clock.now_ms(), self.session.id(), kinds);
+    }
+
+    fn journal_event(&self, kind: EventKind) {
+        if let Some(events) = &self.shared.events {
+            events.record(self.shared.clock.now_ms(), self.session.id(), [kind]);
+        }
+    }
 }

@@ -7,6 +7,7 @@ mod connection;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,10 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-use crate::journal::MessageStore;
+use crate::clock::{Clock, OffsetClock};
+use crate::journal::maildir::Maildir;
+use crate::journal::{EventLog, MessageStore};
+use crate::metrics::Metrics;
 use crate::policy::{AcceptAll, Policy};
 use crate::smtp::reply::fixed;
 use crate::smtp::session::{Message, SessionConfig};
@@ -64,6 +68,16 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How many accepted messages are kept in memory.
     pub message_capacity: usize,
+    /// How many events the journal keeps in memory.
+    pub event_capacity: usize,
+    /// Record events at all (off with `--no-store`, for load tests).
+    pub record_events: bool,
+    /// Also write every event to this file as JSON lines.
+    pub events_file: Option<PathBuf>,
+    /// Write every accepted message to this Maildir, synced before the 250.
+    pub maildir: Option<PathBuf>,
+    /// The clock events are stamped with (the same one the scenario reads).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +92,11 @@ impl Default for ServerConfig {
             max_connections: 20_000,
             shutdown_grace: Duration::from_secs(30),
             message_capacity: 10_000,
+            event_capacity: 100_000,
+            record_events: true,
+            events_file: None,
+            maildir: None,
+            clock: Arc::new(OffsetClock::new()),
         }
     }
 }
@@ -109,6 +128,14 @@ pub enum ServerError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The events file or the Maildir could not be opened.
+    #[error("cannot open {path}: {source}")]
+    Storage {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// Why a message could not be stored.
@@ -136,6 +163,10 @@ pub(crate) struct Shared {
     timeouts: Timeouts,
     policy: ArcSwap<Box<dyn Policy>>,
     messages: Arc<MessageStore>,
+    events: Option<Arc<EventLog>>,
+    maildir: Option<Arc<Maildir>>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
     next_session: AtomicU64,
 }
 
@@ -144,10 +175,17 @@ impl Shared {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Stores an accepted message; called before the 250 is sent.
-    fn deliver(&self, message: Message) -> Result<(), DeliveryError> {
-        self.messages.push(message);
-        Ok(())
+    /// Stores an accepted message (on disk first, when a Maildir is set); called before the 250
+    /// is sent, so that a message the client saw accepted is never lost. Returns its id.
+    async fn deliver(&self, message: Message) -> Result<u64, DeliveryError> {
+        if let Some(maildir) = &self.maildir {
+            let maildir = maildir.clone();
+            let (queue_id, data) = (message.queue_id.clone(), message.data.clone());
+            tokio::task::spawn_blocking(move || maildir.write(&queue_id, &data))
+                .await
+                .map_err(|e| DeliveryError::Io(std::io::Error::other(e)))??;
+        }
+        Ok(self.messages.push(message))
     }
 }
 
@@ -180,12 +218,38 @@ impl Server {
             http: http.as_ref().map(local_addr),
         };
         let messages = Arc::new(MessageStore::new(config.message_capacity));
+        let events = if config.record_events {
+            let log = EventLog::new(config.event_capacity);
+            let log = match &config.events_file {
+                Some(path) => log.with_file(path).map_err(|source| ServerError::Storage {
+                    path: path.clone(),
+                    source,
+                })?,
+                None => log,
+            };
+            Some(Arc::new(log))
+        } else {
+            None
+        };
+        let maildir = match &config.maildir {
+            Some(path) => Some(Arc::new(Maildir::open(path).map_err(|source| {
+                ServerError::Storage {
+                    path: path.clone(),
+                    source,
+                }
+            })?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             session_config: ArcSwap::from_pointee(config.session.clone()),
             tls,
             timeouts: config.timeouts,
             policy: ArcSwap::from_pointee(policy),
             messages: messages.clone(),
+            events,
+            maildir,
+            metrics: Arc::new(Metrics::default()),
+            clock: config.clock.clone(),
             next_session: AtomicU64::new(1),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(ShutdownState::Running);
@@ -286,6 +350,26 @@ impl ServerControl {
     /// What new sessions are told now.
     pub fn session_config(&self) -> Arc<SessionConfig> {
         self.shared.session_config.load_full()
+    }
+
+    /// The accepted messages kept in memory.
+    pub fn messages(&self) -> &Arc<MessageStore> {
+        &self.shared.messages
+    }
+
+    /// The event journal (`None` when events are not recorded).
+    pub fn events(&self) -> Option<&Arc<EventLog>> {
+        self.shared.events.as_ref()
+    }
+
+    /// The counters behind `/metrics`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// The clock events are stamped with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
     }
 }
 

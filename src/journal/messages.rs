@@ -1,4 +1,4 @@
-//! What the server accepted, kept in a bounded ring so that tests and people can look at it.
+//! The accepted messages, kept in a bounded ring so that tests and people can look at it.
 //!
 //! The ring never grows past its capacity: the oldest message is dropped and the drop is counted.
 

@@ -1,0 +1,226 @@
+//! Counters for `GET /metrics`, in Prometheus text format. Lock-free: atomics only.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the reply latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 10] =
+    [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// Everything counted.
+#[derive(Debug)]
+pub struct Metrics {
+    sessions: AtomicU64,
+    open_sessions: AtomicU64,
+    replies: Vec<AtomicU64>,
+    messages: AtomicU64,
+    message_bytes: AtomicU64,
+    limit_refusals: AtomicU64,
+    tls_ok: AtomicU64,
+    tls_failed: AtomicU64,
+    latency_buckets: Vec<AtomicU64>,
+    latency_count: AtomicU64,
+    latency_sum_ns: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            sessions: AtomicU64::new(0),
+            open_sessions: AtomicU64::new(0),
+            replies: (0..600).map(|_| AtomicU64::new(0)).collect(),
+            messages: AtomicU64::new(0),
+            message_bytes: AtomicU64::new(0),
+            limit_refusals: AtomicU64::new(0),
+            tls_ok: AtomicU64::new(0),
+            tls_failed: AtomicU64::new(0),
+            latency_buckets: (0..LATENCY_BUCKETS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            latency_count: AtomicU64::new(0),
+            latency_sum_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+fn add(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// A session started.
+    pub fn session_opened(&self) {
+        add(&self.sessions, 1);
+        add(&self.open_sessions, 1);
+    }
+
+    /// A session ended.
+    pub fn session_closed(&self) {
+        self.open_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts every reply in `wire` (one or more complete replies).
+    pub fn replies_sent(&self, wire: &[u8]) {
+        for line in wire.split(|&b| b == b'\n') {
+            if line.len() >= 4 && line[3] != b'-' {
+                let code = line[..3]
+                    .iter()
+                    .fold(0usize, |n, d| n * 10 + usize::from(d.wrapping_sub(b'0')));
+                if let Some(counter) = self.replies.get(code) {
+                    add(counter, 1);
+                }
+            }
+        }
+    }
+
+    /// A message was accepted.
+    pub fn message_accepted(&self, bytes: usize) {
+        add(&self.messages, 1);
+        add(&self.message_bytes, bytes as u64);
+    }
+
+    /// A rate limit or connection limit refused something.
+    pub fn limit_refused(&self) {
+        add(&self.limit_refusals, 1);
+    }
+
+    /// A TLS handshake ended.
+    pub fn tls_handshake(&self, ok: bool) {
+        add(if ok { &self.tls_ok } else { &self.tls_failed }, 1);
+    }
+
+    /// Time from reading a batch of commands to having written its replies.
+    pub fn reply_latency(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(bucket) = LATENCY_BUCKETS.iter().position(|b| seconds <= *b) {
+            add(&self.latency_buckets[bucket], 1);
+        }
+        add(&self.latency_count, 1);
+        add(&self.latency_sum_ns, elapsed.as_nanos() as u64);
+    }
+
+    /// Replies sent with this code.
+    pub fn replies_with_code(&self, code: u16) -> u64 {
+        self.replies
+            .get(usize::from(code))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// The Prometheus text exposition (format 0.0.4). `extra` adds gauges from elsewhere.
+    pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(4096);
+        let mut counter = |name: &str, help: &str, value: u64, kind: &str| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        counter(
+            "failmail_sessions_total",
+            "SMTP sessions started.",
+            get(&self.sessions),
+            "counter",
+        );
+        counter(
+            "failmail_sessions_open",
+            "SMTP sessions open now.",
+            get(&self.open_sessions),
+            "gauge",
+        );
+        counter(
+            "failmail_messages_total",
+            "Messages accepted.",
+            get(&self.messages),
+            "counter",
+        );
+        counter(
+            "failmail_message_bytes_total",
+            "Octets of accepted messages.",
+            get(&self.message_bytes),
+            "counter",
+        );
+        counter(
+            "failmail_limit_refusals_total",
+            "Refusals by rate or connection limits.",
+            get(&self.limit_refusals),
+            "counter",
+        );
+        for (name, help, value) in extra {
+            counter(name, help, *value, "counter");
+        }
+        let _ = writeln!(out, "# HELP failmail_tls_handshakes_total TLS handshakes by result.\n# TYPE failmail_tls_handshakes_total counter");
+        let _ = writeln!(
+            out,
+            "failmail_tls_handshakes_total{{result=\"ok\"}} {}",
+            get(&self.tls_ok)
+        );
+        let _ = writeln!(
+            out,
+            "failmail_tls_handshakes_total{{result=\"error\"}} {}",
+            get(&self.tls_failed)
+        );
+        let _ = writeln!(out, "# HELP failmail_replies_total SMTP replies sent, by code and class.\n# TYPE failmail_replies_total counter");
+        for (code, value) in self.replies.iter().enumerate() {
+            let value = get(value);
+            if value > 0 {
+                let _ = writeln!(
+                    out,
+                    "failmail_replies_total{{code=\"{code}\",class=\"{}xx\"}} {value}",
+                    code / 100
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP failmail_reply_latency_seconds Time from reading commands to writing their replies.\n# TYPE failmail_reply_latency_seconds histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += get(bucket);
+            let _ = writeln!(
+                out,
+                "failmail_reply_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = get(&self.latency_count);
+        let _ = writeln!(
+            out,
+            "failmail_reply_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "failmail_reply_latency_seconds_sum {}",
+            get(&self.latency_sum_ns) as f64 / 1e9
+        );
+        let _ = writeln!(out, "failmail_reply_latency_seconds_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_replies_by_code_and_renders() {
+        let metrics = Metrics::default();
+        metrics.replies_sent(b"250-a\r\n250 b\r\n550 5.1.1 x\r\n");
+        metrics.reply_latency(Duration::from_micros(300));
+        metrics.reply_latency(Duration::from_secs(10));
+        assert_eq!(metrics.replies_with_code(250), 1);
+        assert_eq!(metrics.replies_with_code(550), 1);
+        let text = metrics.render(&[("failmail_events_dropped_total", "Events dropped.", 3)]);
+        assert!(
+            text.contains("failmail_replies_total{code=\"550\",class=\"5xx\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("failmail_reply_latency_seconds_bucket{le=\"0.0005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("failmail_reply_latency_seconds_bucket{le=\"+Inf\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("failmail_events_dropped_total 3"), "{text}");
+    }
+}
