@@ -20,7 +20,7 @@ use failmail::scenario::live::{parse_window, LimitOverrides, Reloader, ScenarioO
 use failmail::server::tls::CertificateSource;
 use failmail::server::Timeouts;
 use failmail::smtp::session::{AuthPolicy, SessionConfig};
-use failmail::{Server, ServerConfig};
+use failmail::ServerConfig;
 use tracing_subscriber::EnvFilter;
 
 /// An SMTP test server that answers with the realistic failures real mail providers send.
@@ -244,7 +244,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limits.per_ip = args.limit_ip;
     }
     let (path, seed, no_magic) = (args.scenario.clone(), args.seed, args.no_magic);
-    let mut config = args.into_config();
+    let config = args.into_config();
     let options = ScenarioOptions {
         path,
         seed,
@@ -254,15 +254,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store,
         limits,
     };
-    let scenario = options.load().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (policy, session) = options.build(scenario);
-    config.session = session;
-    let server = Server::start(config, Box::new(policy))
+    let (server, reloader) = Reloader::start(options, config)
         .await
-        .context("cannot start")?;
-    let watcher = options.path.is_some().then(|| {
-        let reloader = Reloader::new(options.clone(), server.control());
-        tokio::spawn(reloader.watch(Duration::from_millis(500)))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Install the SIGHUP handler before announcing readiness: a reload request sent right after
+    // the ready line must reload, not kill the process.
+    let watcher = reloader.options().path.is_some().then(|| {
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        tokio::spawn(reloader.clone().watch(hangup, Duration::from_millis(500)))
     });
     println!("{}", server.addresses().ready_line());
     use std::io::Write as _;

@@ -12,8 +12,9 @@ use super::engine::{Engine, ScenarioPolicy};
 use crate::clock::{Clock, OffsetClock};
 use crate::limits::memory::MemoryStore;
 use crate::limits::LimitStore;
-use crate::server::ServerControl;
+use crate::server::{RunningServer, Server, ServerConfig, ServerControl};
 use crate::smtp::session::SessionConfig;
+use arc_swap::ArcSwapOption;
 
 /// How scenarios are turned into policies for this server.
 #[derive(Debug, Clone)]
@@ -56,7 +57,8 @@ impl LimitOverrides {
         }),
     };
 
-    fn apply(&self, scenario: &mut Scenario) {
+    /// Puts these limits into `scenario`.
+    pub fn apply(&self, scenario: &mut Scenario) {
         if self.per_account.is_none() && self.per_ip.is_none() {
             return;
         }
@@ -131,41 +133,101 @@ impl ScenarioOptions {
     }
 }
 
-/// Reloads the scenario of a running server.
+/// The scenario live on a server right now: its policy and the text it came from.
+#[derive(Clone)]
+pub struct Live {
+    /// The policy (its engine holds rule state; its store holds limits).
+    pub policy: ScenarioPolicy,
+    /// The scenario's TOML text, when it came from a file or the API.
+    pub source: Option<String>,
+}
+
+/// Why a server with a scenario could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The scenario did not load.
+    #[error("{0}")]
+    Scenario(#[from] ScenarioError),
+    /// The server did not start.
+    #[error(transparent)]
+    Server(#[from] crate::server::ServerError),
+}
+
+/// Reloads and replaces the scenario of a running server, and knows which one is live.
 #[derive(Clone)]
 pub struct Reloader {
     options: ScenarioOptions,
     control: ServerControl,
+    live: Arc<ArcSwapOption<Live>>,
 }
 
 impl Reloader {
-    /// A reloader for the server behind `control`.
+    /// A reloader for the server behind `control` (which scenario is live is known after the
+    /// first [`Reloader::reload`] or [`Reloader::replace`]).
     pub fn new(options: ScenarioOptions, control: ServerControl) -> Self {
-        Self { options, control }
+        Self {
+            options,
+            control,
+            live: Arc::new(ArcSwapOption::empty()),
+        }
+    }
+
+    /// Loads the scenario named by `options` and starts a server with it.
+    pub async fn start(
+        options: ScenarioOptions,
+        mut config: ServerConfig,
+    ) -> Result<(RunningServer, Reloader), StartError> {
+        let scenario = options.load()?;
+        let source = read_source(&options);
+        let (policy, session) = options.build(scenario);
+        config.session = session;
+        let server = Server::start(config, Box::new(policy.clone())).await?;
+        let reloader = Reloader::new(options, server.control());
+        reloader.live.store(Some(Arc::new(Live { policy, source })));
+        Ok((server, reloader))
+    }
+
+    /// The scenario live now (for new sessions).
+    pub fn live(&self) -> Option<Arc<Live>> {
+        self.live.load_full()
+    }
+
+    /// The clock the scenario reads.
+    pub fn options(&self) -> &ScenarioOptions {
+        &self.options
+    }
+
+    fn install(&self, scenario: Scenario, source: Option<String>) {
+        let rules = scenario.rules.len();
+        let (policy, config) = self.options.build(scenario);
+        self.control.set_session_config(config);
+        self.control.set_policy(Box::new(policy.clone()));
+        self.live.store(Some(Arc::new(Live { policy, source })));
+        info!(rules, "scenario loaded");
     }
 
     /// Loads the file again and makes it live for new sessions; on error the old one stays.
     pub fn reload(&self) -> Result<(), ScenarioError> {
         let scenario = self.options.load()?;
-        let rules = scenario.rules.len();
-        let (policy, config) = self.options.build(scenario);
-        self.control.set_session_config(config);
-        self.control.set_policy(Box::new(policy));
-        info!(rules, "scenario loaded");
+        self.install(scenario, read_source(&self.options));
         Ok(())
     }
 
-    /// Reloads on SIGHUP and whenever the file's size or modification time changes (checked
-    /// every `interval`). Runs until the task is dropped.
-    pub async fn watch(self, interval: Duration) {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(signal) => Some(signal),
-            Err(e) => {
-                error!(%e, "cannot watch SIGHUP; reload by file change only");
-                None
-            }
-        };
+    /// Makes `text` the live scenario (checked first; on error the old one stays). The file on
+    /// disk, if any, is not changed: a later change of the file replaces this again.
+    pub fn replace(&self, origin: &str, text: &str) -> Result<(), ScenarioError> {
+        let mut scenario = Scenario::parse(origin, text)?;
+        if self.options.no_magic {
+            scenario.server.magic_addresses = false;
+        }
+        self.options.limits.apply(&mut scenario);
+        self.install(scenario, Some(text.to_owned()));
+        Ok(())
+    }
+
+    /// Reloads on `hangup` (SIGHUP, installed by the caller before it announces readiness) and
+    /// whenever the file's size or modification time changes (checked every `interval`).
+    pub async fn watch(self, mut hangup: Option<tokio::signal::unix::Signal>, interval: Duration) {
         let mut seen = self.fingerprint();
         let mut ticker = tokio::time::interval(interval);
         loop {
@@ -187,4 +249,11 @@ impl Reloader {
         let metadata = std::fs::metadata(self.options.path.as_ref()?).ok()?;
         Some((metadata.len(), metadata.modified().ok()?))
     }
+}
+
+fn read_source(options: &ScenarioOptions) -> Option<String> {
+    options
+        .path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
 }

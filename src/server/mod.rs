@@ -76,8 +76,9 @@ pub struct ServerConfig {
     pub events_file: Option<PathBuf>,
     /// Write every accepted message to this Maildir, synced before the 250.
     pub maildir: Option<PathBuf>,
-    /// The clock events are stamped with (the same one the scenario reads).
-    pub clock: Arc<dyn Clock>,
+    /// The clock events are stamped with (give the scenario the same one); `POST
+    /// /api/clock/advance` moves it.
+    pub clock: Arc<OffsetClock>,
 }
 
 impl Default for ServerConfig {
@@ -166,7 +167,7 @@ pub(crate) struct Shared {
     events: Option<Arc<EventLog>>,
     maildir: Option<Arc<Maildir>>,
     metrics: Arc<Metrics>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<OffsetClock>,
     next_session: AtomicU64,
 }
 
@@ -368,7 +369,7 @@ impl ServerControl {
     }
 
     /// The clock events are stamped with.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
+    pub fn clock(&self) -> &Arc<OffsetClock> {
         &self.shared.clock
     }
 }
