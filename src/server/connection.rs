@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn, Instrument};
 
 use super::{Shared, ShutdownState};
+use crate::clock::Clock;
 use crate::journal::events::reply_events;
 use crate::journal::EventKind;
 use crate::policy::{Decision, Phase, SessionPolicy, Verdict};

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-use crate::clock::{Clock, OffsetClock};
+use crate::clock::OffsetClock;
 use crate::journal::maildir::Maildir;
 use crate::journal::{EventLog, MessageStore};
 use crate::metrics::Metrics;
