@@ -3,8 +3,8 @@
 //! The protocol core ([`smtp`]) is sans-IO and tested without sockets; the [`server`] moves bytes
 //! between sockets and sessions; a [`policy::Policy`] decides each phase's reply.
 
+pub mod api;
 pub mod clock;
-mod http;
 pub mod journal;
 pub mod limits;
 pub mod metrics;

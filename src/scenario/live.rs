@@ -184,6 +184,7 @@ impl Reloader {
         let server = Server::start(config, Box::new(policy.clone())).await?;
         let reloader = Reloader::new(options, server.control());
         reloader.live.store(Some(Arc::new(Live { policy, source })));
+        server.control().attach_scenario(reloader.clone());
         Ok((server, reloader))
     }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -25,6 +25,7 @@ use crate::journal::maildir::Maildir;
 use crate::journal::{EventLog, MessageStore};
 use crate::metrics::Metrics;
 use crate::policy::{AcceptAll, Policy};
+use crate::scenario::live::Reloader;
 use crate::smtp::reply::fixed;
 use crate::smtp::session::{Message, SessionConfig};
 use tls::CertificateSource;
@@ -149,7 +150,8 @@ pub enum DeliveryError {
 
 /// Where the server is in its shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ShutdownState {
+pub enum ShutdownState {
+    /// Serving.
     Running,
     /// New commands get 421; messages being received may finish.
     Draining,
@@ -168,6 +170,8 @@ pub(crate) struct Shared {
     maildir: Option<Arc<Maildir>>,
     metrics: Arc<Metrics>,
     clock: Arc<OffsetClock>,
+    /// The live scenario's reloader, for the API (set by `Reloader::start`).
+    scenario: Arc<ArcSwapOption<Reloader>>,
     next_session: AtomicU64,
 }
 
@@ -251,6 +255,7 @@ impl Server {
             maildir,
             metrics: Arc::new(Metrics::default()),
             clock: config.clock.clone(),
+            scenario: Arc::new(ArcSwapOption::empty()),
             next_session: AtomicU64::new(1),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(ShutdownState::Running);
@@ -273,7 +278,13 @@ impl Server {
             ));
         }
         if let Some(listener) = http {
-            tasks.spawn(crate::http::serve(listener, shutdown_rx.clone()));
+            let state = crate::api::ApiState {
+                control: ServerControl {
+                    shared: shared.clone(),
+                },
+                scenario: shared.scenario.clone(),
+            };
+            tasks.spawn(crate::api::serve(listener, state, shutdown_rx.clone()));
         }
         Ok(RunningServer {
             addresses,
@@ -371,6 +382,16 @@ impl ServerControl {
     /// The clock events are stamped with.
     pub fn clock(&self) -> &Arc<OffsetClock> {
         &self.shared.clock
+    }
+
+    /// Makes `reloader` the one the API uses for the scenario, limits and resets.
+    pub fn attach_scenario(&self, reloader: Reloader) {
+        self.shared.scenario.store(Some(Arc::new(reloader)));
+    }
+
+    /// The attached scenario reloader, if any.
+    pub fn scenario(&self) -> Option<Arc<Reloader>> {
+        self.shared.scenario.load_full()
     }
 }
 
