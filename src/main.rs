@@ -42,7 +42,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Commands {
     /// Serve SMTP (the default when no subcommand is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check a scenario file; prints each error with file:line:column and a hint.
     Check {
         /// The scenario files.
@@ -157,6 +157,10 @@ struct ServeArgs {
     /// Keep no messages and no events in memory (for load tests).
     #[arg(long)]
     no_store: bool,
+    /// Bearer token the HTTP API requires (every route but /healthz). Required when --http is
+    /// not a loopback address.
+    #[arg(long)]
+    http_token: Option<String>,
 }
 
 impl ServeArgs {
@@ -192,6 +196,7 @@ impl ServeArgs {
             record_events: !self.no_store,
             events_file: self.events,
             maildir: self.maildir,
+            http_token: self.http_token,
             clock: Arc::new(OffsetClock::new()),
         }
     }
@@ -206,7 +211,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = match cli.command {
-        Some(Commands::Serve(args)) => args,
+        Some(Commands::Serve(args)) => *args,
         None => cli.serve,
         Some(Commands::Check { files }) => return check(&files),
         Some(Commands::Catalog { flavor, format }) => return catalog(flavor, format),
@@ -253,6 +258,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         base: config.session.clone(),
         store,
         limits,
+        ..ScenarioOptions::default()
     };
     let (server, reloader) = Reloader::start(options, config)
         .await
@@ -263,10 +269,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         tokio::spawn(reloader.clone().watch(hangup, Duration::from_millis(500)))
     });
+    // SIGTERM and SIGINT too are watched before the ready line: a stop request sent right after
+    // it gets a graceful shutdown.
+    let stop = stop_signals()?;
     println!("{}", server.addresses().ready_line());
     use std::io::Write as _;
     std::io::stdout().flush().ok();
-    wait_for_signal().await?;
+    wait_for(stop).await;
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -351,13 +360,18 @@ fn print_out(text: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+type StopSignals = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
+fn stop_signals() -> anyhow::Result<StopSignals> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok((terminate, interrupt))
+}
+
+async fn wait_for((mut terminate, mut interrupt): StopSignals) {
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
     }
-    Ok(())
 }

@@ -170,6 +170,12 @@ pub trait SessionPolicy: Send + Sync {
     /// Called once per phase with what the session knows; must be cheap on the common path.
     fn decide<'a>(&'a mut self, phase: Phase, view: &'a SessionView<'a>) -> Answer<'a>;
 
+    /// Called when the session has no transaction in progress (after RSET, a refused message,
+    /// or an accepted one), so that uses reserved for an unfinished transaction go back.
+    fn transaction_over<'a>(&'a mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
+        None
+    }
+
     /// Called when a message was accepted (after it was stored), so that limits count it.
     fn accepted<'a>(
         &'a mut self,

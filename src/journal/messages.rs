@@ -42,17 +42,18 @@ impl MessageStore {
 
     /// Keeps a message, dropping the oldest one when full; returns its id.
     pub fn push(&self, message: Message) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if self.capacity == 0 {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            return id;
+            return self.next_id.fetch_add(1, Ordering::Relaxed);
         }
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        // The id is taken under the lock, so the ring is in id order.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stored = Arc::new(StoredMessage {
             id,
             received_at: SystemTime::now(),
             message,
         });
-        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         if ring.len() >= self.capacity {
             ring.pop_front();
             self.dropped.fetch_add(1, Ordering::Relaxed);

@@ -160,12 +160,16 @@ impl LimitStore for MemoryStore {
     fn usage<'a>(
         &'a self,
         now_ms: u64,
+        prefix: &'a str,
         window: Duration,
     ) -> Maybe<'a, Result<Vec<Usage>, StoreError>> {
         let mut all = Vec::new();
         for index in 0..SHARDS {
             let mut shard = self.lock(index);
             shard.windows.retain(|key, uses| {
+                if !key.starts_with(prefix) {
+                    return true;
+                }
                 prune(uses, now_ms, window);
                 if !uses.is_empty() {
                     all.push(Usage {
@@ -247,7 +251,8 @@ mod tests {
         let both = [check("account:a", 5), check("ip:1", 1)];
         assert_eq!(now(store.reserve(&both, 0, 1)).unwrap(), Reserve::Reserved);
         assert_eq!(now(store.reserve(&both, 0, 2)).unwrap(), Reserve::Full(1));
-        let usage = now(store.usage(1, Duration::from_secs(3600))).unwrap();
+        let mut usage = now(store.usage(1, "account:", Duration::from_secs(3600))).unwrap();
+        usage.extend(now(store.usage(1, "ip:", Duration::from_secs(3600))).unwrap());
         assert_eq!(
             usage.iter().map(|u| u.used).collect::<Vec<_>>(),
             [1, 1],

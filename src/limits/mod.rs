@@ -111,10 +111,11 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug + 'static {
     /// Counts one attempt of a sequence key; returns how many came before.
     fn bump<'a>(&'a self, key: &'a str) -> Maybe<'a, Result<u64, StoreError>>;
 
-    /// The use of every limit key within `window` of `now_ms`.
+    /// The use of every limit key starting with `prefix`, within `window` of `now_ms`.
     fn usage<'a>(
         &'a self,
         now_ms: u64,
+        prefix: &'a str,
         window: Duration,
     ) -> Maybe<'a, Result<Vec<Usage>, StoreError>>;
 

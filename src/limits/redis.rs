@@ -214,13 +214,14 @@ impl LimitStore for RedisStore {
     fn usage<'a>(
         &'a self,
         now_ms: u64,
+        prefix: &'a str,
         window: Duration,
     ) -> Maybe<'a, Result<Vec<Usage>, StoreError>> {
         let mut invocation = self.usage.prepare_invoke();
         invocation
             .arg(now_ms)
             .arg(window.as_millis() as u64)
-            .arg(format!("{PREFIX}limit:*"));
+            .arg(format!("{PREFIX}limit:{prefix}*"));
         let mut connection = self.connection.clone();
         Maybe::Later(Box::pin(async move {
             let flat: Vec<redis::Value> = invocation

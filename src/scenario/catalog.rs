@@ -165,7 +165,7 @@ fn trace_id(flavor: Flavor, session_id: u64, now_unix_ms: u64) -> String {
     }
     format!(
         "{:013x}-{:011x}si{}qtb.{}",
-        a & 0x1f_ffff_ffff_ffff,
+        a & 0xf_ffff_ffff_ffff,
         b & 0xfff_ffff_ffff,
         b % 10_000_000,
         session_id % 1000

@@ -772,6 +772,7 @@ impl Context<'_> {
                             Some("e.g. code = 550"),
                         )
                     })?;
+                self.check_code(code, phase, span.clone())?;
                 let status = table
                     .get("status")
                     .and_then(toml::Value::as_str)
@@ -818,20 +819,28 @@ impl Context<'_> {
                 ))
             }
         };
-        let code = spec.code();
-        if !phase_codes::is_allowed(phase, code) {
-            let what = if code < 400 {
-                "is not a failure"
-            } else {
-                "does not fit this phase"
-            };
-            return Err(self.error(
-                span,
-                format!("reply code {code} {what} ({})", phase_codes::describe(phase)),
-                Some("use then = \"accept\" for the normal reply, or pick a code that fits the phase"),
-            ));
-        }
+        self.check_code(spec.code(), phase, span)?;
         Ok(spec)
+    }
+
+    /// A rule's reply must be a failure that fits its phase.
+    fn check_code(&self, code: u16, phase: Phase, span: Range<usize>) -> Result<(), ScenarioError> {
+        if phase_codes::is_allowed(phase, code) {
+            return Ok(());
+        }
+        let what = if code < 400 {
+            "is not a failure"
+        } else {
+            "does not fit this phase"
+        };
+        Err(self.error(
+            span,
+            format!(
+                "reply code {code} {what} ({})",
+                phase_codes::describe(phase)
+            ),
+            Some("use then = \"accept\" for the normal reply, or pick a code that fits the phase"),
+        ))
     }
 
     fn patterns(&self, value: &Spanned<toml::Value>) -> Result<PatternList, ScenarioError> {

@@ -18,7 +18,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "d" => value * 86_400.0,
         _ => return None,
     };
-    (seconds.is_finite() && seconds >= 0.0 && seconds < 1e12)
+    (seconds.is_finite() && (0.0..1e12).contains(&seconds))
         .then(|| Duration::from_secs_f64(seconds))
 }
 

@@ -5,13 +5,12 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use super::catalog::{Catalog, ReplyContext};
 use super::compile::{Action, Outcome, ReplySpec, Rule, Scenario};
@@ -39,8 +38,32 @@ pub struct Engine {
     seed: u64,
     hostname: String,
     counters: Vec<RuleCounters>,
-    connections: Mutex<HashMap<IpAddr, u32>>,
+    connections: Arc<ConnectionCounts>,
     tokens: AtomicU64,
+}
+
+/// Open connections per client IP, shared by every scenario a server loads (a reload must not
+/// forget the connections already open).
+#[derive(Debug, Default)]
+pub struct ConnectionCounts(Mutex<HashMap<IpAddr, u32>>);
+
+impl ConnectionCounts {
+    fn open(&self, ip: IpAddr) -> u32 {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = map.entry(ip).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    fn close(&self, ip: IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
 }
 
 impl Engine {
@@ -50,6 +73,7 @@ impl Engine {
         scenario: Arc<Scenario>,
         clock: Arc<dyn Clock>,
         store: Arc<dyn LimitStore>,
+        connections: Arc<ConnectionCounts>,
         seed: u64,
         hostname: String,
     ) -> Self {
@@ -58,8 +82,9 @@ impl Engine {
             .iter()
             .map(|_| RuleCounters::default())
             .collect();
-        // Reservation tokens must not collide between instances sharing one Redis.
-        let salt = mix(u64::from(std::process::id()) ^ clock.now().as_nanos() as u64);
+        // Reservation tokens must not collide between instances sharing one Redis, even in one
+        // process with one clock: the salt comes from the randomly keyed std hasher.
+        let salt = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
         Self {
             scenario,
             clock,
@@ -67,7 +92,7 @@ impl Engine {
             seed,
             hostname,
             counters,
-            connections: Mutex::new(HashMap::new()),
+            connections,
             tokens: AtomicU64::new(salt),
         }
     }
@@ -87,21 +112,19 @@ impl Engine {
         &self.store
     }
 
-    /// The current use of every limit key (over the longest configured window).
+    /// The current use of every limit key, each over its own window.
     pub async fn usage(&self) -> Result<Vec<Usage>, StoreError> {
-        let window = self
-            .scenario
-            .limits
-            .as_ref()
-            .and_then(|l| {
-                [l.per_account, l.per_ip]
-                    .into_iter()
-                    .flatten()
-                    .map(|w| w.per)
-                    .max()
-            })
-            .unwrap_or(Duration::from_secs(3600));
-        self.store.usage(self.clock.now_ms(), window).await
+        let Some(limits) = &self.scenario.limits else {
+            return Ok(Vec::new());
+        };
+        let now = self.clock.now_ms();
+        let mut all = Vec::new();
+        for (prefix, window) in [("account:", limits.per_account), ("ip:", limits.per_ip)] {
+            if let Some(window) = window {
+                all.extend(self.store.usage(now, prefix, window.per).await?);
+            }
+        }
+        Ok(all)
     }
 
     /// Forgets rule counters, sequence attempts, limit uses and greylisting (test isolation).
@@ -337,16 +360,7 @@ impl ScenarioPolicy {
 impl Policy for ScenarioPolicy {
     fn open(&self, peer: SocketAddr) -> Box<dyn SessionPolicy> {
         let ip = peer.ip();
-        let connections = {
-            let mut map = self
-                .engine
-                .connections
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let count = map.entry(ip).or_insert(0);
-            *count += 1;
-            *count
-        };
+        let connections = self.engine.connections.open(ip);
         Box::new(ScenarioSession {
             engine: self.engine.clone(),
             ip,
@@ -373,18 +387,7 @@ struct ScenarioSession {
 
 impl Drop for ScenarioSession {
     fn drop(&mut self) {
-        let mut map = self
-            .engine
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = map.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.ip);
-            }
-        }
-        drop(map);
+        self.engine.connections.close(self.ip);
         let pending = std::mem::take(&mut self.reserved);
         if !pending.is_empty() {
             release_later(self.engine.clone(), pending);
@@ -458,19 +461,29 @@ impl ScenarioSession {
             // A new transaction: what the last one reserved without an accepted message goes back.
             self.release_all().await?;
         }
-        if let Some(decision) = engine.rules(phase, view, &self.ip_text).await? {
-            if phase == Phase::DataEnd && !matches!(decision.verdict, Verdict::Continue) {
-                self.release_all().await?;
+        let ruled = engine.rules(phase, view, &self.ip_text).await?;
+        if let Some(decision) = &ruled {
+            if !matches!(decision.verdict, Verdict::Continue) {
+                if phase == Phase::DataEnd {
+                    self.release_all().await?;
+                }
+                return Ok(ruled.expect("matched"));
             }
-            return Ok(decision);
         }
+        // No failure from the rules. An explicit accept keeps its delay and exempts from
+        // greylisting (like a postgrey whitelist); limits still apply.
+        let whitelisted = ruled.is_some();
+        let accepted = ruled.unwrap_or(Decision::CONTINUE);
         let limits = engine.scenario.limits.as_ref();
         if let Some(limits) = limits {
             if let Some(decision) = self.connection_limits(phase, limits, view) {
-                return Ok(decision);
+                return Ok(Decision {
+                    delay: accepted.delay,
+                    ..decision
+                });
             }
         }
-        if phase == Phase::Rcpt {
+        if phase == Phase::Rcpt && !whitelisted {
             if let Some(greylisting) = &engine.scenario.greylisting {
                 let applies = greylisting
                     .rcpt
@@ -492,6 +505,7 @@ impl ScenarioSession {
                                 &self.ip_text,
                             )),
                             catalog: greylisting.reply.catalog_name(),
+                            delay: accepted.delay,
                             ..Decision::CONTINUE
                         });
                     }
@@ -500,10 +514,13 @@ impl ScenarioSession {
         }
         if let Some(limits) = limits {
             if let Some(decision) = self.rate_limits(phase, limits, view).await? {
-                return Ok(decision);
+                return Ok(Decision {
+                    delay: accepted.delay,
+                    ..decision
+                });
             }
         }
-        Ok(Decision::CONTINUE)
+        Ok(accepted)
     }
 
     fn connection_limits(
@@ -659,6 +676,23 @@ impl SessionPolicy for ScenarioSession {
             );
         }
         Answer::Later(Box::pin(self.decide_now(phase, view)))
+    }
+
+    fn transaction_over<'a>(
+        &'a mut self,
+    ) -> Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
+        if self.reserved.is_empty() {
+            return None;
+        }
+        if self.engine.store.is_immediate() {
+            let _ = poll_now(self.release_all());
+            return None;
+        }
+        Some(Box::pin(async move {
+            if let Err(e) = self.release_all().await {
+                tracing::warn!(%e, "could not release a limit reservation; it expires with its window");
+            }
+        }))
     }
 
     fn accepted<'a>(

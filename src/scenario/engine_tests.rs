@@ -31,6 +31,7 @@ fn engine(source: &str, seed: u64) -> Harness {
         Arc::new(scenario),
         Arc::new(ManualClock::new(Duration::from_secs(1_700_000_000))),
         Arc::new(crate::limits::memory::MemoryStore::new()),
+        Arc::new(ConnectionCounts::default()),
         seed,
         "mx.test".into(),
     );

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{error, info};
 
 use super::compile::{LimitSettings, Scenario, ScenarioError, Window};
-use super::engine::{Engine, ScenarioPolicy};
+use super::engine::{ConnectionCounts, Engine, ScenarioPolicy};
 use crate::clock::{Clock, OffsetClock};
 use crate::limits::memory::MemoryStore;
 use crate::limits::LimitStore;
@@ -33,6 +33,8 @@ pub struct ScenarioOptions {
     pub store: Arc<dyn LimitStore>,
     /// Limits from the command line; they replace the file's `per_account` / `per_ip`.
     pub limits: LimitOverrides,
+    /// Open connections per IP, kept across reloads.
+    pub connections: Arc<ConnectionCounts>,
 }
 
 /// Limits given on the command line (`--limits ovh`, `--limit-account`, `--limit-ip`).
@@ -84,6 +86,7 @@ impl Default for ScenarioOptions {
             base: SessionConfig::default(),
             store: Arc::new(MemoryStore::new()),
             limits: LimitOverrides::default(),
+            connections: Arc::new(ConnectionCounts::default()),
         }
     }
 }
@@ -126,6 +129,7 @@ impl ScenarioOptions {
             Arc::new(scenario),
             self.clock.clone(),
             self.store.clone(),
+            self.connections.clone(),
             self.seed,
             config.hostname.clone(),
         );

@@ -30,20 +30,15 @@ pub enum PatternError {
         /// The regex crate's explanation.
         reason: String,
     },
-    /// Empty pattern.
-    #[error("empty pattern")]
-    Empty,
     /// The CIDR block does not parse.
     #[error("bad CIDR block {0:?} (expected an IP address or address/prefix, e.g. 192.0.2.0/24 or 2001:db8::/32)")]
     Cidr(String),
 }
 
 impl Pattern {
-    /// Compiles `text`: `/…/` is a regex, text with `*` or `?` a glob, anything else exact.
+    /// Compiles `text`: `/…/` is a regex, text with `*` or `?` a glob, anything else exact
+    /// (`""` is exact too: it matches the null sender `<>`).
     pub fn compile(text: &str) -> Result<Self, PatternError> {
-        if text.is_empty() {
-            return Err(PatternError::Empty);
-        }
         if text.len() >= 2 && text.starts_with('/') && text.ends_with('/') {
             let source = &text[1..text.len() - 1];
             return Regex::new(source)
@@ -185,7 +180,9 @@ mod tests {
             Pattern::compile("/(unclosed/"),
             Err(PatternError::Regex { .. })
         ));
-        assert_eq!(Pattern::compile("").unwrap_err(), PatternError::Empty);
+        let null = Pattern::compile("").unwrap();
+        assert!(null.matches(""));
+        assert!(!null.matches("a@b"));
     }
 
     #[test]

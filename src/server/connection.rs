@@ -173,9 +173,18 @@ impl Connection {
                 }
                 Step::NeedInput => {
                     self.flush(io).await?;
+                    if !self.session.in_transaction() {
+                        if let Some(release) = self.policy.transaction_over() {
+                            release.await;
+                        }
+                    }
                     let state = *self.shutdown.borrow();
-                    if state != ShutdownState::Running && !self.session.in_message() {
-                        return self.close_with(io, &fixed::SHUTTING_DOWN).await;
+                    if state != ShutdownState::Running {
+                        // New commands get 421; a message being received may finish.
+                        self.session.begin_shutdown();
+                        if !self.session.in_message() {
+                            return self.close_with(io, &fixed::SHUTTING_DOWN).await;
+                        }
                     }
                     let timeout = match self.session.waiting() {
                         Waiting::Command => self.shared.timeouts.command,
@@ -201,9 +210,10 @@ impl Connection {
                         }
                         changed = self.shutdown.changed() => {
                             let state = if changed.is_ok() { *self.shutdown.borrow() } else { ShutdownState::Force };
-                            if state == ShutdownState::Force || !self.session.in_message() {
+                                                        if state == ShutdownState::Force || !self.session.in_message() {
                                 return self.close_with(io, &fixed::SHUTTING_DOWN).await;
                             }
+                            self.session.begin_shutdown();
                             // Draining: let the message in progress finish.
                         }
                     }

@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub events_file: Option<PathBuf>,
     /// Write every accepted message to this Maildir, synced before the 250.
     pub maildir: Option<PathBuf>,
+    /// Bearer token the HTTP API requires on every route but /healthz; mandatory when `http`
+    /// is not a loopback address.
+    pub http_token: Option<String>,
     /// The clock events are stamped with (give the scenario the same one); `POST
     /// /api/clock/advance` moves it.
     pub clock: Arc<OffsetClock>,
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             record_events: true,
             events_file: None,
             maildir: None,
+            http_token: None,
             clock: Arc::new(OffsetClock::new()),
         }
     }
@@ -130,6 +134,9 @@ pub enum ServerError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The HTTP API would be served on a non-loopback address without a token.
+    #[error(transparent)]
+    HttpUnprotected(#[from] crate::api::ApiError),
     /// The events file or the Maildir could not be opened.
     #[error("cannot open {path}: {source}")]
     Storage {
@@ -203,6 +210,9 @@ impl Server {
         mut config: ServerConfig,
         policy: Box<dyn Policy>,
     ) -> Result<RunningServer, ServerError> {
+        if let Some(addr) = config.http {
+            crate::api::check_bind(addr, config.http_token.as_deref())?;
+        }
         let tls = match &config.certificate {
             Some(source) => Some(tls::acceptor(source)?),
             None => None,
@@ -284,7 +294,13 @@ impl Server {
                 },
                 scenario: shared.scenario.clone(),
             };
-            tasks.spawn(crate::api::serve(listener, state, shutdown_rx.clone()));
+            let token = config.http_token.as_deref().map(Arc::<str>::from);
+            tasks.spawn(crate::api::serve_with_token(
+                listener,
+                state,
+                token,
+                shutdown_rx.clone(),
+            ));
         }
         Ok(RunningServer {
             addresses,
@@ -453,6 +469,16 @@ impl RunningServer {
     }
 }
 
+impl Drop for RunningServer {
+    /// Stops accepting and breaks the server ↔ scenario-reloader reference cycle, so that a
+    /// stopped (or dropped) server frees what it kept.
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(ShutdownState::Force);
+        self.tasks.abort_all();
+        self.shared.scenario.store(None);
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     implicit_tls: bool,
@@ -484,18 +510,30 @@ async fn accept_loop(
                 });
             }
             Err(_) => {
-                tokio::spawn(refuse(stream));
+                let tls = implicit_tls.then(|| shared.tls.clone()).flatten();
+                tokio::spawn(refuse(stream, tls));
             }
         }
     }
 }
 
 /// Past the connection cap: one 421 and close (RFC 5321 §3.8 allows it in place of the greeting).
-async fn refuse(mut stream: TcpStream) {
+/// On the implicit-TLS port the 421 is sent over TLS, as the client expects nothing else.
+async fn refuse(mut stream: TcpStream, tls: Option<TlsAcceptor>) {
     let reply = fixed::TOO_MANY_CONNECTIONS;
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = stream.write_all(reply.wire()).await;
-        let _ = stream.shutdown().await;
+        match tls {
+            Some(acceptor) => {
+                if let Ok(mut tls) = acceptor.accept(stream).await {
+                    let _ = tls.write_all(reply.wire()).await;
+                    let _ = tls.shutdown().await;
+                }
+            }
+            None => {
+                let _ = stream.write_all(reply.wire()).await;
+                let _ = stream.shutdown().await;
+            }
+        }
     })
     .await;
 }

@@ -67,7 +67,7 @@ impl QueueIdStyle {
                     out,
                     "{} {:013x}-{:x}si{}{}.{}",
                     1_700_000_000 + next() % 100_000_000,
-                    next() & 0x1f_ffff_ffff_ffff,
+                    next() & 0xf_ffff_ffff_ffff,
                     next() & 0xfff_ffff_ffff,
                     next() % 10_000_000,
                     ["qtb", "pjb", "ejc", "wra"][(next() % 4) as usize],

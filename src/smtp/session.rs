@@ -284,6 +284,11 @@ impl Session {
         matches!(self.mode, Mode::Data(_) | Mode::Chunk { .. }) || self.transaction.chunking
     }
 
+    /// Whether a mail transaction is in progress (MAIL accepted, message not yet ended).
+    pub fn in_transaction(&self) -> bool {
+        self.transaction.from.is_some()
+    }
+
     /// Whether the policy told the session never to answer again.
     pub fn is_hung(&self) -> bool {
         matches!(self.mode, Mode::Hung)
@@ -554,7 +559,10 @@ impl Session {
 
     fn command(&mut self, line: &[u8], out: &mut BytesMut) -> Option<Step> {
         let command = parse_command(line);
-        if self.shutting_down {
+        // While shutting down, a chunked message in progress may still finish.
+        let continues_chunks =
+            self.transaction.chunking && matches!(command, Ok(Command::Bdat { .. }));
+        if self.shutting_down && !continues_chunks {
             put(out, &fixed::SHUTTING_DOWN);
             self.mode = Mode::Closed;
             return Some(Step::Close);
