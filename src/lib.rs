@@ -12,5 +12,6 @@ pub mod policy;
 pub mod scenario;
 pub mod server;
 pub mod smtp;
+pub mod testing;
 
 pub use server::{Addresses, RunningServer, Server, ServerConfig, ServerControl};

@@ -1,15 +1,32 @@
 //! The HTTP API: health, events, captured messages, limits, clock, scenario, metrics.
 //!
-//! Served on `--http` (loopback by default). Handlers only read and steer what the server
-//! already keeps; see README "API reference" and `/api/openapi.json`.
+//! Served on `--http` (loopback by default; elsewhere only with a token, see [`check_bind`]).
+//! Handlers only read and steer what the server already keeps. Every route is listed once in
+//! [`ROUTES`], which builds the router and is checked against `/api/openapi.json` by the tests.
+//! Errors are JSON: `{"error": "...", "hint": "..." | null}`.
+
+pub mod auth;
+pub mod clock;
+pub mod error;
+pub mod events;
+pub mod limits;
+pub mod messages;
+pub mod metrics;
+pub mod openapi;
+pub mod scenario;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use axum::routing::get;
-use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put, MethodRouter};
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+pub use auth::check_bind;
+pub use error::ApiError;
 
 use crate::scenario::live::Reloader;
 use crate::server::{ServerControl, ShutdownState};
@@ -23,23 +40,162 @@ pub struct ApiState {
     pub scenario: Arc<ArcSwapOption<Reloader>>,
 }
 
-/// The HTTP routes.
-pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(state)
+/// One route of the API.
+pub struct Route {
+    /// The HTTP method, upper case.
+    pub method: &'static str,
+    /// The path, with `{param}` placeholders as in OpenAPI.
+    pub path: &'static str,
+    handler: fn() -> MethodRouter<ApiState>,
 }
 
-/// Serves HTTP on `listener` until shutdown starts.
-pub(crate) async fn serve(
+/// Every route, in the order of the documentation.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/healthz",
+        handler: || get(|| async { "ok\n" }),
+    },
+    Route {
+        method: "GET",
+        path: "/api/events",
+        handler: || get(events::list),
+    },
+    Route {
+        method: "GET",
+        path: "/api/events/stream",
+        handler: || get(events::stream),
+    },
+    Route {
+        method: "GET",
+        path: "/api/messages",
+        handler: || get(messages::list),
+    },
+    Route {
+        method: "DELETE",
+        path: "/api/messages",
+        handler: || delete(messages::clear),
+    },
+    Route {
+        method: "GET",
+        path: "/api/messages/{id}",
+        handler: || get(messages::get),
+    },
+    Route {
+        method: "GET",
+        path: "/api/messages/{id}/raw",
+        handler: || get(messages::raw),
+    },
+    Route {
+        method: "GET",
+        path: "/api/limits",
+        handler: || get(limits::get),
+    },
+    Route {
+        method: "DELETE",
+        path: "/api/limits",
+        handler: || delete(limits::reset),
+    },
+    Route {
+        method: "GET",
+        path: "/api/clock",
+        handler: || get(clock::get),
+    },
+    Route {
+        method: "POST",
+        path: "/api/clock/advance",
+        handler: || post(clock::advance),
+    },
+    Route {
+        method: "GET",
+        path: "/api/scenario",
+        handler: || get(scenario::get),
+    },
+    Route {
+        method: "PUT",
+        path: "/api/scenario",
+        handler: || put(scenario::put),
+    },
+    Route {
+        method: "POST",
+        path: "/api/scenario/reload",
+        handler: || post(scenario::reload),
+    },
+    Route {
+        method: "POST",
+        path: "/api/reset",
+        handler: || post(limits::reset_all),
+    },
+    Route {
+        method: "GET",
+        path: "/metrics",
+        handler: || get(metrics::get),
+    },
+    Route {
+        method: "GET",
+        path: "/api/openapi.json",
+        handler: || get(openapi::get),
+    },
+];
+
+/// The HTTP routes, open to whoever can connect (loopback use).
+pub fn router(state: ApiState) -> Router {
+    router_with_token(state, None)
+}
+
+/// The HTTP routes; with a token, every route but `/healthz` needs `Authorization: Bearer
+/// <token>`.
+pub fn router_with_token(state: ApiState, token: Option<Arc<str>>) -> Router {
+    let token = token.filter(|t| !t.trim().is_empty());
+    ROUTES
+        .iter()
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, (route.handler)())
+        })
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            auth::require_token,
+        ))
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no route {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+    .hint("GET /api/openapi.json lists every route")
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .hint("the Allow header lists the methods this route takes")
+}
+
+/// Serves HTTP on `listener` until shutdown starts; with a token, every route but `/healthz`
+/// needs it. Event streams end when shutdown starts.
+pub async fn serve_with_token(
     listener: TcpListener,
     state: ApiState,
+    token: Option<Arc<str>>,
     mut shutdown: watch::Receiver<ShutdownState>,
 ) {
+    let app =
+        router_with_token(state, token).layer(Extension(events::ShutdownSignal(shutdown.clone())));
     let stop = async move {
         let _ = shutdown.changed().await;
     };
-    if let Err(error) = axum::serve(listener, router(state))
+    if let Err(error) = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
     {

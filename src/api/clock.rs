@@ -1,0 +1,68 @@
+//! `/api/clock`: the server's clock, which tests move forward instead of waiting.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use super::error::{json, ApiError, JsonBody};
+use super::ApiState;
+use crate::clock::Clock;
+
+/// The most one call may advance: ten years, in seconds.
+pub const MAX_ADVANCE_SECONDS: f64 = 315_576_000.0;
+
+/// `POST /api/clock/advance` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Advance {
+    /// Seconds to move forward (fractions allowed, milliseconds kept).
+    seconds: f64,
+}
+
+#[derive(Serialize)]
+struct Offset {
+    offset_seconds: f64,
+}
+
+#[derive(Serialize)]
+struct Now {
+    now_ms: u64,
+    offset_seconds: f64,
+}
+
+/// `POST /api/clock/advance`: moves the clock forward; answers the total offset.
+pub async fn advance(
+    State(state): State<ApiState>,
+    JsonBody(body): JsonBody<Advance>,
+) -> Result<Response, ApiError> {
+    if !body.seconds.is_finite() || !(0.0..=MAX_ADVANCE_SECONDS).contains(&body.seconds) {
+        return Err(ApiError::bad_request(format!(
+            "seconds must be a number from 0 to {MAX_ADVANCE_SECONDS} (ten years), not {}",
+            body.seconds
+        ))
+        .hint("the clock only moves forward: {\"seconds\": 3600} is one hour later"));
+    }
+    let clock = state.control.clock();
+    clock.advance(Duration::from_secs_f64(body.seconds));
+    Ok(json(
+        StatusCode::OK,
+        &Offset {
+            offset_seconds: clock.offset().as_secs_f64(),
+        },
+    ))
+}
+
+/// `GET /api/clock`: the server's time and how far it was moved forward.
+pub async fn get(State(state): State<ApiState>) -> Response {
+    let clock = state.control.clock();
+    json(
+        StatusCode::OK,
+        &Now {
+            now_ms: clock.now_ms(),
+            offset_seconds: clock.offset().as_secs_f64(),
+        },
+    )
+}

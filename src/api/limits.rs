@@ -1,0 +1,101 @@
+//! `/api/limits` (configured limits, current usage, reset) and `POST /api/reset`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Serialize;
+
+use super::error::{json, ApiError};
+use super::ApiState;
+use crate::limits::{StoreError, Usage};
+use crate::scenario::compile::Window;
+use crate::scenario::engine::Engine;
+
+/// The engine of the live scenario, if a scenario is attached.
+pub(crate) fn engine(state: &ApiState) -> Option<Arc<Engine>> {
+    let reloader = state.scenario.load_full()?;
+    let live = reloader.live()?;
+    Some(live.policy.engine().clone())
+}
+
+fn unavailable(error: StoreError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+        .hint("the limit store (--state) did not answer; check that Redis is up and reachable")
+}
+
+#[derive(Serialize)]
+struct WindowView {
+    max: u64,
+    per_seconds: f64,
+}
+
+impl From<Window> for WindowView {
+    fn from(window: Window) -> Self {
+        Self {
+            max: window.max,
+            per_seconds: window.per.as_secs_f64(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LimitsView {
+    per_account: Option<WindowView>,
+    per_ip: Option<WindowView>,
+    connections_per_ip: Option<u32>,
+    messages_per_connection: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Limits {
+    limits: Option<LimitsView>,
+    usage: Vec<Usage>,
+}
+
+/// `GET /api/limits`: the live scenario's limits and the use of every key.
+pub async fn get(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let Some(engine) = engine(&state) else {
+        return Ok(json(
+            StatusCode::OK,
+            &Limits {
+                limits: None,
+                usage: Vec::new(),
+            },
+        ));
+    };
+    let settings = engine.scenario().limits.as_ref();
+    let limits = LimitsView {
+        per_account: settings.and_then(|l| l.per_account).map(WindowView::from),
+        per_ip: settings.and_then(|l| l.per_ip).map(WindowView::from),
+        connections_per_ip: settings.and_then(|l| l.connections_per_ip),
+        messages_per_connection: settings.and_then(|l| l.messages_per_connection),
+    };
+    let usage = engine.usage().await.map_err(unavailable)?;
+    Ok(json(
+        StatusCode::OK,
+        &Limits {
+            limits: Some(limits),
+            usage,
+        },
+    ))
+}
+
+/// `DELETE /api/limits`: forgets limit uses, greylisting, sequence attempts and rule counters.
+pub async fn reset(State(state): State<ApiState>) -> Result<StatusCode, ApiError> {
+    if let Some(engine) = engine(&state) {
+        engine.reset().await.map_err(unavailable)?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/reset`: everything at once, for test isolation: messages, events, limits,
+/// greylisting and sequences.
+pub async fn reset_all(State(state): State<ApiState>) -> Result<StatusCode, ApiError> {
+    state.control.messages().clear();
+    if let Some(events) = state.control.events() {
+        events.clear();
+    }
+    reset(State(state)).await
+}

@@ -1,0 +1,117 @@
+//! `/api/messages`: the captured messages, their envelope and their exact bytes.
+
+use std::time::UNIX_EPOCH;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::error::{json, ApiError, PathParam};
+use super::ApiState;
+use crate::journal::StoredMessage;
+
+/// One captured message, as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct MessageView<'a> {
+    id: u64,
+    received_at_ms: u64,
+    session: u64,
+    queue_id: &'a str,
+    peer: String,
+    helo: Option<&'a str>,
+    auth_user: Option<&'a str>,
+    tls: bool,
+    mail_from: &'a str,
+    recipients: &'a [String],
+    size: usize,
+}
+
+impl<'a> From<&'a StoredMessage> for MessageView<'a> {
+    fn from(stored: &'a StoredMessage) -> Self {
+        let m = &stored.message;
+        Self {
+            id: stored.id,
+            received_at_ms: stored
+                .received_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            session: m.session_id,
+            queue_id: &m.queue_id,
+            peer: m.peer.to_string(),
+            helo: m.helo.as_deref(),
+            auth_user: m.auth_user.as_deref(),
+            tls: m.tls,
+            mail_from: &m.mail_from,
+            recipients: &m.recipients,
+            size: m.data.len(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct List<'a> {
+    messages: Vec<MessageView<'a>>,
+    accepted: u64,
+    dropped: u64,
+}
+
+/// `GET /api/messages`: the kept messages, oldest first.
+pub async fn list(State(state): State<ApiState>) -> Response {
+    let store = state.control.messages();
+    let kept = store.list();
+    json(
+        StatusCode::OK,
+        &List {
+            messages: kept.iter().map(|m| MessageView::from(&**m)).collect(),
+            accepted: store.accepted(),
+            dropped: store.dropped(),
+        },
+    )
+}
+
+fn find(state: &ApiState, id: u64) -> Result<std::sync::Arc<StoredMessage>, ApiError> {
+    state
+        .control
+        .messages()
+        .list()
+        .into_iter()
+        .find(|m| m.id == id)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no message {id}")).hint(
+                "GET /api/messages lists the kept messages; old ones fall out of the ring \
+                 (--keep-messages) and DELETE /api/messages or POST /api/reset forgets them",
+            )
+        })
+}
+
+/// `GET /api/messages/{id}`.
+pub async fn get(
+    State(state): State<ApiState>,
+    PathParam(id): PathParam<u64>,
+) -> Result<Response, ApiError> {
+    let stored = find(&state, id)?;
+    Ok(json(StatusCode::OK, &MessageView::from(&*stored)))
+}
+
+/// `GET /api/messages/{id}/raw`: the message exactly as received.
+pub async fn raw(
+    State(state): State<ApiState>,
+    PathParam(id): PathParam<u64>,
+) -> Result<Response, ApiError> {
+    let stored = find(&state, id)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("message/rfc822"),
+        )],
+        stored.message.data.clone(),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/messages`: forgets every kept message.
+pub async fn clear(State(state): State<ApiState>) -> StatusCode {
+    state.control.messages().clear();
+    StatusCode::NO_CONTENT
+}
