@@ -1,0 +1,452 @@
+//! Helpers shared by the integration tests: starting servers, a raw SMTP client that checks every
+//! reply exactly, TLS with the development CA, the test message with leading dots, and bounded
+//! waits so that a failing test fails instead of hanging.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use failmail::server::tls::DEV_CA_PEM;
+use failmail::{RunningServer, Server, ServerConfig};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// Hang guard for every network wait: far longer than anything should take.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The host name the servers under test use (the default of `SessionConfig`).
+pub const HOSTNAME: &str = "mx.failmail.test";
+
+/// Starts the in-process sink on loopback port 0 with `config`.
+pub async fn start(config: ServerConfig) -> RunningServer {
+    Server::start_sink(config)
+        .await
+        .expect("the server starts on 127.0.0.1:0")
+}
+
+/// Starts the in-process sink with [`ServerConfig::loopback`].
+pub async fn start_loopback() -> RunningServer {
+    start(ServerConfig::loopback()).await
+}
+
+/// The repository root (where `certs/` and `tests/` are).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The development CA file clients are told to trust.
+pub fn ca_path() -> PathBuf {
+    repo_root().join("certs/ca.pem")
+}
+
+/// Fails with a clear message when an external tool the tests need is missing.
+pub fn require_tool(path: &str, package: &str) {
+    let found = if path.contains('/') {
+        std::path::Path::new(path).exists()
+    } else {
+        std::process::Command::new(path)
+            .arg("--version")
+            .output()
+            .is_ok()
+    };
+    assert!(
+        found,
+        "`{path}` is missing: install the Debian package `{package}` (.ci/run installs it: \
+         `apt-get install -y --no-install-recommends {package}`)"
+    );
+}
+
+/// A rustls client configuration that trusts only the development CA.
+pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &DEV_CA_PEM[..]) {
+        roots
+            .add(cert.expect("the development CA is valid PEM"))
+            .expect("the development CA is a valid certificate");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS 1.2 and 1.3 are available")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Runs a TLS handshake as a client that checks the server's certificate for `localhost`.
+pub async fn tls_handshake(stream: TcpStream) -> TlsStream<TcpStream> {
+    let connector = TlsConnector::from(tls_client_config());
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio::time::timeout(IO_TIMEOUT, connector.connect(name, stream))
+        .await
+        .expect("TLS handshake within 10 s")
+        .expect("TLS handshake succeeds with the development CA")
+}
+
+/// One parsed SMTP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The three-digit code, the same on every line.
+    pub code: u16,
+    /// The text of each line after `NNN-` / `NNN `.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// The enhanced status code at the start of the first line, if it has one.
+    pub fn status(&self) -> Option<&str> {
+        let first = self.lines.first()?.split(' ').next()?;
+        let parts: Vec<&str> = first.split('.').collect();
+        let ok = parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        ok.then_some(first)
+    }
+
+    /// The whole reply as text, for messages.
+    pub fn text(&self) -> String {
+        self.lines.join(" | ")
+    }
+
+    /// Asserts the code and the enhanced status code (`""` for a reply that must carry none).
+    #[track_caller]
+    pub fn assert(&self, code: u16, status: &str) -> &Self {
+        assert_eq!(
+            (self.code, self.status().unwrap_or("")),
+            (code, status),
+            "unexpected reply: {} {}",
+            self.code,
+            self.text()
+        );
+        self
+    }
+}
+
+/// A raw SMTP client over any byte stream; every wait is bounded by [`IO_TIMEOUT`].
+pub struct Conn<S> {
+    stream: S,
+    buffer: Vec<u8>,
+}
+
+/// A raw client over plain TCP.
+pub type PlainConn = Conn<TcpStream>;
+/// A raw client over TLS.
+pub type TlsConn = Conn<TlsStream<TcpStream>>;
+
+impl PlainConn {
+    /// Connects to `addr` (does not read the greeting).
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .expect("connect within 10 s")
+            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        Self::new(stream)
+    }
+
+    /// Connects and checks the 220 greeting.
+    pub async fn greeted(addr: SocketAddr) -> Self {
+        let mut conn = Self::connect(addr).await;
+        conn.expect_greeting().await;
+        conn
+    }
+
+    /// After a `220 2.0.0` to STARTTLS: runs the handshake. Fails if the server sent anything
+    /// in plaintext after that 220.
+    pub async fn starttls(self) -> TlsConn {
+        assert!(
+            self.buffer.is_empty(),
+            "the server sent plaintext after its 220 to STARTTLS: {:?}",
+            String::from_utf8_lossy(&self.buffer)
+        );
+        Conn::new(tls_handshake(self.stream).await)
+    }
+}
+
+impl TlsConn {
+    /// Connects to an implicit-TLS (SMTPS) listener and runs the handshake.
+    pub async fn connect_tls(addr: SocketAddr) -> Self {
+        let plain = PlainConn::connect(addr).await;
+        Conn::new(tls_handshake(plain.stream).await)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// Wraps a connected stream.
+    pub fn new(stream: S) -> Self {
+        Self {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Writes `bytes` in one write call and flushes.
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        let bytes = bytes.as_ref();
+        tokio::time::timeout(IO_TIMEOUT, async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await
+        .expect("write within 10 s")
+        .expect("write succeeds");
+    }
+
+    /// Reads more bytes into the buffer; `false` at end of stream. A reset counts as the end.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout(IO_TIMEOUT, self.stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "nothing from the server within 10 s (buffered: {:?})",
+                    String::from_utf8_lossy(&self.buffer)
+                )
+            });
+        match read {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buffer.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// One CRLF-terminated line without its CRLF, or `None` at a clean end of stream.
+    pub async fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(pos) = self.buffer.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buffer.drain(..pos + 2).take(pos).collect();
+                return Some(String::from_utf8(line).expect("replies are UTF-8"));
+            }
+            if !self.fill().await {
+                assert!(
+                    self.buffer.is_empty(),
+                    "connection closed in the middle of a line: {:?}",
+                    String::from_utf8_lossy(&self.buffer)
+                );
+                return None;
+            }
+        }
+    }
+
+    /// The next complete reply, or `None` if the server closed the connection cleanly first.
+    pub async fn try_reply(&mut self) -> Option<Reply> {
+        let mut code = None;
+        let mut lines = Vec::new();
+        loop {
+            let Some(line) = self.line().await else {
+                assert!(
+                    lines.is_empty(),
+                    "connection closed inside a multi-line reply"
+                );
+                return None;
+            };
+            assert!(
+                line.len() >= 3 && line.as_bytes()[..3].iter().all(u8::is_ascii_digit),
+                "malformed reply line {line:?}"
+            );
+            let this: u16 = line[..3].parse().unwrap();
+            if let Some(code) = code {
+                assert_eq!(code, this, "reply code changed inside a multi-line reply");
+            }
+            code = Some(this);
+            let (last, text) = match line.as_bytes().get(3) {
+                None => (true, ""),
+                Some(b' ') => (true, &line[4..]),
+                Some(b'-') => (false, &line[4..]),
+                Some(_) => panic!("malformed reply line {line:?}"),
+            };
+            lines.push(text.to_owned());
+            if last {
+                return Some(Reply { code: this, lines });
+            }
+        }
+    }
+
+    /// The next complete reply; fails if the connection closed instead.
+    #[track_caller]
+    pub fn reply(&mut self) -> impl std::future::Future<Output = Reply> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            self.try_reply()
+                .await
+                .unwrap_or_else(|| panic!("connection closed, a reply was expected ({caller})"))
+        }
+    }
+
+    /// Reads the next reply and checks its code and enhanced status code.
+    #[track_caller]
+    pub fn expect(
+        &mut self,
+        code: u16,
+        status: &'static str,
+    ) -> impl std::future::Future<Output = Reply> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            let reply = self.try_reply().await.unwrap_or_else(|| {
+                panic!("connection closed, {code} {status} expected ({caller})")
+            });
+            assert_eq!(
+                (reply.code, reply.status().unwrap_or("")),
+                (code, status),
+                "unexpected reply {} {} ({caller})",
+                reply.code,
+                reply.text()
+            );
+            reply
+        }
+    }
+
+    /// Sends one command line (CRLF added) and checks the reply.
+    pub async fn cmd(&mut self, line: &str, code: u16, status: &'static str) -> Reply {
+        self.send(format!("{line}\r\n")).await;
+        self.expect(code, status).await
+    }
+
+    /// Checks the `220 <hostname> ...` greeting.
+    pub async fn expect_greeting(&mut self) -> Reply {
+        let reply = self.reply().await;
+        assert_eq!(reply.code, 220, "greeting: {}", reply.text());
+        assert_eq!(reply.lines.len(), 1, "greeting: {}", reply.text());
+        assert!(
+            reply.lines[0].starts_with(HOSTNAME),
+            "greeting names the host: {}",
+            reply.text()
+        );
+        reply
+    }
+
+    /// EHLO and checks the multi-line 250 with the extensions every session offers.
+    pub async fn ehlo(&mut self, domain: &str) -> Reply {
+        self.send(format!("EHLO {domain}\r\n")).await;
+        let reply = self.reply().await;
+        assert_ehlo(&reply);
+        reply
+    }
+
+    /// Asserts that the server closes the connection with nothing more to say.
+    pub async fn expect_closed(&mut self) {
+        if let Some(line) = self.line().await {
+            panic!("expected the connection to close, got {line:?}");
+        }
+    }
+
+    /// Sends QUIT, expects `221 2.0.0` and the end of the stream.
+    pub async fn quit(&mut self) {
+        self.cmd("QUIT", 221, "2.0.0").await;
+        self.expect_closed().await;
+    }
+}
+
+/// Checks a reply to EHLO: multi-line 250, host name first, the core extensions announced.
+#[track_caller]
+pub fn assert_ehlo(reply: &Reply) {
+    assert_eq!(reply.code, 250, "EHLO reply: {}", reply.text());
+    assert!(
+        reply.lines.len() > 1,
+        "EHLO reply is multi-line: {}",
+        reply.text()
+    );
+    assert_eq!(reply.lines[0], HOSTNAME, "EHLO reply names the host");
+    for extension in ["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "CHUNKING"] {
+        assert!(
+            reply.lines.iter().any(|l| l == extension),
+            "EHLO announces {extension}: {}",
+            reply.text()
+        );
+    }
+    assert!(
+        reply.lines.iter().any(|l| l.starts_with("SIZE ")),
+        "EHLO announces SIZE: {}",
+        reply.text()
+    );
+}
+
+/// Whether an EHLO reply announces `keyword` (alone or with parameters).
+pub fn announces(reply: &Reply, keyword: &str) -> bool {
+    reply
+        .lines
+        .iter()
+        .any(|l| l == keyword || l.starts_with(&format!("{keyword} ")))
+}
+
+/// Checks the final 250 after a message and returns its queue id.
+#[track_caller]
+pub fn queue_id(reply: &Reply) -> String {
+    reply.assert(250, "2.0.0");
+    queue_id_in(&reply.lines.join(" "))
+}
+
+/// The queue id in the text of a 250 after a message (`... queued as <id>`).
+#[track_caller]
+pub fn queue_id_in(text: &str) -> String {
+    let (_, after) = text
+        .split_once("queued as ")
+        .unwrap_or_else(|| panic!("250 after a message says where it is queued: {text:?}"));
+    let id = after.split(' ').next().unwrap_or_default();
+    assert!(!id.is_empty(), "queue id is not empty: {text:?}");
+    id.to_owned()
+}
+
+/// A message whose body has lines starting with `.`, `..`, a lone `.`, `...`, and a `.` line
+/// right after the header/body separator, so that every client must dot-stuff it. It has no
+/// final CRLF: each client adds exactly one before its terminating `.` line, so the server must
+/// receive [`received_form`] of it.
+pub fn dotted_message(tag: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <alice@client.example>\r\n\
+         To: Bob <bob@failmail.test>, Carol <carol@failmail.test>\r\n\
+         Subject: leading dots via {tag}\r\n\
+         Message-ID: <{tag}.dots@client.example>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         .first body line starts with a dot\r\n\
+         first line with a dot . in the middle\r\n\
+         ..two leading dots\r\n\
+         .\r\n\
+         ...\r\n\
+         . space after a dot\r\n\
+         \r\n\
+         .\r\n\
+         line after a lone dot line\r\n\
+         ..\r\n\
+         last line ({tag})"
+    )
+    .into_bytes()
+}
+
+/// What the server must keep for a message sent as `raw` without a final CRLF.
+pub fn received_form(raw: &[u8]) -> Vec<u8> {
+    let mut expected = raw.to_vec();
+    expected.extend_from_slice(b"\r\n");
+    expected
+}
+
+/// Dot-stuffs `body` as RFC 5321 §4.5.2 says (for raw DATA tests); `body` must end with CRLF.
+pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+    assert!(body.ends_with(b"\r\n"), "a DATA body ends with CRLF");
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut line_start = true;
+    for (i, &byte) in body.iter().enumerate() {
+        if line_start && byte == b'.' {
+            out.push(b'.');
+        }
+        out.push(byte);
+        line_start = byte == b'\n' && i > 0 && body[i - 1] == b'\r';
+    }
+    out
+}
+
+/// Shows bytes readably in assertion messages.
+pub fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

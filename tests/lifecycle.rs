@@ -1,0 +1,570 @@
+//! Connection lifecycle: read timeouts, the connection cap, graceful shutdown (in-process and of
+//! the `failmail` binary on SIGTERM/SIGINT). Durations here are hang guards or configured
+//! timeouts; no test asserts how long something took.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use failmail::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn config_with(change: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
+    let mut config = ServerConfig::loopback();
+    change(&mut config);
+    config
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeouts
+
+#[tokio::test]
+async fn idle_client_gets_421_timeout_then_eof() {
+    let server = start(config_with(|c| {
+        c.timeouts.command = Duration::from_millis(300)
+    }))
+    .await;
+    // Nothing is sent after the greeting: any later command would race with the 300 ms timer.
+    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
+    let reply = conn.expect(421, "4.4.2").await;
+    assert_eq!(reply.lines.len(), 1);
+    conn.expect_closed().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_client_after_greeting_gets_421_timeout_under_implicit_tls() {
+    let server = start(config_with(|c| {
+        c.timeouts.command = Duration::from_millis(300)
+    }))
+    .await;
+    let mut conn = TlsConn::connect_tls(server.addresses().smtps.unwrap()).await;
+    conn.expect_greeting().await;
+    conn.expect(421, "4.4.2").await;
+    conn.expect_closed().await;
+    server.shutdown().await;
+}
+
+/// The data timeout applies inside DATA; the half-received message is not kept.
+#[tokio::test]
+async fn stalled_data_gets_421_timeout_and_nothing_is_stored() {
+    let server = start(config_with(|c| {
+        c.timeouts.command = Duration::from_secs(60);
+        c.timeouts.data = Duration::from_millis(300);
+    }))
+    .await;
+    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
+    conn.ehlo("client.example").await;
+    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .await;
+    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
+    conn.cmd("DATA", 354, "").await;
+    conn.send("Subject: never finished\r\n\r\nhalf a bo").await;
+    conn.expect(421, "4.4.2").await;
+    conn.expect_closed().await;
+    assert!(server.messages().list().is_empty());
+    assert_eq!(server.messages().accepted(), 0);
+    server.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection cap
+
+#[tokio::test]
+async fn third_connection_over_the_cap_gets_421_and_the_first_two_work() {
+    let server = start(config_with(|c| c.max_connections = 2)).await;
+    let addr = server.addresses().smtp;
+    let mut first = PlainConn::greeted(addr).await;
+    let mut second = PlainConn::greeted(addr).await;
+    assert_eq!(server.open_connections(), 2);
+
+    let mut third = PlainConn::connect(addr).await;
+    let reply = third.expect(421, "4.7.0").await;
+    assert_eq!(reply.lines.len(), 1);
+    third.expect_closed().await;
+
+    first.ehlo("first.example").await;
+    second.ehlo("second.example").await;
+    first
+        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .await;
+    second
+        .cmd("MAIL FROM:<bob@client.example>", 250, "2.1.0")
+        .await;
+    first.cmd("RCPT TO:<x@failmail.test>", 250, "2.1.5").await;
+    second.cmd("RCPT TO:<y@failmail.test>", 250, "2.1.5").await;
+    first.cmd("DATA", 354, "").await;
+    first
+        .send("Subject: under the cap\r\n\r\nok\r\n.\r\n")
+        .await;
+    queue_id(&first.reply().await);
+    first.quit().await;
+
+    // Once the first connection is gone its slot is free again (bounded wait, not a timing test).
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while server.open_connections() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection's slot was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut fourth = PlainConn::greeted(addr).await;
+    fourth.cmd("NOOP", 250, "2.0.0").await;
+    fourth.quit().await;
+
+    second.cmd("DATA", 354, "").await;
+    second.send("Subject: second\r\n\r\nok\r\n.\r\n").await;
+    queue_id(&second.reply().await);
+    second.quit().await;
+    assert_eq!(server.messages().list().len(), 2);
+    server.shutdown().await;
+}
+
+/// On the implicit-TLS port everything is TLS (RFC 8314): the over-the-cap 421 must come after
+/// the handshake, not as plaintext that the client's TLS layer takes for a corrupt record.
+#[tokio::test]
+async fn over_the_cap_on_smtps_the_421_comes_over_tls() {
+    let server = start(config_with(|c| c.max_connections = 1)).await;
+    let smtps = server.addresses().smtps.unwrap();
+    let mut first = TlsConn::connect_tls(smtps).await;
+    first.expect_greeting().await;
+    let mut second = TlsConn::connect_tls(smtps).await;
+    second.expect(421, "4.7.0").await;
+    second.expect_closed().await;
+    first.quit().await;
+    server.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graceful shutdown, in process
+
+async fn connect_fails(addr: SocketAddr) {
+    let attempt = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .expect("connect attempt finishes within 10 s");
+    assert!(
+        attempt.is_err(),
+        "a connection to {addr} was accepted after shutdown"
+    );
+}
+
+/// A client in the middle of DATA finishes its message and gets 250; an idle one gets
+/// 421 4.3.2; once shutdown returned, nobody can connect.
+#[tokio::test]
+async fn shutdown_lets_data_in_progress_finish() {
+    let server = start_loopback().await;
+    let addr = server.addresses().smtp;
+    let messages = server.messages().clone();
+
+    let mut sending = PlainConn::greeted(addr).await;
+    sending.ehlo("client.example").await;
+    sending
+        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .await;
+    sending
+        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
+        .await;
+    sending.cmd("DATA", 354, "").await;
+    sending
+        .send("Subject: across shutdown\r\n\r\nfirst half\r\n")
+        .await;
+
+    let mut idle = PlainConn::greeted(addr).await;
+    idle.ehlo("idle.example").await;
+
+    let shutdown = tokio::spawn(server.shutdown());
+    // The idle client hears of the shutdown: proof that draining has begun.
+    idle.expect(421, "4.3.2").await;
+    idle.expect_closed().await;
+
+    sending.send("..second half\r\n.\r\n").await;
+    let id = queue_id(&sending.reply().await);
+    // Past its message, the draining server closes the session.
+    sending.expect(421, "4.3.2").await;
+    sending.expect_closed().await;
+
+    tokio::time::timeout(IO_TIMEOUT, shutdown)
+        .await
+        .expect("shutdown returns once every connection ended")
+        .expect("shutdown task");
+    connect_fails(addr).await;
+
+    let list = messages.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        show(&list[0].message.data),
+        "Subject: across shutdown\r\n\r\nfirst half\r\n.second half\r\n"
+    );
+    assert_eq!(list[0].message.queue_id, id);
+}
+
+/// Between BDAT chunks a message is in progress too: its last chunk is still accepted.
+#[tokio::test]
+async fn shutdown_lets_bdat_message_finish() {
+    let server = start_loopback().await;
+    let addr = server.addresses().smtp;
+    let messages = server.messages().clone();
+    let mut sending = PlainConn::greeted(addr).await;
+    sending.ehlo("client.example").await;
+    sending
+        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .await;
+    sending
+        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
+        .await;
+    sending.send("BDAT 6\r\nchunk1").await;
+    sending.expect(250, "2.0.0").await;
+    let mut idle = PlainConn::greeted(addr).await;
+
+    let shutdown = tokio::spawn(server.shutdown());
+    idle.expect(421, "4.3.2").await;
+    idle.expect_closed().await;
+
+    sending.send("BDAT 6 LAST\r\nchunk2").await;
+    queue_id(&sending.reply().await);
+    sending.expect(421, "4.3.2").await;
+    sending.expect_closed().await;
+    tokio::time::timeout(IO_TIMEOUT, shutdown)
+        .await
+        .expect("shutdown returns")
+        .expect("shutdown task");
+    connect_fails(addr).await;
+    let list = messages.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(&list[0].message.data[..], b"chunk1chunk2");
+}
+
+/// A message that does not finish within the grace period is cut off with 421 4.3.2.
+#[tokio::test]
+async fn shutdown_grace_over_closes_unfinished_data() {
+    let server = start(config_with(|c| {
+        c.shutdown_grace = Duration::from_millis(300)
+    }))
+    .await;
+    let addr = server.addresses().smtp;
+    let messages = server.messages().clone();
+    let mut sending = PlainConn::greeted(addr).await;
+    sending.ehlo("client.example").await;
+    sending
+        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .await;
+    sending
+        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
+        .await;
+    sending.cmd("DATA", 354, "").await;
+    sending.send("Subject: too slow\r\n\r\n").await;
+    let shutdown = tokio::spawn(server.shutdown());
+    sending.expect(421, "4.3.2").await;
+    sending.expect_closed().await;
+    tokio::time::timeout(IO_TIMEOUT, shutdown)
+        .await
+        .expect("shutdown returns")
+        .expect("shutdown task");
+    assert!(messages.list().is_empty());
+    connect_fails(addr).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary
+
+/// Kills the child if the test fails before it exited.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+struct Binary {
+    child: ChildGuard,
+    ready: String,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Binary {
+    /// The address printed for `name` (`smtp`, `smtps`, `http`) on the ready line.
+    fn address(&self, name: &str) -> SocketAddr {
+        let prefix = format!("{name}=");
+        self.ready
+            .split(' ')
+            .find_map(|field| field.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {name}= on the ready line {:?}", self.ready))
+            .parse()
+            .expect("the ready line holds socket addresses")
+    }
+
+    /// Sends a signal with `kill(1)` (no libc dependency).
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.0.id().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits (bounded) for the process to exit; returns its status and its stderr.
+    fn wait(mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.0.kill();
+                let _ = self.child.0.wait();
+                let stderr = self
+                    .stderr
+                    .recv_timeout(Duration::from_secs(5))
+                    .unwrap_or_default();
+                panic!("failmail did not exit within 30 s of the signal; stderr:\n{stderr}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = self
+            .stderr
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_default();
+        (status, stderr)
+    }
+}
+
+/// Starts `failmail` with `args` and waits (bounded) for its ready line.
+fn start_binary(args: &[&str]) -> Binary {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_failmail"))
+        .args(args)
+        .env("FAILMAIL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the failmail binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = ChildGuard(child);
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let _ = line_tx.send(lines.next());
+        // Keep draining so that the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        let _ = err_tx.send(text);
+    });
+    let ready = match line_rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Some(Ok(line))) => line,
+        other => {
+            drop(child);
+            let stderr = err_rx
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_default();
+            panic!("no ready line from failmail ({other:?}); stderr:\n{stderr}");
+        }
+    };
+    assert!(
+        ready.starts_with("failmail ready smtp="),
+        "unexpected ready line {ready:?}"
+    );
+    Binary {
+        child,
+        ready,
+        stderr: err_rx,
+    }
+}
+
+/// `GET path` over a raw HTTP/1.1 connection: (status line, body).
+async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("HTTP connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(IO_TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .expect("HTTP response within 10 s")
+        .expect("HTTP read");
+    let response = String::from_utf8(response).expect("UTF-8 response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("malformed HTTP response {response:?}"));
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "unexpected chunked response {head:?}"
+    );
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, body.to_owned())
+}
+
+/// The binary on port 0: ready line, /healthz, SMTP, then SIGTERM: the idle SMTP client gets
+/// 421 4.3.2 and the process exits 0.
+#[tokio::test]
+async fn binary_serves_and_exits_0_on_sigterm() {
+    let binary = start_binary(&["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    let smtp = binary.address("smtp");
+    let http = binary.address("http");
+    assert_ne!(smtp.port(), 0, "the real port is printed");
+    assert_ne!(http.port(), 0, "the real port is printed");
+    assert!(
+        !binary.ready.contains("smtps="),
+        "no SMTPS unless asked: {}",
+        binary.ready
+    );
+
+    let (status, body) = http_get(http, "/healthz").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body.strip_suffix('\n').unwrap_or(&body), "ok");
+
+    let mut conn = PlainConn::greeted(smtp).await;
+    let ehlo = conn.ehlo("client.example").await;
+    assert!(announces(&ehlo, "STARTTLS"), "{}", ehlo.text());
+    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .await;
+    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
+    conn.cmd("DATA", 354, "").await;
+    conn.send("Subject: via the binary\r\n\r\n.\r\n").await;
+    queue_id(&conn.reply().await);
+
+    binary.signal("TERM");
+    conn.expect(421, "4.3.2").await;
+    conn.expect_closed().await;
+    let (status, stderr) = tokio::task::spawn_blocking(move || binary.wait())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "exit status; stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
+    connect_fails(smtp).await;
+}
+
+/// With --smtps the ready line names the implicit-TLS port, which speaks TLS with the
+/// development certificate; SIGINT stops the process cleanly too.
+#[tokio::test]
+async fn binary_with_smtps_exits_0_on_sigint() {
+    let binary = start_binary(&[
+        "serve",
+        "--smtp",
+        "127.0.0.1:0",
+        "--smtps",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let smtps = binary.address("smtps");
+    let mut tls = TlsConn::connect_tls(smtps).await;
+    tls.expect_greeting().await;
+    tls.ehlo("client.example").await;
+    tls.quit().await;
+    binary.signal("INT");
+    let (status, stderr) = tokio::task::spawn_blocking(move || binary.wait())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "exit status; stderr:\n{stderr}");
+}
+
+/// While draining, a command pipelined right after the message's final dot is a new command:
+/// it must get 421 4.3.2 (not be served), and the second transaction must not be accepted.
+#[tokio::test]
+async fn shutdown_refuses_commands_pipelined_after_the_message() {
+    let server = start_loopback().await;
+    let addr = server.addresses().smtp;
+    let messages = server.messages().clone();
+    let mut sending = PlainConn::greeted(addr).await;
+    sending.ehlo("client.example").await;
+    sending
+        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .await;
+    sending
+        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
+        .await;
+    sending.cmd("DATA", 354, "").await;
+    sending.send("Subject: first\r\n\r\n").await;
+    let mut idle = PlainConn::greeted(addr).await;
+
+    let shutdown = tokio::spawn(server.shutdown());
+    idle.expect(421, "4.3.2").await;
+    idle.expect_closed().await;
+
+    sending
+        .send(
+            "body\r\n.\r\nMAIL FROM:<alice@client.example>\r\nRCPT TO:<bob@failmail.test>\r\n\
+             DATA\r\nSubject: second\r\n\r\nbody\r\n.\r\n",
+        )
+        .await;
+    queue_id(&sending.reply().await);
+    sending.expect(421, "4.3.2").await;
+    sending.expect_closed().await;
+    tokio::time::timeout(IO_TIMEOUT, shutdown)
+        .await
+        .expect("shutdown returns")
+        .expect("shutdown task");
+    let subjects: Vec<String> = messages
+        .list()
+        .iter()
+        .map(|m| show(&m.message.data))
+        .collect();
+    assert_eq!(subjects, ["Subject: first\r\n\r\nbody\r\n"]);
+}
+
+/// The ready line promises a running server, so a SIGTERM sent right after it must already be
+/// handled gracefully (exit 0), not kill the process with the default signal action. The window
+/// is narrow: a bash already blocked reading the binary's stdout sends the signal with its
+/// builtin `kill` the moment the line arrives, and the test starts the binary 20 times.
+#[test]
+fn binary_sigterm_right_after_the_ready_line_exits_0() {
+    for attempt in 1..=20 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_failmail"))
+            .args(["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the failmail binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let pid = child.id().to_string();
+        let mut child = ChildGuard(child);
+        let killer = Command::new("bash")
+            .args([
+                "-c",
+                r#"IFS= read -r line && kill -TERM "$FAILMAIL_PID" && printf '%s\n' "$line""#,
+            ])
+            .env("FAILMAIL_PID", &pid)
+            .stdin(Stdio::from(stdout))
+            .output()
+            .expect("bash runs");
+        let ready = String::from_utf8_lossy(&killer.stdout);
+        assert!(
+            killer.status.success() && ready.starts_with("failmail ready "),
+            "attempt {attempt}: no ready line / kill failed: {ready:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "attempt {attempt}: no exit within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "attempt {attempt}: exit status {status} (killed by the signal instead of a graceful stop)"
+        );
+    }
+}
