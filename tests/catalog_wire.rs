@@ -1,0 +1,630 @@
+//! Every reply of the catalog, on the wire.
+//!
+//! The expectations come from `src/scenario/catalog.toml` itself, parsed here with `toml`, not from
+//! the renderer: for every entry and every one of the seven flavors, a server runs a one-rule
+//! scenario acting at the entry's phase, a raw TCP client drives a real SMTP conversation to that
+//! phase, and the whole (multi-line) reply must be exactly `CODE-STATUS text` ... `CODE STATUS text`
+//! with the flavor's own lines (or the generic ones where the flavor has none) and every
+//! placeholder filled in. A 421 must be followed by the end of the stream; any other failure leaves
+//! the session usable (QUIT gets 221). Then: a real client (lettre) sees Gmail's four-line
+//! user_unknown in its error, and the magic addresses work over the wire (and not with no_magic).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use failmail::clock::OffsetClock;
+use failmail::scenario::compile::Scenario;
+use failmail::scenario::live::ScenarioOptions;
+use failmail::{RunningServer, Server, ServerConfig};
+use regex::Regex;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// Hang guard only: nothing here should take more than a few milliseconds.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The catalog data, read by the test itself.
+const CATALOG_TOML: &str = include_str!("../src/scenario/catalog.toml");
+
+/// The seven flavors, in the catalog's order.
+const FLAVORS: [&str; 7] = [
+    "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim",
+];
+
+/// The phases, in session order.
+const PHASES: [&str; 7] = [
+    "connect", "ehlo", "auth", "mail", "rcpt", "data", "data_end",
+];
+
+/// What the client says, and so what every placeholder must become.
+const HOST: &str = "mx.wire.test";
+const HELO: &str = "client.example";
+const SENDER: &str = "alice@client.example";
+const RCPT: &str = "bob@dest.example";
+const DOMAIN: &str = "dest.example";
+const IP: &str = "127.0.0.1";
+
+// ------------------------------------------------------------------------------------------------
+// The catalog, as data
+
+#[derive(Debug, Deserialize)]
+struct CatalogFile {
+    entry: Vec<EntryFile>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EntryFile {
+    name: String,
+    phase: String,
+    flavor: BTreeMap<String, VariantFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct VariantFile {
+    code: u16,
+    status: String,
+    text: Vec<String>,
+}
+
+fn catalog() -> Vec<EntryFile> {
+    let file: CatalogFile = toml::from_str(CATALOG_TOML).expect("catalog.toml parses");
+    assert!(!file.entry.is_empty(), "the catalog has entries");
+    file.entry
+}
+
+fn entry<'a>(entries: &'a [EntryFile], name: &str) -> &'a EntryFile {
+    entries
+        .iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("catalog.toml has no entry {name:?}"))
+}
+
+impl EntryFile {
+    /// The variant a flavor gets: its own, else the generic one; with the flavor actually used.
+    fn variant<'a>(&'a self, flavor: &'a str) -> (&'a VariantFile, &'a str) {
+        match self.flavor.get(flavor) {
+            Some(variant) => (variant, flavor),
+            None => (
+                self.flavor
+                    .get("generic")
+                    .unwrap_or_else(|| panic!("{} has no generic variant", self.name)),
+                "generic",
+            ),
+        }
+    }
+}
+
+/// The `{id}` a flavor renders: Outlook's is `<ISO-8601 UTC time> <16 upper-case hex>` (as the
+/// catalog documents); the others are one token.
+fn id_pattern(used_flavor: &str) -> &'static str {
+    if used_flavor == "outlook" {
+        r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z [0-9A-F]{16}"
+    } else {
+        r"[^ \[\]]+"
+    }
+}
+
+/// One regex per expected wire line: every line `CODE-STATUS text` but the last `CODE STATUS text`,
+/// with the placeholders filled in literally and `{id}` as a wildcard.
+fn expected_lines(variant: &VariantFile, used_flavor: &str) -> Vec<Regex> {
+    const ID_MARK: char = '\u{1}';
+    let count = variant.text.len().max(1);
+    (0..count)
+        .map(|index| {
+            let text = variant.text.get(index).map(String::as_str).unwrap_or("");
+            let filled = text
+                .replace("{rcpt}", RCPT)
+                .replace("{sender}", SENDER)
+                .replace("{ip}", IP)
+                .replace("{host}", HOST)
+                .replace("{domain}", DOMAIN)
+                .replace("{helo}", HELO)
+                .replace("{id}", &ID_MARK.to_string());
+            let separator = if index + 1 == count { ' ' } else { '-' };
+            let mut line = format!("{}{}{}", variant.code, separator, variant.status);
+            if !filled.is_empty() {
+                line.push(' ');
+                line.push_str(&filled);
+            }
+            // Trailing spaces are not sent (the line would end in invisible whitespace).
+            let line = line.trim_end_matches(' ');
+            let pattern: Vec<String> = line.split(ID_MARK).map(regex::escape).collect();
+            Regex::new(&format!("^{}$", pattern.join(id_pattern(used_flavor))))
+                .expect("expected-line regex compiles")
+        })
+        .collect()
+}
+
+/// Checks a reply against the expected lines; describes the first difference.
+fn compare(got: &[String], expected: &[Regex]) -> Result<(), String> {
+    if got.len() != expected.len() {
+        return Err(format!(
+            "{} lines instead of {}:\n  got      {got:#?}\n  expected {:#?}",
+            got.len(),
+            expected.len(),
+            expected.iter().map(Regex::as_str).collect::<Vec<_>>()
+        ));
+    }
+    for (line, pattern) in got.iter().zip(expected) {
+        if !pattern.is_match(line) {
+            return Err(format!(
+                "line differs:\n  got      {line:?}\n  expected /{}/",
+                pattern.as_str()
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Servers and a raw client
+
+fn options(no_magic: bool) -> ScenarioOptions {
+    ScenarioOptions {
+        path: None,
+        seed: 7,
+        no_magic,
+        clock: Arc::new(OffsetClock::new()),
+        base: ServerConfig::loopback().session,
+        ..ScenarioOptions::default()
+    }
+}
+
+async fn start_scenario(options: &ScenarioOptions, scenario: Scenario) -> RunningServer {
+    let (policy, session) = options.build(scenario);
+    Server::start(
+        ServerConfig {
+            session,
+            smtps: None,
+            http: None,
+            shutdown_grace: Duration::from_millis(100),
+            ..ServerConfig::loopback()
+        },
+        Box::new(policy),
+    )
+    .await
+    .expect("the server starts on 127.0.0.1:0")
+}
+
+async fn start_toml(text: &str) -> RunningServer {
+    let scenario = Scenario::parse("inline.toml", text)
+        .unwrap_or_else(|e| panic!("scenario does not load: {e}\n{text}"));
+    start_scenario(&options(false), scenario).await
+}
+
+/// A line-oriented SMTP client on a plain TCP stream; every wait is bounded by [`IO_TIMEOUT`].
+struct Client {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Self {
+        let stream = timeout(IO_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        Self {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        timeout(IO_TIMEOUT, self.stream.write_all(bytes))
+            .await
+            .expect("write timed out")
+            .expect("write");
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes()).await;
+    }
+
+    /// The next line without its CRLF; `None` at the end of the stream.
+    async fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(at) = self.buffer.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buffer.drain(..at + 2).take(at).collect();
+                return Some(String::from_utf8(line).expect("replies are UTF-8"));
+            }
+            let mut chunk = [0u8; 4096];
+            let read = timeout(IO_TIMEOUT, self.stream.read(&mut chunk))
+                .await
+                .expect("no reply within the hang guard")
+                .expect("read");
+            if read == 0 {
+                assert!(
+                    self.buffer.is_empty(),
+                    "the stream ended inside a line: {:?}",
+                    String::from_utf8_lossy(&self.buffer)
+                );
+                return None;
+            }
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// One complete reply: `NNN-` lines up to the `NNN ` line, all with the same code.
+    async fn reply(&mut self) -> Vec<String> {
+        let mut lines: Vec<String> = Vec::new();
+        loop {
+            let line = match self.line().await {
+                Some(line) => line,
+                None => panic!("the stream ended inside a reply; got {lines:?}"),
+            };
+            let bytes = line.as_bytes();
+            assert!(
+                bytes.len() >= 3 && bytes[..3].iter().all(u8::is_ascii_digit),
+                "not a reply line: {line:?}"
+            );
+            if let Some(first) = lines.first() {
+                assert_eq!(first[..3], line[..3], "code changed inside a reply");
+            }
+            let last = match bytes.get(3) {
+                None | Some(b' ') => true,
+                Some(b'-') => false,
+                _ => panic!("not a reply line: {line:?}"),
+            };
+            lines.push(line);
+            if last {
+                return lines;
+            }
+        }
+    }
+
+    async fn code(&mut self) -> u16 {
+        code_of(&self.reply().await)
+    }
+
+    async fn command(&mut self, line: &str) -> Vec<String> {
+        self.send(line).await;
+        self.reply().await
+    }
+
+    async fn expect_code(&mut self, line: &str, code: u16) {
+        let reply = self.command(line).await;
+        assert_eq!(code_of(&reply), code, "{line} got {reply:?}");
+    }
+
+    async fn expect_eof(&mut self) {
+        if let Some(line) = self.line().await {
+            panic!("expected the server to close the connection, got {line:?}");
+        }
+    }
+
+    /// QUIT gets 221 and the end of the stream.
+    async fn quit(&mut self) {
+        self.expect_code("QUIT", 221).await;
+        self.expect_eof().await;
+    }
+}
+
+fn code_of(reply: &[String]) -> u16 {
+    reply[0][..3].parse().expect("three digits")
+}
+
+fn auth_plain() -> String {
+    base64::engine::general_purpose::STANDARD.encode(b"\0alice\0s3cret")
+}
+
+const BODY: &str = "From: alice@client.example\r\nSubject: catalog\r\n\r\nhello\r\n.\r\n";
+
+/// Drives a conversation up to `phase` and returns the reply given there. Every earlier step must
+/// succeed (the scenario has one rule, at `phase`).
+async fn reply_at(client: &mut Client, phase: &str) -> Vec<String> {
+    let greeting = client.reply().await;
+    if phase == "connect" {
+        return greeting;
+    }
+    assert_eq!(code_of(&greeting), 220, "greeting {greeting:?}");
+    let ehlo = client.command(&format!("EHLO {HELO}")).await;
+    if phase == "ehlo" {
+        return ehlo;
+    }
+    assert_eq!(code_of(&ehlo), 250, "EHLO {ehlo:?}");
+    if phase == "auth" {
+        return client
+            .command(&format!("AUTH PLAIN {}", auth_plain()))
+            .await;
+    }
+    let mail = client.command(&format!("MAIL FROM:<{SENDER}>")).await;
+    if phase == "mail" {
+        return mail;
+    }
+    assert_eq!(code_of(&mail), 250, "MAIL {mail:?}");
+    let rcpt = client.command(&format!("RCPT TO:<{RCPT}>")).await;
+    if phase == "rcpt" {
+        return rcpt;
+    }
+    assert_eq!(code_of(&rcpt), 250, "RCPT {rcpt:?}");
+    let data = client.command("DATA").await;
+    if phase == "data" {
+        return data;
+    }
+    assert_eq!(code_of(&data), 354, "DATA {data:?}");
+    assert_eq!(phase, "data_end", "unknown phase");
+    client.send_raw(BODY.as_bytes()).await;
+    client.reply().await
+}
+
+/// One entry in one flavor: a server with the one rule, the conversation, the exact reply, and
+/// what follows it (the end of the stream after 421, else a working session).
+async fn run_case(name: String, phase: String, flavor: String, expected: Vec<Regex>, code: u16) {
+    let server = start_toml(&format!(
+        "[server]\nhostname = \"{HOST}\"\n\n[[rule]]\nat = \"{phase}\"\nreply = \"{name}\"\nflavor = \"{flavor}\"\n"
+    ))
+    .await;
+    let mut client = Client::connect(server.addresses().smtp).await;
+    let reply = reply_at(&mut client, &phase).await;
+    if let Err(difference) = compare(&reply, &expected) {
+        panic!("{name} ({flavor}) at {phase}: {difference}");
+    }
+    assert_eq!(code_of(&reply), code);
+    if code == 421 {
+        // RFC 5321 §3.8: the server closes the channel after a 421.
+        client.expect_eof().await;
+    } else {
+        client.quit().await;
+    }
+    drop(client);
+    server.shutdown().await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The catalog on the wire
+
+/// The data itself is usable for the test: known phases and flavors, a generic variant everywhere,
+/// and no placeholder that is not known yet at the entry's phase (it would render empty).
+#[test]
+fn catalog_data_is_consistent_with_the_phases() {
+    for entry in catalog() {
+        let phase = PHASES
+            .iter()
+            .position(|p| *p == entry.phase)
+            .unwrap_or_else(|| panic!("{}: unknown phase {:?}", entry.name, entry.phase));
+        assert!(entry.flavor.contains_key("generic"), "{}", entry.name);
+        for (flavor, variant) in &entry.flavor {
+            assert!(
+                FLAVORS.contains(&flavor.as_str()),
+                "{}: unknown flavor {flavor}",
+                entry.name
+            );
+            let text = variant.text.join("\n");
+            let known_from = [
+                ("{helo}", 1),
+                ("{sender}", 3),
+                ("{rcpt}", 4),
+                ("{domain}", 4),
+            ];
+            for (placeholder, from) in known_from {
+                assert!(
+                    !text.contains(placeholder) || phase >= from,
+                    "{} ({flavor}) uses {placeholder} at {}, before it is known",
+                    entry.name,
+                    entry.phase
+                );
+            }
+        }
+    }
+}
+
+/// Every entry × all seven flavors, each on its own server: the exact reply lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_catalog_entry_in_every_flavor_on_the_wire() {
+    let entries = catalog();
+    let mut failures = Vec::new();
+    let (mut own, mut fallback, mut closing) = (0, 0, 0);
+    for entry in &entries {
+        for flavor in FLAVORS {
+            let (variant, used) = entry.variant(flavor);
+            if used == flavor {
+                own += 1;
+            } else {
+                fallback += 1;
+            }
+            if variant.code == 421 {
+                closing += 1;
+            }
+            let case = format!("{} ({flavor}) at {}", entry.name, entry.phase);
+            // Each case in its own task, so that one failure names itself and the rest still run.
+            let task = tokio::spawn(run_case(
+                entry.name.clone(),
+                entry.phase.clone(),
+                flavor.to_owned(),
+                expected_lines(variant, used),
+                variant.code,
+            ));
+            if let Err(error) = task.await {
+                let message = match error.try_into_panic() {
+                    Ok(panic) => panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default(),
+                    Err(error) => error.to_string(),
+                };
+                failures.push(format!("{case}: {message}"));
+            }
+        }
+    }
+    let own_in_data: usize = entries.iter().map(|e| e.flavor.len()).sum();
+    assert_eq!(own, own_in_data, "every variant in the data was tested");
+    assert!(fallback > 0, "some flavor falls back to generic");
+    assert!(closing > 0, "some reply is a 421");
+    eprintln!(
+        "{} entries × {} flavors = {} conversations: {own} own variants, {fallback} generic \
+         fallbacks, {closing} ending in 421",
+        entries.len(),
+        FLAVORS.len(),
+        own + fallback
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        own + fallback,
+        failures.join("\n")
+    );
+}
+
+/// A real client: lettre's error for Gmail's four-line user_unknown holds every line's text.
+#[tokio::test]
+async fn lettre_sees_every_line_of_gmails_user_unknown() {
+    use lettre::address::Envelope;
+    use lettre::transport::smtp::client::Tls;
+    use lettre::transport::smtp::extension::ClientId;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+    let entries = catalog();
+    let gmail = entry(&entries, "user_unknown")
+        .flavor
+        .get("gmail")
+        .expect("user_unknown has a gmail variant")
+        .clone();
+    assert!(gmail.text.len() > 1, "the gmail variant is multi-line");
+    let server = start_toml(
+        "[[rule]]\nrcpt = \"*@dest.example\"\nreply = \"user_unknown\"\nflavor = \"gmail\"\n",
+    )
+    .await;
+    let mailer = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(server.addresses().smtp.port())
+        .hello_name(ClientId::Domain(HELO.to_owned()))
+        .timeout(Some(IO_TIMEOUT))
+        .tls(Tls::None)
+        .build();
+    let envelope = Envelope::new(Some(SENDER.parse().unwrap()), vec![RCPT.parse().unwrap()])
+        .expect("envelope");
+    let error = mailer
+        .send_raw(&envelope, BODY.trim_end_matches(".\r\n").as_bytes())
+        .await
+        .expect_err("the recipient is refused");
+    assert!(error.is_permanent(), "550 is permanent: {error}");
+    assert_eq!(
+        error.status().map(|c| c.to_string()),
+        Some(gmail.code.to_string())
+    );
+    let message = error.to_string();
+    assert!(message.contains(&gmail.status), "{message}");
+    for line in &gmail.text {
+        // lettre joins the lines with single spaces and trims each continuation line.
+        for part in line.trim().split("{id}") {
+            let part = part.trim();
+            assert!(
+                message.contains(part),
+                "lettre's error lacks {part:?}:\n{message}"
+            );
+        }
+    }
+    server.shutdown().await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Magic addresses
+
+/// `user_unknown@…`, `user_unknown+gmail@…`, `550-5.7.1@…` at RCPT; `spam_rejected@…` accepted at
+/// RCPT and refused at the end of data (the built-in scenario: no file, magic addresses on).
+#[tokio::test]
+async fn magic_addresses_over_the_wire() {
+    let entries = catalog();
+    let options = options(false);
+    let server = start_scenario(&options, options.load().expect("built-in scenario")).await;
+    let mut client = Client::connect(server.addresses().smtp).await;
+    assert_eq!(client.code().await, 220);
+    assert_eq!(code_of(&client.command(&format!("EHLO {HELO}")).await), 250);
+    client
+        .expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
+        .await;
+
+    // The server's flavor (generic) wording.
+    let generic = entry(&entries, "user_unknown").variant("generic").0.clone();
+    let reply = client
+        .command("RCPT TO:<user_unknown@anything.example>")
+        .await;
+    compare(&reply, &expected_lines(&generic, "generic")).unwrap();
+
+    // The flavor named in the address; {rcpt} is the whole address.
+    let gmail = entry(&entries, "user_unknown").variant("gmail").0.clone();
+    let reply = client
+        .command("RCPT TO:<user_unknown+gmail@x.example>")
+        .await;
+    assert_eq!(reply.len(), gmail.text.len(), "{reply:#?}");
+    compare(&reply, &expected_lines(&gmail, "gmail")).unwrap();
+
+    // Case does not matter; an unknown flavor makes it an ordinary address.
+    let reply = client.command("RCPT TO:<User_Unknown@x.example>").await;
+    compare(&reply, &expected_lines(&generic, "generic")).unwrap();
+    client
+        .expect_code("RCPT TO:<user_unknown+nosuchflavor@x.example>", 250)
+        .await;
+
+    // A code address: that code and status, one line, in the catalog's generic wording for that
+    // code and status where it has one.
+    let reply = client.command("RCPT TO:<550-5.7.1@x.example>").await;
+    assert_eq!(reply.len(), 1, "{reply:?}");
+    let text = reply[0]
+        .strip_prefix("550 5.7.1 ")
+        .unwrap_or_else(|| panic!("{reply:?} is not 550 5.7.1"));
+    let candidates: Vec<String> = entries
+        .iter()
+        .map(|e| e.variant("generic").0)
+        .filter(|v| v.code == 550 && v.status == "5.7.1")
+        .map(|v| v.text.join(" "))
+        .collect();
+    assert!(
+        candidates.iter().any(|c| c == text) || candidates.is_empty(),
+        "{text:?} is none of the generic 550 5.7.1 texts {candidates:?}"
+    );
+    client.expect_code("RSET", 250).await;
+
+    // A failure that belongs to the end of data: accepted at RCPT, refused after the body.
+    client
+        .expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
+        .await;
+    client
+        .expect_code("RCPT TO:<spam_rejected@x.example>", 250)
+        .await;
+    client.expect_code("DATA", 354).await;
+    client.send_raw(BODY.as_bytes()).await;
+    let reply = client.reply().await;
+    let spam = entry(&entries, "spam_rejected")
+        .variant("generic")
+        .0
+        .clone();
+    compare(&reply, &expected_lines(&spam, "generic")).unwrap();
+    assert!(server.messages().list().is_empty(), "nothing was stored");
+    client.quit().await;
+    server.shutdown().await;
+}
+
+/// With `no_magic` every magic address is an ordinary one: accepted, and the message stored.
+#[tokio::test]
+async fn no_magic_accepts_every_magic_address() {
+    let options = options(true);
+    let server = start_scenario(&options, options.load().expect("built-in scenario")).await;
+    let mut client = Client::connect(server.addresses().smtp).await;
+    assert_eq!(client.code().await, 220);
+    assert_eq!(code_of(&client.command(&format!("EHLO {HELO}")).await), 250);
+    client
+        .expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
+        .await;
+    for rcpt in [
+        "user_unknown@anything.example",
+        "user_unknown+gmail@x.example",
+        "550-5.7.1@x.example",
+        "spam_rejected@x.example",
+    ] {
+        client.expect_code(&format!("RCPT TO:<{rcpt}>"), 250).await;
+    }
+    client.expect_code("DATA", 354).await;
+    client.send_raw(BODY.as_bytes()).await;
+    assert_eq!(client.code().await, 250);
+    assert_eq!(server.messages().list().len(), 1, "the message was stored");
+    client.quit().await;
+    server.shutdown().await;
+}
