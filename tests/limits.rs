@@ -1,0 +1,1280 @@
+//! Rate limits, greylisting and connection caps, proved over real SMTP sessions.
+//!
+//! Every test starts its own in-process server (or the real binary) on 127.0.0.1 port 0 and talks
+//! to it with a raw pipelining SMTP client that checks each reply's code and enhanced status code.
+//! Time is moved with the server's clock (never with sleeps); every wait on the network or on a
+//! background release is bounded. Tests that need Redis start their own `redis-server` on a free
+//! loopback port and stop it when they end (`.ci/run` installs the Debian package).
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use failmail::clock::{Clock, ManualClock, OffsetClock};
+use failmail::limits::memory::MemoryStore;
+use failmail::limits::redis::RedisStore;
+use failmail::limits::LimitStore;
+use failmail::scenario::catalog::Catalog;
+use failmail::scenario::compile::{Scenario, Window};
+use failmail::scenario::engine::Engine;
+use failmail::scenario::flavor::Flavor;
+use failmail::scenario::live::{LimitOverrides, ScenarioOptions};
+use failmail::{RunningServer, Server, ServerConfig};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Hang guard for every network wait: far longer than anything should take.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+const HOUR: Duration = Duration::from_secs(3600);
+/// Where a limit key lives for clients on loopback.
+const IP_KEY: &str = "ip:127.0.0.1";
+
+// ---------------------------------------------------------------------------------------------
+// Expected replies, from the catalog (and pinned to the values the catalog documents).
+
+/// The catalog's generic (code, enhanced status, text) for `name`.
+fn catalog(name: &str) -> (u16, String, String) {
+    let entry = Catalog::builtin()
+        .get(name)
+        .unwrap_or_else(|| panic!("catalog has {name}"));
+    let (variant, _) = entry.variant(Flavor::Generic);
+    (
+        variant.code,
+        variant.status.to_string(),
+        variant.text.join(" "),
+    )
+}
+
+/// The generic `rate_limited` refusal: 451 4.7.1.
+fn rate_limited() -> (u16, String, String) {
+    let expected = catalog("rate_limited");
+    assert_eq!((expected.0, expected.1.as_str()), (451, "4.7.1"));
+    expected
+}
+
+// ---------------------------------------------------------------------------------------------
+// A raw SMTP client.
+
+/// One SMTP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reply {
+    code: u16,
+    lines: Vec<String>,
+}
+
+impl Reply {
+    /// The enhanced status code at the start of the first line ("" when there is none).
+    fn status(&self) -> &str {
+        let first = self
+            .lines
+            .first()
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or("");
+        let parts: Vec<&str> = first.split('.').collect();
+        let ok = parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if ok {
+            first
+        } else {
+            ""
+        }
+    }
+
+    /// The text after the enhanced status code, lines joined by a space.
+    fn text(&self) -> String {
+        let status = self.status();
+        self.lines
+            .iter()
+            .map(|l| {
+                l.strip_prefix(status)
+                    .map_or(l.as_str(), |rest| rest.strip_prefix(' ').unwrap_or(rest))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[track_caller]
+    fn assert(&self, code: u16, status: &str) -> &Self {
+        assert_eq!(
+            (self.code, self.status()),
+            (code, status),
+            "unexpected reply: {self:?}"
+        );
+        self
+    }
+
+    /// Asserts code, enhanced status and text of a catalog reply.
+    #[track_caller]
+    fn assert_catalog(&self, expected: &(u16, String, String)) {
+        self.assert(expected.0, &expected.1);
+        assert_eq!(self.text(), expected.2, "unexpected text in {self:?}");
+    }
+}
+
+/// A plain-TCP SMTP client that pipelines whole transactions.
+struct Client {
+    stream: BufReader<TcpStream>,
+}
+
+/// What one transaction got.
+#[derive(Debug)]
+struct Tx {
+    mail: Reply,
+    rcpts: Vec<Reply>,
+    data: Reply,
+    /// The reply after the body, when DATA was answered with 354.
+    end: Option<Reply>,
+}
+
+impl Tx {
+    fn accepted(&self) -> bool {
+        self.end.as_ref().is_some_and(|r| r.code == 250)
+    }
+
+    /// Asserts the message was accepted with 250 2.0.0.
+    #[track_caller]
+    fn assert_accepted(&self) {
+        assert!(self.accepted(), "message not accepted: {self:?}");
+        self.end.as_ref().unwrap().assert(250, "2.0.0");
+    }
+
+    /// Asserts the transaction was refused at MAIL with `expected`, nothing after it accepted.
+    #[track_caller]
+    fn assert_refused_at_mail(&self, expected: &(u16, String, String)) {
+        self.mail.assert_catalog(expected);
+        assert!(
+            self.end.is_none() && self.data.code >= 500,
+            "a refused MAIL must not let a message through: {self:?}"
+        );
+    }
+}
+
+impl Client {
+    /// Connects and reads the greeting, whatever it is.
+    async fn connect(addr: SocketAddr) -> (Client, Reply) {
+        let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .expect("connect within 10 s")
+            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        let mut client = Client {
+            stream: BufReader::new(stream),
+        };
+        let greeting = client.reply().await;
+        (client, greeting)
+    }
+
+    /// Connects, expects 220, says EHLO and, with `user`, authenticates with AUTH PLAIN.
+    async fn open(addr: SocketAddr, user: Option<&str>) -> Client {
+        let (mut client, greeting) = Client::connect(addr).await;
+        assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
+        client.command("EHLO client.example").await.assert(250, "");
+        if let Some(user) = user {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0pw"));
+            client
+                .command(&format!("AUTH PLAIN {token}"))
+                .await
+                .assert(235, "2.7.0");
+        }
+        client
+    }
+
+    async fn send(&mut self, text: &str) {
+        tokio::time::timeout(IO_TIMEOUT, self.stream.get_mut().write_all(text.as_bytes()))
+            .await
+            .expect("write within 10 s")
+            .expect("write succeeds");
+    }
+
+    /// The next reply, or `None` when the server closed the connection.
+    async fn try_reply(&mut self) -> Option<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let read = tokio::time::timeout(IO_TIMEOUT, self.stream.read_line(&mut line))
+                .await
+                .expect("a reply within 10 s");
+            match read {
+                Ok(0) | Err(_) if lines.is_empty() => return None,
+                Ok(0) | Err(_) => panic!("connection closed inside a reply: {lines:?}"),
+                Ok(_) => {}
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            assert!(line.len() >= 3, "short reply line {line:?}");
+            let code: u16 = line[..3]
+                .parse()
+                .unwrap_or_else(|_| panic!("bad reply line {line:?}"));
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push((code, line.get(4..).unwrap_or("").to_owned()));
+            if last {
+                let code = lines[0].0;
+                assert!(lines.iter().all(|(c, _)| *c == code), "{lines:?}");
+                return Some(Reply {
+                    code,
+                    lines: lines.into_iter().map(|(_, l)| l).collect(),
+                });
+            }
+        }
+    }
+
+    async fn reply(&mut self) -> Reply {
+        self.try_reply()
+            .await
+            .expect("a reply, not a closed connection")
+    }
+
+    /// Whether the server closed the connection (EOF within the timeout).
+    async fn closed(&mut self) -> bool {
+        self.try_reply().await.is_none()
+    }
+
+    async fn command(&mut self, line: &str) -> Reply {
+        self.send(&format!("{line}\r\n")).await;
+        self.reply().await
+    }
+
+    /// One transaction: MAIL, every RCPT and DATA in one write, then the body if DATA got 354.
+    async fn message(&mut self, from: &str, rcpts: &[&str]) -> Tx {
+        let mut batch = format!("MAIL FROM:<{from}>\r\n");
+        for rcpt in rcpts {
+            batch.push_str(&format!("RCPT TO:<{rcpt}>\r\n"));
+        }
+        batch.push_str("DATA\r\n");
+        self.send(&batch).await;
+        let mail = self.reply().await;
+        let mut replies = Vec::new();
+        for _ in rcpts {
+            replies.push(self.reply().await);
+        }
+        let data = self.reply().await;
+        let end = if data.code == 354 {
+            self.send(&format!(
+                "From: <{from}>\r\nTo: <{}>\r\nSubject: limits\r\n\r\nHello.\r\n.\r\n",
+                rcpts[0]
+            ))
+            .await;
+            Some(self.reply().await)
+        } else {
+            None
+        };
+        Tx {
+            mail,
+            rcpts: replies,
+            data,
+            end,
+        }
+    }
+
+    async fn quit(mut self) {
+        self.command("QUIT").await.assert(221, "2.0.0");
+    }
+}
+
+/// Sends `count` messages from `from` on one connection (authenticated as `user` if given);
+/// returns how many were accepted and the first refusal seen at MAIL.
+async fn send_many(
+    addr: SocketAddr,
+    user: Option<&str>,
+    from: &str,
+    count: usize,
+) -> (usize, Vec<Tx>) {
+    let mut client = Client::open(addr, user).await;
+    let mut accepted = 0;
+    let mut refused = Vec::new();
+    for _ in 0..count {
+        let tx = client.message(from, &["rcpt@dest.example"]).await;
+        if tx.accepted() {
+            tx.assert_accepted();
+            accepted += 1;
+        } else {
+            refused.push(tx);
+        }
+    }
+    client.quit().await;
+    (accepted, refused)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers.
+
+struct Instance {
+    server: RunningServer,
+    engine: Arc<Engine>,
+}
+
+impl Instance {
+    fn addr(&self) -> SocketAddr {
+        self.server.addresses().smtp
+    }
+
+    /// The current use of `key` (0 when absent).
+    async fn used(&self, key: &str) -> u64 {
+        self.engine
+            .usage()
+            .await
+            .expect("usage is readable")
+            .into_iter()
+            .find(|u| u.key == key)
+            .map_or(0, |u| u.used)
+    }
+
+    /// Waits (bounded: 50 × 20 ms) until `key` is used `expected` times; released reservations
+    /// of a closed connection go back when its session ends, just after the client saw the close.
+    async fn wait_used(&self, key: &str, expected: u64) {
+        let mut last = 0;
+        for _ in 0..50 {
+            last = self.used(key).await;
+            if last == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{key} is used {last} times, expected {expected}");
+    }
+}
+
+fn options(
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn LimitStore>,
+    limits: LimitOverrides,
+) -> ScenarioOptions {
+    ScenarioOptions {
+        clock,
+        store,
+        limits,
+        base: ServerConfig::loopback().session,
+        ..ScenarioOptions::default()
+    }
+}
+
+/// Starts a server for `scenario` (already carrying its limits) with `options`.
+async fn serve(options: &ScenarioOptions, scenario: Scenario) -> Instance {
+    let (policy, session) = options.build(scenario);
+    let engine = policy.engine().clone();
+    let config = ServerConfig {
+        session,
+        smtps: None,
+        http: None,
+        certificate: None,
+        ..ServerConfig::loopback()
+    };
+    let server = Server::start(config, Box::new(policy))
+        .await
+        .expect("the server starts on 127.0.0.1:0");
+    Instance { server, engine }
+}
+
+/// Starts a server for the built-in scenario with the command line's `options.limits`.
+async fn serve_builtin(options: &ScenarioOptions) -> Instance {
+    let scenario = options.load().expect("the built-in scenario loads");
+    serve(options, scenario).await
+}
+
+fn per_account(max: u64) -> LimitOverrides {
+    LimitOverrides {
+        per_account: Some(Window { max, per: HOUR }),
+        per_ip: None,
+    }
+}
+
+/// A clock standing still at a fixed time, moved only by `advance`.
+fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(Duration::from_secs(1_800_000_000)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis.
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().unwrap().port()
+}
+
+/// A `redis-server` of our own on a loopback port, killed when dropped.
+struct RedisServer {
+    child: Option<std::process::Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts a fresh Redis on a free port.
+    fn start() -> Self {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start_on(free_port()) {
+                Ok(redis) => return redis,
+                Err(e) => last = e,
+            }
+        }
+        panic!("redis-server did not start: {last}");
+    }
+
+    /// Starts Redis on `port` (e.g. again after [`RedisServer::kill`]).
+    fn start_on(port: u16) -> Self {
+        Self::try_start_on(port).unwrap_or_else(|e| panic!("redis-server did not start: {e}"))
+    }
+
+    fn try_start_on(port: u16) -> Result<Self, String> {
+        let program = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+        let child = std::process::Command::new(&program)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "`{program}` is missing: install the Debian package `redis-server` (.ci/run \
+                 installs it: `apt-get install -y --no-install-recommends redis-server`)"
+            ),
+            Err(e) => panic!("cannot run `{program}`: {e}"),
+        };
+        let mut redis = RedisServer {
+            child: Some(child),
+            port,
+        };
+        for _ in 0..100 {
+            if let Some(status) = redis.child.as_mut().unwrap().try_wait().ok().flatten() {
+                redis.child = None;
+                return Err(format!("redis-server on port {port} exited: {status}"));
+            }
+            if ping(port) {
+                return Ok(redis);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("redis-server on port {port} does not answer PING"))
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server now (its data is gone: it keeps nothing on disk).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether a Redis on `port` answers PING with PONG.
+fn ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    ) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut answer = [0u8; 7];
+    stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+}
+
+async fn redis_store(redis: &RedisServer) -> Arc<dyn LimitStore> {
+    Arc::new(
+        RedisStore::connect(&redis.url())
+            .await
+            .expect("connects to the test redis-server"),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. OVH limits: 200 per hour per account.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ovh_account_limit_is_200_per_hour_over_many_connections() {
+    let clock = Arc::new(OffsetClock::new());
+    let server = serve_builtin(&options(
+        clock.clone(),
+        Arc::new(MemoryStore::new()),
+        LimitOverrides::OVH,
+    ))
+    .await;
+    let refusal = rate_limited();
+
+    // 200 messages as alice over connections of different lengths, each with another MAIL
+    // FROM: the AUTH identity is the account, not the sender address.
+    let mut sent = 0;
+    for (i, count) in [1, 5, 20, 20, 50, 4, 100].into_iter().enumerate() {
+        let from = format!("sender{i}@alice.example");
+        let (accepted, refused) = send_many(server.addr(), Some("alice"), &from, count).await;
+        assert_eq!(accepted, count, "refused: {refused:?}");
+        sent += accepted;
+    }
+    assert_eq!(sent, 200);
+    assert_eq!(server.used("account:alice").await, 200);
+    assert_eq!(server.used(IP_KEY).await, 200);
+
+    // The 201st is refused at MAIL with the rate_limited reply, and takes nothing.
+    let mut client = Client::open(server.addr(), Some("alice")).await;
+    let tx = client
+        .message("sender0@alice.example", &["rcpt@dest.example"])
+        .await;
+    tx.assert_refused_at_mail(&refusal);
+    // The refusal is per account: another account from the same IP (at 200 of 300) still sends.
+    let mut other = Client::open(server.addr(), Some("dave")).await;
+    other
+        .message("dave@dave.example", &["rcpt@dest.example"])
+        .await
+        .assert_accepted();
+    // Same connection, alice still refused; nothing of it counted.
+    client
+        .message("sender0@alice.example", &["rcpt@dest.example"])
+        .await
+        .assert_refused_at_mail(&refusal);
+    assert_eq!(server.used("account:alice").await, 200);
+    assert_eq!(server.used(IP_KEY).await, 201);
+
+    // One hour later the window is free again: the next one goes through, on the same connection.
+    clock.advance(HOUR);
+    client
+        .message("sender0@alice.example", &["rcpt@dest.example"])
+        .await
+        .assert_accepted();
+    assert_eq!(server.used("account:alice").await, 1);
+    client.quit().await;
+    other.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_auth_the_case_folded_mail_from_is_the_account() {
+    let server = serve_builtin(&options(
+        Arc::new(OffsetClock::new()),
+        Arc::new(MemoryStore::new()),
+        LimitOverrides::OVH,
+    ))
+    .await;
+    let (a, _) = send_many(server.addr(), None, "Bob@X.example", 100).await;
+    let (b, _) = send_many(server.addr(), None, "bob@x.example", 100).await;
+    assert_eq!((a, b), (100, 100));
+    assert_eq!(server.used("account:bob@x.example").await, 200);
+
+    let mut client = Client::open(server.addr(), None).await;
+    for from in ["BOB@X.EXAMPLE", "bob@x.example", "Bob@X.example"] {
+        client
+            .message(from, &["rcpt@dest.example"])
+            .await
+            .assert_refused_at_mail(&rate_limited());
+    }
+    // Another address is another account.
+    client
+        .message("bob2@x.example", &["rcpt@dest.example"])
+        .await
+        .assert_accepted();
+    client.quit().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. OVH limits: 300 per hour per IP, whatever the accounts.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ovh_ip_limit_is_300_per_hour_across_accounts() {
+    let server = serve_builtin(&options(
+        Arc::new(OffsetClock::new()),
+        Arc::new(MemoryStore::new()),
+        LimitOverrides::OVH,
+    ))
+    .await;
+    let (alice, bob) = tokio::join!(
+        send_many(server.addr(), Some("alice"), "alice@a.example", 150),
+        send_many(server.addr(), Some("bob"), "bob@b.example", 150),
+    );
+    assert_eq!((alice.0, bob.0), (150, 150));
+    assert_eq!(server.used(IP_KEY).await, 300);
+
+    // alice (150 of 200) and a brand new account are both refused: the IP is full.
+    for user in ["alice", "carol"] {
+        let mut client = Client::open(server.addr(), Some(user)).await;
+        client
+            .message("x@a.example", &["rcpt@dest.example"])
+            .await
+            .assert_refused_at_mail(&rate_limited());
+        client.quit().await;
+    }
+    assert_eq!(server.used("account:alice").await, 150);
+    assert_eq!(server.used("account:carol").await, 0);
+    assert_eq!(server.used(IP_KEY).await, 300);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Refusals take nothing; transactions without a message give their reservation back.
+
+async fn reservations_are_given_back(store: Arc<dyn LimitStore>) {
+    let server = serve_builtin(&options(
+        Arc::new(OffsetClock::new()),
+        store,
+        LimitOverrides {
+            per_account: Some(Window { max: 3, per: HOUR }),
+            per_ip: Some(Window { max: 6, per: HOUR }),
+        },
+    ))
+    .await;
+    let addr = server.addr();
+    let (accepted, _) = send_many(addr, Some("alice"), "a@a.example", 2).await;
+    assert_eq!(accepted, 2);
+    server.wait_used("account:alice", 2).await;
+
+    // MAIL + RSET, again and again: every new MAIL gives back what the last one reserved.
+    let mut client = Client::open(addr, Some("alice")).await;
+    for _ in 0..5 {
+        client
+            .command("MAIL FROM:<a@a.example>")
+            .await
+            .assert(250, "2.1.0");
+        client.command("RSET").await.assert(250, "2.0.0");
+    }
+    // Still room for exactly one more message.
+    client
+        .message("a@a.example", &["rcpt@dest.example"])
+        .await
+        .assert_accepted();
+    client
+        .message("a@a.example", &["rcpt@dest.example"])
+        .await
+        .assert_refused_at_mail(&rate_limited());
+    server.wait_used("account:alice", 3).await;
+    client.quit().await;
+
+    // Refused MAILs take nothing, not even from the IP limit that had room.
+    let mut client = Client::open(addr, Some("alice")).await;
+    for _ in 0..10 {
+        client
+            .message("a@a.example", &["rcpt@dest.example"])
+            .await
+            .assert_refused_at_mail(&rate_limited());
+    }
+    client.quit().await;
+    server.wait_used(IP_KEY, 3).await;
+    let (bob, refused) = send_many(addr, Some("bob"), "b@b.example", 4).await;
+    assert_eq!(bob, 3, "the IP had room for exactly 3 more");
+    refused[0].assert_refused_at_mail(&rate_limited());
+    server.wait_used(IP_KEY, 6).await;
+
+    // A transaction that ends by disconnect (with or without QUIT) gives its reservation back.
+    server.engine.reset().await.unwrap();
+    let (accepted, _) = send_many(addr, Some("carol"), "c@c.example", 1).await;
+    assert_eq!(accepted, 1);
+    for quit in [false, true] {
+        let mut client = Client::open(addr, Some("carol")).await;
+        client
+            .command("MAIL FROM:<c@c.example>")
+            .await
+            .assert(250, "2.1.0");
+        client
+            .command("RCPT TO:<rcpt@dest.example>")
+            .await
+            .assert(250, "2.1.5");
+        server.wait_used("account:carol", 2).await;
+        if quit {
+            client.quit().await;
+        } else {
+            drop(client);
+        }
+        server.wait_used("account:carol", 1).await;
+        server.wait_used(IP_KEY, 1).await;
+    }
+    // And so the account still has exactly 2 of 3 left.
+    let (accepted, _) = send_many(addr, Some("carol"), "c@c.example", 3).await;
+    assert_eq!(accepted, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reservations_are_given_back_memory() {
+    reservations_are_given_back(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reservations_are_given_back_redis() {
+    let redis = RedisServer::start();
+    reservations_are_given_back(redis_store(&redis).await).await;
+}
+
+/// RSET (and EHLO, which RFC 5321 4.1.4 says also resets) ends the transaction: its reservation
+/// must go back then, not only at the next MAIL or at the end of the session.
+async fn reset_gives_the_reservation_back_at_once(store: Arc<dyn LimitStore>) {
+    let server = serve_builtin(&options(
+        Arc::new(OffsetClock::new()),
+        store,
+        per_account(200),
+    ))
+    .await;
+    let mut client = Client::open(server.addr(), Some("alice")).await;
+    client
+        .message("a@a.example", &["rcpt@dest.example"])
+        .await
+        .assert_accepted();
+    server.wait_used("account:alice", 1).await;
+    for reset in ["RSET", "EHLO client.example"] {
+        client
+            .command("MAIL FROM:<a@a.example>")
+            .await
+            .assert(250, "2.1.0");
+        server.wait_used("account:alice", 2).await;
+        let reply = client.command(reset).await;
+        assert_eq!(reply.code, 250, "{reset}: {reply:?}");
+        // The session idles with no transaction: usage must be back to 1.
+        client.command("NOOP").await.assert(250, "2.0.0");
+        server.wait_used("account:alice", 1).await;
+    }
+    client.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reset_gives_the_reservation_back_at_once_memory() {
+    reset_gives_the_reservation_back_at_once(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reset_gives_the_reservation_back_at_once_redis() {
+    let redis = RedisServer::start();
+    reset_gives_the_reservation_back_at_once(redis_store(&redis).await).await;
+}
+
+/// `engine.usage()` (what the HTTP API shows) counts each key over its own window.
+async fn usage_reports_each_key_over_its_own_window(store: Arc<dyn LimitStore>) {
+    let clock = Arc::new(OffsetClock::new());
+    let server = serve_builtin(&options(
+        clock.clone(),
+        store,
+        LimitOverrides {
+            per_account: Some(Window { max: 2, per: HOUR }),
+            per_ip: Some(Window {
+                max: 100,
+                per: 24 * HOUR,
+            }),
+        },
+    ))
+    .await;
+    let (accepted, _) = send_many(server.addr(), Some("alice"), "a@a.example", 2).await;
+    assert_eq!(accepted, 2);
+    clock.advance(HOUR);
+    // The account's hour is over (the IP's day is not): usage must say the account is free...
+    assert_eq!(server.used(IP_KEY).await, 2);
+    assert_eq!(
+        server.used("account:alice").await,
+        0,
+        "account:alice's 1 h window is empty, yet usage counts its uses over the IP's 24 h"
+    );
+    // ...as the limit itself does.
+    let (accepted, _) = send_many(server.addr(), Some("alice"), "a@a.example", 2).await;
+    assert_eq!(accepted, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_reports_each_key_over_its_own_window_memory() {
+    usage_reports_each_key_over_its_own_window(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_reports_each_key_over_its_own_window_redis() {
+    let redis = RedisServer::start();
+    usage_reports_each_key_over_its_own_window(redis_store(&redis).await).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Exact under concurrency.
+
+async fn fifty_racers_get_exactly_200(store: Arc<dyn LimitStore>) {
+    let server = serve_builtin(&options(
+        Arc::new(OffsetClock::new()),
+        store,
+        per_account(200),
+    ))
+    .await;
+    let addr = server.addr();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..50 {
+        tasks.spawn(async move {
+            // Every racer is the same account (AUTH identity), from its own MAIL FROM.
+            let from = format!("racer{task}@race.example");
+            send_many(addr, Some("racer"), &from, 10).await
+        });
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    while let Some(result) = tasks.join_next().await {
+        let (ok, refusals) = result.expect("a racer panicked");
+        for tx in &refusals {
+            tx.assert_refused_at_mail(&rate_limited());
+        }
+        accepted += ok;
+        refused += refusals.len();
+    }
+    assert_eq!((accepted, refused), (200, 300));
+    assert_eq!(server.used("account:racer").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_senders_never_exceed_the_limit_memory() {
+    fifty_racers_get_exactly_200(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_senders_never_exceed_the_limit_redis() {
+    let redis = RedisServer::start();
+    fifty_racers_get_exactly_200(redis_store(&redis).await).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Two instances sharing one Redis act as one server.
+
+async fn two_instances_one_redis(clock_a: Arc<dyn Clock>, clock_b: Arc<dyn Clock>) -> usize {
+    let redis = RedisServer::start();
+    let a = serve_builtin(&options(
+        clock_a,
+        redis_store(&redis).await,
+        per_account(200),
+    ))
+    .await;
+    let b = serve_builtin(&options(
+        clock_b,
+        redis_store(&redis).await,
+        per_account(200),
+    ))
+    .await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for instance in [a.addr(), b.addr()] {
+        for part in 0..5 {
+            let from = format!("part{part}@shared.example");
+            tasks.spawn(async move { send_many(instance, Some("shared"), &from, 30).await });
+        }
+    }
+    let mut accepted = 0;
+    while let Some(result) = tasks.join_next().await {
+        let (ok, refusals) = result.expect("a sender panicked");
+        for tx in &refusals {
+            tx.assert_refused_at_mail(&rate_limited());
+        }
+        accepted += ok;
+    }
+    accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn two_instances_sharing_redis_enforce_one_limit() {
+    let accepted =
+        two_instances_one_redis(Arc::new(OffsetClock::new()), Arc::new(OffsetClock::new())).await;
+    assert_eq!(accepted, 200, "150 sent to each instance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn two_instances_with_the_same_manual_clock_enforce_one_limit() {
+    let clock = manual_clock();
+    let accepted = two_instances_one_redis(clock.clone(), clock).await;
+    assert_eq!(accepted, 200, "150 sent to each instance");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Greylisting.
+
+async fn greylisting_delays_each_triplet(store: Arc<dyn LimitStore>) {
+    let clock = manual_clock();
+    let scenario = Scenario::parse("greylisting.toml", "[greylisting]\ndelay = \"300s\"\n")
+        .expect("the scenario parses");
+    let server = serve(
+        &options(clock.clone(), store, LimitOverrides::default()),
+        scenario,
+    )
+    .await;
+    let greylisted = catalog("greylisted");
+    assert_eq!((greylisted.0, greylisted.1.as_str()), (451, "4.7.1"));
+    let attempt = |rcpt: &'static str| {
+        let addr = server.addr();
+        async move {
+            let mut client = Client::open(addr, None).await;
+            let tx = client.message("sender@s.example", &[rcpt]).await;
+            client.quit().await;
+            tx
+        }
+    };
+
+    // First sight of the triplet: greylisted at RCPT, no message.
+    let tx = attempt("bob@dest.example").await;
+    tx.mail.assert(250, "2.1.0");
+    tx.rcpts[0].assert_catalog(&greylisted);
+    assert!(tx.end.is_none(), "{tx:?}");
+
+    // 299 s later: still too early (and the retry does not restart the delay).
+    clock.advance(Duration::from_secs(299));
+    attempt("bob@dest.example").await.rcpts[0].assert_catalog(&greylisted);
+
+    // 300 s after the first attempt: through.
+    clock.advance(Duration::from_secs(1));
+    attempt("bob@dest.example").await.assert_accepted();
+
+    // Another recipient is another triplet with its own delay, while bob keeps passing.
+    attempt("carol@dest.example").await.rcpts[0].assert_catalog(&greylisted);
+    attempt("bob@dest.example").await.assert_accepted();
+    clock.advance(Duration::from_secs(299));
+    attempt("carol@dest.example").await.rcpts[0].assert_catalog(&greylisted);
+    clock.advance(Duration::from_secs(1));
+    attempt("carol@dest.example").await.assert_accepted();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn greylisting_memory() {
+    greylisting_delays_each_triplet(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn greylisting_redis() {
+    let redis = RedisServer::start();
+    greylisting_delays_each_triplet(redis_store(&redis).await).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Connections per IP and messages per connection.
+
+async fn connection_caps_server() -> Instance {
+    let scenario = Scenario::parse(
+        "caps.toml",
+        "[limits]\nconnections_per_ip = 2\nmessages_per_connection = 3\n",
+    )
+    .expect("the scenario parses");
+    serve(
+        &options(
+            Arc::new(OffsetClock::new()),
+            Arc::new(MemoryStore::new()),
+            LimitOverrides::default(),
+        ),
+        scenario,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn third_simultaneous_connection_is_refused_at_the_greeting() {
+    let server = connection_caps_server().await;
+    let addr = server.addr();
+    let too_many = catalog("too_many_connections");
+    assert_eq!((too_many.0, too_many.1.as_str()), (421, "4.7.0"));
+
+    let first = Client::open(addr, None).await;
+    let second = Client::open(addr, None).await;
+    let (mut third, greeting) = Client::connect(addr).await;
+    greeting.assert(421, "4.7.0");
+    assert_eq!(
+        greeting.text(),
+        "mx.failmail.test Service not available, too many connections from 127.0.0.1, closing \
+         transmission channel"
+    );
+    assert!(third.closed().await, "a 421 greeting closes the connection");
+
+    // Once one of the two closes, a new connection is served. Its slot is given back when the
+    // server's session ends, just after the client sees the close: retry, bounded.
+    first.quit().await;
+    let mut served = None;
+    for _ in 0..50 {
+        let (client, greeting) = Client::connect(addr).await;
+        if greeting.code == 220 {
+            served = Some(client);
+            break;
+        }
+        greeting.assert(421, "4.7.0");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut served = served.expect("a connection is served again within 50 tries");
+    served.command("EHLO client.example").await.assert(250, "");
+    served
+        .message("a@a.example", &["rcpt@dest.example"])
+        .await
+        .assert_accepted();
+    // Two open again (second, served): the next is refused again.
+    let (mut refused, greeting) = Client::connect(addr).await;
+    greeting.assert(421, "4.7.0");
+    assert!(refused.closed().await);
+    served.quit().await;
+    second.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fourth_message_on_one_connection_is_refused() {
+    let server = connection_caps_server().await;
+    let mut client = Client::open(server.addr(), None).await;
+    for _ in 0..3 {
+        client
+            .message("a@a.example", &["rcpt@dest.example"])
+            .await
+            .assert_accepted();
+    }
+    for _ in 0..2 {
+        client
+            .message("a@a.example", &["rcpt@dest.example"])
+            .await
+            .assert_refused_at_mail(&rate_limited());
+    }
+    client.quit().await;
+    // The cap is per connection: a new one sends again.
+    let (accepted, _) = send_many(server.addr(), None, "a@a.example", 3).await;
+    assert_eq!(accepted, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connection_cap_holds_across_a_reload() {
+    let scenario = "[limits]\nconnections_per_ip = 2\n";
+    let options = options(
+        Arc::new(OffsetClock::new()),
+        Arc::new(MemoryStore::new()),
+        LimitOverrides::default(),
+    );
+    let server = serve(&options, Scenario::parse("caps.toml", scenario).unwrap()).await;
+    let first = Client::open(server.addr(), None).await;
+    let second = Client::open(server.addr(), None).await;
+    // What `Reloader::reload` does on SIGHUP or a file change.
+    let (policy, config) = options.build(Scenario::parse("caps.toml", scenario).unwrap());
+    let control = server.server.control();
+    control.set_session_config(config);
+    control.set_policy(Box::new(policy));
+    let (mut third, greeting) = Client::connect(server.addr()).await;
+    greeting.assert(421, "4.7.0");
+    assert!(third.closed().await);
+    first.quit().await;
+    second.quit().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counting recipients instead of messages.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn count_recipient_reserves_one_use_per_rcpt() {
+    let scenario = Scenario::parse(
+        "recipients.toml",
+        "[limits]\nper_account = { max = 5, per = \"1h\" }\ncount = \"recipient\"\n",
+    )
+    .expect("the scenario parses");
+    let server = serve(
+        &options(
+            Arc::new(OffsetClock::new()),
+            Arc::new(MemoryStore::new()),
+            LimitOverrides::default(),
+        ),
+        scenario,
+    )
+    .await;
+    let refusal = rate_limited();
+    let mut client = Client::open(server.addr(), Some("alice")).await;
+    let three = ["r1@dest.example", "r2@dest.example", "r3@dest.example"];
+    client
+        .message("a@a.example", &three)
+        .await
+        .assert_accepted();
+    assert_eq!(server.used("account:alice").await, 3);
+
+    // Two recipients fit, the third is refused at RCPT; the message goes to the two.
+    let tx = client.message("a@a.example", &three).await;
+    tx.rcpts[0].assert(250, "2.1.5");
+    tx.rcpts[1].assert(250, "2.1.5");
+    tx.rcpts[2].assert_catalog(&refusal);
+    tx.assert_accepted();
+    assert_eq!(server.used("account:alice").await, 5);
+
+    // Full: the next recipient is refused (MAIL itself still passes).
+    let tx = client.message("a@a.example", &three[..1]).await;
+    tx.mail.assert(250, "2.1.0");
+    tx.rcpts[0].assert_catalog(&refusal);
+    assert!(tx.end.is_none(), "{tx:?}");
+    client.quit().await;
+    assert_eq!(server.used("account:alice").await, 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. The binary's limit flags.
+
+/// The `failmail` binary serving on loopback port 0, killed when dropped.
+struct Binary {
+    child: tokio::process::Child,
+    smtp: SocketAddr,
+}
+
+impl Binary {
+    async fn start(args: &[&str]) -> Binary {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_failmail"))
+            .args(["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--no-tls"])
+            .args(args)
+            .env("FAILMAIL_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the failmail binary runs");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(IO_TIMEOUT, lines.next_line())
+            .await
+            .expect("the ready line within 10 s")
+            .expect("stdout is readable")
+            .expect("a ready line before stdout closes");
+        let smtp = ready
+            .split(' ')
+            .find_map(|word| word.strip_prefix("smtp="))
+            .unwrap_or_else(|| panic!("no smtp= in the ready line {ready:?}"))
+            .parse()
+            .expect("smtp= is an address");
+        Binary { child, smtp }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn binary_limit_account_flag_takes_effect() {
+    let binary = Binary::start(&["--limits", "ovh", "--limit-account", "2/1h"]).await;
+    let (accepted, refused) = send_many(binary.smtp, Some("alice"), "a@a.example", 3).await;
+    assert_eq!(accepted, 2);
+    assert_eq!(refused.len(), 1);
+    refused[0].assert_refused_at_mail(&rate_limited());
+    // The per-IP part of the preset stays: other accounts send on.
+    let (accepted, _) = send_many(binary.smtp, Some("bob"), "b@b.example", 2).await;
+    assert_eq!(accepted, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn binary_limits_ovh_preset_is_200_per_account_and_300_per_ip() {
+    let binary = Binary::start(&["--limits", "ovh"]).await;
+    let (accepted, refused) = send_many(binary.smtp, Some("alice"), "a@a.example", 201).await;
+    assert_eq!(accepted, 200);
+    refused[0].assert_refused_at_mail(&rate_limited());
+    let (accepted, refused) = send_many(binary.smtp, Some("bob"), "b@b.example", 101).await;
+    assert_eq!(accepted, 100, "the IP had 100 left of 300");
+    refused[0].assert_refused_at_mail(&rate_limited());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn binary_limit_ip_flag_takes_effect() {
+    let binary = Binary::start(&["--limit-ip", "3/1h"]).await;
+    let (a, _) = send_many(binary.smtp, Some("alice"), "a@a.example", 2).await;
+    let (b, refused) = send_many(binary.smtp, Some("bob"), "b@b.example", 2).await;
+    assert_eq!((a, b), (2, 1));
+    refused[0].assert_refused_at_mail(&rate_limited());
+}
+
+#[test]
+fn binary_refuses_bad_limit_flags() {
+    for (flag, value, says) in [
+        (
+            "--limit-account",
+            "0/1h",
+            "the maximum must be a whole number of at least 1",
+        ),
+        ("--limit-account", "abc", "write max/window, e.g. 200/1h"),
+        (
+            "--limit-account",
+            "200/0s",
+            "the window must be a duration such as 1h or 30m",
+        ),
+        (
+            "--limit-ip",
+            "x/1h",
+            "the maximum must be a whole number of at least 1",
+        ),
+        ("--limits", "gmail", "invalid value 'gmail' for '--limits"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_failmail"))
+            .args(["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--no-tls"])
+            .args([flag, value])
+            .stdin(Stdio::null())
+            .output()
+            .expect("the failmail binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{flag} {value} must fail: {stderr}"
+        );
+        assert!(
+            stderr.contains(flag) && stderr.contains(says),
+            "{flag} {value}: unclear message: {stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{flag} {value} must not serve: {:?}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Redis down: temporary refusals, never unlimited; back when Redis is.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_outage_gives_451_4_3_0_and_recovers() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let server = serve_builtin(&options(
+        Arc::new(OffsetClock::new()),
+        redis_store(&redis).await,
+        per_account(5),
+    ))
+    .await;
+    let addr = server.addr();
+    let mut client = Client::open(addr, Some("alice")).await;
+    client
+        .message("a@a.example", &["rcpt@dest.example"])
+        .await
+        .assert_accepted();
+
+    redis.kill();
+    // Every MAIL is refused temporarily while Redis is away: never accepted without limits.
+    for _ in 0..3 {
+        let tx = client.message("a@a.example", &["rcpt@dest.example"]).await;
+        tx.mail.assert(451, "4.3.0");
+        assert!(tx.end.is_none(), "{tx:?}");
+    }
+    // New sessions too.
+    let mut other = Client::open(addr, Some("bob")).await;
+    other
+        .message("b@b.example", &["rcpt@dest.example"])
+        .await
+        .mail
+        .assert(451, "4.3.0");
+    other.quit().await;
+
+    // Back on the same port (empty: it keeps nothing on disk). The store reconnects by itself.
+    let _redis = RedisServer::start_on(port);
+    let mut recovered = false;
+    for _ in 0..50 {
+        let tx = client.message("a@a.example", &["rcpt@dest.example"]).await;
+        if tx.accepted() {
+            recovered = true;
+            break;
+        }
+        tx.mail.assert(451, "4.3.0");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "MAIL still refused 5 s after Redis came back");
+    // Counting is right again: 1 used since the restart, so 4 more, then refused.
+    assert_eq!(server.used("account:alice").await, 1);
+    for _ in 0..4 {
+        client
+            .message("a@a.example", &["rcpt@dest.example"])
+            .await
+            .assert_accepted();
+    }
+    client
+        .message("a@a.example", &["rcpt@dest.example"])
+        .await
+        .assert_refused_at_mail(&rate_limited());
+    assert_eq!(server.used("account:alice").await, 5);
+    client.quit().await;
+}
