@@ -32,13 +32,15 @@
 # smtp-source's stderr lines plus 1 per non-zero exit, summed over the runs; peak RSS = the
 # server's VmHWM after the mode's last run; server CPU / smtp-source CPU = CPU seconds ÷ wall
 # seconds (100% = one core busy), median over the runs — a generator near 100% means the
-# generator, not the server, set the pace (smtp-source is one single-threaded process).
+# generator, not the server, set the pace (smtp-source is one single-threaded process);
+# msgs/server CPU-s = messages ÷ the server's CPU seconds (efficiency, whatever set the pace).
 #
 # Settings (environment): REPEAT (3), SESSIONS (20), MSGS_1K (20000), MSGS_100K (2000),
 # SERVERS, MODES (subsets of the names above, space separated), IDLE_CONNECTIONS (10000),
 # LAT_SENDERS (1000), LAT_MESSAGES (20), LAT_INTERVAL_MS ("200 100": one paced run each),
 # RUN_TIMEOUT (120 s per smtp-source run),
-# SKIP_BUILD=1 (use the binaries as they are), SKIP_BENCHES=1 (only the table).
+# SKIP_BUILD=1 (use the binaries as they are), SKIP_BENCHES=1 (only the table),
+# LOAD_RESULTS=FILE (keep the raw per-run results, TSV, in FILE).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -238,6 +240,7 @@ run_once() {
 echo "== failmail load test ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
 echo "failmail $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' (+ uncommitted changes)'); smtp-source/smtp-sink from postfix $(dpkg-query -W -f '${Version}' postfix 2>/dev/null || echo '?'); aiosmtpd $("$PYTHON" -c 'import aiosmtpd; print(aiosmtpd.__version__)') on $("$PYTHON" -V 2>&1)"
+echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every number)"
 echo "ulimit -n: $(ulimit -n); REPEAT=$REPEAT SESSIONS=$SESSIONS MSGS_1K=$MSGS_1K MSGS_100K=$MSGS_100K"
 echo
 
@@ -276,6 +279,7 @@ done
 
 echo "throughput (median of $REPEAT runs; ratio = failmail messages/s ÷ peer messages/s, same mode):"
 "$PYTHON" benches/load_report.py table "$RESULTS"
+[[ -n ${LOAD_RESULTS:-} ]] && cp "$RESULTS" "$LOAD_RESULTS"
 echo
 
 if [[ $SKIP_BENCHES != 1 ]]; then

@@ -35,12 +35,14 @@ def table(path):
             key = (server, mode)
             if key not in runs:
                 runs[key] = {"rates": [], "errors": 0, "rss": None, "messages": int(messages),
-                             "server_cpu": [], "source_cpu": []}
+                             "server_cpu": [], "source_cpu": [], "per_cpu": []}
                 order.append(key)
             seconds = float(seconds)
             if seconds > 0:
                 runs[key]["server_cpu"].append(100 * float(server_cpu) / seconds)
                 runs[key]["source_cpu"].append(100 * float(source_cpu) / seconds)
+            if float(server_cpu) > 0:
+                runs[key]["per_cpu"].append(int(messages) / float(server_cpu))
             runs[key]["rates"].append(int(messages) / seconds if seconds > 0 else 0.0)
             runs[key]["errors"] += int(errors)
             if rss != "-":
@@ -48,7 +50,7 @@ def table(path):
 
     median = {key: statistics.median(value["rates"]) for key, value in runs.items()}
     header = ["server", "mode", "msgs/run", "messages/s (median)", "min..max", "errors",
-              "peak RSS", "server CPU", "smtp-source CPU", "÷ smtp-sink", "÷ aiosmtpd"]
+              "peak RSS", "server CPU", "msgs/server CPU-s", "smtp-source CPU", "÷ smtp-sink", "÷ aiosmtpd"]
     rows = []
     for key in order:
         server, mode = key
@@ -69,11 +71,12 @@ def table(path):
             str(value["errors"]),
             rss,
             f"{statistics.median(value['server_cpu']):.0f}%" if value["server_cpu"] else "?",
+            f"{statistics.median(value['per_cpu']):.0f}" if value["per_cpu"] else "?",
             f"{statistics.median(value['source_cpu']):.0f}%" if value["source_cpu"] else "?",
             *ratios,
         ])
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
-    right = {2, 3, 5, 6, 7, 8, 9, 10}
+    right = {2, 3, 5, 6, 7, 8, 9, 10, 11}
 
     def fmt(row):
         cells = []
