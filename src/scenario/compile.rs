@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -13,9 +14,10 @@ use super::file::{
     GreylistSection, LimitFile, LimitsSection, RuleFile, ScenarioFile, ServerSection,
 };
 use super::flavor::Flavor;
+use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
 use super::phase_codes;
-use crate::policy::Phase;
+use crate::policy::{Phase, SessionView};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::AuthPolicy;
 
@@ -246,6 +248,8 @@ pub struct Scenario {
     /// The rules in file order.
     pub rules: Vec<Rule>,
     by_phase: [Vec<u32>; Phase::ALL.len()],
+    /// Finds the rules that may match a session without trying them all.
+    index: Arc<RuleIndex>,
 }
 
 impl Scenario {
@@ -296,6 +300,7 @@ impl Scenario {
             by_phase[rule.phase as usize].push(rule.index);
             rules.push(rule);
         }
+        let index = Arc::new(RuleIndex::build(&rules));
         Ok(Self {
             origin: origin.to_owned(),
             server,
@@ -303,6 +308,7 @@ impl Scenario {
             greylisting,
             rules,
             by_phase,
+            index,
         })
     }
 
@@ -311,6 +317,18 @@ impl Scenario {
         self.by_phase[phase as usize]
             .iter()
             .map(|&i| &self.rules[i as usize])
+    }
+
+    /// The rules acting at `phase` that may match `view`, in file order: every rule that
+    /// matches is among them, found by index lookups rather than by trying each rule.
+    pub fn candidates<'a>(
+        &'a self,
+        phase: Phase,
+        view: &SessionView<'_>,
+    ) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.index
+            .candidates(phase, view)
+            .map(|i| &self.rules[i as usize])
     }
 }
 

@@ -144,7 +144,7 @@ impl Engine {
         view: &SessionView<'_>,
         ip: &str,
     ) -> Result<Option<Decision>, StoreError> {
-        for rule in self.scenario.rules_at(phase) {
+        for rule in self.scenario.candidates(phase, view) {
             if !matches(rule, phase, view) {
                 continue;
             }
@@ -293,7 +293,8 @@ pub fn magic_address(address: &str, default_flavor: Flavor) -> Option<Magic> {
     })
 }
 
-fn matches(rule: &Rule, phase: Phase, view: &SessionView<'_>) -> bool {
+/// Whether every matcher of `rule` accepts the session at `phase` (the index only narrows).
+pub(crate) fn matches(rule: &Rule, phase: Phase, view: &SessionView<'_>) -> bool {
     let m = &rule.matchers;
     if let Some(blocks) = &m.client_ip {
         let ip = view.peer.ip();

@@ -6,6 +6,7 @@ pub mod duration;
 pub mod engine;
 pub mod file;
 pub mod flavor;
+pub mod index;
 pub mod live;
 pub mod pattern;
 pub mod phase_codes;

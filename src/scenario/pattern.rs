@@ -130,24 +130,41 @@ impl Cidr {
 
     /// Whether `ip` is in the block (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
+        let ip = Self::normalize(ip);
+        ip.is_ipv4() == self.network.is_ipv4()
+            && Self::mask(ip, self.prefix) == Self::mask(self.network, self.prefix)
+    }
+
+    /// The address as written (host bits kept); with [`Cidr::prefix`], what the rule index files.
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+
+    /// The prefix length in bits.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) as the IPv4 address they carry, so that a
+    /// dual-stack listener's peers match IPv4 blocks.
+    pub fn normalize(ip: IpAddr) -> IpAddr {
+        match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
-        };
-        match (self.network, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
+        }
+    }
+
+    /// `ip` with every bit past the first `prefix` cleared (`prefix` at most the family's width).
+    pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
             }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
             }
-            _ => false,
         }
     }
 }
