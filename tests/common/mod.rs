@@ -3,6 +3,8 @@
 //! waits so that a failing test fails instead of hanging.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
