@@ -7,12 +7,13 @@
 //! HELO, then client IP):
 //!
 //! - exact patterns in a hash map;
-//! - globs with one `*` and no `?` by their literal prefix and suffix (one lookup per distinct
-//!   prefix/suffix length pair);
+//! - globs by their literal prefix (before the first wildcard) and suffix (after the last): a
+//!   value that matches has both, so one lookup per distinct prefix/suffix length pair finds it;
 //! - regexes in one `RegexSet` per value;
 //! - CIDR blocks by their masked network (one lookup per distinct prefix length).
 //!
-//! Rules that fit none of these (other globs, no matcher at all) are always candidates. The index
+//! Rules that fit none of these (globs such as `*@*` with neither prefix nor suffix, no matcher
+//! at all) are always candidates. The index
 //! only narrows: every candidate is still checked in full by the engine, in file order, so the
 //! first rule that matches is the same as with a plain scan (a property test checks that).
 
@@ -133,7 +134,7 @@ struct PhaseIndex {
 struct TextIndex {
     /// Lower-cased exact values.
     exact: HashMap<Box<[u8]>, Vec<u32>>,
-    /// Lower-cased `prefix 0xFF suffix` of one-star globs.
+    /// Lower-cased `prefix 0xFF suffix` of globs.
     affix: HashMap<Box<[u8]>, Vec<u32>>,
     /// The distinct (prefix length, suffix length) pairs in `affix`.
     affix_shapes: Vec<(usize, usize)>,
@@ -269,7 +270,7 @@ impl TextBuilder {
             match pattern {
                 Pattern::Exact(text) => push(&mut self.index.exact, text.as_bytes(), rule),
                 Pattern::Glob(glob) => {
-                    let (prefix, suffix) = glob.split_once('*').expect("indexable glob");
+                    let (prefix, suffix) = glob_affixes(glob);
                     let mut key = prefix.as_bytes().to_vec();
                     key.push(AFFIX_SEPARATOR);
                     key.extend_from_slice(suffix.as_bytes());
@@ -308,12 +309,22 @@ impl TextBuilder {
     }
 }
 
-/// Whether a pattern can be filed: exact, a regex, or a glob with one `*` and no `?`.
+/// Whether a pattern can be filed: exact, a regex, or a glob with a literal prefix or suffix.
 fn indexable(pattern: &Pattern) -> bool {
     match pattern {
         Pattern::Exact(_) | Pattern::Regex(_) => true,
-        Pattern::Glob(glob) => !glob.contains('?') && glob.matches('*').count() == 1,
+        Pattern::Glob(glob) => {
+            let (prefix, suffix) = glob_affixes(glob);
+            !prefix.is_empty() || !suffix.is_empty()
+        }
     }
+}
+
+/// A glob's literal text before its first wildcard and after its last (`*` or `?`).
+fn glob_affixes(glob: &str) -> (&str, &str) {
+    let first = glob.find(['*', '?']).unwrap_or(glob.len());
+    let last = glob.rfind(['*', '?']).map_or(glob.len(), |i| i + 1);
+    (&glob[..first], &glob[last.max(first)..])
 }
 
 fn push(map: &mut HashMap<Box<[u8]>, Vec<u32>>, key: &[u8], rule: u32) {

@@ -17,7 +17,7 @@ const ADDRESSES: [&str; 7] = [
     "", // the null sender
     "ünï@x.example",
 ];
-const PATTERNS: [&str; 16] = [
+const PATTERNS: [&str; 19] = [
     "a@x.example",
     "A@X.EXAMPLE",
     "*@x.example",
@@ -34,6 +34,9 @@ const PATTERNS: [&str; 16] = [
     "ab*@xy.example",
     "ünï@*",
     "user1@x.example",
+    "a?@*.example",
+    "u*1@*",
+    "*@*",
 ];
 const HELOS: [&str; 4] = ["mail.x.example", "MAIL.X.EXAMPLE", "bot-1.invalid", "a"];
 const BLOCKS: [&str; 7] = [
