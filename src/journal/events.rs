@@ -197,12 +197,14 @@ impl EventLog {
 
 /// Splits the wire bytes of one or more replies into reply events.
 pub fn reply_events(wire: &[u8]) -> Vec<(u16, Option<String>, String)> {
+    // Borrowed unless the reply holds invalid UTF-8 (ours never does).
     let text = String::from_utf8_lossy(wire);
-    let mut replies = Vec::new();
-    let mut lines: Vec<String> = Vec::new();
+    let mut replies = Vec::with_capacity(1);
+    let mut joined = String::new();
+    let mut continued = 0usize;
     let mut status: Option<String> = None;
     for line in text.split("\r\n").filter(|l| l.len() >= 3) {
-        let code: u16 = line[..3].parse().unwrap_or(0);
+        let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
         let rest = line.get(4..).unwrap_or("");
         let (line_status, line_text) = match rest.split_once(' ') {
             Some((head, tail)) if crate::smtp::reply::EnhancedStatus::parse(head).is_some() => {
@@ -214,10 +216,20 @@ pub fn reply_events(wire: &[u8]) -> Vec<(u16, Option<String>, String)> {
         if status.is_none() {
             status = line_status.map(str::to_owned);
         }
-        lines.push(line_text.to_owned());
-        if line.as_bytes().get(3) != Some(&b'-') {
-            replies.push((code, status.take(), lines.join("\n")));
-            lines.clear();
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        if last && continued == 0 {
+            // One-line replies (nearly all) take their text with a single allocation.
+            replies.push((code, status.take(), line_text.to_owned()));
+            continue;
+        }
+        if continued > 0 {
+            joined.push('\n');
+        }
+        joined.push_str(line_text);
+        continued += 1;
+        if last {
+            replies.push((code, status.take(), std::mem::take(&mut joined)));
+            continued = 0;
         }
     }
     replies
@@ -254,6 +266,13 @@ mod tests {
                 (250, None, "mx\nPIPELINING\nDSN".to_owned()),
                 (550, Some("5.1.1".to_owned()), "a\nb".to_owned()),
                 (354, None, "go".to_owned()),
+            ]
+        );
+        assert_eq!(
+            reply_events(b"250-\r\n250 2.0.0 x\r\n221 2.0.0 Bye\r\n"),
+            vec![
+                (250, Some("2.0.0".to_owned()), "\nx".to_owned()),
+                (221, Some("2.0.0".to_owned()), "Bye".to_owned()),
             ]
         );
     }
