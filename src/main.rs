@@ -19,7 +19,7 @@ use failmail::scenario::flavor::Flavor;
 use failmail::scenario::live::{parse_window, LimitOverrides, Reloader, ScenarioOptions};
 use failmail::server::tls::CertificateSource;
 use failmail::server::Timeouts;
-use failmail::smtp::session::{AuthPolicy, SessionConfig};
+use failmail::smtp::session::{AuthPolicy, SessionConfig, DEFAULT_MAX_ERRORS};
 use failmail::ServerConfig;
 use tracing_subscriber::EnvFilter;
 
@@ -139,12 +139,21 @@ struct ServeArgs {
     /// Most simultaneous connections; more get 421 4.7.0.
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
+    /// Most simultaneous connections from one client IP; more get 421 4.7.0. Off unless given.
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
+    /// Syntax errors allowed per session before 421 4.7.0 and close (0: no limit).
+    #[arg(long, default_value_t = DEFAULT_MAX_ERRORS)]
+    max_errors: usize,
     /// Seconds a shutdown waits for messages being received.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
     /// How many accepted messages are kept in memory.
     #[arg(long, default_value_t = 10_000)]
     keep_messages: usize,
+    /// How many MiB of accepted message content are kept in memory, at most.
+    #[arg(long, default_value_t = 256)]
+    keep_message_mib: usize,
     /// How many events (sessions, commands, replies) are kept in memory.
     #[arg(long, default_value_t = 100_000)]
     keep_events: usize,
@@ -183,6 +192,7 @@ impl ServeArgs {
                     allow_plaintext: !self.auth_requires_tls,
                     required: self.require_auth,
                 },
+                max_errors: self.max_errors,
                 ..SessionConfig::default()
             },
             timeouts: Timeouts {
@@ -190,8 +200,10 @@ impl ServeArgs {
                 data: Duration::from_secs(self.data_timeout),
             },
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             message_capacity: if self.no_store { 0 } else { self.keep_messages },
+            message_bytes: self.keep_message_mib.saturating_mul(1024 * 1024),
             event_capacity: self.keep_events,
             record_events: !self.no_store,
             events_file: self.events,

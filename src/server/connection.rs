@@ -49,6 +49,9 @@ struct Connection {
     decided: Option<Decided>,
     /// When the batch whose replies are pending was read (for the latency histogram).
     read_at: Option<Instant>,
+    /// While waiting for a command: when the command timeout expires, and the session's
+    /// [`Session::lines_received`] it was set at (a new line starts a new timeout).
+    command_deadline: Option<(tokio::time::Instant, u64)>,
 }
 
 /// Serves one accepted TCP connection until it ends.
@@ -92,6 +95,7 @@ async fn run(
         shutdown,
         decided: None,
         read_at: None,
+        command_deadline: None,
     };
     connection.journal_event(EventKind::SessionStart {
         peer: peer.to_string(),
@@ -186,10 +190,7 @@ impl Connection {
                             return self.close_with(io, &fixed::SHUTTING_DOWN).await;
                         }
                     }
-                    let timeout = match self.session.waiting() {
-                        Waiting::Command => self.shared.timeouts.command,
-                        Waiting::Data => self.shared.timeouts.data,
-                    };
+                    let (timeout, deadline) = self.read_deadline();
                     if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
                         self.input.reserve(READ_CHUNK);
                     }
@@ -201,7 +202,7 @@ impl Connection {
                             self.read_at.get_or_insert_with(Instant::now);
                             step = self.session.advance(&mut self.input, &mut self.output);
                         }
-                        _ = tokio::time::sleep(timeout) => {
+                        _ = tokio::time::sleep_until(deadline) => {
                             if self.session.is_hung() {
                                 return Ok(Outcome::Closed);
                             }
@@ -218,6 +219,33 @@ impl Connection {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The timeout of the read about to start and when it expires.
+    ///
+    /// Waiting for a command, the RFC 5321 §4.5.3.2 timeout bounds the time to receive the whole
+    /// command line (as Exim's `smtp_receive_timeout` and Postfix's `smtpd_per_record_deadline`
+    /// do), so a client trickling a byte at a time ("slowloris") is closed with 421 4.4.2 like an
+    /// idle one. Inside a message body it bounds each read, as RFC 5321's "data block" timeout.
+    fn read_deadline(&mut self) -> (std::time::Duration, tokio::time::Instant) {
+        let now = tokio::time::Instant::now();
+        match self.session.waiting() {
+            Waiting::Data => {
+                self.command_deadline = None;
+                let timeout = self.shared.timeouts.data;
+                (timeout, now + timeout)
+            }
+            Waiting::Command => {
+                let timeout = self.shared.timeouts.command;
+                let lines = self.session.lines_received();
+                let deadline = match self.command_deadline {
+                    Some((deadline, at)) if at == lines => deadline,
+                    _ => now + timeout,
+                };
+                self.command_deadline = Some((deadline, lines));
+                (timeout, deadline)
             }
         }
     }
@@ -278,12 +306,25 @@ impl Connection {
         Ok(())
     }
 
+    /// Writes the pending replies. A client that does not read them (its receive window stays
+    /// full) gets the command timeout, then the connection is dropped: writes never wait forever.
     async fn flush<IO: AsyncWrite + Unpin>(&mut self, io: &mut IO) -> std::io::Result<()> {
         if !self.output.is_empty() {
             self.shared.metrics.replies_sent(&self.output);
-            io.write_all(&self.output).await?;
+            let write = async {
+                io.write_all(&self.output).await?;
+                io.flush().await
+            };
+            match tokio::time::timeout(self.shared.timeouts.command, write).await {
+                Ok(written) => written?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client did not read its replies",
+                    ))
+                }
+            }
             self.output.clear();
-            io.flush().await?;
             if let Some(read_at) = self.read_at.take() {
                 self.shared.metrics.reply_latency(read_at.elapsed());
             }

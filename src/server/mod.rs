@@ -6,10 +6,11 @@
 mod connection;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -26,14 +27,16 @@ use crate::journal::{EventLog, MessageStore};
 use crate::metrics::Metrics;
 use crate::policy::{AcceptAll, Policy};
 use crate::scenario::live::Reloader;
-use crate::smtp::reply::fixed;
+use crate::smtp::reply::{fixed, status, Reply};
 use crate::smtp::session::{Message, SessionConfig};
 use tls::CertificateSource;
 
 /// The RFC 5321 §4.5.3.2 timeouts, as the server applies them while reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Waiting for the next command (5 minutes in RFC 5321).
+    /// Waiting for the next command (5 minutes in RFC 5321). It bounds the whole command line,
+    /// not each read, so a client sending a byte at a time is closed too; it also bounds writing
+    /// one batch of replies to a client that does not read them.
     pub command: Duration,
     /// Waiting for the next block of a message body (3 minutes in RFC 5321).
     pub data: Duration,
@@ -65,10 +68,17 @@ pub struct ServerConfig {
     pub timeouts: Timeouts,
     /// Most simultaneous connections; past it, new ones get 421 4.7.0 and are closed.
     pub max_connections: usize,
+    /// Most simultaneous connections from one client IP address (SMTP and SMTPS together); past
+    /// it, new ones get `421 4.7.0 <hostname> Too many connections from your IP address, try
+    /// again later` instead of the greeting and are closed. `None` (the default) is no cap: load
+    /// tests open thousands of connections from 127.0.0.1.
+    pub max_connections_per_ip: Option<usize>,
     /// How long a shutdown waits for messages in progress before closing everything.
     pub shutdown_grace: Duration,
     /// How many accepted messages are kept in memory.
     pub message_capacity: usize,
+    /// How many bytes of message content are kept in memory, at most.
+    pub message_bytes: usize,
     /// How many events the journal keeps in memory.
     pub event_capacity: usize,
     /// Record events at all (off with `--no-store`, for load tests).
@@ -95,8 +105,10 @@ impl Default for ServerConfig {
             session: SessionConfig::default(),
             timeouts: Timeouts::default(),
             max_connections: 20_000,
+            max_connections_per_ip: None,
             shutdown_grace: Duration::from_secs(30),
             message_capacity: 10_000,
+            message_bytes: crate::journal::messages::DEFAULT_MAX_BYTES,
             event_capacity: 100_000,
             record_events: true,
             events_file: None,
@@ -232,7 +244,10 @@ impl Server {
             smtps: smtps.as_ref().map(local_addr),
             http: http.as_ref().map(local_addr),
         };
-        let messages = Arc::new(MessageStore::new(config.message_capacity));
+        let messages = Arc::new(MessageStore::with_max_bytes(
+            config.message_capacity,
+            config.message_bytes,
+        ));
         let events = if config.record_events {
             let log = EventLog::new(config.event_capacity);
             let log = match &config.events_file {
@@ -270,12 +285,16 @@ impl Server {
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(ShutdownState::Running);
         let limit = Arc::new(Semaphore::new(config.max_connections));
+        let per_ip = config
+            .max_connections_per_ip
+            .map(|max| Arc::new(PerIpLimit::new(max)));
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(
             smtp,
             false,
             shared.clone(),
             limit.clone(),
+            per_ip.clone(),
             shutdown_rx.clone(),
         ));
         if let Some(listener) = smtps {
@@ -284,6 +303,7 @@ impl Server {
                 true,
                 shared.clone(),
                 limit.clone(),
+                per_ip.clone(),
                 shutdown_rx.clone(),
             ));
         }
@@ -479,11 +499,79 @@ impl Drop for RunningServer {
     }
 }
 
+/// Open connections per client IP address, for [`ServerConfig::max_connections_per_ip`].
+///
+/// The map is locked only for an increment at accept time and a decrement when a connection
+/// ends (never across an `.await`), and holds only the addresses with connections open.
+struct PerIpLimit {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerIpLimit {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one more connection from `ip`, or `None` if it already has `max` open.
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<PerIpPermit> {
+        // An IPv4 client on a dual-stack listener is the same client as over IPv4.
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            if *count == 0 {
+                open.remove(&ip);
+            }
+            return None;
+        }
+        *count += 1;
+        Some(PerIpPermit {
+            limit: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection counted in a [`PerIpLimit`]; the count goes down when it is dropped.
+struct PerIpPermit {
+    limit: Arc<PerIpLimit>,
+    ip: IpAddr,
+}
+
+impl Drop for PerIpPermit {
+    fn drop(&mut self) {
+        let mut open = self.limit.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The 421 for a client over [`ServerConfig::max_connections_per_ip`].
+fn too_many_from_ip(hostname: &str) -> Reply {
+    Reply::new(
+        421,
+        Some(status(4, 7, 0)),
+        &[format!(
+            "{hostname} Too many connections from your IP address, try again later"
+        )],
+    )
+    .unwrap_or(fixed::TOO_MANY_CONNECTIONS)
+}
+
 async fn accept_loop(
     listener: TcpListener,
     implicit_tls: bool,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
+    per_ip: Option<Arc<PerIpLimit>>,
     mut shutdown: watch::Receiver<ShutdownState>,
 ) {
     loop {
@@ -491,8 +579,8 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
             _ = shutdown.changed() => return,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
                 warn!(%error, "accept failed");
@@ -500,27 +588,40 @@ async fn accept_loop(
                 continue;
             }
         };
+        let tls = || implicit_tls.then(|| shared.tls.clone()).flatten();
+        let ip_permit = match &per_ip {
+            Some(per_ip) => match per_ip.try_acquire(peer.ip()) {
+                Some(permit) => Some(permit),
+                None => {
+                    shared.metrics.limit_refused();
+                    let reply = too_many_from_ip(&shared.session_config.load().hostname);
+                    tokio::spawn(refuse(stream, tls(), reply));
+                    continue;
+                }
+            },
+            None => None,
+        };
         match limit.clone().try_acquire_owned() {
             Ok(permit) => {
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     connection::serve(stream, implicit_tls, shared, shutdown).await;
+                    drop(ip_permit);
                     drop(permit);
                 });
             }
             Err(_) => {
-                let tls = implicit_tls.then(|| shared.tls.clone()).flatten();
-                tokio::spawn(refuse(stream, tls));
+                drop(ip_permit);
+                tokio::spawn(refuse(stream, tls(), fixed::TOO_MANY_CONNECTIONS));
             }
         }
     }
 }
 
-/// Past the connection cap: one 421 and close (RFC 5321 §3.8 allows it in place of the greeting).
+/// Past a connection cap: one 421 and close (RFC 5321 §3.8 allows it in place of the greeting).
 /// On the implicit-TLS port the 421 is sent over TLS, as the client expects nothing else.
-async fn refuse(mut stream: TcpStream, tls: Option<TlsAcceptor>) {
-    let reply = fixed::TOO_MANY_CONNECTIONS;
+async fn refuse(mut stream: TcpStream, tls: Option<TlsAcceptor>, reply: Reply) {
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         match tls {
             Some(acceptor) => {

@@ -23,6 +23,11 @@ use crate::policy::{Phase, SessionView, Verdict};
 pub const MAX_COMMAND_LINE: usize = 512;
 /// RFC 4954 §4: AUTH lines may be up to 12288 octets; nothing longer is ever buffered.
 pub const MAX_AUTH_LINE: usize = 12288;
+/// Default of [`SessionConfig::max_errors`]: Postfix's `smtpd_hard_error_limit`.
+pub const DEFAULT_MAX_ERRORS: usize = 20;
+/// A message buffer up to this size is kept for the connection's next message; a larger one is
+/// freed, so that idle connections that once received a big message stay small.
+const REUSED_BODY_CAPACITY: usize = 64 * 1024;
 
 /// When AUTH is offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +64,12 @@ pub struct SessionConfig {
     pub auth: AuthPolicy,
     /// The 250 after an accepted message, in the flavor's style.
     pub accepted: AcceptedReply,
+    /// Syntax errors (unrecognized commands, bad arguments, overlong lines, undecodable AUTH
+    /// responses) a client may make before the session answers `421 4.7.0 <hostname> Error: too
+    /// many errors` and closes, as Postfix's `smtpd_hard_error_limit` does. An accepted message
+    /// starts the count over; refusals by the policy and bad sequence (503) do not count. 0 means
+    /// no limit.
+    pub max_errors: usize,
 }
 
 impl Default for SessionConfig {
@@ -71,6 +82,7 @@ impl Default for SessionConfig {
             tls_available: true,
             auth: AuthPolicy::default(),
             accepted: AcceptedReply::default(),
+            max_errors: DEFAULT_MAX_ERRORS,
         }
     }
 }
@@ -133,6 +145,11 @@ enum Mode {
         last: bool,
         refusal: Option<Reply>,
     },
+    /// A chunk already answered (its declared size is over the limit): read and dropped.
+    Skip {
+        remaining: u64,
+        last: bool,
+    },
     /// The policy said abort: the first body byte gets this reply, then the connection closes.
     AbortOnData(Reply),
     Hung,
@@ -176,19 +193,43 @@ struct Transaction {
     chunk_failed: bool,
     body: BytesMut,
     received: u64,
+    /// Address buffers of earlier transactions, reused so that MAIL and RCPT need no allocation.
+    spare: Vec<String>,
+    /// A buffer for the queue id in the 250 reply, reused.
+    queue_id: String,
 }
+
+/// At most this many address buffers are kept for reuse, each at most this large.
+const SPARE_ADDRESSES: usize = 8;
+const SPARE_ADDRESS_CAPACITY: usize = 512;
 
 impl Transaction {
     fn clear(&mut self) {
-        self.from = None;
+        if let Some(from) = self.from.take() {
+            self.keep_spare(from);
+        }
         self.smtputf8 = false;
         self.binary = false;
-        self.recipients.clear();
+        while let Some(recipient) = self.recipients.pop() {
+            self.keep_spare(recipient);
+        }
         self.recipient_attempted = false;
         self.chunking = false;
         self.chunk_failed = false;
         self.body.clear();
         self.received = 0;
+    }
+
+    fn keep_spare(&mut self, mut buffer: String) {
+        if self.spare.len() < SPARE_ADDRESSES && buffer.capacity() <= SPARE_ADDRESS_CAPACITY {
+            buffer.clear();
+            self.spare.push(buffer);
+        }
+    }
+
+    /// A buffer to receive the next address: a spare one if any.
+    fn buffer(&mut self) -> String {
+        self.spare.pop().unwrap_or_default()
     }
 }
 
@@ -212,6 +253,10 @@ pub struct Session {
     refused_at_connect: bool,
     shutting_down: bool,
     discarding: bool,
+    /// Syntax errors since the session began or the last accepted message.
+    errors: usize,
+    /// Complete lines read in the line modes (commands, AUTH responses, overlong lines).
+    lines: u64,
     accepted: u64,
     trace: Option<Vec<Trace>>,
 }
@@ -245,6 +290,8 @@ impl Session {
             refused_at_connect: false,
             shutting_down: false,
             discarding: false,
+            errors: 0,
+            lines: 0,
             accepted: 0,
             trace: None,
         }
@@ -274,9 +321,17 @@ impl Session {
     /// What the session waits for, to choose a timeout.
     pub fn waiting(&self) -> Waiting {
         match self.mode {
-            Mode::Data(_) | Mode::Chunk { .. } => Waiting::Data,
+            Mode::Data(_) | Mode::Chunk { .. } | Mode::Skip { .. } => Waiting::Data,
             _ => Waiting::Command,
         }
+    }
+
+    /// How many complete lines the session has read while waiting for commands (an overlong
+    /// line counts once, at its end). The connection restarts the command timeout when it grows,
+    /// so that the timeout bounds the time to send one whole command, not each read: a client
+    /// sending a byte at a time cannot hold the connection forever.
+    pub fn lines_received(&self) -> u64 {
+        self.lines
     }
 
     /// Whether a message body is being received (shutdown lets it finish).
@@ -361,6 +416,18 @@ impl Session {
                 input.clear();
                 return Some(Step::NeedInput);
             }
+            Mode::Skip { remaining, last } => {
+                let take = (*remaining).min(input.len() as u64) as usize;
+                input.advance(take);
+                *remaining -= take as u64;
+                if *remaining > 0 {
+                    return Some(Step::NeedInput);
+                }
+                if *last {
+                    self.transaction.clear();
+                }
+                self.mode = Mode::Command;
+            }
             Mode::AbortOnData(reply) => {
                 if input.is_empty() {
                     return Some(Step::NeedInput);
@@ -412,6 +479,7 @@ impl Session {
                     return Some(Step::NeedInput);
                 };
                 let length = newline + 1;
+                self.lines += 1;
                 if self.discarding {
                     self.discarding = false;
                     input.advance(length);
@@ -461,11 +529,27 @@ impl Session {
 impl Session {
     fn overlong_line(&mut self, out: &mut BytesMut) {
         if matches!(self.mode, Mode::Command) {
-            put(out, &fixed::LINE_TOO_LONG);
+            self.syntax_error(&fixed::LINE_TOO_LONG, out);
         } else {
             self.mode = Mode::Command;
             self.credentials = None;
-            put(out, &fixed::AUTH_LINE_TOO_LONG);
+            self.syntax_error(&fixed::AUTH_LINE_TOO_LONG, out);
+        }
+    }
+
+    /// Answers a syntax error and counts it; past [`SessionConfig::max_errors`] the session
+    /// also says `421 4.7.0` and closes (RFC 5321 §3.8), as Postfix does.
+    fn syntax_error(&mut self, reply: &Reply, out: &mut BytesMut) {
+        put(out, reply);
+        self.errors += 1;
+        let max = self.config.max_errors;
+        if max > 0 && self.errors >= max {
+            let _ = write!(
+                Writer(out),
+                "421 4.7.0 {} Error: too many errors\r\n",
+                self.config.hostname
+            );
+            self.mode = Mode::Closed;
         }
     }
 
@@ -481,7 +565,7 @@ impl Session {
                     trace.push(Trace::Command(redact(line)));
                 }
                 if length > MAX_COMMAND_LINE && !starts_with_ignore_case(line, b"AUTH ") {
-                    put(out, &fixed::LINE_TOO_LONG);
+                    self.syntax_error(&fixed::LINE_TOO_LONG, out);
                     return None;
                 }
                 self.command(line, out)
@@ -540,7 +624,7 @@ impl Session {
             return None;
         }
         if decode(self, text).is_none() {
-            put(out, &fixed::AUTH_UNDECODABLE);
+            self.syntax_error(&fixed::AUTH_UNDECODABLE, out);
             return None;
         }
         match self.mode {
@@ -579,7 +663,7 @@ impl Session {
         let command = match command {
             Ok(command) => command,
             Err(error) => {
-                put(out, &error.reply());
+                self.syntax_error(&error.reply(), out);
                 return None;
             }
         };
@@ -650,6 +734,21 @@ impl Session {
                         .chunk_failed
                         .then_some(fixed::BDAT_AFTER_FAILURE)
                 });
+                if refusal.is_none()
+                    && self.transaction.received.saturating_add(size) > self.config.max_message_size
+                {
+                    // RFC 1870/3030: a chunk that cannot fit is refused at once, before any of
+                    // it is read, so a client declaring a huge size gets its 552 without
+                    // sending it; the chunk is still read and dropped, so the stream stays in
+                    // sync, and nothing of it is kept.
+                    put(out, &fixed::MESSAGE_TOO_BIG);
+                    self.transaction.chunk_failed = true;
+                    self.mode = Mode::Skip {
+                        remaining: size,
+                        last,
+                    };
+                    return None;
+                }
                 match refusal {
                     Some(reply) => {
                         // The chunk is read and dropped, so the stream stays in sync.
@@ -768,7 +867,7 @@ impl Session {
                         self.ask(Pending::Auth)
                     }
                     Err(_) => {
-                        put(out, &fixed::AUTH_UNDECODABLE);
+                        self.syntax_error(&fixed::AUTH_UNDECODABLE, out);
                         None
                     }
                 },
@@ -787,7 +886,7 @@ impl Session {
                         None
                     }
                     _ => {
-                        put(out, &fixed::AUTH_UNDECODABLE);
+                        self.syntax_error(&fixed::AUTH_UNDECODABLE, out);
                         None
                     }
                 },
@@ -837,6 +936,13 @@ impl Session {
     ///
     /// The caller stores it first, so that a 250 is only ever sent for a stored message.
     pub fn take_message(&mut self) -> Message {
+        // Copied to its exact size (a grown buffer can be twice the message, and stored messages
+        // live long); the buffer is reused for the connection's next message unless it is big.
+        let data = Bytes::copy_from_slice(&self.transaction.body);
+        self.transaction.body.clear();
+        if self.transaction.body.capacity() > REUSED_BODY_CAPACITY {
+            self.transaction.body = BytesMut::new();
+        }
         Message {
             session_id: self.id,
             queue_id: self.queue_id(),
@@ -846,7 +952,7 @@ impl Session {
             tls: self.tls,
             mail_from: self.transaction.from.clone().unwrap_or_default(),
             recipients: self.transaction.recipients.clone(),
-            data: self.transaction.body.split().freeze(),
+            data,
         }
     }
 
@@ -900,7 +1006,11 @@ impl Session {
                 );
             }
             Pending::Ehlo { extended } => {
-                self.helo = Some(std::mem::take(&mut self.candidate));
+                let helo = std::mem::take(&mut self.candidate);
+                if let Some(mut old) = self.helo.replace(helo) {
+                    old.clear();
+                    self.candidate = old;
+                }
                 self.write_helo_reply(extended, out);
             }
             Pending::Auth => {
@@ -908,13 +1018,15 @@ impl Session {
                 reply_or(out, &fixed::AUTH_OK);
             }
             Pending::Mail => {
-                self.transaction.from = Some(std::mem::take(&mut self.candidate));
+                let spare = self.transaction.buffer();
+                self.transaction.from = Some(std::mem::replace(&mut self.candidate, spare));
                 self.transaction.smtputf8 = self.candidate_smtputf8;
                 self.transaction.binary = self.candidate_binary;
                 reply_or(out, &fixed::SENDER_OK);
             }
             Pending::Rcpt => {
-                let recipient = std::mem::take(&mut self.candidate);
+                let spare = self.transaction.buffer();
+                let recipient = std::mem::replace(&mut self.candidate, spare);
                 self.transaction.recipients.push(recipient);
                 reply_or(out, &fixed::RECIPIENT_OK);
             }
@@ -936,17 +1048,22 @@ impl Session {
                     Some(reply) => put(out, &reply),
                     None => {
                         let accepted = &self.config.accepted;
+                        let mut id = std::mem::take(&mut self.transaction.queue_id);
+                        id.clear();
+                        accepted.style.write(self.id, self.accepted, &mut id);
                         let _ = write!(
                             Writer(out),
                             "250 {} {}{}{}\r\n",
                             accepted.status,
                             accepted.before,
-                            self.queue_id(),
+                            id,
                             accepted.after
                         );
+                        self.transaction.queue_id = id;
                     }
                 }
                 self.accepted += 1;
+                self.errors = 0;
                 self.transaction.clear();
             }
         }

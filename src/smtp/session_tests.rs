@@ -722,3 +722,125 @@ fn tracing_hides_auth_continuation_lines() {
         "{trace}"
     );
 }
+
+#[test]
+fn too_many_syntax_errors_get_421_4_7_0_and_close() {
+    let config = SessionConfig {
+        max_errors: 4,
+        ..SessionConfig::default()
+    };
+    let mut h = Harness::config(config.clone());
+    h.send("EHLO c\r\n");
+    // Bad sequence and policy refusals are not syntax errors.
+    for _ in 0..10 {
+        assert_eq!(codes(&h.send("RCPT TO:<b@y.example>\r\n")), ["503 5.5.1"]);
+    }
+    // Unknown verb, bad arguments, an overlong line, an undecodable AUTH response.
+    assert_eq!(codes(&h.send("XYZZY\r\n")), ["500 5.5.1"]);
+    assert_eq!(codes(&h.send("MAIL TO:<a@x.example>\r\n")), ["501 5.5.4"]);
+    assert_eq!(
+        codes(&h.send(&format!("NOOP {}\r\n", "x".repeat(600)))),
+        ["500 5.5.2"]
+    );
+    assert!(!h.closed);
+    // The fourth: its own reply, then the 421, then the close; what follows is not read.
+    h.send("AUTH PLAIN\r\n");
+    assert_eq!(
+        h.send("%%%\r\nNOOP\r\n"),
+        "501 5.5.2 Cannot decode response\r\n\
+         421 4.7.0 mx.failmail.test Error: too many errors\r\n"
+    );
+    assert!(h.closed);
+
+    // An accepted message starts the count over.
+    let mut h = Harness::config(config);
+    h.send("EHLO c\r\nX\r\nX\r\nX\r\n");
+    h.send("MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\nhi\r\n.\r\n");
+    assert_eq!(h.messages.len(), 1);
+    assert_eq!(codes(&h.send("X\r\nX\r\nX\r\n")), ["500 5.5.1"; 3]);
+    assert!(!h.closed);
+    assert_eq!(codes(&h.send("X\r\n")), ["500 5.5.1", "421 4.7.0"]);
+    assert!(h.closed);
+
+    // 0: no limit.
+    let mut h = Harness::config(SessionConfig {
+        max_errors: 0,
+        ..SessionConfig::default()
+    });
+    h.take();
+    assert_eq!(h.send(&"X\r\n".repeat(1000)).lines().count(), 1000);
+    assert!(!h.closed);
+}
+
+#[test]
+fn bdat_over_the_size_limit_is_refused_before_its_chunk() {
+    let config = SessionConfig {
+        max_message_size: 100,
+        ..SessionConfig::default()
+    };
+    let mut h = Harness::config(config);
+    h.send("EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\n");
+    // The largest size there is: answered at once, nothing kept, the chunk is skipped.
+    assert_eq!(
+        codes(&h.send(&format!("BDAT {} LAST\r\n", u64::MAX))),
+        ["552 5.3.4"]
+    );
+    assert_eq!(h.session.waiting(), Waiting::Data);
+    assert_eq!(h.send(&"z".repeat(64 * 1024)), "");
+    assert!(h.input.is_empty());
+    assert!(h.session.transaction.body.is_empty());
+    assert!(h.messages.is_empty());
+    assert!(!h.asked.contains(&Phase::Data), "no policy asked");
+
+    // A chunk that would pass the limit with those before it: 552 at once, then read and
+    // dropped, so the stream stays in sync; the failed transaction refuses more BDAT.
+    let mut h = Harness::config(SessionConfig {
+        max_message_size: 100,
+        ..SessionConfig::default()
+    });
+    h.send("EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\n");
+    assert_eq!(
+        codes(&h.send(&format!("BDAT 60\r\n{}", "a".repeat(60)))),
+        ["250 2.0.0"]
+    );
+    assert_eq!(codes(&h.send("BDAT 41\r\n")), ["552 5.3.4"]);
+    assert_eq!(h.send(&"b".repeat(40)), "");
+    assert_eq!(codes(&h.send("bNOOP\r\n")), ["250 2.0.0"]);
+    assert_eq!(codes(&h.send("BDAT 1 LAST\r\nc")), ["503 5.5.1"]);
+    // Exactly at the limit is fine.
+    h.send("MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\n");
+    assert_eq!(
+        codes(&h.send(&format!("BDAT 100 LAST\r\n{}", "d".repeat(100)))),
+        ["250 2.0.0"]
+    );
+    assert_eq!(h.messages.len(), 1);
+}
+
+#[test]
+fn a_mebibyte_line_is_never_buffered() {
+    let mut h = Harness::greeted();
+    let piece = vec![b'x'; 16 * 1024];
+    for _ in 0..64 {
+        assert_eq!(h.send_bytes(&piece), "");
+        assert!(h.input.len() < MAX_AUTH_LINE, "{}", h.input.len());
+    }
+    assert_eq!(h.session.lines_received(), 1, "only EHLO so far");
+    assert_eq!(codes(&h.send("\r\nNOOP\r\n")), ["500 5.5.2", "250 2.0.0"]);
+    assert_eq!(h.session.lines_received(), 3);
+}
+
+#[test]
+fn ten_thousand_pipelined_commands_in_one_buffer() {
+    let mut h = Harness::greeted();
+    let replies = h.send(&"NOOP\r\n".repeat(10_000));
+    assert_eq!(replies, "250 2.0.0 Ok\r\n".repeat(10_000));
+    assert!(h.input.is_empty());
+    // Lines are counted as they complete, not as bytes come.
+    let before = h.session.lines_received();
+    for byte in "NOOP".bytes() {
+        h.send_bytes(&[byte]);
+    }
+    assert_eq!(h.session.lines_received(), before);
+    h.send("\r\n");
+    assert_eq!(h.session.lines_received(), before + 1);
+}

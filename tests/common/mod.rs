@@ -5,7 +5,7 @@
 
 pub mod binary;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,8 @@ use std::time::Duration;
 use failmail::server::tls::DEV_CA_PEM;
 use failmail::{RunningServer, Server, ServerConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -151,6 +152,45 @@ impl PlainConn {
         Self::new(stream)
     }
 
+    /// Connects to `addr` from the local address `from` (e.g. 127.0.0.2, to be another client
+    /// IP on loopback); does not read the greeting.
+    pub async fn connect_from(from: IpAddr, addr: SocketAddr) -> Self {
+        let socket = match from {
+            IpAddr::V4(_) => TcpSocket::new_v4(),
+            IpAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .expect("a TCP socket");
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .unwrap_or_else(|e| panic!("cannot bind the client to {from}: {e}"));
+        let stream = tokio::time::timeout(IO_TIMEOUT, socket.connect(addr))
+            .await
+            .expect("connect within 10 s")
+            .unwrap_or_else(|e| panic!("cannot connect from {from} to {addr}: {e}"));
+        Self::new(stream)
+    }
+
+    /// Waits up to `wait` for the server to send something (or close), without reading it.
+    pub async fn readable_within(&self, wait: Duration) -> bool {
+        !self.buffer.is_empty()
+            || tokio::time::timeout(wait, self.stream.readable())
+                .await
+                .is_ok()
+    }
+
+    /// Splits into a reading client (which keeps whatever was already buffered) and the raw
+    /// write half, to write and read at the same time.
+    pub fn into_split(self) -> (Conn<OwnedReadHalf>, OwnedWriteHalf) {
+        let (read, write) = self.stream.into_split();
+        (
+            Conn {
+                stream: read,
+                buffer: self.buffer,
+            },
+            write,
+        )
+    }
+
     /// Connects and checks the 220 greeting.
     pub async fn greeted(addr: SocketAddr) -> Self {
         let mut conn = Self::connect(addr).await;
@@ -178,7 +218,7 @@ impl TlsConn {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+impl<S> Conn<S> {
     /// Wraps a connected stream.
     pub fn new(stream: S) -> Self {
         Self {
@@ -186,7 +226,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             buffer: Vec::new(),
         }
     }
+}
 
+impl<S: AsyncWrite + Unpin> Conn<S> {
     /// Writes `bytes` in one write call and flushes.
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
         let bytes = bytes.as_ref();
@@ -197,6 +239,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         .await
         .expect("write within 10 s")
         .expect("write succeeds");
+    }
+
+    /// Writes `bytes` and flushes, returning the error instead of failing (the server may have
+    /// closed the connection already).
+    pub async fn try_send(&mut self, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+        let bytes = bytes.as_ref();
+        tokio::time::timeout(IO_TIMEOUT, async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await
+        .expect("write within 10 s")
+    }
+
+    /// Closes the sending direction (the server reads the end of the stream); replies can
+    /// still be read.
+    pub async fn shutdown_write(&mut self) {
+        tokio::time::timeout(IO_TIMEOUT, self.stream.shutdown())
+            .await
+            .expect("shutdown within 10 s")
+            .expect("shutdown succeeds");
+    }
+}
+
+impl<S: AsyncRead + Unpin> Conn<S> {
+    /// Everything the server sends until it closes the connection (a reset counts as the end),
+    /// as raw bytes: for a peer that speaks no SMTP (a failed TLS handshake).
+    pub async fn read_to_close(&mut self) -> Vec<u8> {
+        while self.fill().await {}
+        std::mem::take(&mut self.buffer)
     }
 
     /// Reads more bytes into the buffer; `false` at end of stream. A reset counts as the end.
@@ -307,12 +379,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Sends one command line (CRLF added) and checks the reply.
-    pub async fn cmd(&mut self, line: &str, code: u16, status: &'static str) -> Reply {
-        self.send(format!("{line}\r\n")).await;
-        self.expect(code, status).await
-    }
-
     /// Checks the `220 <hostname> ...` greeting.
     pub async fn expect_greeting(&mut self) -> Reply {
         let reply = self.reply().await;
@@ -326,6 +392,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         reply
     }
 
+    /// Asserts that the server closes the connection with nothing more to say.
+    pub async fn expect_closed(&mut self) {
+        if let Some(line) = self.line().await {
+            panic!("expected the connection to close, got {line:?}");
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// Sends one command line (CRLF added) and checks the reply.
+    pub async fn cmd(&mut self, line: &str, code: u16, status: &'static str) -> Reply {
+        self.send(format!("{line}\r\n")).await;
+        self.expect(code, status).await
+    }
+
     /// EHLO and checks the multi-line 250 with the extensions every session offers.
     pub async fn ehlo(&mut self, domain: &str) -> Reply {
         self.send(format!("EHLO {domain}\r\n")).await;
@@ -334,18 +415,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         reply
     }
 
-    /// Asserts that the server closes the connection with nothing more to say.
-    pub async fn expect_closed(&mut self) {
-        if let Some(line) = self.line().await {
-            panic!("expected the connection to close, got {line:?}");
-        }
-    }
-
     /// Sends QUIT, expects `221 2.0.0` and the end of the stream.
     pub async fn quit(&mut self) {
         self.cmd("QUIT", 221, "2.0.0").await;
         self.expect_closed().await;
     }
+}
+
+/// A whole transaction on a new connection to `addr`: greeting, EHLO, MAIL, RCPT, DATA, the
+/// 250 with a queue id, QUIT. Returns the queue id.
+pub async fn full_transaction(addr: SocketAddr, tag: &str) -> String {
+    let mut conn = PlainConn::greeted(addr).await;
+    transaction_on(&mut conn, tag).await
+}
+
+/// Like [`full_transaction`] on a connection already greeted.
+pub async fn transaction_on<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    tag: &str,
+) -> String {
+    conn.ehlo("client.example").await;
+    conn.cmd(&format!("MAIL FROM:<{tag}@client.example>"), 250, "2.1.0")
+        .await;
+    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
+    conn.cmd("DATA", 354, "").await;
+    conn.send(format!("Subject: {tag}\r\n\r\nserved normally\r\n.\r\n"))
+        .await;
+    let id = queue_id(&conn.reply().await);
+    conn.quit().await;
+    id
 }
 
 /// Checks a reply to EHLO: multi-line 250, host name first, the core extensions announced.
