@@ -211,7 +211,7 @@ impl Connection {
                         }
                         changed = self.shutdown.changed() => {
                             let state = if changed.is_ok() { *self.shutdown.borrow() } else { ShutdownState::Force };
-                                                        if state == ShutdownState::Force || !self.session.in_message() {
+                            if state == ShutdownState::Force || !self.session.in_message() {
                                 return self.close_with(io, &fixed::SHUTTING_DOWN).await;
                             }
                             self.session.begin_shutdown();
