@@ -280,7 +280,14 @@ impl Scenario {
 
     /// Checks and compiles scenario text; `origin` names it in errors.
     pub fn parse(origin: &str, source: &str) -> Result<Self, ScenarioError> {
-        let context = Context { origin, source };
+        let line_starts = std::iter::once(0)
+            .chain(memchr::memchr_iter(b'\n', source.as_bytes()).map(|i| i + 1))
+            .collect();
+        let context = Context {
+            origin,
+            source,
+            line_starts,
+        };
         let file: ScenarioFile = toml::from_str(source).map_err(|e| context.toml_error(&e))?;
         let server = context.server(file.server.unwrap_or_default())?;
         let limits = match file.limits {
@@ -335,6 +342,9 @@ impl Scenario {
 struct Context<'a> {
     origin: &'a str,
     source: &'a str,
+    /// Where each line starts, so that a position is found in O(log lines): every rule asks for
+    /// its header's line, and counting from the start each time made loading quadratic.
+    line_starts: Vec<usize>,
 }
 
 const REFERENCE_HINT: &str = "see \"Scenario reference\" in README.md for every key";
@@ -346,10 +356,13 @@ impl Context<'_> {
         message: impl Into<String>,
         hint: Option<&str>,
     ) -> ScenarioError {
-        let offset = span.start.min(self.source.len());
-        let before = &self.source[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let mut offset = span.start.min(self.source.len());
+        while !self.source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // The number of line starts at or before `offset` is the 1-based line.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
         let column = self.source[line_start..offset].chars().count() + 1;
         ScenarioError {
             origin: self.origin.to_owned(),
