@@ -139,9 +139,10 @@ struct ServeArgs {
     /// Most simultaneous connections; more get 421 4.7.0.
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
-    /// Most simultaneous connections from one client IP; more get 421 4.7.0. Off unless given.
+    /// Most simultaneous connections from one client IP (at least 1); more get 421 4.7.0.
+    /// Off unless given.
     #[arg(long)]
-    max_connections_per_ip: Option<usize>,
+    max_connections_per_ip: Option<std::num::NonZeroUsize>,
     /// Syntax errors allowed per session before 421 4.7.0 and close (0: no limit).
     #[arg(long, default_value_t = DEFAULT_MAX_ERRORS)]
     max_errors: usize,
@@ -200,7 +201,7 @@ impl ServeArgs {
                 data: Duration::from_secs(self.data_timeout),
             },
             max_connections: self.max_connections,
-            max_connections_per_ip: self.max_connections_per_ip,
+            max_connections_per_ip: self.max_connections_per_ip.map(std::num::NonZeroUsize::get),
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             message_capacity: if self.no_store { 0 } else { self.keep_messages },
             message_bytes: self.keep_message_mib.saturating_mul(1024 * 1024),

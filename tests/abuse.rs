@@ -458,7 +458,7 @@ async fn client_that_never_reads_its_replies_is_dropped() {
         .expect("connect within 10 s")
         .unwrap();
     let (reader, mut writer) = PlainConn::new(stream).into_split();
-    // 600 KB of HELP: about 90 MB of replies, far more than any socket buffer holds.
+    // 600 KB of HELP: about 13 MB of replies, far more than any socket buffer holds.
     let batch = "HELP\r\n".repeat(100_000);
     let write = tokio::spawn(async move {
         // Fails once the server gives up and resets the connection.

@@ -9,7 +9,8 @@
 //! - exact patterns in a hash map;
 //! - globs by their literal prefix (before the first wildcard) and suffix (after the last): a
 //!   value that matches has both, so one lookup per distinct prefix/suffix length pair finds it;
-//! - regexes in one `RegexSet` per value;
+//! - regexes in `RegexSet`s per value (one, unless the regexes are too big for one set: then
+//!   the set is split in halves until each part fits);
 //! - CIDR blocks by their masked network (one lookup per distinct prefix length).
 //!
 //! Rules that fit none of these (globs such as `*@*` with neither prefix nor suffix, no matcher
@@ -20,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use regex::RegexSet;
+use regex::{RegexSet, RegexSetBuilder};
 use smallvec::SmallVec;
 
 use super::compile::{Matchers, Rule};
@@ -33,6 +34,13 @@ const AFFIX_SEPARATOR: u8 = 0xFF;
 /// Candidate rule positions found by lookups; most lookups find none or a few.
 type Hits = SmallVec<[u32; 8]>;
 
+/// Past this many hits the collected positions are sorted and deduplicated before more are
+/// added, so a message to many recipients that hit the same rules holds each rule once.
+const HITS_BEFORE_DEDUP: usize = 64;
+
+/// The compiled size one regex set may take (the `regex` crate's own default limit).
+const REGEX_SET_SIZE_LIMIT: usize = 10 << 20;
+
 /// The index of every phase's rules.
 #[derive(Debug, Default)]
 pub struct RuleIndex {
@@ -42,18 +50,35 @@ pub struct RuleIndex {
 impl RuleIndex {
     /// Files every rule under its phase.
     pub fn build(rules: &[Rule]) -> Self {
+        Self::build_with(rules, REGEX_SET_SIZE_LIMIT)
+    }
+
+    /// Builds with a given size limit for each regex set (small in tests, to make sets split).
+    fn build_with(rules: &[Rule], regex_set_size_limit: usize) -> Self {
         let mut builders: [PhaseBuilder; Phase::ALL.len()] = Default::default();
         for rule in rules {
             builders[rule.phase as usize].add(rule);
         }
         Self {
-            phases: builders.map(PhaseBuilder::finish),
+            phases: builders.map(|builder| builder.finish(regex_set_size_limit)),
         }
     }
 
     /// The positions of the rules acting at `phase` that may match `view`, ascending (file
     /// order). A superset of the rules that match: check each in full.
     pub fn candidates<'a>(&'a self, phase: Phase, view: &SessionView<'_>) -> Candidates<'a> {
+        Candidates {
+            hits: self.hits(phase, view).into_iter().peekable(),
+            always: self.phases[phase as usize]
+                .always
+                .iter()
+                .copied()
+                .peekable(),
+        }
+    }
+
+    /// The lookups' hits, ascending and each once.
+    fn hits(&self, phase: Phase, view: &SessionView<'_>) -> Hits {
         let index = &self.phases[phase as usize];
         let mut hits = Hits::new();
         if phase == Phase::Rcpt {
@@ -61,6 +86,10 @@ impl RuleIndex {
         } else {
             for rcpt in view.recipients {
                 index.text[Field::Rcpt as usize].lookup(Some(rcpt), &mut hits);
+                if hits.len() > HITS_BEFORE_DEDUP {
+                    hits.sort_unstable();
+                    hits.dedup();
+                }
             }
         }
         index.text[Field::MailFrom as usize].lookup(view.mail_from, &mut hits);
@@ -69,10 +98,7 @@ impl RuleIndex {
         index.ip.lookup(view.peer.ip(), &mut hits);
         hits.sort_unstable();
         hits.dedup();
-        Candidates {
-            hits: hits.into_iter().peekable(),
-            always: index.always.iter().copied().peekable(),
-        }
+        hits
     }
 }
 
@@ -138,14 +164,14 @@ struct TextIndex {
     affix: HashMap<Box<[u8]>, Vec<u32>>,
     /// The distinct (prefix length, suffix length) pairs in `affix`.
     affix_shapes: Vec<(usize, usize)>,
-    /// Every regex, and the rule of each.
-    regexes: Option<(RegexSet, Vec<u32>)>,
+    /// Every regex, in one or more sets, and the rule of each.
+    regexes: Vec<(RegexSet, Vec<u32>)>,
 }
 
 impl TextIndex {
     fn lookup(&self, value: Option<&str>, hits: &mut Hits) {
         let Some(value) = value else { return };
-        if self.exact.is_empty() && self.affix.is_empty() && self.regexes.is_none() {
+        if self.exact.is_empty() && self.affix.is_empty() && self.regexes.is_empty() {
             return;
         }
         let mut lower: SmallVec<[u8; 256]> = SmallVec::from_slice(value.as_bytes());
@@ -166,7 +192,7 @@ impl TextIndex {
                 hits.extend_from_slice(rules);
             }
         }
-        if let Some((set, rules)) = &self.regexes {
+        for (set, rules) in &self.regexes {
             // `is_match` needs no allocation; the slower `matches` runs only on a hit.
             if set.is_match(value) {
                 hits.extend(set.matches(value).into_iter().map(|i| rules[i]));
@@ -252,10 +278,14 @@ impl PhaseBuilder {
         self.always.push(rule.index);
     }
 
-    fn finish(self) -> PhaseIndex {
+    fn finish(self, regex_set_size_limit: usize) -> PhaseIndex {
         let mut always = self.always;
-        let text = self.text.map(|builder| builder.finish(&mut always));
+        let text = self
+            .text
+            .map(|builder| builder.finish(regex_set_size_limit, &mut always));
         always.sort_unstable();
+        // A rule with several regexes that fit no set would be here once per regex.
+        always.dedup();
         PhaseIndex {
             text,
             ip: self.ip,
@@ -282,21 +312,18 @@ impl TextBuilder {
         }
     }
 
-    /// Builds the regex set; if it cannot be built (too large), its rules become always
-    /// candidates, which is slower but still right.
-    fn finish(mut self, always: &mut Vec<u32>) -> TextIndex {
+    /// Builds the regex sets; a regex that fits no set (too large even alone) makes its rule
+    /// always a candidate, which is slower but still right.
+    fn finish(mut self, regex_set_size_limit: usize, always: &mut Vec<u32>) -> TextIndex {
         let mut shapes: Vec<_> = self.shapes.into_iter().collect();
         shapes.sort_unstable();
         self.index.affix_shapes = shapes;
-        if !self.regexes.is_empty() {
-            match RegexSet::new(self.regexes.iter().map(|(source, _)| source)) {
-                Ok(set) => {
-                    let rules = self.regexes.iter().map(|&(_, rule)| rule).collect();
-                    self.index.regexes = Some((set, rules));
-                }
-                Err(_) => always.extend(self.regexes.iter().map(|&(_, rule)| rule)),
-            }
-        }
+        build_regex_sets(
+            &self.regexes,
+            regex_set_size_limit,
+            &mut self.index.regexes,
+            always,
+        );
         for rules in self
             .index
             .exact
@@ -306,6 +333,31 @@ impl TextBuilder {
             rules.dedup();
         }
         self.index
+    }
+}
+
+/// Compiles `regexes` into as few sets as fit `size_limit`: all in one if it fits, else each
+/// half on its own, and so on down to single regexes.
+fn build_regex_sets(
+    regexes: &[(String, u32)],
+    size_limit: usize,
+    sets: &mut Vec<(RegexSet, Vec<u32>)>,
+    always: &mut Vec<u32>,
+) {
+    if regexes.is_empty() {
+        return;
+    }
+    let built = RegexSetBuilder::new(regexes.iter().map(|(source, _)| source))
+        .size_limit(size_limit)
+        .build();
+    match built {
+        Ok(set) => sets.push((set, regexes.iter().map(|&(_, rule)| rule).collect())),
+        Err(_) if regexes.len() == 1 => always.push(regexes[0].1),
+        Err(_) => {
+            let (first, second) = regexes.split_at(regexes.len() / 2);
+            build_regex_sets(first, size_limit, sets, always);
+            build_regex_sets(second, size_limit, sets, always);
+        }
     }
 }
 

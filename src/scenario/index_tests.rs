@@ -291,3 +291,104 @@ fn client_ip_rules_are_found_by_block() {
     assert_eq!(found("[2001:db8:5::1]:25"), vec![1]);
     assert_eq!(found("203.0.113.1:25"), Vec::<u32>::new());
 }
+
+#[test]
+fn regexes_too_big_for_one_set_are_split_and_still_found() {
+    use super::{RuleIndex, REGEX_SET_SIZE_LIMIT};
+    // Twelve rules of regexes; the last has two, so it would be filed twice if it fits no set.
+    let mut text = String::new();
+    for i in 0..11 {
+        text.push_str(&format!(
+            "[[rule]]\nrcpt = \"/^u{i}[a-z]{{2,40}}@(x|y)\\\\.example$/\"\nreply = \"user_unknown\"\n\n"
+        ));
+    }
+    text.push_str("[[rule]]\nrcpt = [\"/^b@y/\", \"/(?i)^B@Y/\"]\nreply = \"user_unknown\"\n");
+    let scenario = Scenario::parse("regexes.toml", &text).unwrap();
+    let views = [
+        "u3abc@x.example",
+        "b@y.example",
+        "B@Y.example",
+        "u10zz@y.example",
+        "no@z",
+    ];
+    let mut set_counts = Vec::new();
+    for limit in [1, 4_000, 16_000, 64_000, REGEX_SET_SIZE_LIMIT] {
+        let index = RuleIndex::build_with(&scenario.rules, limit);
+        let rcpt = &index.phases[Phase::Rcpt as usize];
+        set_counts.push(rcpt.text[0].regexes.len());
+        assert!(
+            rcpt.always.windows(2).all(|pair| pair[0] < pair[1]),
+            "limit {limit}: always-candidates repeat: {:?}",
+            rcpt.always
+        );
+        for rcpt_value in views {
+            let view = SessionView {
+                session_id: 1,
+                peer: "127.0.0.1:25".parse().unwrap(),
+                tls: false,
+                helo: None,
+                auth_user: None,
+                auth_password: None,
+                mail_from: Some("a@x.example"),
+                rcpt: Some(rcpt_value),
+                recipients: &[],
+                message: None,
+            };
+            let scanned: Vec<u32> = scenario
+                .rules_at(Phase::Rcpt)
+                .filter(|rule| matches(rule, Phase::Rcpt, &view))
+                .map(|rule| rule.index)
+                .collect();
+            let candidates: Vec<u32> = index.candidates(Phase::Rcpt, &view).collect();
+            assert!(
+                candidates.windows(2).all(|pair| pair[0] < pair[1]),
+                "limit {limit}: candidates out of order or repeated: {candidates:?}"
+            );
+            let indexed: Vec<u32> = candidates
+                .into_iter()
+                .filter(|&i| matches(&scenario.rules[i as usize], Phase::Rcpt, &view))
+                .collect();
+            assert_eq!(indexed, scanned, "limit {limit}, rcpt {rcpt_value}");
+        }
+    }
+    // No set fits a limit of one byte: every rule is always a candidate, each once.
+    assert_eq!(set_counts[0], 0);
+    // The full limit takes every regex in one set; some limit between makes several.
+    assert_eq!(*set_counts.last().unwrap(), 1);
+    assert!(
+        set_counts.iter().any(|&count| count > 1),
+        "no limit split the set: {set_counts:?}"
+    );
+}
+
+#[test]
+fn many_recipients_hitting_the_same_rule_hold_it_once() {
+    let text = "[[rule]]\nrcpt = \"*@x.example\"\nat = \"data\"\nreply = \"user_unknown\"\n";
+    let scenario = Scenario::parse("many.toml", text).unwrap();
+    let recipients: Vec<String> = (0..1000).map(|i| format!("r{i}@x.example")).collect();
+    let view = SessionView {
+        session_id: 1,
+        peer: "127.0.0.1:25".parse().unwrap(),
+        tls: false,
+        helo: None,
+        auth_user: None,
+        auth_password: None,
+        mail_from: Some("a@x.example"),
+        rcpt: None,
+        recipients: &recipients,
+        message: None,
+    };
+    let found: Vec<u32> = scenario
+        .candidates(Phase::Data, &view)
+        .map(|rule| rule.index)
+        .collect();
+    assert_eq!(found, vec![0]);
+    // The hits never held the rule once per recipient.
+    let index = super::RuleIndex::build(&scenario.rules);
+    let hits = index.hits(Phase::Data, &view);
+    assert!(
+        hits.capacity() <= 4 * super::HITS_BEFORE_DEDUP,
+        "{}",
+        hits.capacity()
+    );
+}

@@ -154,15 +154,20 @@ impl Cidr {
         }
     }
 
-    /// `ip` with every bit past the first `prefix` cleared (`prefix` at most the family's width).
+    /// `ip` with every bit past the first `prefix` cleared (a `prefix` past the family's width
+    /// keeps every bit).
     pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
         match ip {
             IpAddr::V4(v4) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32u32.saturating_sub(u32::from(prefix)))
+                    .unwrap_or(0);
                 IpAddr::V4((u32::from(v4) & mask).into())
             }
             IpAddr::V6(v6) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128u32.saturating_sub(u32::from(prefix)))
+                    .unwrap_or(0);
                 IpAddr::V6((u128::from(v6) & mask).into())
             }
         }
@@ -220,5 +225,18 @@ mod tests {
         for bad in ["192.0.2.0/33", "nope", "10.0.0.0/x"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn masks_at_and_past_the_family_width() {
+        let v4: IpAddr = "192.0.2.77".parse().unwrap();
+        assert_eq!(Cidr::mask(v4, 0), "0.0.0.0".parse::<IpAddr>().unwrap());
+        assert_eq!(Cidr::mask(v4, 24), "192.0.2.0".parse::<IpAddr>().unwrap());
+        assert_eq!(Cidr::mask(v4, 32), v4);
+        assert_eq!(Cidr::mask(v4, 33), v4, "never a panic, every bit kept");
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(Cidr::mask(v6, 32), "2001:db8::".parse::<IpAddr>().unwrap());
+        assert_eq!(Cidr::mask(v6, 128), v6);
+        assert_eq!(Cidr::mask(v6, 200), v6);
     }
 }

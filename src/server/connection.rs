@@ -172,7 +172,7 @@ impl Connection {
                 }
                 Step::Close => {
                     self.flush(io).await?;
-                    let _ = io.shutdown().await;
+                    self.close(io).await;
                     return Ok(Outcome::Closed);
                 }
                 Step::NeedInput => {
@@ -332,6 +332,12 @@ impl Connection {
         Ok(())
     }
 
+    /// Ends the stream (a TLS close_notify, then FIN). Bounded like a write: a client that
+    /// reads nothing cannot hold the connection open here.
+    async fn close<IO: AsyncWrite + Unpin>(&self, io: &mut IO) {
+        let _ = tokio::time::timeout(self.shared.timeouts.command, io.shutdown()).await;
+    }
+
     async fn close_with<IO: AsyncWrite + Unpin>(
         &mut self,
         io: &mut IO,
@@ -350,7 +356,7 @@ impl Connection {
             catalog: None,
         });
         self.flush(io).await?;
-        let _ = io.shutdown().await;
+        self.close(io).await;
         Ok(Outcome::Closed)
     }
 

@@ -574,6 +574,9 @@ async fn accept_loop(
     per_ip: Option<Arc<PerIpLimit>>,
     mut shutdown: watch::Receiver<ShutdownState>,
 ) {
+    // Refusals are answered by their own short tasks; past this many at once (a flood), a
+    // refused connection is closed without its 421.
+    let refusals = Arc::new(Semaphore::new(MAX_PENDING_REFUSALS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -595,7 +598,7 @@ async fn accept_loop(
                 None => {
                     shared.metrics.limit_refused();
                     let reply = too_many_from_ip(&shared.session_config.load().hostname);
-                    tokio::spawn(refuse(stream, tls(), reply));
+                    spawn_refusal(&refusals, stream, tls(), reply);
                     continue;
                 }
             },
@@ -613,9 +616,31 @@ async fn accept_loop(
             }
             Err(_) => {
                 drop(ip_permit);
-                tokio::spawn(refuse(stream, tls(), fixed::TOO_MANY_CONNECTIONS));
+                spawn_refusal(&refusals, stream, tls(), fixed::TOO_MANY_CONNECTIONS);
             }
         }
+    }
+}
+
+/// At most this many refused connections are being answered at once, per listener.
+const MAX_PENDING_REFUSALS: usize = 64;
+
+/// Answers a refused connection with `reply` in a task of its own, if fewer than
+/// [`MAX_PENDING_REFUSALS`] are being answered; else closes it at once.
+fn spawn_refusal(
+    refusals: &Arc<Semaphore>,
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    reply: Reply,
+) {
+    match refusals.clone().try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(async move {
+                refuse(stream, tls, reply).await;
+                drop(permit);
+            });
+        }
+        Err(_) => drop(stream),
     }
 }
 

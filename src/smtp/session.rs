@@ -217,6 +217,11 @@ impl Transaction {
         self.chunking = false;
         self.chunk_failed = false;
         self.body.clear();
+        // A buffer grown by a big message that was refused or reset is not kept for the
+        // connection's life.
+        if self.body.capacity() > REUSED_BODY_CAPACITY {
+            self.body = BytesMut::new();
+        }
         self.received = 0;
     }
 
@@ -742,6 +747,9 @@ impl Session {
                     // sending it; the chunk is still read and dropped, so the stream stays in
                     // sync, and nothing of it is kept.
                     put(out, &fixed::MESSAGE_TOO_BIG);
+                    // The transaction is a BDAT one from here on: a DATA after it is refused
+                    // (RFC 3030 §3), as after any other BDAT.
+                    self.transaction.chunking = true;
                     self.transaction.chunk_failed = true;
                     self.mode = Mode::Skip {
                         remaining: size,

@@ -286,6 +286,24 @@ fn rset_clears_the_transaction_only() {
 }
 
 #[test]
+fn a_big_refused_body_is_not_kept_for_the_next_transaction() {
+    let mut h = Harness::policy(|phase, _| match phase {
+        Phase::DataEnd => {
+            Verdict::Reply(Reply::parse_parts(550, Some("5.7.1"), &["spam"]).unwrap())
+        }
+        _ => Verdict::Continue,
+    });
+    h.send("EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n");
+    h.take();
+    h.send(&"x".repeat(4 * REUSED_BODY_CAPACITY));
+    assert!(h.session.transaction.body.capacity() > REUSED_BODY_CAPACITY);
+    // Refused at the end of data: the transaction is over, and its grown buffer goes with it.
+    assert_eq!(codes(&h.send("\r\n.\r\n")), ["550 5.7.1"]);
+    assert!(h.session.transaction.body.capacity() <= REUSED_BODY_CAPACITY);
+    assert!(h.messages.is_empty());
+}
+
+#[test]
 fn simple_commands() {
     let mut h = Harness::greeted();
     assert_eq!(h.send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
@@ -814,6 +832,21 @@ fn bdat_over_the_size_limit_is_refused_before_its_chunk() {
         ["250 2.0.0"]
     );
     assert_eq!(h.messages.len(), 1);
+
+    // A first chunk refused for its size still makes the transaction a BDAT one: DATA after
+    // it is a bad sequence (RFC 3030 §3), not a fresh start.
+    let mut h = Harness::config(SessionConfig {
+        max_message_size: 100,
+        ..SessionConfig::default()
+    });
+    h.send("EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\n");
+    assert_eq!(
+        codes(&h.send(&format!("BDAT 101\r\n{}", "e".repeat(101)))),
+        ["552 5.3.4"]
+    );
+    assert_eq!(codes(&h.send("DATA\r\n")), ["503 5.5.1"]);
+    assert!(!h.asked.contains(&Phase::Data), "no policy asked");
+    assert!(h.messages.is_empty());
 }
 
 #[test]
