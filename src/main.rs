@@ -149,6 +149,11 @@ struct ServeArgs {
     /// Seconds a shutdown waits for messages being received.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
+    /// Threads that serve connections. Default: half the CPUs, at least one, as the sender
+    /// under test usually runs on the same machine; one thread serves everything on one event
+    /// loop, with no handoff between threads.
+    #[arg(long)]
+    threads: Option<std::num::NonZeroUsize>,
     /// How many accepted messages are kept in memory.
     #[arg(long, default_value_t = 10_000)]
     keep_messages: usize,
@@ -229,11 +234,28 @@ fn main() -> anyhow::Result<()> {
         Some(Commands::Check { files }) => return check(&files),
         Some(Commands::Catalog { flavor, format }) => return catalog(flavor, format),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let threads = args
+        .threads
+        .map_or_else(default_threads, std::num::NonZeroUsize::get);
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")?;
     runtime.block_on(serve(args))
+}
+
+/// Half the CPUs this process may use, at least one: on a 2-core machine shared with the load
+/// generator, one event loop serves more messages per second than two threads that wake each
+/// other (benches/load.sh measures both).
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |cpus| (cpus.get() / 2).max(1))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

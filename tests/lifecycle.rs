@@ -36,6 +36,23 @@ async fn idle_client_gets_421_timeout_then_eof() {
     server.shutdown().await;
 }
 
+/// The read timer is set once and re-armed when it fires while the client is still active:
+/// commands spread over longer than the timeout all get their replies, and the timeout still
+/// comes once the client falls silent. (Gaps of 150 ms against a 1 s timeout: only a stall of
+/// most of a second could make a command late.)
+#[tokio::test]
+async fn an_active_client_outlives_the_timeout_and_an_idle_one_then_gets_it() {
+    let server = start(config_with(|c| c.timeouts.command = Duration::from_secs(1))).await;
+    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        conn.cmd("NOOP", 250, "2.0.0").await;
+    }
+    conn.expect(421, "4.4.2").await;
+    conn.expect_closed().await;
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn idle_client_after_greeting_gets_421_timeout_under_implicit_tls() {
     let server = start(config_with(|c| {
@@ -310,6 +327,77 @@ async fn binary_serves_and_exits_0_on_sigterm() {
     assert_eq!(status.code(), Some(0), "exit status; stderr:\n{stderr}");
     assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
     connect_fails(smtp).await;
+}
+
+/// The runtime's worker threads, by their name (tokio names them `tokio-rt-worker`).
+fn worker_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the process's threads are listed in /proc")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "tokio-rt-worker")
+        .count()
+}
+
+/// `--threads 1` serves every connection on one event loop (no worker threads), `--threads 3`
+/// on three workers; both deliver 20 concurrent transactions. `--threads 0` is refused.
+#[tokio::test]
+async fn binary_serves_on_the_threads_asked_for() {
+    for (threads, workers) in [("1", 0), ("3", 3)] {
+        let binary = start_binary(&[
+            "--smtp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--threads",
+            threads,
+        ]);
+        let smtp = binary.address("smtp");
+        assert_eq!(
+            worker_threads(binary.child.0.id()),
+            workers,
+            "--threads {threads}"
+        );
+        let sends: Vec<_> = (0..20)
+            .map(|i| {
+                tokio::spawn(async move {
+                    let mut conn = PlainConn::greeted(smtp).await;
+                    conn.ehlo("client.example").await;
+                    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+                        .await;
+                    conn.cmd(&format!("RCPT TO:<bob{i}@failmail.test>"), 250, "2.1.5")
+                        .await;
+                    conn.cmd("DATA", 354, "").await;
+                    conn.send("Subject: threads\r\n\r\n.\r\n").await;
+                    queue_id(&conn.reply().await);
+                    conn.quit().await;
+                })
+            })
+            .collect();
+        for send in sends {
+            send.await.unwrap();
+        }
+        let (status, body) = http_get(binary.address("http"), "/api/messages").await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(
+            body.matches("\"mail_from\":\"alice@client.example\"")
+                .count(),
+            20,
+            "{body}"
+        );
+        binary.signal("TERM");
+        let (status, stderr) = tokio::task::spawn_blocking(move || binary.wait())
+            .await
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "exit status; stderr:\n{stderr}");
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_failmail"))
+        .args(["--smtp", "127.0.0.1:0", "--threads", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--threads"), "{stderr}");
 }
 
 /// With --smtps the ready line names the implicit-TLS port, which speaks TLS with the

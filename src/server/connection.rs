@@ -52,6 +52,18 @@ struct Connection {
     /// While waiting for a command: when the command timeout expires, and the session's
     /// [`Session::lines_received`] it was set at (a new line starts a new timeout).
     command_deadline: Option<(tokio::time::Instant, u64)>,
+    /// The read timeout's timer. Armed lazily: it is moved only when a deadline comes earlier
+    /// than where it is set; when it fires early (the deadline moved on since) it is re-armed.
+    /// So a busy connection touches the runtime's timer wheel about once per timeout period,
+    /// not once per read.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Where `timer` is set.
+    timer_at: tokio::time::Instant,
+}
+
+/// A deadline that never comes (about 30 years on; tokio's timer does not take `Instant::MAX`).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(86400 * 365 * 30)
 }
 
 /// Serves one accepted TCP connection until it ends.
@@ -96,6 +108,8 @@ async fn run(
         decided: None,
         read_at: None,
         command_deadline: None,
+        timer: Box::pin(tokio::time::sleep_until(far_future())),
+        timer_at: far_future(),
     };
     connection.journal_event(EventKind::SessionStart {
         peer: peer.to_string(),
@@ -191,6 +205,10 @@ impl Connection {
                         }
                     }
                     let (timeout, deadline) = self.read_deadline();
+                    if deadline < self.timer_at {
+                        self.timer.as_mut().reset(deadline);
+                        self.timer_at = deadline;
+                    }
                     if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
                         self.input.reserve(READ_CHUNK);
                     }
@@ -202,7 +220,14 @@ impl Connection {
                             self.read_at.get_or_insert_with(Instant::now);
                             step = self.session.advance(&mut self.input, &mut self.output);
                         }
-                        _ = tokio::time::sleep_until(deadline) => {
+                        _ = &mut self.timer => {
+                            if tokio::time::Instant::now() < deadline {
+                                // Set for an earlier deadline that has moved on: re-arm.
+                                self.timer.as_mut().reset(deadline);
+                                self.timer_at = deadline;
+                                continue;
+                            }
+                            self.timer_at = far_future();
                             if self.session.is_hung() {
                                 return Ok(Outcome::Closed);
                             }
