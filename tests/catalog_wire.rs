@@ -47,6 +47,7 @@ const HELO: &str = "client.example";
 const SENDER: &str = "alice@client.example";
 const RCPT: &str = "bob@dest.example";
 const DOMAIN: &str = "dest.example";
+const SENDER_DOMAIN: &str = "client.example";
 const IP: &str = "127.0.0.1";
 
 // ------------------------------------------------------------------------------------------------
@@ -123,6 +124,7 @@ fn expected_lines(variant: &VariantFile, used_flavor: &str) -> Vec<Regex> {
                 .replace("{ip}", IP)
                 .replace("{host}", HOST)
                 .replace("{domain}", DOMAIN)
+                .replace("{sender_domain}", SENDER_DOMAIN)
                 .replace("{helo}", HELO)
                 .replace("{id}", &ID_MARK.to_string());
             let separator = if index + 1 == count { ' ' } else { '-' };

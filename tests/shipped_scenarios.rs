@@ -1017,6 +1017,22 @@ async fn gmail_spam_after_data_and_auth_and_sender_failures() {
             ),
         ],
     );
+    // DMARC: the sender's domain is named twice, as Gmail names the From: domain.
+    let dmarc = data_reply(addr, "alice@client.example", "dmarc@example.com").await;
+    assert_lines_match(
+        &dmarc,
+        &[
+            "550-5\\.7\\.26 Unauthenticated email from client\\.example is not accepted due to domain's"
+                .to_owned(),
+            "550-5\\.7\\.26 DMARC policy\\. Please contact the administrator of client\\.example domain if"
+                .to_owned(),
+            "550-5\\.7\\.26 this was a legitimate mail\\. To learn about the DMARC initiative, go to"
+                .to_owned(),
+            format!(
+                "550 5\\.7\\.26  https://support\\.google\\.com/mail/\\?p=DmarcRejection {GMAIL_ID} - gsmtp"
+            ),
+        ],
+    );
     let auth = auth_reply(addr, "wrong-password@gmail.com").await;
     assert_lines_match(
         &auth,

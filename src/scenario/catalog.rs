@@ -19,8 +19,15 @@ use crate::smtp::reply::{EnhancedStatus, Reply};
 const CATALOG_TOML: &str = include_str!("catalog.toml");
 
 /// The placeholders a catalog text may hold.
-pub const PLACEHOLDERS: [&str; 7] = [
-    "{rcpt}", "{sender}", "{ip}", "{host}", "{domain}", "{id}", "{helo}",
+pub const PLACEHOLDERS: [&str; 8] = [
+    "{rcpt}",
+    "{sender}",
+    "{ip}",
+    "{host}",
+    "{domain}",
+    "{sender_domain}",
+    "{id}",
+    "{helo}",
 ];
 
 #[derive(Deserialize)]
@@ -145,6 +152,10 @@ impl Variant {
                     .replace("{ip}", context.ip.unwrap_or(""))
                     .replace("{host}", context.host)
                     .replace("{domain}", context.rcpt.map(domain_of).unwrap_or(""))
+                    .replace(
+                        "{sender_domain}",
+                        context.sender.map(domain_of).unwrap_or(""),
+                    )
                     .replace("{helo}", context.helo.unwrap_or(""))
                     .replace("{id}", &trace)
             })
