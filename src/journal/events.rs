@@ -197,13 +197,20 @@ impl EventLog {
 
 /// Splits the wire bytes of one or more replies into reply events.
 pub fn reply_events(wire: &[u8]) -> Vec<(u16, Option<String>, String)> {
-    // Borrowed unless the reply holds invalid UTF-8 (ours never does).
-    let text = String::from_utf8_lossy(wire);
     let mut replies = Vec::with_capacity(1);
     let mut joined = String::new();
     let mut continued = 0usize;
     let mut status: Option<String> = None;
-    for line in text.split("\r\n").filter(|l| l.len() >= 3) {
+    for line in crlf_lines(wire) {
+        // Borrowed unless the reply holds invalid UTF-8 (ours never does); `from_utf8` checks
+        // faster than the lossy decoder.
+        let line = match std::str::from_utf8(line) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(line),
+        };
+        if line.len() < 3 {
+            continue;
+        }
         let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
         let rest = line.get(4..).unwrap_or("");
         let (line_status, line_text) = match rest.split_once(' ') {
@@ -235,6 +242,30 @@ pub fn reply_events(wire: &[u8]) -> Vec<(u16, Option<String>, String)> {
     replies
 }
 
+/// The pieces of `wire` between CRLFs (as `str::split("\r\n")` gives them), found with memchr.
+fn crlf_lines(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', wire).filter(|&i| i > 0 && wire[i - 1] == b'\r');
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match ends.next() {
+            // The CR before this LF lies past the previous CRLF (a CRLF cannot overlap one).
+            Some(newline) => {
+                let line = &wire[start..newline - 1];
+                start = newline + 1;
+                Some(line)
+            }
+            None => {
+                done = true;
+                Some(&wire[start..])
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +284,16 @@ mod tests {
         assert_eq!(log.list(Some(4), 0, 10).len(), 1);
         assert_eq!(log.list(None, 4, 10).len(), 1);
         assert_eq!(log.list(None, 0, 2).len(), 2);
+    }
+
+    proptest::proptest! {
+        /// Splitting on CRLF with memchr gives what `str::split("\r\n")` gives.
+        #[test]
+        fn crlf_lines_split_like_str_split(text in "[a\\r\\n-]{0,24}") {
+            let lines: Vec<&[u8]> = crlf_lines(text.as_bytes()).collect();
+            let expected: Vec<&[u8]> = text.split("\r\n").map(str::as_bytes).collect();
+            proptest::prop_assert_eq!(lines, expected);
+        }
     }
 
     #[test]

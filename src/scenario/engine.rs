@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use super::catalog::{Catalog, ReplyContext};
@@ -142,7 +142,7 @@ impl Engine {
         &self,
         phase: Phase,
         view: &SessionView<'_>,
-        ip: &str,
+        ip: &PeerIp,
     ) -> Result<Option<Decision>, StoreError> {
         for rule in self.scenario.candidates(phase, view) {
             if !matches(rule, phase, view) {
@@ -187,7 +187,7 @@ impl Engine {
         mix(self.tokens.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn outcome(&self, outcome: &Outcome, view: &SessionView<'_>, ip: &str) -> Decision {
+    fn outcome(&self, outcome: &Outcome, view: &SessionView<'_>, ip: &PeerIp) -> Decision {
         match outcome {
             Outcome::Accept => Decision::CONTINUE,
             Outcome::Disconnect => Decision {
@@ -212,7 +212,7 @@ impl Engine {
     }
 
     /// Renders a reply for this session.
-    pub fn render(&self, spec: &ReplySpec, view: &SessionView<'_>, ip: &str) -> Reply {
+    pub fn render(&self, spec: &ReplySpec, view: &SessionView<'_>, ip: &PeerIp) -> Reply {
         match spec {
             ReplySpec::Inline(reply) => reply.clone(),
             ReplySpec::Catalog { entry, flavor } => {
@@ -222,7 +222,7 @@ impl Engine {
                     &ReplyContext {
                         rcpt: view.rcpt,
                         sender: view.mail_from,
-                        ip: Some(ip),
+                        ip: Some(ip.text()),
                         host: &self.hostname,
                         helo: view.helo,
                         session_id: view.session_id,
@@ -234,7 +234,7 @@ impl Engine {
     }
 
     /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients.
-    fn magic(&self, phase: Phase, view: &SessionView<'_>, ip: &str) -> Option<Decision> {
+    fn magic(&self, phase: Phase, view: &SessionView<'_>, ip: &PeerIp) -> Option<Decision> {
         let found = match phase {
             Phase::Rcpt => view
                 .rcpt
@@ -365,7 +365,7 @@ impl Policy for ScenarioPolicy {
         Box::new(ScenarioSession {
             engine: self.engine.clone(),
             ip,
-            ip_text: ip.to_string(),
+            ip_text: PeerIp::new(ip),
             connections,
             accepted: 0,
             reserved: Vec::new(),
@@ -373,11 +373,33 @@ impl Policy for ScenarioPolicy {
     }
 }
 
+/// The client IP of a session, written out as text only when a reply shows it (`{ip}`), not
+/// once per connection.
+pub struct PeerIp {
+    ip: IpAddr,
+    text: OnceLock<String>,
+}
+
+impl PeerIp {
+    /// The IP, not yet written out.
+    pub fn new(ip: IpAddr) -> Self {
+        Self {
+            ip,
+            text: OnceLock::new(),
+        }
+    }
+
+    /// The IP as text, made on first use.
+    pub fn text(&self) -> &str {
+        self.text.get_or_init(|| self.ip.to_string())
+    }
+}
+
 /// One session's view of the scenario: its connection slot and its reserved limit uses.
 struct ScenarioSession {
     engine: Arc<Engine>,
     ip: IpAddr,
-    ip_text: String,
+    ip_text: PeerIp,
     /// Open connections from this IP when this one opened, itself included.
     connections: u32,
     /// Messages accepted on this connection.

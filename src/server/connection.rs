@@ -111,7 +111,7 @@ async fn run(
         timer: Box::pin(tokio::time::sleep_until(far_future())),
         timer_at: far_future(),
     };
-    connection.journal_event(EventKind::SessionStart {
+    connection.journal_event(|| EventKind::SessionStart {
         peer: peer.to_string(),
         tls: implicit_tls,
     });
@@ -127,7 +127,7 @@ async fn run(
             Ok(Outcome::StartTls) => match connection.handshake(plain).await {
                 Some(mut tls) => {
                     connection.session.tls_established();
-                    connection.journal_event(EventKind::TlsStarted);
+                    connection.journal_event(|| EventKind::TlsStarted);
                     connection.drive(&mut tls, Step::NeedInput).await
                 }
                 None => Ok(Outcome::Closed),
@@ -138,7 +138,7 @@ async fn run(
     if let Err(error) = result {
         debug!(%error, "connection ended by I/O error");
     }
-    connection.journal_event(EventKind::SessionEnd {
+    connection.journal_event(|| EventKind::SessionEnd {
         tls: connection.session.is_tls(),
         auth_user: connection.session.auth_user().map(str::to_owned),
     });
@@ -305,7 +305,7 @@ impl Connection {
             match self.shared.deliver(message).await {
                 Ok(message_id) => {
                     self.shared.metrics.message_accepted(size);
-                    self.journal_event(EventKind::Message {
+                    self.journal_event(|| EventKind::Message {
                         message_id,
                         queue_id,
                         size,
@@ -369,7 +369,7 @@ impl Connection {
         reply: &Reply,
     ) -> std::io::Result<Outcome> {
         self.output.extend_from_slice(reply.wire());
-        self.journal_event(EventKind::Reply {
+        self.journal_event(|| EventKind::Reply {
             code: reply.code(),
             status: reply.status().map(|s| s.to_string()),
             text: reply_events(reply.wire())
@@ -420,9 +420,10 @@ impl Connection {
         events.record(self.shared.clock.now_ms(), self.session.id(), kinds);
     }
 
-    fn journal_event(&self, kind: EventKind) {
+    /// Records the event `kind` makes, if the journal is on (nothing is built when it is off).
+    fn journal_event(&self, kind: impl FnOnce() -> EventKind) {
         if let Some(events) = &self.shared.events {
-            events.record(self.shared.clock.now_ms(), self.session.id(), [kind]);
+            events.record(self.shared.clock.now_ms(), self.session.id(), [kind()]);
         }
     }
 }

@@ -48,7 +48,8 @@ impl QueueIdStyle {
         };
         match self {
             Self::Hex12 => {
-                let _ = write!(out, "{:08X}{:04X}", session as u32, sequence as u16);
+                push_upper_hex(out, u64::from(session as u32), 8);
+                push_upper_hex(out, u64::from(sequence as u16), 4);
             }
             Self::PostfixLong => {
                 push_base(out, &mut next, B52, 12);
@@ -94,6 +95,14 @@ impl QueueIdStyle {
 
 const B52: &[u8] = b"BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxy0123456789";
 const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Writes the low `width` hex digits of `value`, upper case, zero-padded (as `{:0width$X}`).
+fn push_upper_hex(out: &mut String, value: u64, width: u32) {
+    for shift in (0..width).rev() {
+        let digit = (value >> (shift * 4)) & 0xF;
+        out.push(char::from(b"0123456789ABCDEF"[digit as usize]));
+    }
+}
 
 fn push_base(out: &mut String, next: &mut impl FnMut() -> u64, alphabet: &[u8], count: usize) {
     for _ in 0..count {
@@ -159,6 +168,10 @@ mod tests {
     #[test]
     fn styles_look_like_their_systems() {
         assert_eq!(id(QueueIdStyle::Hex12, 7, 1), "000000070001");
+        assert_eq!(
+            id(QueueIdStyle::Hex12, 0x1_DEAD_BEEF, 0x1_ABCD),
+            "DEADBEEFABCD"
+        );
         let long = id(QueueIdStyle::PostfixLong, 7, 1);
         assert_eq!(long.len(), 18);
         assert_eq!(&long[12..13], "z");

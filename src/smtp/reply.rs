@@ -23,27 +23,36 @@ pub struct EnhancedStatus {
 
 impl EnhancedStatus {
     /// Parses `class.subject.detail`, refusing anything RFC 3463 does not allow.
+    ///
+    /// One pass over the bytes: the journal parses every reply it records.
     pub fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.split('.');
-        let class: u8 = parse_digits(parts.next()?, 1)?.try_into().ok()?;
-        let subject: u16 = parse_digits(parts.next()?, 3)?.try_into().ok()?;
-        let detail: u16 = parse_digits(parts.next()?, 3)?.try_into().ok()?;
-        if parts.next().is_some() || !matches!(class, 2 | 4 | 5) {
+        // class (1 digit), subject and detail (1 to 3 digits each).
+        const MAX_DIGITS: [usize; 3] = [1, 3, 3];
+        let mut fields = [0u16; 3];
+        let mut field = 0;
+        let mut digits = 0;
+        for &byte in text.as_bytes() {
+            match byte {
+                b'0'..=b'9' if digits < MAX_DIGITS[field] => {
+                    fields[field] = fields[field] * 10 + u16::from(byte - b'0');
+                    digits += 1;
+                }
+                b'.' if digits > 0 && field < 2 => {
+                    field += 1;
+                    digits = 0;
+                }
+                _ => return None,
+            }
+        }
+        if field != 2 || digits == 0 || !matches!(fields[0], 2 | 4 | 5) {
             return None;
         }
         Some(Self {
-            class,
-            subject,
-            detail,
+            class: fields[0] as u8,
+            subject: fields[1],
+            detail: fields[2],
         })
     }
-}
-
-fn parse_digits(text: &str, max_len: usize) -> Option<u32> {
-    if text.is_empty() || text.len() > max_len || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
 }
 
 impl fmt::Display for EnhancedStatus {
@@ -325,6 +334,25 @@ pub const START_DATA: Reply =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enhanced_status_syntax() {
+        let parsed = |text| EnhancedStatus::parse(text).map(|s| s.to_string());
+        for good in ["2.0.0", "4.7.1", "5.1.1", "5.7.26", "5.999.999", "4.001.01"] {
+            let expected = good
+                .split('.')
+                .map(|part| part.parse::<u16>().unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join(".");
+            assert_eq!(parsed(good), Some(expected), "{good}");
+        }
+        for bad in [
+            "", "5", "5.1", "5.1.", ".1.1", "5..1", "5.1.1.", "5.1.1.1", "3.1.1", "05.1.1",
+            "5.1000.1", "5.1.1000", "5.1.a", "5 .1.1", "５.1.1", "+5.1.1", "5.-1.1",
+        ] {
+            assert_eq!(parsed(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn single_line_carries_enhanced_status() {

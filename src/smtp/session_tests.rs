@@ -877,3 +877,12 @@ fn ten_thousand_pipelined_commands_in_one_buffer() {
     h.send("\r\n");
     assert_eq!(h.session.lines_received(), before + 1);
 }
+
+#[test]
+fn decimal_numbers_are_written_like_display() {
+    for value in [0, 7, 10, 100, 10_485_760, u64::MAX] {
+        let mut out = BytesMut::new();
+        push_decimal(&mut out, value);
+        assert_eq!(&out[..], value.to_string().as_bytes());
+    }
+}
