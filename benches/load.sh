@@ -14,7 +14,8 @@
 #      saturated, and the mean latency is senders ÷ replies/s by Little's law), then paced at one
 #      message per sender every LAT_INTERVAL_MS ms (a fixed offered load below saturation).
 #
-# Servers (each started fresh for every mode, so its peak RSS is that mode's):
+# Servers (each started fresh for every mode, so its peak RSS is that mode's; runs interleaved
+# round by round, so that the machine's noisy stretches fall on every server alike):
 #   failmail-sink      target/release/failmail --smtp 127.0.0.1:0 --http 127.0.0.1:0 --no-store
 #   failmail-scenario  the same without --no-store (journal and message store on) with
 #                      --scenario benches/scenario_1000.toml (1,000 rules that never match the
@@ -82,6 +83,8 @@ RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 SERVER_PID=""
 PORT=""
+# Every server of the mode being measured: they run side by side, idle but for their turn.
+declare -A PIDS=() PORTS=()
 
 stop_server() {
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -98,6 +101,10 @@ stop_server() {
 
 cleanup() {
     stop_server
+    for name in "${!PIDS[@]}"; do
+        SERVER_PID=${PIDS[$name]}
+        stop_server
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -130,7 +137,7 @@ wait_failmail() {
             PORT=${PORT%% *}
             return 0
         fi
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.err" >&2; return 1; }
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "${out%.out}.err" >&2; return 1; }
         sleep 0.1
     done
     echo "failmail printed no ready line in 10 s" >&2
@@ -158,14 +165,14 @@ start_server() {
     case $name in
         failmail-*)
             # shellcheck disable=SC2086 # the command is split on purpose
-            $command >"$WORK/server.out" 2>"$WORK/server.err" &
+            $command >"$WORK/$name.out" 2>"$WORK/$name.err" &
             SERVER_PID=$!
-            wait_failmail "$WORK/server.out"
+            wait_failmail "$WORK/$name.out"
             ;;
         *)
             PORT=$(free_port)
             # shellcheck disable=SC2086
-            ${command//PORT/$PORT} >"$WORK/server.out" 2>"$WORK/server.err" &
+            ${command//PORT/$PORT} >"$WORK/$name.out" 2>"$WORK/$name.err" &
             SERVER_PID=$!
             wait_port "$PORT"
             ;;
@@ -265,15 +272,32 @@ for mode in $MODES; do
 done
 echo
 
-for server in $SERVERS; do
-    for mode in $MODES; do
+# Runs are interleaved: for each mode every server is started fresh (so its peak RSS is that
+# mode's), then round after round each server gets one run, the order rotating between rounds,
+# so that a noisy stretch of the machine falls on all servers alike rather than on one.
+read -ra server_list <<<"$SERVERS"
+for mode in $MODES; do
+    for server in "${server_list[@]}"; do
         start_server "$server"
-        for run in $(seq "$REPEAT"); do
-            last=0
-            ((run == REPEAT)) && last=1
+        PIDS[$server]=$SERVER_PID
+        PORTS[$server]=$PORT
+        SERVER_PID=""
+    done
+    for run in $(seq "$REPEAT"); do
+        last=0
+        ((run == REPEAT)) && last=1
+        count=${#server_list[@]}
+        for ((i = 0; i < count; i++)); do
+            server=${server_list[$(((i + run - 1) % count))]}
+            SERVER_PID=${PIDS[$server]}
+            PORT=${PORTS[$server]}
             run_once "$server" "$mode" "$last" "$run"
         done
+    done
+    for server in "${server_list[@]}"; do
+        SERVER_PID=${PIDS[$server]}
         stop_server
+        unset "PIDS[$server]"
     done
 done
 
