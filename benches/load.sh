@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # "Faster than smtp-sink": failmail must never be the bottleneck of a load test.
 #
-#   bash benches/load.sh            # everything, about 5-10 minutes on 2 cores
+#   bash benches/load.sh            # everything, about 15 minutes on 2 cores
 #   REPEAT=1 MSGS_1K=5000 MSGS_100K=500 bash benches/load.sh   # a quick look
 #
 # One run, loopback only, drives each server with the same external load generator, Postfix's
@@ -36,7 +36,7 @@
 # generator, not the server, set the pace (smtp-source is one single-threaded process);
 # msgs/server CPU-s = messages ÷ the server's CPU seconds (efficiency, whatever set the pace).
 #
-# Settings (environment): REPEAT (3), SESSIONS (20), MSGS_1K (20000), MSGS_100K (2000),
+# Settings (environment): REPEAT (5), SESSIONS (20), MSGS_1K (20000), MSGS_100K (2000),
 # SERVERS, MODES (subsets of the names above, space separated), IDLE_CONNECTIONS (10000),
 # LAT_SENDERS (1000), LAT_MESSAGES (20), LAT_INTERVAL_MS ("200 100": one paced run each),
 # RUN_TIMEOUT (120 s per smtp-source run),
@@ -46,7 +46,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-REPEAT=${REPEAT:-3}
+REPEAT=${REPEAT:-5}
 SESSIONS=${SESSIONS:-20}
 MSGS_1K=${MSGS_1K:-20000}
 MSGS_100K=${MSGS_100K:-2000}
