@@ -200,3 +200,25 @@ impl SessionPolicy for AcceptAll {
         Answer::Ready(Decision::CONTINUE)
     }
 }
+
+/// A view for unit tests: the given peer and addresses, nothing else set.
+#[cfg(test)]
+pub(crate) fn test_view<'a>(
+    peer: &str,
+    mail_from: Option<&'a str>,
+    rcpt: Option<&'a str>,
+    recipients: &'a [String],
+) -> SessionView<'a> {
+    SessionView {
+        session_id: 1,
+        peer: peer.parse().expect("a socket address"),
+        tls: false,
+        helo: None,
+        auth_user: None,
+        auth_password: None,
+        mail_from,
+        rcpt,
+        recipients,
+        message: None,
+    }
+}

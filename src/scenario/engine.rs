@@ -364,8 +364,7 @@ impl Policy for ScenarioPolicy {
         let connections = self.engine.connections.open(ip);
         Box::new(ScenarioSession {
             engine: self.engine.clone(),
-            ip,
-            ip_text: PeerIp::new(ip),
+            peer_ip: PeerIp::new(ip),
             connections,
             accepted: 0,
             reserved: Vec::new(),
@@ -389,6 +388,11 @@ impl PeerIp {
         }
     }
 
+    /// The IP.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
     /// The IP as text, made on first use.
     pub fn text(&self) -> &str {
         self.text.get_or_init(|| self.ip.to_string())
@@ -398,8 +402,7 @@ impl PeerIp {
 /// One session's view of the scenario: its connection slot and its reserved limit uses.
 struct ScenarioSession {
     engine: Arc<Engine>,
-    ip: IpAddr,
-    ip_text: PeerIp,
+    peer_ip: PeerIp,
     /// Open connections from this IP when this one opened, itself included.
     connections: u32,
     /// Messages accepted on this connection.
@@ -410,7 +413,7 @@ struct ScenarioSession {
 
 impl Drop for ScenarioSession {
     fn drop(&mut self) {
-        self.engine.connections.close(self.ip);
+        self.engine.connections.close(self.peer_ip.ip());
         let pending = std::mem::take(&mut self.reserved);
         if !pending.is_empty() {
             release_later(self.engine.clone(), pending);
@@ -484,7 +487,7 @@ impl ScenarioSession {
             // A new transaction: what the last one reserved without an accepted message goes back.
             self.release_all().await?;
         }
-        let ruled = engine.rules(phase, view, &self.ip_text).await?;
+        let ruled = engine.rules(phase, view, &self.peer_ip).await?;
         if let Some(decision) = &ruled {
             if !matches!(decision.verdict, Verdict::Continue) {
                 if phase == Phase::DataEnd {
@@ -513,7 +516,7 @@ impl ScenarioSession {
                     .as_ref()
                     .is_none_or(|p| view.rcpt.is_some_and(|r| p.matches(r)));
                 if applies {
-                    let key = greylist_key(self.ip, view);
+                    let key = greylist_key(self.peer_ip.ip(), view);
                     let now = engine.clock.now_ms();
                     if engine
                         .store
@@ -525,7 +528,7 @@ impl ScenarioSession {
                             verdict: Verdict::Reply(engine.render(
                                 &greylisting.reply,
                                 view,
-                                &self.ip_text,
+                                &self.peer_ip,
                             )),
                             catalog: greylisting.reply.catalog_name(),
                             delay: accepted.delay,
@@ -562,7 +565,7 @@ impl ScenarioSession {
                 flavor: engine.scenario.server.flavor,
             };
             Decision {
-                verdict: Verdict::Reply(engine.render(&spec, view, &self.ip_text)),
+                verdict: Verdict::Reply(engine.render(&spec, view, &self.peer_ip)),
                 catalog: spec.catalog_name(),
                 limited: true,
                 ..Decision::CONTINUE
@@ -618,7 +621,7 @@ impl ScenarioSession {
         }
         if let Some(window) = limits.per_ip {
             checks.push(LimitCheck {
-                key: format!("ip:{}", ip_group(self.ip, limits.ipv6_prefix)),
+                key: format!("ip:{}", ip_group(self.peer_ip.ip(), limits.ipv6_prefix)),
                 max: window.max,
                 per: window.per,
             });
@@ -639,7 +642,7 @@ impl ScenarioSession {
                 Ok(None)
             }
             Reserve::Full(_) => Ok(Some(Decision {
-                verdict: Verdict::Reply(engine.render(&limits.reply, view, &self.ip_text)),
+                verdict: Verdict::Reply(engine.render(&limits.reply, view, &self.peer_ip)),
                 catalog: limits.reply.catalog_name(),
                 limited: true,
                 ..Decision::CONTINUE

@@ -47,16 +47,8 @@ fn view<'a>(
     recipients: &'a [String],
 ) -> SessionView<'a> {
     SessionView {
-        session_id: 1,
-        peer: peer.parse().unwrap(),
-        tls: false,
         helo: Some("client.example"),
-        auth_user: None,
-        auth_password: None,
-        mail_from: from,
-        rcpt,
-        recipients,
-        message: None,
+        ..crate::policy::test_view(peer, from, rcpt, recipients)
     }
 }
 

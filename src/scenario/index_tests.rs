@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::super::compile::Scenario;
 use super::super::engine::matches;
-use crate::policy::{Phase, SessionView};
+use crate::policy::{test_view, Phase, SessionView};
 
 const ADDRESSES: [&str; 7] = [
     "a@x.example",
@@ -238,18 +238,7 @@ fn exact_and_domain_rules_are_found_without_a_scan() {
     text.push_str("[[rule]]\nrcpt = \"*@dead.example\"\nreply = \"user_unknown\"\n\n");
     text.push_str("[[rule]]\nrcpt = \"*@*\"\nat = \"rcpt\"\nthen = \"accept\"\n");
     let scenario = Scenario::parse("many.toml", &text).unwrap();
-    let view = |rcpt| SessionView {
-        session_id: 1,
-        peer: "127.0.0.1:25".parse().unwrap(),
-        tls: false,
-        helo: None,
-        auth_user: None,
-        auth_password: None,
-        mail_from: Some("a@x.example"),
-        rcpt: Some(rcpt),
-        recipients: &[],
-        message: None,
-    };
+    let view = |rcpt| test_view("127.0.0.1:25", Some("a@x.example"), Some(rcpt), &[]);
     let found = |rcpt| -> Vec<u32> {
         scenario
             .candidates(Phase::Rcpt, &view(rcpt))
@@ -268,18 +257,7 @@ fn client_ip_rules_are_found_by_block() {
                 [[rule]]\nclient_ip = [\"198.51.100.7\", \"2001:db8::/32\"]\nreply = \"no_smtp_service\"\n";
     let scenario = Scenario::parse("ip.toml", text).unwrap();
     let found = |peer: &str| -> Vec<u32> {
-        let view = SessionView {
-            session_id: 1,
-            peer: peer.parse().unwrap(),
-            tls: false,
-            helo: None,
-            auth_user: None,
-            auth_password: None,
-            mail_from: None,
-            rcpt: None,
-            recipients: &[],
-            message: None,
-        };
+        let view = test_view(peer, None, None, &[]);
         scenario
             .candidates(Phase::Connect, &view)
             .map(|rule| rule.index)
@@ -322,18 +300,7 @@ fn regexes_too_big_for_one_set_are_split_and_still_found() {
             rcpt.always
         );
         for rcpt_value in views {
-            let view = SessionView {
-                session_id: 1,
-                peer: "127.0.0.1:25".parse().unwrap(),
-                tls: false,
-                helo: None,
-                auth_user: None,
-                auth_password: None,
-                mail_from: Some("a@x.example"),
-                rcpt: Some(rcpt_value),
-                recipients: &[],
-                message: None,
-            };
+            let view = test_view("127.0.0.1:25", Some("a@x.example"), Some(rcpt_value), &[]);
             let scanned: Vec<u32> = scenario
                 .rules_at(Phase::Rcpt)
                 .filter(|rule| matches(rule, Phase::Rcpt, &view))
@@ -366,18 +333,7 @@ fn many_recipients_hitting_the_same_rule_hold_it_once() {
     let text = "[[rule]]\nrcpt = \"*@x.example\"\nat = \"data\"\nreply = \"user_unknown\"\n";
     let scenario = Scenario::parse("many.toml", text).unwrap();
     let recipients: Vec<String> = (0..1000).map(|i| format!("r{i}@x.example")).collect();
-    let view = SessionView {
-        session_id: 1,
-        peer: "127.0.0.1:25".parse().unwrap(),
-        tls: false,
-        helo: None,
-        auth_user: None,
-        auth_password: None,
-        mail_from: Some("a@x.example"),
-        rcpt: None,
-        recipients: &recipients,
-        message: None,
-    };
+    let view = test_view("127.0.0.1:25", Some("a@x.example"), None, &recipients);
     let found: Vec<u32> = scenario
         .candidates(Phase::Data, &view)
         .map(|rule| rule.index)

@@ -98,6 +98,7 @@ async fn run(
     let mut session = Session::new(shared.session_config.load_full(), id, peer, implicit_tls);
     session.set_tracing(shared.events.is_some());
     let policy = shared.policy.load().open(peer);
+    let never = far_future();
     let mut connection = Connection {
         session,
         policy,
@@ -108,8 +109,8 @@ async fn run(
         decided: None,
         read_at: None,
         command_deadline: None,
-        timer: Box::pin(tokio::time::sleep_until(far_future())),
-        timer_at: far_future(),
+        timer: Box::pin(tokio::time::sleep_until(never)),
+        timer_at: never,
     };
     connection.journal_event(|| EventKind::SessionStart {
         peer: peer.to_string(),
@@ -206,8 +207,7 @@ impl Connection {
                     }
                     let (timeout, deadline) = self.read_deadline();
                     if deadline < self.timer_at {
-                        self.timer.as_mut().reset(deadline);
-                        self.timer_at = deadline;
+                        self.arm_timer(deadline);
                     }
                     if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
                         self.input.reserve(READ_CHUNK);
@@ -223,8 +223,7 @@ impl Connection {
                         _ = &mut self.timer => {
                             if tokio::time::Instant::now() < deadline {
                                 // Set for an earlier deadline that has moved on: re-arm.
-                                self.timer.as_mut().reset(deadline);
-                                self.timer_at = deadline;
+                                self.arm_timer(deadline);
                                 continue;
                             }
                             self.timer_at = far_future();
@@ -246,6 +245,12 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Sets the read timer to `deadline`.
+    fn arm_timer(&mut self, deadline: tokio::time::Instant) {
+        self.timer.as_mut().reset(deadline);
+        self.timer_at = deadline;
     }
 
     /// The timeout of the read about to start and when it expires.

@@ -790,14 +790,19 @@ fn too_many_syntax_errors_get_421_4_7_0_and_close() {
     assert!(!h.closed);
 }
 
-#[test]
-fn bdat_over_the_size_limit_is_refused_before_its_chunk() {
-    let config = SessionConfig {
+/// A session in a transaction whose messages may be at most 100 octets.
+fn in_transaction_with_a_100_octet_limit() -> Harness {
+    let mut h = Harness::config(SessionConfig {
         max_message_size: 100,
         ..SessionConfig::default()
-    };
-    let mut h = Harness::config(config);
+    });
     h.send("EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\n");
+    h
+}
+
+#[test]
+fn bdat_over_the_size_limit_is_refused_before_its_chunk() {
+    let mut h = in_transaction_with_a_100_octet_limit();
     // The largest size there is: answered at once, nothing kept, the chunk is skipped.
     assert_eq!(
         codes(&h.send(&format!("BDAT {} LAST\r\n", u64::MAX))),
@@ -812,11 +817,7 @@ fn bdat_over_the_size_limit_is_refused_before_its_chunk() {
 
     // A chunk that would pass the limit with those before it: 552 at once, then read and
     // dropped, so the stream stays in sync; the failed transaction refuses more BDAT.
-    let mut h = Harness::config(SessionConfig {
-        max_message_size: 100,
-        ..SessionConfig::default()
-    });
-    h.send("EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\n");
+    let mut h = in_transaction_with_a_100_octet_limit();
     assert_eq!(
         codes(&h.send(&format!("BDAT 60\r\n{}", "a".repeat(60)))),
         ["250 2.0.0"]
@@ -835,11 +836,7 @@ fn bdat_over_the_size_limit_is_refused_before_its_chunk() {
 
     // A first chunk refused for its size still makes the transaction a BDAT one: DATA after
     // it is a bad sequence (RFC 3030 §3), not a fresh start.
-    let mut h = Harness::config(SessionConfig {
-        max_message_size: 100,
-        ..SessionConfig::default()
-    });
-    h.send("EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\n");
+    let mut h = in_transaction_with_a_100_octet_limit();
     assert_eq!(
         codes(&h.send(&format!("BDAT 101\r\n{}", "e".repeat(101)))),
         ["552 5.3.4"]
