@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A source of "now".
+/// A source of "now" that tests can move forward: the one clock a running failmail reads.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// Time since the Unix epoch.
     fn now(&self) -> Duration;
@@ -15,7 +15,16 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now_ms(&self) -> u64 {
         self.now().as_millis() as u64
     }
+
+    /// Moves time forward (`POST /api/clock/advance`, `TestServer::advance_clock`).
+    fn advance(&self, by: Duration);
+
+    /// How far time was moved forward in all.
+    fn offset(&self) -> Duration;
 }
+
+/// The clock every part of one running failmail shares.
+pub type SharedClock = std::sync::Arc<dyn Clock>;
 
 /// The real clock, moved forward by whatever was advanced.
 #[derive(Debug, Default)]
@@ -28,17 +37,6 @@ impl OffsetClock {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// Moves time forward.
-    pub fn advance(&self, by: Duration) {
-        self.offset_ms
-            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    /// How far time was moved forward in all.
-    pub fn offset(&self) -> Duration {
-        Duration::from_millis(self.offset_ms.load(Ordering::SeqCst))
-    }
 }
 
 impl Clock for OffsetClock {
@@ -48,32 +46,47 @@ impl Clock for OffsetClock {
             .unwrap_or_default();
         real + self.offset()
     }
+
+    fn advance(&self, by: Duration) {
+        self.offset_ms
+            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    fn offset(&self) -> Duration {
+        Duration::from_millis(self.offset_ms.load(Ordering::SeqCst))
+    }
 }
 
-/// A clock that only moves when told to, for unit tests.
+/// A clock that only moves when told to, so that tests are deterministic.
 #[derive(Debug)]
 pub struct ManualClock {
+    start_ms: u64,
     now_ms: AtomicU64,
 }
 
 impl ManualClock {
     /// A clock standing at `start` since the epoch.
     pub fn new(start: Duration) -> Self {
+        let start_ms = start.as_millis() as u64;
         Self {
-            now_ms: AtomicU64::new(start.as_millis() as u64),
+            start_ms,
+            now_ms: AtomicU64::new(start_ms),
         }
-    }
-
-    /// Moves time forward.
-    pub fn advance(&self, by: Duration) {
-        self.now_ms
-            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Duration {
         Duration::from_millis(self.now_ms.load(Ordering::SeqCst))
+    }
+
+    fn advance(&self, by: Duration) {
+        self.now_ms
+            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    fn offset(&self) -> Duration {
+        Duration::from_millis(self.now_ms.load(Ordering::SeqCst) - self.start_ms)
     }
 }
 

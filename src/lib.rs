@@ -4,14 +4,14 @@
 //! between sockets and sessions; a [`policy::Policy`] decides each phase's reply.
 
 pub mod api;
+pub mod app;
 pub mod clock;
 pub mod journal;
 pub mod limits;
-pub mod metrics;
 pub mod policy;
 pub mod scenario;
 pub mod server;
 pub mod smtp;
 pub mod testing;
 
-pub use server::{Addresses, RunningServer, Server, ServerConfig, ServerControl};
+pub use app::{App, AppConfig, RunningApp};

@@ -8,19 +8,17 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::sync::Arc;
 
+use failmail::app::{App, AppConfig, HttpConfig, ScenarioConfig, StateConfig};
 use failmail::clock::OffsetClock;
-use failmail::limits::memory::MemoryStore;
-use failmail::limits::redis::RedisStore;
-use failmail::limits::LimitStore;
+use failmail::journal::JournalConfig;
 use failmail::scenario::catalog::Catalog;
 use failmail::scenario::compile::Scenario;
 use failmail::scenario::compile::Window;
 use failmail::scenario::flavor::Flavor;
-use failmail::scenario::live::{parse_window, LimitOverrides, Reloader, ScenarioOptions};
+use failmail::scenario::live::{parse_window, LimitOverrides};
 use failmail::server::tls::CertificateSource;
-use failmail::server::Timeouts;
+use failmail::server::{ServerConfig, Timeouts};
 use failmail::smtp::session::{AuthPolicy, SessionConfig, DEFAULT_MAX_ERRORS};
-use failmail::ServerConfig;
 use tracing_subscriber::EnvFilter;
 
 /// An SMTP test server that answers with the realistic failures real mail providers send.
@@ -179,17 +177,47 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn into_config(self) -> ServerConfig {
+    fn into_config(self) -> anyhow::Result<AppConfig> {
         let certificate = match (self.no_tls, self.tls_cert, self.tls_key) {
             (true, _, _) => None,
             (false, Some(cert), Some(key)) => Some(CertificateSource::Files { cert, key }),
             _ => Some(CertificateSource::Development),
         };
-        ServerConfig {
-            smtp: self.smtp,
-            smtps: self.smtps,
-            http: Some(self.http),
-            certificate,
+        let state = if self.state == "memory" {
+            StateConfig::Memory
+        } else if self.state.starts_with("redis://") || self.state.starts_with("rediss://") {
+            StateConfig::Redis(self.state)
+        } else {
+            anyhow::bail!(
+                "--state is `memory` or a redis:// URL, not {:?}",
+                self.state
+            );
+        };
+        let mut limits = match self.limits {
+            Some(LimitPreset::Ovh) => LimitOverrides::OVH,
+            None => LimitOverrides::default(),
+        };
+        if self.limit_account.is_some() {
+            limits.per_account = self.limit_account;
+        }
+        if self.limit_ip.is_some() {
+            limits.per_ip = self.limit_ip;
+        }
+        Ok(AppConfig {
+            server: ServerConfig {
+                smtp: self.smtp,
+                smtps: self.smtps,
+                certificate,
+                timeouts: Timeouts {
+                    command: Duration::from_secs(self.command_timeout),
+                    data: Duration::from_secs(self.data_timeout),
+                },
+                max_connections: self.max_connections,
+                max_connections_per_ip: self
+                    .max_connections_per_ip
+                    .map(std::num::NonZeroUsize::get),
+                shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            },
             session: SessionConfig {
                 hostname: self.hostname,
                 max_message_size: self.max_message_size,
@@ -201,22 +229,27 @@ impl ServeArgs {
                 max_errors: self.max_errors,
                 ..SessionConfig::default()
             },
-            timeouts: Timeouts {
-                command: Duration::from_secs(self.command_timeout),
-                data: Duration::from_secs(self.data_timeout),
+            journal: JournalConfig {
+                message_capacity: if self.no_store { 0 } else { self.keep_messages },
+                message_bytes: self.keep_message_mib.saturating_mul(1024 * 1024),
+                event_capacity: self.keep_events,
+                record_events: !self.no_store,
+                events_file: self.events,
+                maildir: self.maildir,
             },
-            max_connections: self.max_connections,
-            max_connections_per_ip: self.max_connections_per_ip.map(std::num::NonZeroUsize::get),
-            shutdown_grace: Duration::from_secs(self.shutdown_grace),
-            message_capacity: if self.no_store { 0 } else { self.keep_messages },
-            message_bytes: self.keep_message_mib.saturating_mul(1024 * 1024),
-            event_capacity: self.keep_events,
-            record_events: !self.no_store,
-            events_file: self.events,
-            maildir: self.maildir,
-            http_token: self.http_token,
+            http: Some(HttpConfig {
+                addr: self.http,
+                token: self.http_token,
+            }),
+            scenario: Some(ScenarioConfig {
+                path: self.scenario,
+                seed: self.seed,
+                no_magic: self.no_magic,
+                limits,
+            }),
+            state,
             clock: Arc::new(OffsetClock::new()),
-        }
+        })
     }
 }
 
@@ -259,55 +292,22 @@ fn default_threads() -> usize {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store: Arc<dyn LimitStore> = if args.state == "memory" {
-        Arc::new(MemoryStore::new())
-    } else if args.state.starts_with("redis://") || args.state.starts_with("rediss://") {
-        Arc::new(
-            RedisStore::connect(&args.state)
-                .await
-                .with_context(|| format!("cannot use --state {}", args.state))?,
-        )
-    } else {
-        anyhow::bail!(
-            "--state is `memory` or a redis:// URL, not {:?}",
-            args.state
-        );
-    };
-    let mut limits = match args.limits {
-        Some(LimitPreset::Ovh) => LimitOverrides::OVH,
-        None => LimitOverrides::default(),
-    };
-    if args.limit_account.is_some() {
-        limits.per_account = args.limit_account;
-    }
-    if args.limit_ip.is_some() {
-        limits.per_ip = args.limit_ip;
-    }
-    let (path, seed, no_magic) = (args.scenario.clone(), args.seed, args.no_magic);
-    let config = args.into_config();
-    let options = ScenarioOptions {
-        path,
-        seed,
-        no_magic,
-        clock: config.clock.clone(),
-        base: config.session.clone(),
-        store,
-        limits,
-        ..ScenarioOptions::default()
-    };
-    let (server, reloader) = Reloader::start(options, config)
+    let app = App::start(args.into_config()?)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     // Install the SIGHUP handler before announcing readiness: a reload request sent right after
     // the ready line must reload, not kill the process.
-    let watcher = reloader.options().path.is_some().then(|| {
-        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        tokio::spawn(reloader.clone().watch(hangup, Duration::from_millis(500)))
-    });
+    let serves_a_file = app
+        .scenario()
+        .is_some_and(|reloader| reloader.options().path.is_some());
+    let hangup = serves_a_file
+        .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok())
+        .flatten();
+    let watcher = app.watch_scenario(hangup, Duration::from_millis(500));
     // SIGTERM and SIGINT too are watched before the ready line: a stop request sent right after
     // it gets a graceful shutdown.
     let stop = stop_signals()?;
-    println!("{}", server.addresses().ready_line());
+    println!("{}", app.addresses().ready_line());
     use std::io::Write as _;
     std::io::stdout().flush().ok();
     wait_for(stop).await;
@@ -315,7 +315,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         watcher.abort();
     }
     tracing::info!("shutting down");
-    server.shutdown().await;
+    app.shutdown().await;
     Ok(())
 }
 

@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::journal::{Event, StoredMessage};
+use crate::app::{Addresses, App, AppConfig, RunningApp};
+use crate::journal::{Event, Journal, StoredMessage};
 use crate::limits::Usage;
 use crate::scenario::compile::ScenarioError;
 use crate::scenario::engine::Engine;
-use crate::scenario::live::{Reloader, ScenarioOptions};
-use crate::server::{Addresses, RunningServer, ServerConfig, ServerControl};
+use crate::scenario::live::Reloader;
 
 /// How long a dropped [`TestServer`] lets messages in progress finish before it closes them.
 const DROP_GRACE: Duration = Duration::from_secs(1);
@@ -78,8 +78,8 @@ const ORIGIN: &str = "<inline>";
 /// ```
 pub struct TestServer {
     /// `None` once shut down (or while being dropped).
-    server: Option<RunningServer>,
-    control: ServerControl,
+    app: Option<RunningApp>,
+    journal: Arc<Journal>,
     reloader: Reloader,
     addresses: Addresses,
     /// The configured size of the message ring.
@@ -97,30 +97,28 @@ impl TestServer {
         Self::start_with(scenario, |_| {}).await
     }
 
-    /// Like [`TestServer::start`], but lets the test change the [`ServerConfig`] first (ring
-    /// sizes, Maildir, timeouts, TLS, listeners…), for tests that need more than the defaults.
+    /// Like [`TestServer::start`], but lets the test change the [`AppConfig`] first (ring
+    /// sizes, Maildir, timeouts, TLS, listeners, the clock…), for tests that need more than the
+    /// defaults.
     ///
-    /// The configuration starts as [`ServerConfig::loopback`] with a fresh clock; the clock in the
-    /// configuration when `configure` returns is the one the scenario reads too.
-    pub async fn start_with(
-        scenario: &str,
-        configure: impl FnOnce(&mut ServerConfig),
-    ) -> TestServer {
-        let mut config = ServerConfig::loopback();
+    /// The configuration starts as [`AppConfig::loopback`] with a fresh clock; a scenario is
+    /// always served (the built-in one until `scenario` replaces it).
+    pub async fn start_with(scenario: &str, configure: impl FnOnce(&mut AppConfig)) -> TestServer {
+        let mut config = AppConfig::loopback();
         configure(&mut config);
-        let message_capacity = config.message_capacity;
-        let options = ScenarioOptions {
-            clock: config.clock.clone(),
-            base: config.session.clone(),
-            ..Default::default()
-        };
-        let (server, reloader) = Reloader::start(options, config)
+        let message_capacity = config.journal.message_capacity;
+        config.scenario.get_or_insert_with(Default::default);
+        let app = App::start(config)
             .await
             .unwrap_or_else(|e| panic!("failmail::testing: the test server did not start: {e}"));
+        let reloader = app
+            .scenario()
+            .expect("a test server always serves a scenario")
+            .clone();
         let test_server = TestServer {
-            addresses: server.addresses(),
-            control: server.control(),
-            server: Some(server),
+            addresses: app.addresses(),
+            journal: app.journal().clone(),
+            app: Some(app),
             reloader,
             message_capacity,
         };
@@ -157,13 +155,13 @@ impl TestServer {
 
     /// The accepted messages kept in memory, oldest first: what the test asserts on.
     pub fn messages(&self) -> Vec<Arc<StoredMessage>> {
-        self.control.messages().list()
+        self.journal.messages().list()
     }
 
     /// The kept events (sessions, commands, replies, messages), oldest first, to assert on what
     /// the client sent and which replies it was given. Empty when events are not recorded.
     pub fn events(&self) -> Vec<Arc<Event>> {
-        self.control
+        self.journal
             .events()
             .map(|log| log.list(None, 0, usize::MAX))
             .unwrap_or_default()
@@ -172,7 +170,7 @@ impl TestServer {
     /// The kept events of one session (the `session` of an event or of a captured message), to
     /// follow one client's conversation when several ran.
     pub fn events_of(&self, session: u64) -> Vec<Arc<Event>> {
-        self.control
+        self.journal
             .events()
             .map(|log| log.list(Some(session), 0, usize::MAX))
             .unwrap_or_default()
@@ -189,7 +187,7 @@ impl TestServer {
             n <= capacity,
             "failmail::testing: waiting for {n} messages, but the message ring keeps only {capacity}"
         );
-        let store = self.control.messages().clone();
+        let store = self.journal.messages().clone();
         let poll = async move {
             loop {
                 let kept = store.list();
@@ -203,7 +201,7 @@ impl TestServer {
             Ok(kept) => kept,
             Err(_) => panic!(
                 "failmail::testing: {n} messages expected within {timeout:?}, {} arrived",
-                self.control.messages().list().len()
+                self.journal.messages().list().len()
             ),
         }
     }
@@ -211,7 +209,7 @@ impl TestServer {
     /// Moves the server's clock (limit windows, greylisting, sequences, event stamps) forward,
     /// so that a test can pass "one hour later" at once.
     pub fn advance_clock(&self, by: Duration) {
-        self.control.clock().advance(by);
+        self.app().clock().advance(by);
     }
 
     /// Forgets the captured messages, the events, and the limit, greylist, sequence and rule
@@ -219,16 +217,11 @@ impl TestServer {
     ///
     /// Ids go on increasing; the clock is not moved back; the scenario stays.
     pub async fn reset(&self) {
-        self.control.messages().clear();
-        if let Some(events) = self.control.events() {
-            events.clear();
-        }
-        if let Some(engine) = self.engine() {
-            engine
-                .reset()
-                .await
-                .unwrap_or_else(|e| panic!("failmail::testing: reset failed: {e:?}"));
-        }
+        self.journal.clear();
+        self.engine()
+            .reset()
+            .await
+            .unwrap_or_else(|e| panic!("failmail::testing: reset failed: {e:?}"));
     }
 
     /// Replaces the live scenario with `text` (TOML) for new sessions, so that one server can
@@ -240,61 +233,37 @@ impl TestServer {
     /// How much of each rate limit (per account, per IP) is used now, to assert on what was
     /// counted.
     pub async fn limit_usage(&self) -> Vec<Usage> {
-        match self.engine() {
-            Some(engine) => engine
-                .usage()
-                .await
-                .unwrap_or_else(|e| panic!("failmail::testing: limit usage failed: {e:?}")),
-            None => Vec::new(),
-        }
+        self.engine()
+            .usage()
+            .await
+            .unwrap_or_else(|e| panic!("failmail::testing: limit usage failed: {e:?}"))
     }
 
     /// The Prometheus text of the server's counters (what `/metrics` shows), to assert on
     /// counts without an HTTP client.
     pub fn metrics_text(&self) -> String {
-        // The same counters, in the same order, as `GET /metrics` (src/api/metrics.rs).
-        let (recorded, dropped) = self
-            .control
-            .events()
-            .map_or((0, 0), |log| (log.recorded(), log.dropped()));
-        self.control.metrics().render(&[
-            (
-                "failmail_events_recorded_total",
-                "Events recorded in the journal.",
-                recorded,
-            ),
-            (
-                "failmail_events_dropped_total",
-                "Events that fell out of the journal's ring or could not be written.",
-                dropped,
-            ),
-            (
-                "failmail_messages_dropped_total",
-                "Accepted messages that fell out of the message ring.",
-                self.control.messages().dropped(),
-            ),
-        ])
+        self.journal.metrics_text()
     }
 
-    /// The server's control handle, for what the helpers above do not cover (policy, session
-    /// settings, the raw stores).
-    pub fn control(&self) -> &ServerControl {
-        &self.control
+    /// The running failmail behind this test server, for what the helpers above do not cover
+    /// (the journal, the scenario reloader, the server's control handle).
+    pub fn app(&self) -> &RunningApp {
+        self.app
+            .as_ref()
+            .expect("a test server has its app until it is shut down")
     }
 
     /// Stops the server gracefully: no new connections, messages in progress may finish (within
     /// the configured grace), then everything is closed. Use it when the test must know the
     /// server is gone before it goes on.
     pub async fn shutdown(mut self) {
-        if let Some(server) = self.server.take() {
-            server.shutdown().await;
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
         }
     }
 
-    fn engine(&self) -> Option<Arc<Engine>> {
-        self.reloader
-            .live()
-            .map(|live| live.policy.engine().clone())
+    fn engine(&self) -> Arc<Engine> {
+        self.reloader.engine()
     }
 }
 
@@ -304,21 +273,18 @@ impl Drop for TestServer {
     /// server is dropped, which ends its tasks the same way, only without a grace.
     fn drop(&mut self) {
         // The kept messages and events are not reachable any more: free them now.
-        self.control.messages().clear();
-        if let Some(events) = self.control.events() {
-            events.clear();
-        }
-        let Some(server) = self.server.take() else {
+        self.journal.clear();
+        let Some(app) = self.app.take() else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
-                    // Timing out drops the server: the remaining sessions are closed.
-                    let _ = tokio::time::timeout(DROP_GRACE, server.shutdown()).await;
+                    // Timing out drops the app: the remaining sessions are closed.
+                    let _ = tokio::time::timeout(DROP_GRACE, app.shutdown()).await;
                 });
             }
-            Err(_) => drop(server),
+            Err(_) => drop(app),
         }
     }
 }

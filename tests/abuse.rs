@@ -13,15 +13,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::*;
 use failmail::smtp::session::DEFAULT_MAX_ERRORS;
-use failmail::{RunningServer, ServerConfig};
+use failmail::RunningApp;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
-
-fn config_with(change: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
-    let mut config = ServerConfig::loopback();
-    change(&mut config);
-    config
-}
 
 /// xorshift64*: the same bytes on every run, without a dependency.
 struct Garbage(u64);
@@ -71,9 +65,8 @@ fn garbage_lines(seed: u64, count: usize) -> (Vec<u8>, Vec<&'static str>) {
 }
 
 /// A gauge or counter from the server's `/metrics` text.
-fn metric(server: &RunningServer, name: &str) -> u64 {
-    let control = server.control();
-    let text = control.metrics().render(&[]);
+fn metric(server: &RunningApp, name: &str) -> u64 {
+    let text = server.journal().metrics().render(&[]);
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
@@ -81,7 +74,7 @@ fn metric(server: &RunningServer, name: &str) -> u64 {
 
 /// Waits (bounded) until every connection has ended and every session ran to its end. A
 /// session task that panicked would never count itself closed, so this also proves none did.
-async fn wait_until_all_closed(server: &RunningServer) {
+async fn wait_until_all_closed(server: &RunningApp) {
     let deadline = Instant::now() + IO_TIMEOUT;
     while server.open_connections() > 0 || metric(server, "failmail_sessions_open") > 0 {
         assert!(
@@ -96,7 +89,7 @@ async fn wait_until_all_closed(server: &RunningServer) {
 
 /// Only the given messages were stored (by their MAIL FROM local part).
 #[track_caller]
-fn assert_stored(server: &RunningServer, senders: &[&str]) {
+fn assert_stored(server: &RunningApp, senders: &[&str]) {
     let stored: Vec<String> = server
         .messages()
         .list()
@@ -160,7 +153,7 @@ async fn binary_garbage_past_the_error_limit_gets_421_4_7_0_and_is_closed() {
 /// With `max_errors = 0` there is no limit: 100 garbage lines, 100 replies, the session lives.
 #[tokio::test]
 async fn error_limit_zero_means_no_limit() {
-    let server = start(config_with(|c| c.session.max_errors = 0)).await;
+    let server = start(sink_with(|c| c.session.max_errors = 0)).await;
     let addr = server.addresses().smtp;
     let (garbage, statuses) = garbage_lines(0x5EED_0007, 100);
     let mut conn = PlainConn::greeted(addr).await;
@@ -239,7 +232,10 @@ async fn one_mebibyte_line_gets_one_500_5_5_2_and_the_session_resyncs() {
 /// connection gets 421 4.4.2 and is closed.
 #[tokio::test]
 async fn one_mebibyte_line_that_never_ends_gets_421_4_4_2() {
-    let server = start(config_with(|c| c.timeouts.command = Duration::from_secs(1))).await;
+    let server = start(sink_with(|c| {
+        c.server.timeouts.command = Duration::from_secs(1)
+    }))
+    .await;
     let addr = server.addresses().smtp;
     let mut conn = PlainConn::greeted(addr).await;
     conn.send(vec![b'x'; 1 << 20]).await;
@@ -302,7 +298,7 @@ async fn ten_thousand_pipelined_commands_get_ten_thousand_replies_in_order() {
 /// next MAIL on the same session starts a transaction that succeeds.
 #[tokio::test]
 async fn data_over_the_size_limit_gets_552_5_3_4_and_the_session_resyncs() {
-    let server = start(config_with(|c| c.session.max_message_size = 64 * 1024)).await;
+    let server = start(sink_with(|c| c.session.max_message_size = 64 * 1024)).await;
     let addr = server.addresses().smtp;
     let mut conn = PlainConn::greeted(addr).await;
     conn.ehlo("client.example").await;
@@ -329,9 +325,9 @@ async fn data_over_the_size_limit_gets_552_5_3_4_and_the_session_resyncs() {
 /// DATA that never ends: the data timeout answers 421 4.4.2 and closes; nothing is stored.
 #[tokio::test]
 async fn data_that_never_ends_gets_421_4_4_2() {
-    let server = start(config_with(|c| {
-        c.timeouts.command = Duration::from_secs(10);
-        c.timeouts.data = Duration::from_millis(500);
+    let server = start(sink_with(|c| {
+        c.server.timeouts.command = Duration::from_secs(10);
+        c.server.timeouts.data = Duration::from_millis(500);
     }))
     .await;
     let addr = server.addresses().smtp;
@@ -359,7 +355,10 @@ async fn data_that_never_ends_gets_421_4_4_2() {
 #[tokio::test]
 async fn slowloris_gets_421_4_4_2_from_the_command_timeout() {
     const BYTES: usize = 400;
-    let server = start(config_with(|c| c.timeouts.command = Duration::from_secs(1))).await;
+    let server = start(sink_with(|c| {
+        c.server.timeouts.command = Duration::from_secs(1)
+    }))
+    .await;
     let addr = server.addresses().smtp;
     let slow = tokio::spawn(async move {
         let mut conn = PlainConn::greeted(addr).await;
@@ -396,7 +395,7 @@ async fn slowloris_gets_421_4_4_2_from_the_command_timeout() {
 /// once its connections are closed.
 #[tokio::test]
 async fn per_ip_connection_cap_gives_421_4_7_0() {
-    let server = start(config_with(|c| c.max_connections_per_ip = Some(20))).await;
+    let server = start(sink_with(|c| c.server.max_connections_per_ip = Some(20))).await;
     let addr = server.addresses().smtp;
     let mut conns = Vec::new();
     for _ in 0..200 {
@@ -449,7 +448,10 @@ async fn per_ip_connection_cap_gives_421_4_7_0() {
 /// of holding its slot forever; another client is served meanwhile.
 #[tokio::test]
 async fn client_that_never_reads_its_replies_is_dropped() {
-    let server = start(config_with(|c| c.timeouts.command = Duration::from_secs(1))).await;
+    let server = start(sink_with(|c| {
+        c.server.timeouts.command = Duration::from_secs(1)
+    }))
+    .await;
     let addr = server.addresses().smtp;
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -678,7 +680,7 @@ async fn bdat_declaring_less_than_sent_reads_the_rest_as_commands() {
 /// sends the chunk anyway stays in sync.
 #[tokio::test]
 async fn bdat_declaring_more_than_the_size_limit_gets_552_5_3_4_at_once() {
-    let server = start(config_with(|c| c.session.max_message_size = 1000)).await;
+    let server = start(sink_with(|c| c.session.max_message_size = 1000)).await;
     let addr = server.addresses().smtp;
 
     let mut conn = bdat_ready(addr).await;

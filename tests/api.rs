@@ -14,10 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use failmail::api::{self, ApiState};
-use failmail::scenario::live::{Reloader, ScenarioOptions};
-use failmail::{RunningServer, ServerConfig};
+use failmail::app::ScenarioConfig;
+use failmail::{App, AppConfig, RunningApp};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -393,8 +392,7 @@ impl Api {
 }
 
 struct Harness {
-    server: Option<RunningServer>,
-    reloader: Reloader,
+    server: Option<RunningApp>,
     smtp: SocketAddr,
     api: Api,
     _dir: tempfile::TempDir,
@@ -406,23 +404,18 @@ impl Harness {
     async fn start(scenario: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("scenario.toml");
-        let config = ServerConfig::loopback();
-        let mut options = ScenarioOptions {
-            base: ServerConfig::loopback().session,
-            clock: config.clock.clone(),
-            ..ScenarioOptions::default()
-        };
+        let mut config = AppConfig::loopback();
         if let Some(text) = scenario {
             std::fs::write(&file, text).unwrap();
-            options.path = Some(file.clone());
+            config.scenario = Some(ScenarioConfig {
+                path: Some(file.clone()),
+                ..ScenarioConfig::default()
+            });
         }
-        let (server, reloader) = Reloader::start(options, config)
-            .await
-            .expect("the server starts");
+        let server = App::start(config).await.expect("the server starts");
         let addresses = server.addresses();
         Self {
             server: Some(server),
-            reloader,
             smtp: addresses.smtp,
             api: Api {
                 addr: addresses.http.expect("an HTTP listener"),
@@ -1324,9 +1317,11 @@ async fn a_token_is_required_when_configured_and_non_loopback_needs_one() {
 
     // The router with a token, on a listener of its own.
     let harness = Harness::start(None).await;
+    let app = harness.server.as_ref().unwrap();
     let state = ApiState {
-        control: harness.server.as_ref().unwrap().control(),
-        scenario: Arc::new(ArcSwapOption::from_pointee(harness.reloader.clone())),
+        journal: app.journal().clone(),
+        clock: app.clock().clone(),
+        scenario: app.scenario().cloned(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

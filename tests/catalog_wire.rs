@@ -9,16 +9,15 @@
 //! the session usable (QUIT gets 221). Then: a real client (lettre) sees Gmail's four-line
 //! user_unknown in its error, and the magic addresses work over the wire (and not with no_magic).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use failmail::clock::OffsetClock;
-use failmail::scenario::compile::Scenario;
-use failmail::scenario::live::ScenarioOptions;
-use failmail::{RunningServer, Server, ServerConfig};
+use failmail::app::ScenarioConfig;
+use failmail::{AppConfig, RunningApp};
 use regex::Regex;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -166,37 +165,19 @@ fn compare(got: &[String], expected: &[Regex]) -> Result<(), String> {
 // ------------------------------------------------------------------------------------------------
 // Servers and a raw client
 
-fn options(no_magic: bool) -> ScenarioOptions {
-    ScenarioOptions {
-        path: None,
-        seed: 7,
-        no_magic,
-        clock: Arc::new(OffsetClock::new()),
-        base: ServerConfig::loopback().session,
-        ..ScenarioOptions::default()
-    }
+/// The built-in scenario, seed 7, with or without magic addresses.
+fn config(no_magic: bool) -> AppConfig {
+    common::scenario_with(|c| {
+        c.scenario = Some(ScenarioConfig {
+            seed: 7,
+            no_magic,
+            ..ScenarioConfig::default()
+        })
+    })
 }
 
-async fn start_scenario(options: &ScenarioOptions, scenario: Scenario) -> RunningServer {
-    let (policy, session) = options.build(scenario);
-    Server::start(
-        ServerConfig {
-            session,
-            smtps: None,
-            http: None,
-            shutdown_grace: Duration::from_millis(100),
-            ..ServerConfig::loopback()
-        },
-        Box::new(policy),
-    )
-    .await
-    .expect("the server starts on 127.0.0.1:0")
-}
-
-async fn start_toml(text: &str) -> RunningServer {
-    let scenario = Scenario::parse("inline.toml", text)
-        .unwrap_or_else(|e| panic!("scenario does not load: {e}\n{text}"));
-    start_scenario(&options(false), scenario).await
+async fn start_toml(text: &str) -> RunningApp {
+    common::start_toml(config(false), "inline.toml", text).await
 }
 
 /// A line-oriented SMTP client on a plain TCP stream; every wait is bounded by [`IO_TIMEOUT`].
@@ -534,8 +515,7 @@ async fn lettre_sees_every_line_of_gmails_user_unknown() {
 #[tokio::test]
 async fn magic_addresses_over_the_wire() {
     let entries = catalog();
-    let options = options(false);
-    let server = start_scenario(&options, options.load().expect("built-in scenario")).await;
+    let server = common::start(config(false)).await;
     let mut client = Client::connect(server.addresses().smtp).await;
     assert_eq!(client.code().await, 220);
     assert_eq!(code_of(&client.command(&format!("EHLO {HELO}")).await), 250);
@@ -607,8 +587,7 @@ async fn magic_addresses_over_the_wire() {
 /// With `no_magic` every magic address is an ordinary one: accepted, and the message stored.
 #[tokio::test]
 async fn no_magic_accepts_every_magic_address() {
-    let options = options(true);
-    let server = start_scenario(&options, options.load().expect("built-in scenario")).await;
+    let server = common::start(config(true)).await;
     let mut client = Client::connect(server.addresses().smtp).await;
     assert_eq!(client.code().await, 220);
     assert_eq!(code_of(&client.command(&format!("EHLO {HELO}")).await), 250);

@@ -9,7 +9,7 @@ use std::process::Command;
 use common::*;
 use failmail::journal::StoredMessage;
 use failmail::server::tls::DEV_CA_PEM;
-use failmail::RunningServer;
+use failmail::RunningApp;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
@@ -32,7 +32,7 @@ enum Transport {
 /// Checks the one message the server holds: exact bytes and envelope; returns it.
 #[track_caller]
 fn assert_received(
-    server: &RunningServer,
+    server: &RunningApp,
     raw: &[u8],
     transport: Transport,
     auth_user: Option<&str>,
@@ -58,7 +58,7 @@ fn assert_received(
     stored
 }
 
-fn port(server: &RunningServer, transport: Transport) -> u16 {
+fn port(server: &RunningApp, transport: Transport) -> u16 {
     let addresses = server.addresses();
     match transport {
         Transport::Smtps => addresses.smtps.expect("SMTPS listener").port(),

@@ -252,8 +252,8 @@ async fn message_ring_holds_its_bound_under_100k_messages() {
 
     let _serial = SERIAL.lock().await;
     let server = TestServer::start_with("", |config| {
-        config.message_capacity = 1000;
-        config.event_capacity = 10_000;
+        config.journal.message_capacity = 1000;
+        config.journal.event_capacity = 10_000;
     })
     .await;
     let message = Arc::new(body(SIZE, "load"));
@@ -284,7 +284,7 @@ async fn message_ring_holds_its_bound_under_100k_messages() {
         (MESSAGES * SIZE) / 1024
     );
 
-    let store = server.control().messages();
+    let store = server.app().messages();
     let kept = server.messages();
     let total = (MESSAGES + 100) as u64;
     assert_eq!(kept.len(), 1000);
@@ -306,7 +306,11 @@ async fn message_ring_holds_its_bound_under_100k_messages() {
     );
     assert!(kept.iter().all(|m| m.message.data[..] == message[..]));
 
-    let log = server.control().events().expect("events are recorded");
+    let log = server
+        .app()
+        .journal()
+        .events()
+        .expect("events are recorded");
     assert!(log.len() <= 10_000, "{} events kept", log.len());
     assert_eq!(
         log.len(),
@@ -340,8 +344,8 @@ async fn message_ring_holds_its_bound_under_100k_messages() {
 async fn no_store_keeps_nothing_and_still_accepts() {
     let _serial = SERIAL.lock().await;
     let server = TestServer::start_with("", |config| {
-        config.message_capacity = 0;
-        config.record_events = false;
+        config.journal.message_capacity = 0;
+        config.journal.record_events = false;
     })
     .await;
     let mut client = Client::connect(server.smtp_addr()).await;
@@ -361,11 +365,11 @@ async fn no_store_keeps_nothing_and_still_accepts() {
 
     assert!(server.messages().is_empty());
     assert!(
-        server.control().events().is_none(),
+        server.app().journal().events().is_none(),
         "no event journal at all"
     );
     assert!(server.events().is_empty());
-    let store = server.control().messages();
+    let store = server.app().messages();
     assert_eq!(store.accepted(), 20);
     assert_eq!(store.dropped(), 20);
     assert!(
@@ -388,7 +392,7 @@ async fn events_file_has_every_event_in_order() {
     let path = dir.path().join("events.jsonl");
     let file = path.clone();
     let server = TestServer::start_with("", move |config| {
-        config.events_file = Some(file);
+        config.journal.events_file = Some(file);
     })
     .await;
     for session in 0..3 {
@@ -414,7 +418,7 @@ async fn events_file_has_every_event_in_order() {
     let ring = server.events();
     assert!(ring.len() > 50, "{} events", ring.len());
     assert_eq!(
-        server.control().events().unwrap().dropped(),
+        server.app().journal().events().unwrap().dropped(),
         0,
         "nothing dropped"
     );

@@ -10,22 +10,15 @@ use std::time::{Duration, Instant};
 
 use common::binary::*;
 use common::*;
-use failmail::ServerConfig;
 use tokio::net::TcpStream;
-
-fn config_with(change: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
-    let mut config = ServerConfig::loopback();
-    change(&mut config);
-    config
-}
 
 // ---------------------------------------------------------------------------------------------
 // Timeouts
 
 #[tokio::test]
 async fn idle_client_gets_421_timeout_then_eof() {
-    let server = start(config_with(|c| {
-        c.timeouts.command = Duration::from_millis(300)
+    let server = start(sink_with(|c| {
+        c.server.timeouts.command = Duration::from_millis(300)
     }))
     .await;
     // Nothing is sent after the greeting: any later command would race with the 300 ms timer.
@@ -42,7 +35,10 @@ async fn idle_client_gets_421_timeout_then_eof() {
 /// most of a second could make a command late.)
 #[tokio::test]
 async fn an_active_client_outlives_the_timeout_and_an_idle_one_then_gets_it() {
-    let server = start(config_with(|c| c.timeouts.command = Duration::from_secs(1))).await;
+    let server = start(sink_with(|c| {
+        c.server.timeouts.command = Duration::from_secs(1)
+    }))
+    .await;
     let mut conn = PlainConn::greeted(server.addresses().smtp).await;
     for _ in 0..12 {
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -55,8 +51,8 @@ async fn an_active_client_outlives_the_timeout_and_an_idle_one_then_gets_it() {
 
 #[tokio::test]
 async fn idle_client_after_greeting_gets_421_timeout_under_implicit_tls() {
-    let server = start(config_with(|c| {
-        c.timeouts.command = Duration::from_millis(300)
+    let server = start(sink_with(|c| {
+        c.server.timeouts.command = Duration::from_millis(300)
     }))
     .await;
     let mut conn = TlsConn::connect_tls(server.addresses().smtps.unwrap()).await;
@@ -69,9 +65,9 @@ async fn idle_client_after_greeting_gets_421_timeout_under_implicit_tls() {
 /// The data timeout applies inside DATA; the half-received message is not kept.
 #[tokio::test]
 async fn stalled_data_gets_421_timeout_and_nothing_is_stored() {
-    let server = start(config_with(|c| {
-        c.timeouts.command = Duration::from_secs(60);
-        c.timeouts.data = Duration::from_millis(300);
+    let server = start(sink_with(|c| {
+        c.server.timeouts.command = Duration::from_secs(60);
+        c.server.timeouts.data = Duration::from_millis(300);
     }))
     .await;
     let mut conn = PlainConn::greeted(server.addresses().smtp).await;
@@ -93,7 +89,7 @@ async fn stalled_data_gets_421_timeout_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn third_connection_over_the_cap_gets_421_and_the_first_two_work() {
-    let server = start(config_with(|c| c.max_connections = 2)).await;
+    let server = start(sink_with(|c| c.server.max_connections = 2)).await;
     let addr = server.addresses().smtp;
     let mut first = PlainConn::greeted(addr).await;
     let mut second = PlainConn::greeted(addr).await;
@@ -146,7 +142,7 @@ async fn third_connection_over_the_cap_gets_421_and_the_first_two_work() {
 /// the handshake, not as plaintext that the client's TLS layer takes for a corrupt record.
 #[tokio::test]
 async fn over_the_cap_on_smtps_the_421_comes_over_tls() {
-    let server = start(config_with(|c| c.max_connections = 1)).await;
+    let server = start(sink_with(|c| c.server.max_connections = 1)).await;
     let smtps = server.addresses().smtps.unwrap();
     let mut first = TlsConn::connect_tls(smtps).await;
     first.expect_greeting().await;
@@ -259,8 +255,8 @@ async fn shutdown_lets_bdat_message_finish() {
 /// A message that does not finish within the grace period is cut off with 421 4.3.2.
 #[tokio::test]
 async fn shutdown_grace_over_closes_unfinished_data() {
-    let server = start(config_with(|c| {
-        c.shutdown_grace = Duration::from_millis(300)
+    let server = start(sink_with(|c| {
+        c.server.shutdown_grace = Duration::from_millis(300)
     }))
     .await;
     let addr = server.addresses().smtp;

@@ -6,22 +6,25 @@
 //! background release is bounded. Tests that need Redis start their own `redis-server` on a free
 //! loopback port and stop it when they end (`.ci/run` installs the Debian package).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use failmail::app::{ScenarioConfig, StateConfig};
 use failmail::clock::{Clock, ManualClock, OffsetClock};
 use failmail::limits::memory::MemoryStore;
 use failmail::limits::redis::RedisStore;
 use failmail::limits::LimitStore;
 use failmail::scenario::catalog::Catalog;
-use failmail::scenario::compile::{Scenario, Window};
+use failmail::scenario::compile::Window;
 use failmail::scenario::engine::Engine;
 use failmail::scenario::flavor::Flavor;
-use failmail::scenario::live::{LimitOverrides, ScenarioOptions};
-use failmail::{RunningServer, Server, ServerConfig};
+use failmail::scenario::live::LimitOverrides;
+use failmail::{AppConfig, RunningApp};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -301,8 +304,7 @@ async fn send_many(
 // Servers.
 
 struct Instance {
-    server: RunningServer,
-    engine: Arc<Engine>,
+    server: RunningApp,
 }
 
 impl Instance {
@@ -310,9 +312,17 @@ impl Instance {
         self.server.addresses().smtp
     }
 
+    /// The live scenario's engine: its limits, rule state and store.
+    fn engine(&self) -> Arc<Engine> {
+        self.server
+            .scenario()
+            .expect("a scenario is served")
+            .engine()
+    }
+
     /// The current use of `key` (0 when absent).
     async fn used(&self, key: &str) -> u64 {
-        self.engine
+        self.engine()
             .usage()
             .await
             .expect("usage is readable")
@@ -336,41 +346,30 @@ impl Instance {
     }
 }
 
-fn options(
-    clock: Arc<dyn Clock>,
-    store: Arc<dyn LimitStore>,
-    limits: LimitOverrides,
-) -> ScenarioOptions {
-    ScenarioOptions {
-        clock,
-        store,
-        limits,
-        base: ServerConfig::loopback().session,
-        ..ScenarioOptions::default()
+fn options(clock: Arc<dyn Clock>, store: Arc<dyn LimitStore>, limits: LimitOverrides) -> AppConfig {
+    common::scenario_with(|c| {
+        c.server.certificate = None;
+        c.clock = clock;
+        c.state = StateConfig::Store(store);
+        c.scenario = Some(ScenarioConfig {
+            limits,
+            ..ScenarioConfig::default()
+        });
+    })
+}
+
+/// Starts a server for the scenario `text` (named `origin`) with `config`'s limits and store.
+async fn serve(config: AppConfig, origin: &str, text: &str) -> Instance {
+    Instance {
+        server: common::start_toml(config, origin, text).await,
     }
 }
 
-/// Starts a server for `scenario` (already carrying its limits) with `options`.
-async fn serve(options: &ScenarioOptions, scenario: Scenario) -> Instance {
-    let (policy, session) = options.build(scenario);
-    let engine = policy.engine().clone();
-    let config = ServerConfig {
-        session,
-        smtps: None,
-        http: None,
-        certificate: None,
-        ..ServerConfig::loopback()
-    };
-    let server = Server::start(config, Box::new(policy))
-        .await
-        .expect("the server starts on 127.0.0.1:0");
-    Instance { server, engine }
-}
-
-/// Starts a server for the built-in scenario with the command line's `options.limits`.
-async fn serve_builtin(options: &ScenarioOptions) -> Instance {
-    let scenario = options.load().expect("the built-in scenario loads");
-    serve(options, scenario).await
+/// Starts a server for the built-in scenario with the command line's limits.
+async fn serve_builtin(config: AppConfig) -> Instance {
+    Instance {
+        server: common::start(config).await,
+    }
 }
 
 fn per_account(max: u64) -> LimitOverrides {
@@ -502,7 +501,7 @@ async fn redis_store(redis: &RedisServer) -> Arc<dyn LimitStore> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ovh_account_limit_is_200_per_hour_over_many_connections() {
     let clock = Arc::new(OffsetClock::new());
-    let server = serve_builtin(&options(
+    let server = serve_builtin(options(
         clock.clone(),
         Arc::new(MemoryStore::new()),
         LimitOverrides::OVH,
@@ -556,7 +555,7 @@ async fn ovh_account_limit_is_200_per_hour_over_many_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_auth_the_case_folded_mail_from_is_the_account() {
-    let server = serve_builtin(&options(
+    let server = serve_builtin(options(
         Arc::new(OffsetClock::new()),
         Arc::new(MemoryStore::new()),
         LimitOverrides::OVH,
@@ -587,7 +586,7 @@ async fn without_auth_the_case_folded_mail_from_is_the_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ovh_ip_limit_is_300_per_hour_across_accounts() {
-    let server = serve_builtin(&options(
+    let server = serve_builtin(options(
         Arc::new(OffsetClock::new()),
         Arc::new(MemoryStore::new()),
         LimitOverrides::OVH,
@@ -618,7 +617,7 @@ async fn ovh_ip_limit_is_300_per_hour_across_accounts() {
 // 3. Refusals take nothing; transactions without a message give their reservation back.
 
 async fn reservations_are_given_back(store: Arc<dyn LimitStore>) {
-    let server = serve_builtin(&options(
+    let server = serve_builtin(options(
         Arc::new(OffsetClock::new()),
         store,
         LimitOverrides {
@@ -669,7 +668,7 @@ async fn reservations_are_given_back(store: Arc<dyn LimitStore>) {
     server.wait_used(IP_KEY, 6).await;
 
     // A transaction that ends by disconnect (with or without QUIT) gives its reservation back.
-    server.engine.reset().await.unwrap();
+    server.engine().reset().await.unwrap();
     let (accepted, _) = send_many(addr, Some("carol"), "c@c.example", 1).await;
     assert_eq!(accepted, 1);
     for quit in [false, true] {
@@ -710,7 +709,7 @@ async fn reservations_are_given_back_redis() {
 /// RSET (and EHLO, which RFC 5321 4.1.4 says also resets) ends the transaction: its reservation
 /// must go back then, not only at the next MAIL or at the end of the session.
 async fn reset_gives_the_reservation_back_at_once(store: Arc<dyn LimitStore>) {
-    let server = serve_builtin(&options(
+    let server = serve_builtin(options(
         Arc::new(OffsetClock::new()),
         store,
         per_account(200),
@@ -751,7 +750,7 @@ async fn reset_gives_the_reservation_back_at_once_redis() {
 /// `engine.usage()` (what the HTTP API shows) counts each key over its own window.
 async fn usage_reports_each_key_over_its_own_window(store: Arc<dyn LimitStore>) {
     let clock = Arc::new(OffsetClock::new());
-    let server = serve_builtin(&options(
+    let server = serve_builtin(options(
         clock.clone(),
         store,
         LimitOverrides {
@@ -793,7 +792,7 @@ async fn usage_reports_each_key_over_its_own_window_redis() {
 // 4. Exact under concurrency.
 
 async fn fifty_racers_get_exactly_200(store: Arc<dyn LimitStore>) {
-    let server = serve_builtin(&options(
+    let server = serve_builtin(options(
         Arc::new(OffsetClock::new()),
         store,
         per_account(200),
@@ -837,13 +836,13 @@ async fn concurrent_senders_never_exceed_the_limit_redis() {
 
 async fn two_instances_one_redis(clock_a: Arc<dyn Clock>, clock_b: Arc<dyn Clock>) -> usize {
     let redis = RedisServer::start();
-    let a = serve_builtin(&options(
+    let a = serve_builtin(options(
         clock_a,
         redis_store(&redis).await,
         per_account(200),
     ))
     .await;
-    let b = serve_builtin(&options(
+    let b = serve_builtin(options(
         clock_b,
         redis_store(&redis).await,
         per_account(200),
@@ -886,11 +885,10 @@ async fn two_instances_with_the_same_manual_clock_enforce_one_limit() {
 
 async fn greylisting_delays_each_triplet(store: Arc<dyn LimitStore>) {
     let clock = manual_clock();
-    let scenario = Scenario::parse("greylisting.toml", "[greylisting]\ndelay = \"300s\"\n")
-        .expect("the scenario parses");
     let server = serve(
-        &options(clock.clone(), store, LimitOverrides::default()),
-        scenario,
+        options(clock.clone(), store, LimitOverrides::default()),
+        "greylisting.toml",
+        "[greylisting]\ndelay = \"300s\"\n",
     )
     .await;
     let greylisted = catalog("greylisted");
@@ -943,18 +941,14 @@ async fn greylisting_redis() {
 // 7. Connections per IP and messages per connection.
 
 async fn connection_caps_server() -> Instance {
-    let scenario = Scenario::parse(
-        "caps.toml",
-        "[limits]\nconnections_per_ip = 2\nmessages_per_connection = 3\n",
-    )
-    .expect("the scenario parses");
     serve(
-        &options(
+        options(
             Arc::new(OffsetClock::new()),
             Arc::new(MemoryStore::new()),
             LimitOverrides::default(),
         ),
-        scenario,
+        "caps.toml",
+        "[limits]\nconnections_per_ip = 2\nmessages_per_connection = 3\n",
     )
     .await
 }
@@ -1034,14 +1028,16 @@ async fn connection_cap_holds_across_a_reload() {
         Arc::new(MemoryStore::new()),
         LimitOverrides::default(),
     );
-    let server = serve(&options, Scenario::parse("caps.toml", scenario).unwrap()).await;
+    let server = serve(options, "caps.toml", scenario).await;
     let first = Client::open(server.addr(), None).await;
     let second = Client::open(server.addr(), None).await;
-    // What `Reloader::reload` does on SIGHUP or a file change.
-    let (policy, config) = options.build(Scenario::parse("caps.toml", scenario).unwrap());
-    let control = server.server.control();
-    control.set_session_config(config);
-    control.set_policy(Box::new(policy));
+    // What a reload on SIGHUP, a file change or `PUT /api/scenario` does.
+    server
+        .server
+        .scenario()
+        .expect("a scenario is served")
+        .replace("caps.toml", scenario)
+        .expect("the scenario loads again");
     let (mut third, greeting) = Client::connect(server.addr()).await;
     greeting.assert(421, "4.7.0");
     assert!(third.closed().await);
@@ -1054,18 +1050,14 @@ async fn connection_cap_holds_across_a_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn count_recipient_reserves_one_use_per_rcpt() {
-    let scenario = Scenario::parse(
-        "recipients.toml",
-        "[limits]\nper_account = { max = 5, per = \"1h\" }\ncount = \"recipient\"\n",
-    )
-    .expect("the scenario parses");
     let server = serve(
-        &options(
+        options(
             Arc::new(OffsetClock::new()),
             Arc::new(MemoryStore::new()),
             LimitOverrides::default(),
         ),
-        scenario,
+        "recipients.toml",
+        "[limits]\nper_account = { max = 5, per = \"1h\" }\ncount = \"recipient\"\n",
     )
     .await;
     let refusal = rate_limited();
@@ -1221,7 +1213,7 @@ fn binary_refuses_bad_limit_flags() {
 async fn redis_outage_gives_451_4_3_0_and_recovers() {
     let mut redis = RedisServer::start();
     let port = redis.port;
-    let server = serve_builtin(&options(
+    let server = serve_builtin(options(
         Arc::new(OffsetClock::new()),
         redis_store(&redis).await,
         per_account(5),

@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use failmail::ServerConfig;
 
 const SMTP_SOURCE: &str = "/usr/sbin/smtp-source";
 const MESSAGES: usize = 2_000;
@@ -17,11 +16,7 @@ const PAYLOAD: usize = 2_048;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_source_2000_messages_over_20_sessions() {
     require_tool(SMTP_SOURCE, "postfix");
-    let server = start(ServerConfig {
-        message_capacity: MESSAGES,
-        ..ServerConfig::loopback()
-    })
-    .await;
+    let server = start(sink_with(|c| c.journal.message_capacity = MESSAGES)).await;
     let target = format!("127.0.0.1:{}", server.addresses().smtp.port());
     let args = [
         "-s".to_owned(),
@@ -91,7 +86,7 @@ async fn smtp_source_2000_messages_over_20_sessions() {
 }
 
 /// Waits (bounded) for the connections to be released and returns how many are still open.
-async fn dropped_sessions(server: &failmail::RunningServer) -> usize {
+async fn dropped_sessions(server: &failmail::RunningApp) -> usize {
     let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
     while server.open_connections() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -436,8 +436,7 @@ fn plain_credentials() -> String {
 /// works after it.
 #[tokio::test]
 async fn auth_only_after_starttls_when_plaintext_is_not_allowed() {
-    let mut config = failmail::ServerConfig::loopback();
-    config.session.auth.allow_plaintext = false;
+    let config = sink_with(|c| c.session.auth.allow_plaintext = false);
     let server = start(config).await;
     let mut conn = PlainConn::greeted(server.addresses().smtp).await;
     let ehlo = conn.ehlo("client.example").await;
@@ -467,8 +466,7 @@ async fn auth_only_after_starttls_when_plaintext_is_not_allowed() {
 /// identity.
 #[tokio::test]
 async fn mail_needs_auth_when_required() {
-    let mut config = failmail::ServerConfig::loopback();
-    config.session.auth.required = true;
+    let config = sink_with(|c| c.session.auth.required = true);
     let server = start(config).await;
     let mut conn = PlainConn::greeted(server.addresses().smtp).await;
     conn.ehlo("client.example").await;
@@ -498,8 +496,7 @@ async fn mail_needs_auth_when_required() {
 /// nothing is stored, and the session goes on.
 #[tokio::test]
 async fn message_over_the_size_limit_is_refused_and_the_session_goes_on() {
-    let mut config = failmail::ServerConfig::loopback();
-    config.session.max_message_size = 1000;
+    let config = sink_with(|c| c.session.max_message_size = 1000);
     let server = start(config).await;
     let mut conn = PlainConn::greeted(server.addresses().smtp).await;
     let ehlo = conn.ehlo("client.example").await;

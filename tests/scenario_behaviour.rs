@@ -8,6 +8,8 @@
 //! renderer. Every network wait is bounded (10 s hang guard); the only timeout that is the
 //! expectation is the short read proving that a hung session sends nothing.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,9 +17,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use failmail::scenario::compile::Scenario;
-use failmail::scenario::live::{Reloader, ScenarioOptions};
-use failmail::{RunningServer, Server, ServerConfig};
+use failmail::app::ScenarioConfig;
+use failmail::{AppConfig, RunningApp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -74,35 +75,19 @@ fn generic(name: &str) -> (u16, Vec<String>) {
 // ------------------------------------------------------------------------------------------------
 // Servers and a raw client
 
-fn options(path: Option<PathBuf>, seed: u64) -> ScenarioOptions {
-    ScenarioOptions {
-        path,
-        seed,
-        base: ServerConfig::loopback().session,
-        ..ScenarioOptions::default()
-    }
+/// A scenario server with `path` (else the built-in scenario) and `seed`.
+fn config(path: Option<PathBuf>, seed: u64) -> AppConfig {
+    common::scenario_with(|c| {
+        c.scenario = Some(ScenarioConfig {
+            path,
+            seed,
+            ..ScenarioConfig::default()
+        })
+    })
 }
 
-async fn start_with(options: &ScenarioOptions, scenario: Scenario) -> RunningServer {
-    let (policy, session) = options.build(scenario);
-    Server::start(
-        ServerConfig {
-            session,
-            smtps: None,
-            http: None,
-            shutdown_grace: Duration::from_millis(100),
-            ..ServerConfig::loopback()
-        },
-        Box::new(policy),
-    )
-    .await
-    .expect("the server starts on 127.0.0.1:0")
-}
-
-async fn start_toml(text: &str) -> RunningServer {
-    let scenario = Scenario::parse("inline.toml", text)
-        .unwrap_or_else(|e| panic!("scenario does not load: {e}\n{text}"));
-    start_with(&options(None, 7), scenario).await
+async fn start_toml(text: &str) -> RunningApp {
+    common::start_toml(config(None, 7), "inline.toml", text).await
 }
 
 struct Client {
@@ -709,10 +694,9 @@ async fn reload_swaps_rules_for_new_sessions_and_refuses_a_broken_file() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("live.toml");
     write_scenario(&path, FIRST);
-    let options = options(Some(path.clone()), 7);
-    let server = start_with(&options, options.load().expect("first file loads")).await;
+    let server = common::start(config(Some(path.clone()), 7)).await;
     let addr = server.addresses().smtp;
-    let reloader = Reloader::new(options.clone(), server.control());
+    let reloader = server.scenario().expect("a scenario is served").clone();
     assert_eq!(
         code_of(&rcpt_attempt(addr, SENDER, "target@dest.example").await),
         first

@@ -9,7 +9,6 @@ use std::process::Command;
 use base64::Engine as _;
 use common::binary::*;
 use common::*;
-use failmail::ServerConfig;
 
 const USER: &str = "alice@example.com";
 const PASSWORD: &str = "S3cret-Pass-4711";
@@ -173,10 +172,7 @@ async fn credentials_stay_out_of_logs_events_and_the_api() {
 #[tokio::test]
 async fn tls_before_1_2_is_refused() {
     require_tool("/usr/bin/python3", "python3");
-    let config = ServerConfig {
-        smtps: Some("127.0.0.1:0".parse().unwrap()),
-        ..ServerConfig::loopback()
-    };
+    let config = sink_with(|c| c.server.smtps = Some("127.0.0.1:0".parse().unwrap()));
     let server = start(config).await;
     let port = server.addresses().smtps.unwrap().port();
     const SCRIPT: &str = r#"

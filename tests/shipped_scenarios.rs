@@ -13,6 +13,8 @@
 //! Everything listens on 127.0.0.1 port 0; every network wait has a 10 s hang guard, which is never
 //! a timing assertion.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,9 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use failmail::app::ScenarioConfig;
 use failmail::clock::{Clock, OffsetClock};
-use failmail::scenario::live::ScenarioOptions;
-use failmail::{RunningServer, Server, ServerConfig};
+use failmail::scenario::compile::Scenario;
+use failmail::RunningApp;
 use regex::Regex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -113,9 +116,7 @@ fn every_shipped_scenario_passes_check() {
 #[test]
 fn every_shipped_scenario_loads_in_process() {
     for path in scenario_files() {
-        let options = options(Some(&path), 7, Arc::new(OffsetClock::new()));
-        let scenario = options
-            .load()
+        let scenario = Scenario::load(&path)
             .unwrap_or_else(|e| panic!("{} does not load:\n{e}", path.display()));
         assert!(
             !scenario.rules.is_empty() || scenario.greylisting.is_some(),
@@ -373,40 +374,23 @@ fn check_accepts_the_documented_null_sender_pattern() {
 // ------------------------------------------------------------------------------------------------
 // Serving a shipped file in-process
 
-fn options(path: Option<&Path>, seed: u64, clock: Arc<OffsetClock>) -> ScenarioOptions {
-    ScenarioOptions {
-        path: path.map(Path::to_path_buf),
-        seed,
-        no_magic: false,
-        clock: clock as Arc<dyn Clock>,
-        base: ServerConfig::loopback().session,
-        ..ScenarioOptions::default()
-    }
-}
-
 /// Serves `scenarios/<name>` on 127.0.0.1:0 with `seed` and `clock`, as `failmail serve` would.
-async fn serve_with(name: &str, seed: u64, clock: Arc<OffsetClock>) -> RunningServer {
+async fn serve_with(name: &str, seed: u64, clock: Arc<OffsetClock>) -> RunningApp {
     let path = scenario(name);
-    let options = options(Some(&path), seed, clock);
-    let scenario = options
-        .load()
-        .unwrap_or_else(|e| panic!("{name} does not load:\n{e}"));
-    let (policy, session) = options.build(scenario);
-    Server::start(
-        ServerConfig {
-            session,
-            smtps: None,
-            http: None,
-            shutdown_grace: Duration::from_millis(100),
-            ..ServerConfig::loopback()
-        },
-        Box::new(policy),
-    )
-    .await
-    .expect("the server starts on 127.0.0.1:0")
+    let config = common::scenario_with(|c| {
+        c.scenario = Some(ScenarioConfig {
+            path: Some(path),
+            seed,
+            ..ScenarioConfig::default()
+        });
+        c.clock = clock;
+    });
+    failmail::App::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("{name} does not load:\n{e}"))
 }
 
-async fn serve(name: &str) -> (RunningServer, SocketAddr) {
+async fn serve(name: &str) -> (RunningApp, SocketAddr) {
     let server = serve_with(name, 7, Arc::new(OffsetClock::new())).await;
     let addr = server.addresses().smtp;
     (server, addr)

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{json, ApiError, JsonBody};
 use super::ApiState;
-use crate::clock::Clock;
 
 /// The most one call may advance: ten years, in seconds.
 pub const MAX_ADVANCE_SECONDS: f64 = 315_576_000.0;
@@ -45,7 +44,7 @@ pub async fn advance(
         ))
         .hint("the clock only moves forward: {\"seconds\": 3600} is one hour later"));
     }
-    let clock = state.control.clock();
+    let clock = &state.clock;
     clock.advance(Duration::from_secs_f64(body.seconds));
     Ok(json(
         StatusCode::OK,
@@ -57,7 +56,7 @@ pub async fn advance(
 
 /// `GET /api/clock`: the server's time and how far it was moved forward.
 pub async fn get(State(state): State<ApiState>) -> Response {
-    let clock = state.control.clock();
+    let clock = &state.clock;
     json(
         StatusCode::OK,
         &Now {

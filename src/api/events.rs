@@ -45,7 +45,7 @@ struct Page<'a> {
 }
 
 fn journal(state: &ApiState) -> Result<&Arc<EventLog>, ApiError> {
-    state.control.events().ok_or_else(|| {
+    state.journal.events().ok_or_else(|| {
         ApiError::conflict("this server records no events")
             .hint("it was started with --no-store; start it without to record events")
     })

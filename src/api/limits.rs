@@ -15,9 +15,7 @@ use crate::scenario::engine::Engine;
 
 /// The engine of the live scenario, if a scenario is attached.
 pub(crate) fn engine(state: &ApiState) -> Option<Arc<Engine>> {
-    let reloader = state.scenario.load_full()?;
-    let live = reloader.live()?;
-    Some(live.policy.engine().clone())
+    state.scenario.as_ref().map(|reloader| reloader.engine())
 }
 
 fn unavailable(error: StoreError) -> ApiError {
@@ -93,9 +91,6 @@ pub async fn reset(State(state): State<ApiState>) -> Result<StatusCode, ApiError
 /// `POST /api/reset`: everything at once, for test isolation: messages, events, limits,
 /// greylisting and sequences.
 pub async fn reset_all(State(state): State<ApiState>) -> Result<StatusCode, ApiError> {
-    state.control.messages().clear();
-    if let Some(events) = state.control.events() {
-        events.clear();
-    }
+    state.journal.clear();
     reset(State(state)).await
 }

@@ -58,7 +58,7 @@ struct List<'a> {
 
 /// `GET /api/messages`: the kept messages, oldest first.
 pub async fn list(State(state): State<ApiState>) -> Response {
-    let store = state.control.messages();
+    let store = state.journal.messages();
     let kept = store.list();
     json(
         StatusCode::OK,
@@ -72,7 +72,7 @@ pub async fn list(State(state): State<ApiState>) -> Response {
 
 fn find(state: &ApiState, id: u64) -> Result<std::sync::Arc<StoredMessage>, ApiError> {
     state
-        .control
+        .journal
         .messages()
         .list()
         .into_iter()
@@ -112,6 +112,6 @@ pub async fn raw(
 
 /// `DELETE /api/messages`: forgets every kept message.
 pub async fn clear(State(state): State<ApiState>) -> StatusCode {
-    state.control.messages().clear();
+    state.journal.messages().clear();
     StatusCode::NO_CONTENT
 }

@@ -17,7 +17,6 @@ pub mod scenario;
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put, MethodRouter};
@@ -28,16 +27,20 @@ use tokio::sync::watch;
 pub use auth::check_bind;
 pub use error::ApiError;
 
+use crate::clock::SharedClock;
+use crate::journal::Journal;
 use crate::scenario::live::Reloader;
-use crate::server::{ServerControl, ShutdownState};
+use crate::server::ShutdownState;
 
-/// What the handlers work with.
+/// What the handlers work with: handed over by the composition root ([`crate::app`]).
 #[derive(Clone)]
 pub struct ApiState {
-    /// The server: messages, events, metrics, clock.
-    pub control: ServerControl,
-    /// The live scenario, once a [`Reloader`] is attached (absent for a plain sink).
-    pub scenario: Arc<ArcSwapOption<Reloader>>,
+    /// What happened: messages, events, metrics.
+    pub journal: Arc<Journal>,
+    /// The clock every time-based behaviour reads.
+    pub clock: SharedClock,
+    /// The live scenario (absent for a plain sink).
+    pub scenario: Option<Reloader>,
 }
 
 /// One route of the API.

@@ -1,7 +1,5 @@
 //! `/api/scenario`: the live scenario, replacing it with new TOML, reloading its file.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -29,19 +27,17 @@ struct ScenarioView {
     file: Option<String>,
 }
 
-fn reloader(state: &ApiState) -> Result<Arc<Reloader>, ApiError> {
-    state.scenario.load_full().ok_or_else(|| {
+fn reloader(state: &ApiState) -> Result<&Reloader, ApiError> {
+    state.scenario.as_ref().ok_or_else(|| {
         ApiError::conflict("this server runs without a scenario").hint(
-            "a server started with Server::start_sink has none; start it with Reloader::start \
-             (the failmail command always does)",
+            "a server started as a plain sink (AppConfig::scenario = None) has none; the failmail \
+             command always has one",
         )
     })
 }
 
 fn view(reloader: &Reloader) -> Result<Response, ApiError> {
-    let live = reloader.live().ok_or_else(|| {
-        ApiError::conflict("no scenario is live yet").hint("try again once the server started")
-    })?;
+    let live = reloader.live();
     let scenario = live.policy.engine().scenario();
     Ok(json(
         StatusCode::OK,
@@ -73,8 +69,7 @@ fn invalid(error: ScenarioError) -> ApiError {
 
 /// `GET /api/scenario`: the live scenario.
 pub async fn get(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let reloader = reloader(&state)?;
-    view(&reloader)
+    view(reloader(&state)?)
 }
 
 /// `PUT /api/scenario`: checks the TOML body and makes it live for new sessions; on error the
@@ -114,7 +109,7 @@ pub async fn put(
     })?;
     let reloader = reloader(&state)?;
     reloader.replace(API_ORIGIN, text).map_err(invalid)?;
-    view(&reloader)
+    view(reloader)
 }
 
 /// `POST /api/scenario/reload`: loads the scenario file again (as SIGHUP does).
@@ -127,5 +122,5 @@ pub async fn reload(State(state): State<ApiState>) -> Result<Response, ApiError>
         );
     }
     reloader.reload().map_err(invalid)?;
-    view(&reloader)
+    view(reloader)
 }

@@ -1,8 +1,173 @@
-//! What happened: captured messages, the event journal and the maildir, all bounded.
+//! What happened: captured messages, the event journal, the Maildir and the counters, all bounded.
+//!
+//! The server writes here (it stores each accepted message before its 250, and records what each
+//! session did); the HTTP API and `TestServer` only read. One [`Journal`] per running failmail,
+//! built by the composition root ([`crate::app`]).
 
 pub mod events;
 pub mod maildir;
 pub mod messages;
+pub mod metrics;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use events::{Event, EventKind, EventLog};
 pub use messages::{MessageStore, StoredMessage};
+pub use metrics::Metrics;
+
+use crate::smtp::session::Message;
+use maildir::Maildir;
+
+/// How much of what happened is kept, and where else it is written.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// How many accepted messages are kept in memory.
+    pub message_capacity: usize,
+    /// How many bytes of message content are kept in memory, at most.
+    pub message_bytes: usize,
+    /// How many events are kept in memory.
+    pub event_capacity: usize,
+    /// Record events at all (off with `--no-store`, for load tests).
+    pub record_events: bool,
+    /// Also write every event to this file as JSON lines.
+    pub events_file: Option<PathBuf>,
+    /// Write every accepted message to this Maildir, synced before the 250.
+    pub maildir: Option<PathBuf>,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            message_capacity: 10_000,
+            message_bytes: messages::DEFAULT_MAX_BYTES,
+            event_capacity: 100_000,
+            record_events: true,
+            events_file: None,
+            maildir: None,
+        }
+    }
+}
+
+/// The events file or the Maildir could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open {path}: {source}")]
+pub struct JournalError {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// A message could not be stored (the Maildir write failed): the client gets 451 4.3.0.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot store message: {0}")]
+pub struct DeliveryError(#[from] pub std::io::Error);
+
+/// Everything one running failmail keeps about what happened.
+#[derive(Debug)]
+pub struct Journal {
+    messages: Arc<MessageStore>,
+    events: Option<Arc<EventLog>>,
+    maildir: Option<Arc<Maildir>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Journal {
+    /// Opens the journal `config` describes (creating the events file and the Maildir).
+    pub fn open(config: &JournalConfig) -> Result<Self, JournalError> {
+        let events = if config.record_events {
+            let log = EventLog::new(config.event_capacity);
+            let log = match &config.events_file {
+                Some(path) => log.with_file(path).map_err(|source| JournalError {
+                    path: path.clone(),
+                    source,
+                })?,
+                None => log,
+            };
+            Some(Arc::new(log))
+        } else {
+            None
+        };
+        let maildir = match &config.maildir {
+            Some(path) => Some(Arc::new(Maildir::open(path).map_err(|source| {
+                JournalError {
+                    path: path.clone(),
+                    source,
+                }
+            })?)),
+            None => None,
+        };
+        Ok(Self {
+            messages: Arc::new(MessageStore::with_max_bytes(
+                config.message_capacity,
+                config.message_bytes,
+            )),
+            events,
+            maildir,
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+
+    /// The accepted messages kept in memory.
+    pub fn messages(&self) -> &Arc<MessageStore> {
+        &self.messages
+    }
+
+    /// The event journal (`None` when events are not recorded).
+    pub fn events(&self) -> Option<&Arc<EventLog>> {
+        self.events.as_ref()
+    }
+
+    /// The counters behind `/metrics`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stores an accepted message (on disk first, when a Maildir is set); called before the 250
+    /// is sent, so that a message the client saw accepted is never lost. Returns its id.
+    pub async fn deliver(&self, message: Message) -> Result<u64, DeliveryError> {
+        if let Some(maildir) = &self.maildir {
+            let maildir = maildir.clone();
+            let (queue_id, data) = (message.queue_id.clone(), message.data.clone());
+            tokio::task::spawn_blocking(move || maildir.write(&queue_id, &data))
+                .await
+                .map_err(|e| DeliveryError(std::io::Error::other(e)))??;
+        }
+        Ok(self.messages.push(message))
+    }
+
+    /// Forgets the kept messages and events (ids go on increasing), for test isolation.
+    pub fn clear(&self) {
+        self.messages.clear();
+        if let Some(events) = &self.events {
+            events.clear();
+        }
+    }
+
+    /// The Prometheus text of every counter, the journal's own included (what `/metrics`
+    /// serves).
+    pub fn metrics_text(&self) -> String {
+        let (recorded, dropped) = self
+            .events
+            .as_ref()
+            .map_or((0, 0), |log| (log.recorded(), log.dropped()));
+        self.metrics.render(&[
+            (
+                "failmail_events_recorded_total",
+                "Events recorded in the journal.",
+                recorded,
+            ),
+            (
+                "failmail_events_dropped_total",
+                "Events that fell out of the journal's ring or could not be written.",
+                dropped,
+            ),
+            (
+                "failmail_messages_dropped_total",
+                "Accepted messages that fell out of the message ring.",
+                self.messages.dropped(),
+            ),
+        ])
+    }
+}

@@ -9,12 +9,12 @@ use tracing::{error, info};
 
 use super::compile::{LimitSettings, Scenario, ScenarioError, Window};
 use super::engine::{ConnectionCounts, Engine, ScenarioPolicy};
-use crate::clock::{Clock, OffsetClock};
+use crate::clock::{OffsetClock, SharedClock};
 use crate::limits::memory::MemoryStore;
 use crate::limits::LimitStore;
-use crate::server::{RunningServer, Server, ServerConfig, ServerControl};
+use crate::policy::Policy;
 use crate::smtp::session::SessionConfig;
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 
 /// How scenarios are turned into policies for this server.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub struct ScenarioOptions {
     /// Turn magic addresses off whatever the file says.
     pub no_magic: bool,
     /// The clock rules read.
-    pub clock: Arc<dyn Clock>,
+    pub clock: SharedClock,
     /// The command line's session settings, which `[server]` may override.
     pub base: SessionConfig,
     /// Where limits, greylisting and sequence attempts live.
@@ -146,58 +146,52 @@ pub struct Live {
     pub source: Option<String>,
 }
 
-/// Why a server with a scenario could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The scenario did not load.
-    #[error("{0}")]
-    Scenario(#[from] ScenarioError),
-    /// The server did not start.
-    #[error(transparent)]
-    Server(#[from] crate::server::ServerError),
+/// Where a reloaded scenario goes live: the server's sessions read it. The composition root
+/// ([`crate::app`]) gives the reloader the server's handle through this, so that scenarios never
+/// depend on the server.
+pub trait PolicyTarget: Send + Sync {
+    /// Makes `policy` and `session` the ones new sessions get; sessions in progress go on.
+    fn install(&self, policy: Box<dyn Policy>, session: SessionConfig);
 }
 
 /// Reloads and replaces the scenario of a running server, and knows which one is live.
 #[derive(Clone)]
 pub struct Reloader {
     options: ScenarioOptions,
-    control: ServerControl,
-    live: Arc<ArcSwapOption<Live>>,
+    target: Arc<dyn PolicyTarget>,
+    live: Arc<ArcSwap<Live>>,
 }
 
 impl Reloader {
-    /// A reloader for the server behind `control` (which scenario is live is known after the
-    /// first [`Reloader::reload`] or [`Reloader::replace`]).
-    pub fn new(options: ScenarioOptions, control: ServerControl) -> Self {
+    /// Loads the scenario `options` name and builds its policy and session settings, for the
+    /// first [`Reloader::new`].
+    pub fn first(options: &ScenarioOptions) -> Result<(Live, SessionConfig), ScenarioError> {
+        let scenario = options.load()?;
+        let source = read_source(options);
+        let (policy, session) = options.build(scenario);
+        Ok((Live { policy, source }, session))
+    }
+
+    /// A reloader for the server behind `target`, where `live` is already installed.
+    pub fn new(options: ScenarioOptions, target: Arc<dyn PolicyTarget>, live: Live) -> Self {
         Self {
             options,
-            control,
-            live: Arc::new(ArcSwapOption::empty()),
+            target,
+            live: Arc::new(ArcSwap::from_pointee(live)),
         }
     }
 
-    /// Loads the scenario named by `options` and starts a server with it.
-    pub async fn start(
-        options: ScenarioOptions,
-        mut config: ServerConfig,
-    ) -> Result<(RunningServer, Reloader), StartError> {
-        let scenario = options.load()?;
-        let source = read_source(&options);
-        let (policy, session) = options.build(scenario);
-        config.session = session;
-        let server = Server::start(config, Box::new(policy.clone())).await?;
-        let reloader = Reloader::new(options, server.control());
-        reloader.live.store(Some(Arc::new(Live { policy, source })));
-        server.control().attach_scenario(reloader.clone());
-        Ok((server, reloader))
-    }
-
     /// The scenario live now (for new sessions).
-    pub fn live(&self) -> Option<Arc<Live>> {
+    pub fn live(&self) -> Arc<Live> {
         self.live.load_full()
     }
 
-    /// The clock the scenario reads.
+    /// The engine of the live scenario: its limits, rule state and store.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.live.load().policy.engine().clone()
+    }
+
+    /// What scenarios are built from: the file, the seed, the limits from the command line.
     pub fn options(&self) -> &ScenarioOptions {
         &self.options
     }
@@ -205,9 +199,8 @@ impl Reloader {
     fn install(&self, scenario: Scenario, source: Option<String>) {
         let rules = scenario.rules.len();
         let (policy, config) = self.options.build(scenario);
-        self.control.set_session_config(config);
-        self.control.set_policy(Box::new(policy.clone()));
-        self.live.store(Some(Arc::new(Live { policy, source })));
+        self.target.install(Box::new(policy.clone()), config);
+        self.live.store(Arc::new(Live { policy, source }));
         info!(rules, "scenario loaded");
     }
 

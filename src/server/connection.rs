@@ -16,7 +16,6 @@ use tokio::sync::watch;
 use tracing::{debug, warn, Instrument};
 
 use super::{Shared, ShutdownState};
-use crate::clock::Clock;
 use crate::journal::events::reply_events;
 use crate::journal::EventKind;
 use crate::policy::{Decision, Phase, SessionPolicy, Verdict};
@@ -94,9 +93,9 @@ async fn run(
     peer: SocketAddr,
 ) {
     debug!(implicit_tls, "connected");
-    shared.metrics.session_opened();
+    shared.journal.metrics().session_opened();
     let mut session = Session::new(shared.session_config.load_full(), id, peer, implicit_tls);
-    session.set_tracing(shared.events.is_some());
+    session.set_tracing(shared.journal.events().is_some());
     let policy = shared.policy.load().open(peer);
     let never = far_future();
     let mut connection = Connection {
@@ -143,7 +142,7 @@ async fn run(
         tls: connection.session.is_tls(),
         auth_user: connection.session.auth_user().map(str::to_owned),
     });
-    shared.metrics.session_closed();
+    shared.journal.metrics().session_closed();
     debug!("closed");
 }
 
@@ -165,7 +164,10 @@ impl Connection {
                 None
             }
         };
-        self.shared.metrics.tls_handshake(result.is_some());
+        self.shared
+            .journal
+            .metrics()
+            .tls_handshake(result.is_some());
         result
     }
 
@@ -296,7 +298,7 @@ impl Connection {
             tokio::time::sleep(delay).await;
         }
         if decision.limited {
-            self.shared.metrics.limit_refused();
+            self.shared.journal.metrics().limit_refused();
         }
         let mut verdict = decision.verdict;
         let accepts = match &verdict {
@@ -307,9 +309,9 @@ impl Connection {
         if phase == Phase::DataEnd && accepts {
             let message = self.session.take_message();
             let (queue_id, size) = (message.queue_id.clone(), message.data.len());
-            match self.shared.deliver(message).await {
+            match self.shared.journal.deliver(message).await {
                 Ok(message_id) => {
-                    self.shared.metrics.message_accepted(size);
+                    self.shared.journal.metrics().message_accepted(size);
                     self.journal_event(|| EventKind::Message {
                         message_id,
                         queue_id,
@@ -340,7 +342,7 @@ impl Connection {
     /// full) gets the command timeout, then the connection is dropped: writes never wait forever.
     async fn flush<IO: AsyncWrite + Unpin>(&mut self, io: &mut IO) -> std::io::Result<()> {
         if !self.output.is_empty() {
-            self.shared.metrics.replies_sent(&self.output);
+            self.shared.journal.metrics().replies_sent(&self.output);
             let write = async {
                 io.write_all(&self.output).await?;
                 io.flush().await
@@ -356,7 +358,10 @@ impl Connection {
             }
             self.output.clear();
             if let Some(read_at) = self.read_at.take() {
-                self.shared.metrics.reply_latency(read_at.elapsed());
+                self.shared
+                    .journal
+                    .metrics()
+                    .reply_latency(read_at.elapsed());
             }
         }
         Ok(())
@@ -392,7 +397,7 @@ impl Connection {
 
     /// Moves what the session traced into the journal.
     fn journal_trace(&mut self) {
-        let Some(events) = &self.shared.events else {
+        let Some(events) = self.shared.journal.events() else {
             return;
         };
         let trace = self.session.take_trace();
@@ -427,7 +432,7 @@ impl Connection {
 
     /// Records the event `kind` makes, if the journal is on (nothing is built when it is off).
     fn journal_event(&self, kind: impl FnOnce() -> EventKind) {
-        if let Some(events) = &self.shared.events {
+        if let Some(events) = self.shared.journal.events() {
             events.record(self.shared.clock.now_ms(), self.session.id(), [kind()]);
         }
     }

@@ -1,19 +1,20 @@
 //! The async server: listeners, connection tasks, TLS and shutdown.
 //!
-//! [`Server::start`] binds every listener (port 0 allowed), spawns the accept loops and returns a
-//! [`RunningServer`] that knows the bound addresses, the captured messages and how to stop.
+//! [`Server::start`] binds the SMTP listeners (port 0 allowed), spawns the accept loops and returns
+//! a [`RunningServer`] that knows the bound addresses and how to stop. The server only carries
+//! bytes between sockets and sessions: what to answer comes from the policy it is given, and what
+//! happened goes to the journal it is given.
 
 mod connection;
 pub mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -21,14 +22,11 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-use crate::clock::OffsetClock;
-use crate::journal::maildir::Maildir;
-use crate::journal::{EventLog, MessageStore};
-use crate::metrics::Metrics;
-use crate::policy::{AcceptAll, Policy};
-use crate::scenario::live::Reloader;
+use crate::clock::SharedClock;
+use crate::journal::Journal;
+use crate::policy::Policy;
 use crate::smtp::reply::{fixed, status, Reply};
-use crate::smtp::session::{Message, SessionConfig};
+use crate::smtp::session::SessionConfig;
 use tls::CertificateSource;
 
 /// The RFC 5321 §4.5.3.2 timeouts, as the server applies them while reading.
@@ -51,19 +49,17 @@ impl Default for Timeouts {
     }
 }
 
-/// Everything needed to start a server.
+/// The SMTP side of a running failmail: listeners, TLS, timeouts and connection caps. What
+/// sessions are told ([`SessionConfig`]), the policy, the journal and the clock are given to
+/// [`Server::start`] by the composition root ([`crate::app`]).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The SMTP listener (STARTTLS offered); port 0 picks a free port.
     pub smtp: SocketAddr,
     /// The implicit-TLS listener (SMTPS), if wanted.
     pub smtps: Option<SocketAddr>,
-    /// The HTTP listener, if wanted.
-    pub http: Option<SocketAddr>,
     /// The TLS certificate; `None` turns TLS off (no STARTTLS, no SMTPS).
     pub certificate: Option<CertificateSource>,
-    /// What every session is told.
-    pub session: SessionConfig,
     /// Read timeouts.
     pub timeouts: Timeouts,
     /// Most simultaneous connections; past it, new ones get 421 4.7.0 and are closed.
@@ -75,24 +71,6 @@ pub struct ServerConfig {
     pub max_connections_per_ip: Option<usize>,
     /// How long a shutdown waits for messages in progress before closing everything.
     pub shutdown_grace: Duration,
-    /// How many accepted messages are kept in memory.
-    pub message_capacity: usize,
-    /// How many bytes of message content are kept in memory, at most.
-    pub message_bytes: usize,
-    /// How many events the journal keeps in memory.
-    pub event_capacity: usize,
-    /// Record events at all (off with `--no-store`, for load tests).
-    pub record_events: bool,
-    /// Also write every event to this file as JSON lines.
-    pub events_file: Option<PathBuf>,
-    /// Write every accepted message to this Maildir, synced before the 250.
-    pub maildir: Option<PathBuf>,
-    /// Bearer token the HTTP API requires on every route but /healthz; mandatory when `http`
-    /// is not a loopback address.
-    pub http_token: Option<String>,
-    /// The clock events are stamped with (give the scenario the same one); `POST
-    /// /api/clock/advance` moves it.
-    pub clock: Arc<OffsetClock>,
 }
 
 impl Default for ServerConfig {
@@ -100,33 +78,22 @@ impl Default for ServerConfig {
         Self {
             smtp: SocketAddr::from(([127, 0, 0, 1], 1025)),
             smtps: None,
-            http: Some(SocketAddr::from(([127, 0, 0, 1], 8025))),
             certificate: Some(CertificateSource::Development),
-            session: SessionConfig::default(),
             timeouts: Timeouts::default(),
             max_connections: 20_000,
             max_connections_per_ip: None,
             shutdown_grace: Duration::from_secs(30),
-            message_capacity: 10_000,
-            message_bytes: crate::journal::messages::DEFAULT_MAX_BYTES,
-            event_capacity: 100_000,
-            record_events: true,
-            events_file: None,
-            maildir: None,
-            http_token: None,
-            clock: Arc::new(OffsetClock::new()),
         }
     }
 }
 
 impl ServerConfig {
-    /// A configuration for tests: every listener on 127.0.0.1 port 0.
+    /// A configuration for tests: SMTP and SMTPS on 127.0.0.1 port 0.
     pub fn loopback() -> Self {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         Self {
             smtp: any,
             smtps: Some(any),
-            http: Some(any),
             ..Self::default()
         }
     }
@@ -146,25 +113,6 @@ pub enum ServerError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    /// The HTTP API would be served on a non-loopback address without a token.
-    #[error(transparent)]
-    HttpUnprotected(#[from] crate::api::ApiError),
-    /// The events file or the Maildir could not be opened.
-    #[error("cannot open {path}: {source}")]
-    Storage {
-        /// The file or folder.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-}
-
-/// Why a message could not be stored.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    /// Writing it failed.
-    #[error("cannot store message: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// Where the server is in its shutdown.
@@ -184,13 +132,8 @@ pub(crate) struct Shared {
     tls: Option<TlsAcceptor>,
     timeouts: Timeouts,
     policy: ArcSwap<Box<dyn Policy>>,
-    messages: Arc<MessageStore>,
-    events: Option<Arc<EventLog>>,
-    maildir: Option<Arc<Maildir>>,
-    metrics: Arc<Metrics>,
-    clock: Arc<OffsetClock>,
-    /// The live scenario's reloader, for the API (set by `Reloader::start`).
-    scenario: Arc<ArcSwapOption<Reloader>>,
+    journal: Arc<Journal>,
+    clock: SharedClock,
     next_session: AtomicU64,
 }
 
@@ -198,89 +141,42 @@ impl Shared {
     fn next_session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
-
-    /// Stores an accepted message (on disk first, when a Maildir is set); called before the 250
-    /// is sent, so that a message the client saw accepted is never lost. Returns its id.
-    async fn deliver(&self, message: Message) -> Result<u64, DeliveryError> {
-        if let Some(maildir) = &self.maildir {
-            let maildir = maildir.clone();
-            let (queue_id, data) = (message.queue_id.clone(), message.data.clone());
-            tokio::task::spawn_blocking(move || maildir.write(&queue_id, &data))
-                .await
-                .map_err(|e| DeliveryError::Io(std::io::Error::other(e)))??;
-        }
-        Ok(self.messages.push(message))
-    }
 }
 
 /// The server, before it runs.
 pub struct Server;
 
 impl Server {
-    /// Binds every listener and starts serving with `policy`.
+    /// Binds the SMTP listeners and starts serving: sessions are told `session`, decided by
+    /// `policy`, recorded in `journal` and stamped by `clock`.
     pub async fn start(
-        mut config: ServerConfig,
+        config: ServerConfig,
+        mut session: SessionConfig,
         policy: Box<dyn Policy>,
+        journal: Arc<Journal>,
+        clock: SharedClock,
     ) -> Result<RunningServer, ServerError> {
-        if let Some(addr) = config.http {
-            crate::api::check_bind(addr, config.http_token.as_deref())?;
-        }
         let tls = match &config.certificate {
             Some(source) => Some(tls::acceptor(source)?),
             None => None,
         };
-        config.session.tls_available = tls.is_some();
+        session.tls_available = tls.is_some();
         let smtp = bind(config.smtp).await?;
         let smtps = match (config.smtps, &tls) {
             (Some(addr), Some(_)) => Some(bind(addr).await?),
             _ => None,
         };
-        let http = match config.http {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
-        let addresses = Addresses {
+        let listening = Listening {
             smtp: local_addr(&smtp),
             smtps: smtps.as_ref().map(local_addr),
-            http: http.as_ref().map(local_addr),
-        };
-        let messages = Arc::new(MessageStore::with_max_bytes(
-            config.message_capacity,
-            config.message_bytes,
-        ));
-        let events = if config.record_events {
-            let log = EventLog::new(config.event_capacity);
-            let log = match &config.events_file {
-                Some(path) => log.with_file(path).map_err(|source| ServerError::Storage {
-                    path: path.clone(),
-                    source,
-                })?,
-                None => log,
-            };
-            Some(Arc::new(log))
-        } else {
-            None
-        };
-        let maildir = match &config.maildir {
-            Some(path) => Some(Arc::new(Maildir::open(path).map_err(|source| {
-                ServerError::Storage {
-                    path: path.clone(),
-                    source,
-                }
-            })?)),
-            None => None,
         };
         let shared = Arc::new(Shared {
-            session_config: ArcSwap::from_pointee(config.session.clone()),
+            session_config: ArcSwap::from_pointee(session),
             tls,
             timeouts: config.timeouts,
             policy: ArcSwap::from_pointee(policy),
-            messages: messages.clone(),
-            events,
-            maildir,
-            metrics: Arc::new(Metrics::default()),
-            clock: config.clock.clone(),
-            scenario: Arc::new(ArcSwapOption::empty()),
+            journal,
+            clock,
             next_session: AtomicU64::new(1),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(ShutdownState::Running);
@@ -289,42 +185,19 @@ impl Server {
             .max_connections_per_ip
             .map(|max| Arc::new(PerIpLimit::new(max)));
         let mut tasks = JoinSet::new();
-        tasks.spawn(accept_loop(
-            smtp,
-            false,
-            shared.clone(),
-            limit.clone(),
-            per_ip.clone(),
-            shutdown_rx.clone(),
-        ));
-        if let Some(listener) = smtps {
+        let listeners = std::iter::once((smtp, false)).chain(smtps.map(|l| (l, true)));
+        for (listener, implicit_tls) in listeners {
             tasks.spawn(accept_loop(
                 listener,
-                true,
+                implicit_tls,
                 shared.clone(),
                 limit.clone(),
                 per_ip.clone(),
                 shutdown_rx.clone(),
             ));
         }
-        if let Some(listener) = http {
-            let state = crate::api::ApiState {
-                control: ServerControl {
-                    shared: shared.clone(),
-                },
-                scenario: shared.scenario.clone(),
-            };
-            let token = config.http_token.as_deref().map(Arc::<str>::from);
-            tasks.spawn(crate::api::serve_with_token(
-                listener,
-                state,
-                token,
-                shutdown_rx.clone(),
-            ));
-        }
         Ok(RunningServer {
-            addresses,
-            messages,
+            listening,
             shared,
             shutdown: shutdown_tx,
             limit,
@@ -332,11 +205,6 @@ impl Server {
             grace: config.shutdown_grace,
             tasks,
         })
-    }
-
-    /// Starts the plain sink: every message accepted.
-    pub async fn start_sink(config: ServerConfig) -> Result<RunningServer, ServerError> {
-        Self::start(config, Box::new(AcceptAll)).await
     }
 }
 
@@ -352,32 +220,17 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
         .expect("a bound listener has a local address")
 }
 
-/// The addresses the server actually listens on.
+/// The addresses the SMTP listeners actually listen on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Addresses {
+pub struct Listening {
     /// SMTP with STARTTLS.
     pub smtp: SocketAddr,
     /// SMTPS (implicit TLS).
     pub smtps: Option<SocketAddr>,
-    /// HTTP.
-    pub http: Option<SocketAddr>,
 }
 
-impl Addresses {
-    /// The one line printed on start: `failmail ready smtp=… smtps=… http=…`.
-    pub fn ready_line(&self) -> String {
-        let mut line = format!("failmail ready smtp={}", self.smtp);
-        if let Some(addr) = self.smtps {
-            line.push_str(&format!(" smtps={addr}"));
-        }
-        if let Some(addr) = self.http {
-            line.push_str(&format!(" http={addr}"));
-        }
-        line
-    }
-}
-
-/// Changes what a running server does for new sessions (scenario reloads, the API).
+/// Changes what a running server does for new sessions: the narrow handle a scenario reload
+/// goes through.
 #[derive(Clone)]
 pub struct ServerControl {
     shared: Arc<Shared>,
@@ -399,42 +252,11 @@ impl ServerControl {
     pub fn session_config(&self) -> Arc<SessionConfig> {
         self.shared.session_config.load_full()
     }
-
-    /// The accepted messages kept in memory.
-    pub fn messages(&self) -> &Arc<MessageStore> {
-        &self.shared.messages
-    }
-
-    /// The event journal (`None` when events are not recorded).
-    pub fn events(&self) -> Option<&Arc<EventLog>> {
-        self.shared.events.as_ref()
-    }
-
-    /// The counters behind `/metrics`.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.shared.metrics
-    }
-
-    /// The clock events are stamped with.
-    pub fn clock(&self) -> &Arc<OffsetClock> {
-        &self.shared.clock
-    }
-
-    /// Makes `reloader` the one the API uses for the scenario, limits and resets.
-    pub fn attach_scenario(&self, reloader: Reloader) {
-        self.shared.scenario.store(Some(Arc::new(reloader)));
-    }
-
-    /// The attached scenario reloader, if any.
-    pub fn scenario(&self) -> Option<Arc<Reloader>> {
-        self.shared.scenario.load_full()
-    }
 }
 
 /// A started server.
 pub struct RunningServer {
-    addresses: Addresses,
-    messages: Arc<MessageStore>,
+    listening: Listening,
     shared: Arc<Shared>,
     shutdown: watch::Sender<ShutdownState>,
     limit: Arc<Semaphore>,
@@ -445,13 +267,8 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Where it listens.
-    pub fn addresses(&self) -> Addresses {
-        self.addresses
-    }
-
-    /// The accepted messages kept in memory.
-    pub fn messages(&self) -> &Arc<MessageStore> {
-        &self.messages
+    pub fn listening(&self) -> Listening {
+        self.listening
     }
 
     /// A handle that can change the running server's policy and settings from anywhere.
@@ -459,6 +276,11 @@ impl RunningServer {
         ServerControl {
             shared: self.shared.clone(),
         }
+    }
+
+    /// Follows the shutdown, so that other tasks (the HTTP API's event streams) end with it.
+    pub fn shutdown_signal(&self) -> watch::Receiver<ShutdownState> {
+        self.shutdown.subscribe()
     }
 
     /// How many connections are open now.
@@ -490,12 +312,11 @@ impl RunningServer {
 }
 
 impl Drop for RunningServer {
-    /// Stops accepting and breaks the server ↔ scenario-reloader reference cycle, so that a
-    /// stopped (or dropped) server frees what it kept.
+    /// Stops accepting and ends the sessions still open, so that a dropped server frees what it
+    /// kept.
     fn drop(&mut self) {
         let _ = self.shutdown.send(ShutdownState::Force);
         self.tasks.abort_all();
-        self.shared.scenario.store(None);
     }
 }
 
@@ -596,7 +417,7 @@ async fn accept_loop(
             Some(per_ip) => match per_ip.try_acquire(peer.ip()) {
                 Some(permit) => Some(permit),
                 None => {
-                    shared.metrics.limit_refused();
+                    shared.journal.metrics().limit_refused();
                     let reply = too_many_from_ip(&shared.session_config.load().hostname);
                     spawn_refusal(&refusals, stream, tls(), reply);
                     continue;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use failmail::server::tls::DEV_CA_PEM;
-use failmail::{RunningServer, Server, ServerConfig};
+use failmail::{App, AppConfig, RunningApp};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
@@ -24,16 +24,48 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The host name the servers under test use (the default of `SessionConfig`).
 pub const HOSTNAME: &str = "mx.failmail.test";
 
-/// Starts the in-process sink on loopback port 0 with `config`.
-pub async fn start(config: ServerConfig) -> RunningServer {
-    Server::start_sink(config)
-        .await
-        .expect("the server starts on 127.0.0.1:0")
+/// The plain sink (every phase accepted, no scenario) on loopback port 0, changed by `change`.
+pub fn sink_with(change: impl FnOnce(&mut AppConfig)) -> AppConfig {
+    let mut config = AppConfig {
+        scenario: None,
+        ..AppConfig::loopback()
+    };
+    change(&mut config);
+    config
 }
 
-/// Starts the in-process sink with [`ServerConfig::loopback`].
-pub async fn start_loopback() -> RunningServer {
-    start(ServerConfig::loopback()).await
+/// Starts failmail in-process with `config`, through the composition root as `main` does.
+pub async fn start(config: AppConfig) -> RunningApp {
+    App::start(config)
+        .await
+        .expect("failmail starts on 127.0.0.1:0")
+}
+
+/// failmail serving a scenario (the built-in one until replaced) over SMTP only, with a short
+/// shutdown grace, changed by `change`: what the scenario tests start.
+pub fn scenario_with(change: impl FnOnce(&mut AppConfig)) -> AppConfig {
+    let mut config = AppConfig::loopback();
+    config.server.smtps = None;
+    config.http = None;
+    config.server.shutdown_grace = Duration::from_millis(100);
+    change(&mut config);
+    config
+}
+
+/// Starts `config`, then makes the scenario `text` (named `origin` in its errors) live, as
+/// `PUT /api/scenario` would.
+pub async fn start_toml(config: AppConfig, origin: &str, text: &str) -> RunningApp {
+    let app = start(config).await;
+    app.scenario()
+        .expect("the configuration serves a scenario")
+        .replace(origin, text)
+        .unwrap_or_else(|e| panic!("scenario does not load: {e}\n{text}"));
+    app
+}
+
+/// Starts the in-process sink with every listener on loopback port 0.
+pub async fn start_loopback() -> RunningApp {
+    start(sink_with(|_| {})).await
 }
 
 /// The repository root (where `certs/` and `tests/` are).
