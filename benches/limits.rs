@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use failmail::eventual::Eventual;
 use failmail::limits::memory::MemoryStore;
 use failmail::limits::redis::RedisStore;
-use failmail::limits::{LimitCheck, LimitStore, Maybe, Reserve};
+use failmail::limits::{LimitCheck, LimitStore, Reserve};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -29,9 +30,9 @@ fn check(key: String, max: u64) -> LimitCheck {
 }
 
 /// The memory store answers at once.
-fn now<T>(maybe: Maybe<'_, T>) -> T {
+fn now<T>(maybe: Eventual<'_, T>) -> T {
     match maybe {
-        Maybe::Ready(Some(value)) => value,
+        Eventual::Now(Some(value)) => value,
         _ => panic!("the memory store answers at once"),
     }
 }

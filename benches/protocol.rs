@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use failmail::policy::{AcceptAll, Answer, Decision, Phase, Policy, SessionPolicy, Verdict};
 use failmail::smtp::command::parse_command;
 use failmail::smtp::data::DataDecoder;
-use failmail::smtp::session::{Session, SessionConfig, Step};
+use failmail::smtp::policy::{AcceptAll, Policy, SessionPolicy};
+use failmail::smtp::session::{self, Session, SessionConfig, Step};
 
 /// What clients send, in about the proportions of a delivery (several RCPT per MAIL), without
 /// line terminators (the session strips them before parsing).
@@ -134,35 +134,38 @@ fn transaction_writes() -> [Vec<u8>; 3] {
 }
 
 /// Drives a session as the server's connection task does, with `policy` deciding each phase.
-/// Returns how many messages were accepted.
+/// Returns how many messages were accepted, and whether the session closed.
 fn drive(
     session: &mut Session,
     policy: &mut dyn SessionPolicy,
-    mut step: Step,
+    step: Step,
     input: &mut BytesMut,
     out: &mut BytesMut,
 ) -> (usize, bool) {
     let mut accepted = 0;
-    loop {
-        match step {
-            Step::Decide(phase) => {
-                let view = session.view();
-                let decision = match policy.decide(phase, &view) {
-                    Answer::Ready(decision) => decision,
-                    Answer::Later(_) => panic!("the accept-all policy answers at once"),
-                };
-                let Decision { verdict, .. } = decision;
-                if phase == Phase::DataEnd && verdict == Verdict::Continue {
-                    black_box(session.take_message());
-                    accepted += 1;
-                }
-                session.answer(verdict, out);
-                step = session.advance(input, out);
-            }
-            Step::NeedInput => return (accepted, false),
-            Step::Close => return (accepted, true),
-            Step::StartTls => panic!("no STARTTLS in this transaction"),
-        }
+    let step = session::drive::run(
+        session,
+        input,
+        out,
+        step,
+        |phase, view| match policy.decide(phase, view).ready() {
+            Ok(decision) => decision,
+            Err(_) => panic!("the accept-all policy answers at once"),
+        },
+        |message| {
+            black_box(message);
+            accepted += 1;
+            Ok(())
+        },
+    );
+    // What the connection task carries to the metrics.
+    for trace in session.drain_trace() {
+        black_box(trace);
+    }
+    match step {
+        Step::NeedInput => (accepted, false),
+        Step::Close => (accepted, true),
+        other => panic!("unexpected step {other:?}"),
     }
 }
 

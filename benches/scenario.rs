@@ -25,9 +25,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use failmail::policy::{Answer, Decision, Phase, Policy, SessionView, Verdict};
 use failmail::scenario::compile::Scenario;
 use failmail::scenario::live::ScenarioOptions;
+use failmail::smtp::policy::{Answer, Decision, Phase, Policy, SessionView, Verdict};
 use tokio::runtime::Runtime;
 
 const SEED: u64 = 0x5CE7_A210_0001;
@@ -382,9 +382,9 @@ impl Case {
 }
 
 fn resolve(runtime: &Runtime, answer: Answer<'_>) -> Decision {
-    match answer {
-        Answer::Ready(decision) => decision,
-        Answer::Later(future) => runtime.block_on(future),
+    match answer.ready() {
+        Ok(decision) => decision,
+        Err(future) => runtime.block_on(future),
     }
 }
 

@@ -20,11 +20,11 @@ use crate::journal::{Journal, JournalConfig, MessageStore};
 use crate::limits::memory::MemoryStore;
 use crate::limits::redis::RedisStore;
 use crate::limits::{LimitStore, StoreError};
-use crate::policy::{AcceptAll, Policy};
 use crate::scenario::compile::ScenarioError;
 use crate::scenario::engine::ConnectionCounts;
 use crate::scenario::live::{LimitOverrides, PolicyTarget, Reloader, ScenarioOptions};
 use crate::server::{RunningServer, Server, ServerConfig, ServerControl, ServerError};
+use crate::smtp::policy::{AcceptAll, Policy};
 use crate::smtp::session::SessionConfig;
 
 /// Which scenario a failmail serves, and how it is tuned from the command line.

@@ -6,9 +6,9 @@
 pub mod api;
 pub mod app;
 pub mod clock;
+pub mod eventual;
 pub mod journal;
 pub mod limits;
-pub mod policy;
 pub mod scenario;
 pub mod server;
 pub mod smtp;

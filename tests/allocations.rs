@@ -8,8 +8,8 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use failmail::policy::{Phase, Verdict};
-use failmail::smtp::session::{Session, SessionConfig, Step};
+use failmail::smtp::policy::Decision;
+use failmail::smtp::session::{drive, Session, SessionConfig, Step};
 
 /// Counts the allocations of the current thread (tests run on several threads at once).
 struct Counting;
@@ -65,22 +65,24 @@ impl Driver {
         driver
     }
 
-    fn run(&mut self, mut step: Step) {
-        loop {
-            match step {
-                Step::Decide(phase) => {
-                    if phase == Phase::DataEnd {
-                        // The connection task stores it; here it is dropped.
-                        drop(self.session.take_message());
-                        self.accepted += 1;
-                    }
-                    self.session.answer(Verdict::Continue, &mut self.out);
-                    step = self.session.advance(&mut self.input, &mut self.out);
-                }
-                Step::NeedInput => return,
-                other => panic!("unexpected step {other:?}"),
-            }
-        }
+    fn run(&mut self, step: Step) {
+        let accepted = &mut self.accepted;
+        let step = drive::run(
+            &mut self.session,
+            &mut self.input,
+            &mut self.out,
+            step,
+            |_, _| Decision::CONTINUE,
+            |message| {
+                // The connection task stores it; here it is dropped.
+                drop(message);
+                *accepted += 1;
+                Ok(())
+            },
+        );
+        // What the metrics read; dropped here as the connection task carries it away.
+        self.session.drain_trace().for_each(drop);
+        assert_eq!(step, Step::NeedInput, "unexpected step");
     }
 
     /// Feeds `bytes`, runs the session, and returns how many allocations that took.

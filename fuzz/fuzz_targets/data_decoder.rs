@@ -13,9 +13,9 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use failmail::policy::{Phase, Verdict};
 use failmail::smtp::data::DataDecoder;
-use failmail::smtp::session::{Session, SessionConfig, Step};
+use failmail::smtp::policy::Decision;
+use failmail::smtp::session::{drive, Session, SessionConfig, Step};
 use failmail_fuzz::{pieces, split_header, splits};
 use libfuzzer_sys::fuzz_target;
 
@@ -171,23 +171,26 @@ fn run_bdat(config: &Arc<SessionConfig>, parts: &[&[u8]]) -> BdatResult {
     let mut step = session.start();
     let mut parts = parts.iter();
     loop {
-        match step {
-            Step::Decide(phase) => {
-                if phase == Phase::DataEnd {
-                    assert!(stored.is_none(), "two messages from one BDAT transaction");
-                    stored = Some(session.take_message().data.to_vec());
-                }
-                session.answer(Verdict::Continue, &mut out);
+        step = drive::run(
+            &mut session,
+            &mut input,
+            &mut out,
+            step,
+            |_, _| Decision::CONTINUE,
+            |message| {
+                assert!(stored.is_none(), "two messages from one BDAT transaction");
+                stored = Some(message.data.to_vec());
+                Ok(())
+            },
+        );
+        session.drain_trace().for_each(drop);
+        match (step, parts.next()) {
+            (Step::NeedInput, Some(part)) => {
+                input.extend_from_slice(part);
                 step = session.advance(&mut input, &mut out);
             }
-            Step::NeedInput => match parts.next() {
-                Some(part) => {
-                    input.extend_from_slice(part);
-                    step = session.advance(&mut input, &mut out);
-                }
-                None => break,
-            },
-            Step::StartTls | Step::Close => panic!("unexpected {step:?}"),
+            (Step::NeedInput, None) => break,
+            (other, _) => panic!("unexpected {other:?}"),
         }
     }
     BdatResult {

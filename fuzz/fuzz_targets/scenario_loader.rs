@@ -5,8 +5,8 @@
 //! compiles must also turn into session settings without panicking.
 #![no_main]
 
-use failmail::policy::Phase;
 use failmail::scenario::compile::Scenario;
+use failmail::smtp::policy::Phase;
 use failmail::smtp::session::SessionConfig;
 use libfuzzer_sys::fuzz_target;
 

@@ -14,11 +14,11 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use failmail::policy::{AcceptAll, Answer, Phase, SessionPolicy, Verdict};
 use failmail::smtp::command::{parse_command, Command};
+use failmail::smtp::policy::{AcceptAll, Decision, Phase, SessionPolicy, Verdict};
 use failmail::smtp::reply::{status, Reply};
 use failmail::smtp::session::{
-    AuthPolicy, Session, SessionConfig, Step, Trace, Waiting, MAX_AUTH_LINE,
+    drive, AuthPolicy, Session, SessionConfig, Step, Trace, Waiting, MAX_AUTH_LINE,
 };
 use failmail_fuzz::{split_header, splits};
 use libfuzzer_sys::fuzz_target;
@@ -55,11 +55,16 @@ impl Setup {
     }
 
     /// The verdict for the `n`th decision: deterministic, so every split sees the same ones.
-    fn verdict(&self, n: u64, phase: Phase, view: &failmail::policy::SessionView<'_>) -> Verdict {
+    fn verdict(
+        &self,
+        n: u64,
+        phase: Phase,
+        view: &failmail::smtp::policy::SessionView<'_>,
+    ) -> Verdict {
         if self.policy == 0 {
-            return match AcceptAll.decide(phase, view) {
-                Answer::Ready(decision) => decision.verdict,
-                Answer::Later(_) => unreachable!("AcceptAll always answers at once"),
+            return match AcceptAll.decide(phase, view).ready() {
+                Ok(decision) => decision.verdict,
+                Err(_) => unreachable!("AcceptAll always answers at once"),
             };
         }
         let mixed = (u64::from(self.policy) << 32 | n)
@@ -137,62 +142,64 @@ impl<'a> Driver<'a> {
     }
 
     /// Runs steps as the connection task does, until the session needs input or closes.
-    fn drive(&mut self, mut step: Step) {
-        loop {
-            match step {
-                Step::Decide(phase) => {
-                    let verdict = {
-                        let view = self.session.view();
-                        if let Some(message) = view.message {
-                            assert!(message.len() as u64 <= self.setup.config.max_message_size);
-                        }
-                        self.setup.verdict(self.decisions, phase, &view)
-                    };
-                    self.decisions += 1;
-                    let accepts = match &verdict {
-                        Verdict::Continue => true,
-                        Verdict::Reply(reply) => reply.is_positive(),
-                        _ => false,
-                    };
-                    self.record_phase(phase);
-                    if phase == Phase::DataEnd && accepts {
-                        let message = self.session.take_message();
-                        assert!(message.data.len() as u64 <= self.setup.config.max_message_size);
-                        self.record_message(message);
-                    }
-                    self.session.answer(verdict, &mut self.out);
-                    step = self.session.advance(&mut self.input, &mut self.out);
+    fn drive(&mut self, step: Step) {
+        let (setup, decisions, seen) = (self.setup, &mut self.decisions, &mut self.seen);
+        let step = drive::run(
+            &mut self.session,
+            &mut self.input,
+            &mut self.out,
+            step,
+            |phase, view| {
+                if let Some(message) = view.message {
+                    assert!(message.len() as u64 <= setup.config.max_message_size);
                 }
-                Step::NeedInput => {
-                    self.record_output();
-                    // Everything that could be processed was; what is kept is bounded.
-                    assert!(
-                        self.input.len() < MAX_AUTH_LINE,
-                        "{} bytes kept",
-                        self.input.len()
-                    );
-                    if self.session.waiting() == Waiting::Data {
-                        assert!(self.input.is_empty(), "body bytes left unread");
-                    } else {
-                        assert!(!self.input.contains(&b'\n'), "a complete line left unread");
-                    }
-                    return;
+                let verdict = setup.verdict(*decisions, phase, view);
+                *decisions += 1;
+                if seen.ended.is_none() {
+                    seen.phases.push(phase);
                 }
-                Step::StartTls => {
-                    assert!(self.input.is_empty(), "plaintext kept across STARTTLS");
-                    self.record_output();
-                    self.seen.ended.get_or_insert(Step::StartTls);
-                    // Go on as after a handshake, to explore the session under TLS as well.
-                    self.session.tls_established();
-                    return;
+                Decision::from(verdict)
+            },
+            |message| {
+                assert!(message.data.len() as u64 <= setup.config.max_message_size);
+                if seen.ended.is_none() {
+                    seen.messages.push((
+                        message.mail_from,
+                        message.recipients,
+                        message.data.to_vec(),
+                    ));
                 }
-                Step::Close => {
-                    self.record_output();
-                    self.seen.ended.get_or_insert(Step::Close);
-                    self.closed = true;
-                    return;
+                Ok(())
+            },
+        );
+        match step {
+            Step::NeedInput => {
+                self.record_output();
+                // Everything that could be processed was; what is kept is bounded.
+                assert!(
+                    self.input.len() < MAX_AUTH_LINE,
+                    "{} bytes kept",
+                    self.input.len()
+                );
+                if self.session.waiting() == Waiting::Data {
+                    assert!(self.input.is_empty(), "body bytes left unread");
+                } else {
+                    assert!(!self.input.contains(&b'\n'), "a complete line left unread");
                 }
             }
+            Step::StartTls => {
+                assert!(self.input.is_empty(), "plaintext kept across STARTTLS");
+                self.record_output();
+                self.seen.ended.get_or_insert(Step::StartTls);
+                // Go on as after a handshake, to explore the session under TLS as well.
+                self.session.tls_established();
+            }
+            Step::Close => {
+                self.record_output();
+                self.seen.ended.get_or_insert(Step::Close);
+                self.closed = true;
+            }
+            other => unreachable!("run returns only steps that need I/O, not {other:?}"),
         }
     }
 
@@ -200,25 +207,17 @@ impl<'a> Driver<'a> {
         self.seen.ended.is_none()
     }
 
-    fn record_phase(&mut self, phase: Phase) {
-        if self.comparing() {
-            self.seen.phases.push(phase);
-        }
-    }
-
-    fn record_message(&mut self, message: failmail::smtp::session::Message) {
-        if self.comparing() {
-            self.seen
-                .messages
-                .push((message.mail_from, message.recipients, message.data.to_vec()));
-        }
-    }
-
     fn record_output(&mut self) {
         let written = self.out.split();
-        let trace = self.session.take_trace();
+        let trace: Vec<Trace> = self.session.drain_trace().collect();
         if !self.setup.tracing {
-            assert!(trace.is_empty(), "traced with tracing off");
+            // Off: replies are reported for the metrics, but no command and no copy.
+            assert!(
+                trace
+                    .iter()
+                    .all(|t| matches!(t, Trace::Reply(r) if r.reply.is_none())),
+                "traced with tracing off"
+            );
         }
         if !self.comparing() {
             return;
@@ -237,7 +236,11 @@ impl<'a> Driver<'a> {
                     }
                     self.seen.commands.push(line);
                 }
-                Trace::Reply(bytes) => traced.extend_from_slice(&bytes),
+                Trace::Reply(reply) => {
+                    if let Some(copy) = reply.reply {
+                        traced.extend_from_slice(copy.wire());
+                    }
+                }
             }
         }
         if self.setup.tracing {

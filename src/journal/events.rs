@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::smtp::reply::{EnhancedStatus, Reply};
+use crate::smtp::session::ReplyTrace;
+
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
@@ -45,9 +48,11 @@ pub enum EventKind {
         /// The code.
         code: u16,
         /// The enhanced status code, if any.
-        status: Option<String>,
-        /// The reply text, lines joined by `\n`, without codes.
-        text: String,
+        #[serde(serialize_with = "status_text")]
+        status: Option<EnhancedStatus>,
+        /// The reply text, lines joined by `\n`, without codes (the reply as sent, written out
+        /// as text only when the event is read).
+        text: ReplyText,
         /// The phase a policy decided, if this reply was decided.
         phase: Option<&'static str>,
         /// The scenario rule (index in the file, from 0) that produced it.
@@ -73,6 +78,43 @@ pub enum EventKind {
         /// The AUTH identity, if any.
         auth_user: Option<String>,
     },
+}
+
+/// A reply kept as sent; serialized as its text (lines joined by `\n`, without codes), so that
+/// recording a reply copies nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyText(pub Reply);
+
+impl Serialize for ReplyText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.text())
+    }
+}
+
+fn status_text<S: serde::Serializer>(
+    status: &Option<EnhancedStatus>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match status {
+        Some(status) => serializer.collect_str(status),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl EventKind {
+    /// The journal's record of a reply the session reported (`None` without a copy of it, when
+    /// the session was not tracing).
+    pub fn reply(trace: ReplyTrace) -> Option<Self> {
+        let decided = trace.decided;
+        Some(EventKind::Reply {
+            code: trace.code,
+            status: trace.status,
+            text: ReplyText(trace.reply?),
+            phase: decided.map(|d| d.phase.as_str()),
+            rule: decided.and_then(|d| d.rule),
+            catalog: decided.and_then(|d| d.catalog),
+        })
+    }
 }
 
 /// The bounded journal.
@@ -195,77 +237,6 @@ impl EventLog {
     }
 }
 
-/// Splits the wire bytes of one or more replies into reply events.
-pub fn reply_events(wire: &[u8]) -> Vec<(u16, Option<String>, String)> {
-    let mut replies = Vec::with_capacity(1);
-    let mut joined = String::new();
-    let mut continued = 0usize;
-    let mut status: Option<String> = None;
-    for line in crlf_lines(wire) {
-        // Borrowed unless the reply holds invalid UTF-8 (ours never does); `from_utf8` checks
-        // faster than the lossy decoder.
-        let line = match std::str::from_utf8(line) {
-            Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(line),
-        };
-        if line.len() < 3 {
-            continue;
-        }
-        let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let rest = line.get(4..).unwrap_or("");
-        let (line_status, line_text) = match rest.split_once(' ') {
-            Some((head, tail)) if crate::smtp::reply::EnhancedStatus::parse(head).is_some() => {
-                (Some(head), tail)
-            }
-            _ if crate::smtp::reply::EnhancedStatus::parse(rest).is_some() => (Some(rest), ""),
-            _ => (None, rest),
-        };
-        if status.is_none() {
-            status = line_status.map(str::to_owned);
-        }
-        let last = line.as_bytes().get(3) != Some(&b'-');
-        if last && continued == 0 {
-            // One-line replies (nearly all) take their text with a single allocation.
-            replies.push((code, status.take(), line_text.to_owned()));
-            continue;
-        }
-        if continued > 0 {
-            joined.push('\n');
-        }
-        joined.push_str(line_text);
-        continued += 1;
-        if last {
-            replies.push((code, status.take(), std::mem::take(&mut joined)));
-            continued = 0;
-        }
-    }
-    replies
-}
-
-/// The pieces of `wire` between CRLFs (as `str::split("\r\n")` gives them), found with memchr.
-fn crlf_lines(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    let mut ends = memchr::memchr_iter(b'\n', wire).filter(|&i| i > 0 && wire[i - 1] == b'\r');
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        match ends.next() {
-            // The CR before this LF lies past the previous CRLF (a CRLF cannot overlap one).
-            Some(newline) => {
-                let line = &wire[start..newline - 1];
-                start = newline + 1;
-                Some(line)
-            }
-            None => {
-                done = true;
-                Some(&wire[start..])
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,35 +257,25 @@ mod tests {
         assert_eq!(log.list(None, 0, 2).len(), 2);
     }
 
-    proptest::proptest! {
-        /// Splitting on CRLF with memchr gives what `str::split("\r\n")` gives.
-        #[test]
-        fn crlf_lines_split_like_str_split(text in "[a\\r\\n-]{0,24}") {
-            let lines: Vec<&[u8]> = crlf_lines(text.as_bytes()).collect();
-            let expected: Vec<&[u8]> = text.split("\r\n").map(str::as_bytes).collect();
-            proptest::prop_assert_eq!(lines, expected);
-        }
-    }
-
     #[test]
-    fn replies_are_split_and_parsed() {
-        let replies = reply_events(
-            b"250-mx\r\n250-PIPELINING\r\n250 DSN\r\n550-5.1.1 a\r\n550 5.1.1 b\r\n354 go\r\n",
-        );
+    fn replies_serialize_as_before() {
+        let reply = Reply::parse_parts(550, Some("5.1.1"), &["a", "b"]).unwrap();
+        let event = Event {
+            id: 1,
+            at_ms: 2,
+            session: 3,
+            kind: EventKind::Reply {
+                code: 550,
+                status: reply.status(),
+                text: ReplyText(reply),
+                phase: Some("rcpt"),
+                rule: Some(0),
+                catalog: Some("user_unknown"),
+            },
+        };
         assert_eq!(
-            replies,
-            vec![
-                (250, None, "mx\nPIPELINING\nDSN".to_owned()),
-                (550, Some("5.1.1".to_owned()), "a\nb".to_owned()),
-                (354, None, "go".to_owned()),
-            ]
-        );
-        assert_eq!(
-            reply_events(b"250-\r\n250 2.0.0 x\r\n221 2.0.0 Bye\r\n"),
-            vec![
-                (250, Some("2.0.0".to_owned()), "\nx".to_owned()),
-                (221, Some("2.0.0".to_owned()), "Bye".to_owned()),
-            ]
+            serde_json::to_string(&event).unwrap(),
+            r#"{"id":1,"at_ms":2,"session":3,"type":"reply","code":550,"status":"5.1.1","text":"a\nb","phase":"rcpt","rule":0,"catalog":"user_unknown"}"#
         );
     }
 

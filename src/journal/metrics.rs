@@ -60,17 +60,10 @@ impl Metrics {
         self.open_sessions.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Counts every reply in `wire` (one or more complete replies).
-    pub fn replies_sent(&self, wire: &[u8]) {
-        for line in wire.split(|&b| b == b'\n') {
-            if line.len() >= 4 && line[3] != b'-' {
-                let code = line[..3]
-                    .iter()
-                    .fold(0usize, |n, d| n * 10 + usize::from(d.wrapping_sub(b'0')));
-                if let Some(counter) = self.replies.get(code) {
-                    add(counter, 1);
-                }
-            }
+    /// A reply with this code was sent `times` times.
+    pub fn replies_sent(&self, code: u16, times: u32) {
+        if let Some(counter) = self.replies.get(usize::from(code)) {
+            add(counter, u64::from(times));
         }
     }
 
@@ -80,9 +73,9 @@ impl Metrics {
         add(&self.message_bytes, bytes as u64);
     }
 
-    /// A rate limit or connection limit refused something.
-    pub fn limit_refused(&self) {
-        add(&self.limit_refusals, 1);
+    /// A rate limit or connection limit refused something, `times` times.
+    pub fn limit_refused(&self, times: u32) {
+        add(&self.limit_refusals, u64::from(times));
     }
 
     /// A TLS handshake ended.
@@ -203,7 +196,8 @@ mod tests {
     #[test]
     fn counts_replies_by_code_and_renders() {
         let metrics = Metrics::default();
-        metrics.replies_sent(b"250-a\r\n250 b\r\n550 5.1.1 x\r\n");
+        metrics.replies_sent(250, 1);
+        metrics.replies_sent(550, 1);
         metrics.reply_latency(Duration::from_micros(300));
         metrics.reply_latency(Duration::from_secs(10));
         assert_eq!(metrics.replies_with_code(250), 1);

@@ -5,7 +5,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{Greylist, LimitCheck, LimitStore, Maybe, Reserve, StoreError, Usage};
+use super::{Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
+use crate::eventual::Eventual;
 
 const SHARDS: usize = 64;
 /// Greylist and sequence keys kept per shard before the shard forgets them (bounded memory).
@@ -102,11 +103,15 @@ impl LimitStore for MemoryStore {
         checks: &'a [LimitCheck],
         now_ms: u64,
         token: u64,
-    ) -> Maybe<'a, Result<Reserve, StoreError>> {
-        Maybe::ready(Ok(self.reserve_now(checks, now_ms, token)))
+    ) -> Eventual<'a, Result<Reserve, StoreError>> {
+        Eventual::now(Ok(self.reserve_now(checks, now_ms, token)))
     }
 
-    fn release<'a>(&'a self, keys: &'a [String], token: u64) -> Maybe<'a, Result<(), StoreError>> {
+    fn release<'a>(
+        &'a self,
+        keys: &'a [String],
+        token: u64,
+    ) -> Eventual<'a, Result<(), StoreError>> {
         for key in keys {
             let mut shard = self.lock(shard_of(key));
             if let Some(uses) = shard.windows.get_mut(key) {
@@ -118,7 +123,7 @@ impl LimitStore for MemoryStore {
                 }
             }
         }
-        Maybe::ready(Ok(()))
+        Eventual::now(Ok(()))
     }
 
     fn greylist<'a>(
@@ -127,7 +132,7 @@ impl LimitStore for MemoryStore {
         now_ms: u64,
         delay: Duration,
         retry_window: Duration,
-    ) -> Maybe<'a, Result<Greylist, StoreError>> {
+    ) -> Eventual<'a, Result<Greylist, StoreError>> {
         let mut shard = self.lock(shard_of(key));
         if shard.greylist.len() >= KEYS_PER_SHARD && !shard.greylist.contains_key(key) {
             shard.greylist.clear();
@@ -143,10 +148,10 @@ impl LimitStore for MemoryStore {
         } else {
             Greylist::Wait
         };
-        Maybe::ready(Ok(answer))
+        Eventual::now(Ok(answer))
     }
 
-    fn bump<'a>(&'a self, key: &'a str) -> Maybe<'a, Result<u64, StoreError>> {
+    fn bump<'a>(&'a self, key: &'a str) -> Eventual<'a, Result<u64, StoreError>> {
         let mut shard = self.lock(shard_of(key));
         if shard.sequences.len() >= KEYS_PER_SHARD && !shard.sequences.contains_key(key) {
             shard.sequences.clear();
@@ -154,7 +159,7 @@ impl LimitStore for MemoryStore {
         let count = shard.sequences.entry(key.to_owned()).or_insert(0);
         let before = *count;
         *count += 1;
-        Maybe::ready(Ok(before))
+        Eventual::now(Ok(before))
     }
 
     fn usage<'a>(
@@ -162,7 +167,7 @@ impl LimitStore for MemoryStore {
         now_ms: u64,
         prefix: &'a str,
         window: Duration,
-    ) -> Maybe<'a, Result<Vec<Usage>, StoreError>> {
+    ) -> Eventual<'a, Result<Vec<Usage>, StoreError>> {
         let mut all = Vec::new();
         for index in 0..SHARDS {
             let mut shard = self.lock(index);
@@ -181,14 +186,14 @@ impl LimitStore for MemoryStore {
             });
         }
         all.sort_by(|a, b| a.key.cmp(&b.key));
-        Maybe::ready(Ok(all))
+        Eventual::now(Ok(all))
     }
 
-    fn reset<'a>(&'a self) -> Maybe<'a, Result<(), StoreError>> {
+    fn reset<'a>(&'a self) -> Eventual<'a, Result<(), StoreError>> {
         for index in 0..SHARDS {
             *self.lock(index) = Shard::default();
         }
-        Maybe::ready(Ok(()))
+        Eventual::now(Ok(()))
     }
 
     fn is_immediate(&self) -> bool {
@@ -208,9 +213,9 @@ mod tests {
         }
     }
 
-    fn now<T>(maybe: Maybe<'_, T>) -> T {
+    fn now<T>(maybe: Eventual<'_, T>) -> T {
         match maybe {
-            Maybe::Ready(Some(value)) => value,
+            Eventual::Now(Some(value)) => value,
             _ => panic!("the memory store answers at once"),
         }
     }

@@ -9,10 +9,9 @@
 pub mod memory;
 pub mod redis;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
+
+use crate::eventual::Eventual;
 
 /// A store operation failed (Redis unreachable, script error): answered with 451 4.3.0.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -57,34 +56,6 @@ pub struct Usage {
     pub used: u64,
 }
 
-/// A value now or later: the memory store answers now without allocating, Redis later.
-pub enum Maybe<'a, T> {
-    /// Ready.
-    Ready(Option<T>),
-    /// To be awaited.
-    Later(Pin<Box<dyn Future<Output = T> + Send + 'a>>),
-}
-
-impl<T> Maybe<'_, T> {
-    /// A ready value.
-    pub fn ready(value: T) -> Self {
-        Maybe::Ready(Some(value))
-    }
-}
-
-impl<T: Unpin> Future for Maybe<'_, T> {
-    type Output = T;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        match self.get_mut() {
-            Maybe::Ready(value) => {
-                Poll::Ready(value.take().expect("Maybe polled after completion"))
-            }
-            Maybe::Later(future) => future.as_mut().poll(cx),
-        }
-    }
-}
-
 /// Where limit, greylist and sequence state lives.
 pub trait LimitStore: Send + Sync + std::fmt::Debug + 'static {
     /// Atomically: if every check has room at `now_ms`, take one use in each, tagged `token`.
@@ -93,10 +64,14 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug + 'static {
         checks: &'a [LimitCheck],
         now_ms: u64,
         token: u64,
-    ) -> Maybe<'a, Result<Reserve, StoreError>>;
+    ) -> Eventual<'a, Result<Reserve, StoreError>>;
 
     /// Gives back the uses tagged `token` (the transaction ended without an accepted message).
-    fn release<'a>(&'a self, keys: &'a [String], token: u64) -> Maybe<'a, Result<(), StoreError>>;
+    fn release<'a>(
+        &'a self,
+        keys: &'a [String],
+        token: u64,
+    ) -> Eventual<'a, Result<(), StoreError>>;
 
     /// Greylisting: first sight of `key` at `now_ms` starts its delay; a retry after `delay`
     /// (and within `retry_window` of the first sight) passes.
@@ -106,10 +81,10 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug + 'static {
         now_ms: u64,
         delay: Duration,
         retry_window: Duration,
-    ) -> Maybe<'a, Result<Greylist, StoreError>>;
+    ) -> Eventual<'a, Result<Greylist, StoreError>>;
 
     /// Counts one attempt of a sequence key; returns how many came before.
-    fn bump<'a>(&'a self, key: &'a str) -> Maybe<'a, Result<u64, StoreError>>;
+    fn bump<'a>(&'a self, key: &'a str) -> Eventual<'a, Result<u64, StoreError>>;
 
     /// The use of every limit key starting with `prefix`, within `window` of `now_ms`.
     fn usage<'a>(
@@ -117,10 +92,10 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug + 'static {
         now_ms: u64,
         prefix: &'a str,
         window: Duration,
-    ) -> Maybe<'a, Result<Vec<Usage>, StoreError>>;
+    ) -> Eventual<'a, Result<Vec<Usage>, StoreError>>;
 
     /// Forgets everything (limits, greylist, sequences).
-    fn reset<'a>(&'a self) -> Maybe<'a, Result<(), StoreError>>;
+    fn reset<'a>(&'a self) -> Eventual<'a, Result<(), StoreError>>;
 
     /// Whether every answer is ready at once (the memory store), so callers can skip boxing.
     fn is_immediate(&self) -> bool;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use super::{Greylist, LimitCheck, LimitStore, Maybe, Reserve, StoreError, Usage};
+use super::{Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
+use crate::eventual::Eventual;
 
 const PREFIX: &str = "failmail:";
 
@@ -131,7 +132,7 @@ impl LimitStore for RedisStore {
         checks: &'a [LimitCheck],
         now_ms: u64,
         token: u64,
-    ) -> Maybe<'a, Result<Reserve, StoreError>> {
+    ) -> Eventual<'a, Result<Reserve, StoreError>> {
         let mut invocation = self.reserve.prepare_invoke();
         invocation.arg(now_ms).arg(token);
         for check in checks {
@@ -139,7 +140,7 @@ impl LimitStore for RedisStore {
             invocation.arg(check.per.as_millis() as u64).arg(check.max);
         }
         let mut connection = self.connection.clone();
-        Maybe::Later(Box::pin(async move {
+        Eventual::later(async move {
             let full: usize = invocation
                 .invoke_async(&mut connection)
                 .await
@@ -149,20 +150,24 @@ impl LimitStore for RedisStore {
             } else {
                 Reserve::Full(full - 1)
             })
-        }))
+        })
     }
 
-    fn release<'a>(&'a self, keys: &'a [String], token: u64) -> Maybe<'a, Result<(), StoreError>> {
+    fn release<'a>(
+        &'a self,
+        keys: &'a [String],
+        token: u64,
+    ) -> Eventual<'a, Result<(), StoreError>> {
         let mut pipe = redis::pipe();
         for key in keys {
             pipe.cmd("ZREM").arg(limit_key(key)).arg(token).ignore();
         }
         let mut connection = self.connection.clone();
-        Maybe::Later(Box::pin(async move {
+        Eventual::later(async move {
             pipe.query_async::<()>(&mut connection)
                 .await
                 .map_err(store_error)
-        }))
+        })
     }
 
     fn greylist<'a>(
@@ -171,7 +176,7 @@ impl LimitStore for RedisStore {
         now_ms: u64,
         delay: Duration,
         retry_window: Duration,
-    ) -> Maybe<'a, Result<Greylist, StoreError>> {
+    ) -> Eventual<'a, Result<Greylist, StoreError>> {
         let mut invocation = self.greylist.prepare_invoke();
         invocation
             .key(format!("{PREFIX}grey:{key}"))
@@ -179,7 +184,7 @@ impl LimitStore for RedisStore {
             .arg(delay.as_millis() as u64)
             .arg(retry_window.as_millis() as u64);
         let mut connection = self.connection.clone();
-        Maybe::Later(Box::pin(async move {
+        Eventual::later(async move {
             let pass: u8 = invocation
                 .invoke_async(&mut connection)
                 .await
@@ -189,13 +194,13 @@ impl LimitStore for RedisStore {
             } else {
                 Greylist::Wait
             })
-        }))
+        })
     }
 
-    fn bump<'a>(&'a self, key: &'a str) -> Maybe<'a, Result<u64, StoreError>> {
+    fn bump<'a>(&'a self, key: &'a str) -> Eventual<'a, Result<u64, StoreError>> {
         let key = format!("{PREFIX}seq:{key}");
         let mut connection = self.connection.clone();
-        Maybe::Later(Box::pin(async move {
+        Eventual::later(async move {
             let (count,): (u64,) = redis::pipe()
                 .atomic()
                 .cmd("INCR")
@@ -208,7 +213,7 @@ impl LimitStore for RedisStore {
                 .await
                 .map_err(store_error)?;
             Ok(count - 1)
-        }))
+        })
     }
 
     fn usage<'a>(
@@ -216,14 +221,14 @@ impl LimitStore for RedisStore {
         now_ms: u64,
         prefix: &'a str,
         window: Duration,
-    ) -> Maybe<'a, Result<Vec<Usage>, StoreError>> {
+    ) -> Eventual<'a, Result<Vec<Usage>, StoreError>> {
         let mut invocation = self.usage.prepare_invoke();
         invocation
             .arg(now_ms)
             .arg(window.as_millis() as u64)
             .arg(format!("{PREFIX}limit:{prefix}*"));
         let mut connection = self.connection.clone();
-        Maybe::Later(Box::pin(async move {
+        Eventual::later(async move {
             let flat: Vec<redis::Value> = invocation
                 .invoke_async(&mut connection)
                 .await
@@ -242,19 +247,19 @@ impl LimitStore for RedisStore {
             }
             usage.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(usage)
-        }))
+        })
     }
 
-    fn reset<'a>(&'a self) -> Maybe<'a, Result<(), StoreError>> {
+    fn reset<'a>(&'a self) -> Eventual<'a, Result<(), StoreError>> {
         let mut invocation = self.reset.prepare_invoke();
         invocation.arg(format!("{PREFIX}*"));
         let mut connection = self.connection.clone();
-        Maybe::Later(Box::pin(async move {
+        Eventual::later(async move {
             invocation
                 .invoke_async::<()>(&mut connection)
                 .await
                 .map_err(store_error)
-        }))
+        })
     }
 
     fn is_immediate(&self) -> bool {

@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::flavor::Flavor;
 use super::phase_codes;
-use crate::policy::Phase;
 use crate::smtp::address::domain_of;
+use crate::smtp::policy::Phase;
 use crate::smtp::queue_id::{mix, AcceptedReply, QueueIdStyle};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 

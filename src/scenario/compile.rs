@@ -17,7 +17,7 @@ use super::flavor::Flavor;
 use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
 use super::phase_codes;
-use crate::policy::{Phase, SessionView};
+use crate::smtp::policy::{Phase, SessionView};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::AuthPolicy;
 

@@ -17,8 +17,9 @@ use super::compile::{Action, Outcome, ReplySpec, Rule, Scenario};
 use super::compile::{Count, LimitSettings};
 use super::flavor::Flavor;
 use crate::clock::Clock;
+use crate::eventual::Eventual;
 use crate::limits::{Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
-use crate::policy::{Answer, Decision, Phase, Policy, SessionPolicy, SessionView, Verdict};
+use crate::smtp::policy::{Answer, Decision, Phase, Policy, SessionPolicy, SessionView, Verdict};
 use crate::smtp::queue_id::mix;
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::SessionConfig;
@@ -697,38 +698,33 @@ impl SessionPolicy for ScenarioSession {
     fn decide<'a>(&'a mut self, phase: Phase, view: &'a SessionView<'a>) -> Answer<'a> {
         if self.engine.store.is_immediate() {
             // The memory store never waits: run to completion here, without boxing.
-            return Answer::Ready(
+            return Answer::now(
                 poll_now(self.decide_now(phase, view)).unwrap_or_else(store_unavailable),
             );
         }
-        Answer::Later(Box::pin(self.decide_now(phase, view)))
+        Answer::later(self.decide_now(phase, view))
     }
 
-    fn transaction_over<'a>(
-        &'a mut self,
-    ) -> Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
+    fn transaction_over(&mut self) -> Eventual<'_, ()> {
         if self.reserved.is_empty() {
-            return None;
+            return Eventual::now(());
         }
         if self.engine.store.is_immediate() {
             let _ = poll_now(self.release_all());
-            return None;
+            return Eventual::now(());
         }
-        Some(Box::pin(async move {
+        Eventual::later(async move {
             if let Err(e) = self.release_all().await {
                 tracing::warn!(%e, "could not release a limit reservation; it expires with its window");
             }
-        }))
+        })
     }
 
-    fn accepted<'a>(
-        &'a mut self,
-        _view: &'a SessionView<'a>,
-    ) -> Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
+    fn accepted<'a>(&'a mut self, _view: &'a SessionView<'a>) -> Eventual<'a, ()> {
         // The reserved uses stay taken: they are this message's.
         self.reserved.clear();
         self.accepted = self.accepted.saturating_add(1);
-        None
+        Eventual::now(())
     }
 }
 

@@ -13,11 +13,11 @@ impl Harness {
     /// Decides one phase in a fresh session from the view's peer.
     fn decide(&self, phase: Phase, view: &SessionView<'_>, _ip: &str) -> Decision {
         let mut session = self.policy.open(view.peer);
-        let answer = session.decide(phase, view);
-        match answer {
-            Answer::Ready(decision) => decision,
-            Answer::Later(_) => panic!("the memory store answers at once"),
-        }
+        let decision = match session.decide(phase, view).ready() {
+            Ok(decision) => decision,
+            Err(_) => panic!("the memory store answers at once"),
+        };
+        decision
     }
 
     fn reset(&self) {
@@ -48,7 +48,7 @@ fn view<'a>(
 ) -> SessionView<'a> {
     SessionView {
         helo: Some("client.example"),
-        ..crate::policy::test_view(peer, from, rcpt, recipients)
+        ..crate::smtp::policy::test_view(peer, from, rcpt, recipients)
     }
 }
 

@@ -26,7 +26,7 @@ use smallvec::SmallVec;
 
 use super::compile::{Matchers, Rule};
 use super::pattern::{Cidr, Pattern, PatternList};
-use crate::policy::{Phase, SessionView};
+use crate::smtp::policy::{Phase, SessionView};
 
 /// Separates a glob's prefix from its suffix in an index key; never occurs in UTF-8.
 const AFFIX_SEPARATOR: u8 = 0xFF;

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::super::compile::Scenario;
 use super::super::engine::matches;
-use crate::policy::{test_view, Phase, SessionView};
+use crate::smtp::policy::{test_view, Phase, SessionView};
 
 const ADDRESSES: [&str; 7] = [
     "a@x.example",

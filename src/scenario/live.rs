@@ -12,7 +12,7 @@ use super::engine::{ConnectionCounts, Engine, ScenarioPolicy};
 use crate::clock::{OffsetClock, SharedClock};
 use crate::limits::memory::MemoryStore;
 use crate::limits::LimitStore;
-use crate::policy::Policy;
+use crate::smtp::policy::Policy;
 use crate::smtp::session::SessionConfig;
 use arc_swap::ArcSwap;
 

@@ -2,7 +2,7 @@
 //!
 //! A scenario that asks for, say, 354 at RCPT or 250 where a failure is wanted is refused at load.
 
-use crate::policy::Phase;
+use crate::smtp::policy::Phase;
 
 /// Codes some real servers send outside the RFC lists, named by the seed guides: 420 (GroupWise
 /// timeout), 432 (Exchange: queue stopped), 449 (Exchange: routing error). Allowed at every phase.

@@ -16,11 +16,10 @@ use tokio::sync::watch;
 use tracing::{debug, warn, Instrument};
 
 use super::{Shared, ShutdownState};
-use crate::journal::events::reply_events;
 use crate::journal::EventKind;
-use crate::policy::{Decision, Phase, SessionPolicy, Verdict};
+use crate::smtp::policy::{Phase, SessionPolicy};
 use crate::smtp::reply::{fixed, Reply};
-use crate::smtp::session::{Session, Step, Trace, Waiting};
+use crate::smtp::session::{Message, Session, Step, StoreFailed, Trace, Waiting};
 
 /// Read buffer growth step; a session never buffers more than one such read plus one line.
 const READ_CHUNK: usize = 16 * 1024;
@@ -28,13 +27,6 @@ const READ_CHUNK: usize = 16 * 1024;
 enum Outcome {
     Closed,
     StartTls,
-}
-
-/// Who decided the reply the session is about to write, for the journal.
-struct Decided {
-    phase: Phase,
-    rule: Option<u32>,
-    catalog: Option<&'static str>,
 }
 
 /// Everything one connection works with.
@@ -45,7 +37,8 @@ struct Connection {
     output: BytesMut,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<ShutdownState>,
-    decided: Option<Decided>,
+    /// Journal events of one step, gathered to be recorded under one lock (reused).
+    events: Vec<EventKind>,
     /// When the batch whose replies are pending was read (for the latency histogram).
     read_at: Option<Instant>,
     /// While waiting for a command: when the command timeout expires, and the session's
@@ -105,7 +98,7 @@ async fn run(
         output: BytesMut::with_capacity(1024),
         shared: shared.clone(),
         shutdown,
-        decided: None,
+        events: Vec::new(),
         read_at: None,
         command_deadline: None,
         timer: Box::pin(tokio::time::sleep_until(never)),
@@ -177,12 +170,10 @@ impl Connection {
         mut step: Step,
     ) -> std::io::Result<Outcome> {
         loop {
-            self.journal_trace();
+            self.carry_trace();
             match step {
-                Step::Decide(phase) => {
-                    self.decide(io, phase).await?;
-                    step = self.session.advance(&mut self.input, &mut self.output);
-                }
+                Step::Decide(phase) => self.decide(io, phase).await?,
+                Step::Store(message) => self.store(message).await,
                 Step::StartTls => {
                     self.flush(io).await?;
                     return Ok(Outcome::StartTls);
@@ -193,57 +184,69 @@ impl Connection {
                     return Ok(Outcome::Closed);
                 }
                 Step::NeedInput => {
-                    self.flush(io).await?;
-                    if !self.session.in_transaction() {
-                        if let Some(release) = self.policy.transaction_over() {
-                            release.await;
-                        }
+                    if let Some(outcome) = self.read(io).await? {
+                        return Ok(outcome);
                     }
-                    let state = *self.shutdown.borrow();
-                    if state != ShutdownState::Running {
-                        // New commands get 421; a message being received may finish.
-                        self.session.begin_shutdown();
-                        if !self.session.in_message() {
-                            return self.close_with(io, &fixed::SHUTTING_DOWN).await;
-                        }
+                }
+            }
+            step = self.session.advance(&mut self.input, &mut self.output);
+        }
+    }
+
+    /// Writes what is pending and reads more input, within the timeout; `Some` when the
+    /// connection ends instead (end of stream, timeout, shutdown).
+    async fn read<IO: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+    ) -> std::io::Result<Option<Outcome>> {
+        loop {
+            self.flush(io).await?;
+            if !self.session.in_transaction() {
+                self.policy.transaction_over().await;
+            }
+            let state = *self.shutdown.borrow();
+            if state != ShutdownState::Running {
+                // New commands get 421; a message being received may finish.
+                self.session.begin_shutdown();
+                if !self.session.in_message() {
+                    return self.close_with(io, &fixed::SHUTTING_DOWN).await.map(Some);
+                }
+            }
+            let (timeout, deadline) = self.read_deadline();
+            if deadline < self.timer_at {
+                self.arm_timer(deadline);
+            }
+            if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
+                self.input.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                read = io.read_buf(&mut self.input) => {
+                    if read? == 0 {
+                        return Ok(Some(Outcome::Closed));
                     }
-                    let (timeout, deadline) = self.read_deadline();
-                    if deadline < self.timer_at {
+                    self.read_at.get_or_insert_with(Instant::now);
+                    return Ok(None);
+                }
+                _ = &mut self.timer => {
+                    if tokio::time::Instant::now() < deadline {
+                        // Set for an earlier deadline that has moved on: re-arm.
                         self.arm_timer(deadline);
+                        continue;
                     }
-                    if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
-                        self.input.reserve(READ_CHUNK);
+                    self.timer_at = far_future();
+                    if self.session.is_hung() {
+                        return Ok(Some(Outcome::Closed));
                     }
-                    tokio::select! {
-                        read = io.read_buf(&mut self.input) => {
-                            if read? == 0 {
-                                return Ok(Outcome::Closed);
-                            }
-                            self.read_at.get_or_insert_with(Instant::now);
-                            step = self.session.advance(&mut self.input, &mut self.output);
-                        }
-                        _ = &mut self.timer => {
-                            if tokio::time::Instant::now() < deadline {
-                                // Set for an earlier deadline that has moved on: re-arm.
-                                self.arm_timer(deadline);
-                                continue;
-                            }
-                            self.timer_at = far_future();
-                            if self.session.is_hung() {
-                                return Ok(Outcome::Closed);
-                            }
-                            debug!(?timeout, "timeout");
-                            return self.close_with(io, &fixed::TIMEOUT).await;
-                        }
-                        changed = self.shutdown.changed() => {
-                            let state = if changed.is_ok() { *self.shutdown.borrow() } else { ShutdownState::Force };
-                            if state == ShutdownState::Force || !self.session.in_message() {
-                                return self.close_with(io, &fixed::SHUTTING_DOWN).await;
-                            }
-                            self.session.begin_shutdown();
-                            // Draining: let the message in progress finish.
-                        }
+                    debug!(?timeout, "timeout");
+                    return self.close_with(io, &fixed::TIMEOUT).await.map(Some);
+                }
+                changed = self.shutdown.changed() => {
+                    let state = if changed.is_ok() { *self.shutdown.borrow() } else { ShutdownState::Force };
+                    if state == ShutdownState::Force || !self.session.in_message() {
+                        return self.close_with(io, &fixed::SHUTTING_DOWN).await.map(Some);
                     }
+                    self.session.begin_shutdown();
+                    // Draining: let the message in progress finish.
                 }
             }
         }
@@ -282,67 +285,49 @@ impl Connection {
         }
     }
 
-    /// Asks the policy about a phase and hands the verdict to the session.
+    /// Asks the policy about a phase and hands its decision to the session.
     async fn decide<IO: AsyncWrite + Unpin>(
         &mut self,
         io: &mut IO,
         phase: Phase,
     ) -> std::io::Result<()> {
-        let decision: Decision = self
-            .policy
-            .decide(phase, &self.session.view())
-            .resolve()
-            .await;
+        let decision = self.policy.decide(phase, &self.session.view()).await;
         if let Some(delay) = decision.delay {
             self.flush(io).await?;
             tokio::time::sleep(delay).await;
         }
-        if decision.limited {
-            self.shared.journal.metrics().limit_refused();
-        }
-        let mut verdict = decision.verdict;
-        let accepts = match &verdict {
-            Verdict::Continue => true,
-            Verdict::Reply(reply) => reply.is_positive(),
-            _ => false,
-        };
-        if phase == Phase::DataEnd && accepts {
-            let message = self.session.take_message();
-            let (queue_id, size) = (message.queue_id.clone(), message.data.len());
-            match self.shared.journal.deliver(message).await {
-                Ok(message_id) => {
-                    self.shared.journal.metrics().message_accepted(size);
-                    self.journal_event(|| EventKind::Message {
-                        message_id,
-                        queue_id,
-                        size,
-                    });
-                    if let Some(counting) = self.policy.accepted(&self.session.view()) {
-                        counting.await;
-                    }
-                }
-                Err(error) => {
-                    warn!(%error, "message could not be stored");
-                    verdict = Verdict::Reply(fixed::STORE_FAILED);
-                }
-            }
-        }
-        self.decided = Some(Decided {
-            phase,
-            rule: decision.rule,
-            catalog: decision.catalog,
-        });
-        self.session.answer(verdict, &mut self.output);
-        self.journal_trace();
-        self.decided = None;
+        self.session.answer(decision, &mut self.output);
         Ok(())
+    }
+
+    /// Stores a message the session handed over, then lets the session answer (250, or 451
+    /// when it could not be stored), and the policy count it.
+    async fn store(&mut self, message: Message) {
+        let (queue_id, size) = (message.queue_id.clone(), message.data.len());
+        let journal = self.shared.journal.clone();
+        let result = match journal.deliver(message).await {
+            Ok(message_id) => {
+                journal.metrics().message_accepted(size);
+                self.journal_event(|| EventKind::Message {
+                    message_id,
+                    queue_id,
+                    size,
+                });
+                self.policy.accepted(&self.session.view()).await;
+                Ok(())
+            }
+            Err(error) => {
+                warn!(%error, "message could not be stored");
+                Err(StoreFailed)
+            }
+        };
+        self.session.stored(result, &mut self.output);
     }
 
     /// Writes the pending replies. A client that does not read them (its receive window stays
     /// full) gets the command timeout, then the connection is dropped: writes never wait forever.
     async fn flush<IO: AsyncWrite + Unpin>(&mut self, io: &mut IO) -> std::io::Result<()> {
         if !self.output.is_empty() {
-            self.shared.journal.metrics().replies_sent(&self.output);
             let write = async {
                 io.write_all(&self.output).await?;
                 io.flush().await
@@ -378,56 +363,39 @@ impl Connection {
         io: &mut IO,
         reply: &Reply,
     ) -> std::io::Result<Outcome> {
-        self.output.extend_from_slice(reply.wire());
-        self.journal_event(|| EventKind::Reply {
-            code: reply.code(),
-            status: reply.status().map(|s| s.to_string()),
-            text: reply_events(reply.wire())
-                .pop()
-                .map(|r| r.2)
-                .unwrap_or_default(),
-            phase: None,
-            rule: None,
-            catalog: None,
-        });
+        self.session.close_with(reply, &mut self.output);
+        self.carry_trace();
         self.flush(io).await?;
         self.close(io).await;
         Ok(Outcome::Closed)
     }
 
-    /// Moves what the session traced into the journal.
-    fn journal_trace(&mut self) {
-        let Some(events) = self.shared.journal.events() else {
-            return;
-        };
-        let trace = self.session.take_trace();
-        if trace.is_empty() {
-            return;
-        }
-        let mut kinds = Vec::with_capacity(trace.len());
-        for item in trace {
+    /// Carries what the session reported to the metrics and, when it is on, the journal.
+    fn carry_trace(&mut self) {
+        let journal = &self.shared.journal;
+        let metrics = journal.metrics();
+        let recording = journal.events().is_some();
+        for item in self.session.drain_trace() {
             match item {
-                Trace::Command(line) => kinds.push(EventKind::Command { line }),
-                Trace::Reply(wire) => {
-                    for (code, status, text) in reply_events(&wire) {
-                        let decided = if code == 334 {
-                            None
-                        } else {
-                            self.decided.take()
-                        };
-                        kinds.push(EventKind::Reply {
-                            code,
-                            status,
-                            text,
-                            phase: decided.as_ref().map(|d| d.phase.as_str()),
-                            rule: decided.as_ref().and_then(|d| d.rule),
-                            catalog: decided.as_ref().and_then(|d| d.catalog),
-                        });
+                Trace::Command(line) => self.events.push(EventKind::Command { line }),
+                Trace::Reply(reply) => {
+                    metrics.replies_sent(reply.code, reply.times);
+                    if reply.decided.is_some_and(|d| d.limited) {
+                        metrics.limit_refused(reply.times);
+                    }
+                    if recording {
+                        self.events.extend(EventKind::reply(reply));
                     }
                 }
             }
         }
-        events.record(self.shared.clock.now_ms(), self.session.id(), kinds);
+        if let (Some(events), false) = (journal.events(), self.events.is_empty()) {
+            events.record(
+                self.shared.clock.now_ms(),
+                self.session.id(),
+                self.events.drain(..),
+            );
+        }
     }
 
     /// Records the event `kind` makes, if the journal is on (nothing is built when it is off).

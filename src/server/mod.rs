@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::clock::SharedClock;
 use crate::journal::Journal;
-use crate::policy::Policy;
+use crate::smtp::policy::Policy;
 use crate::smtp::reply::{fixed, status, Reply};
 use crate::smtp::session::SessionConfig;
 use tls::CertificateSource;
@@ -417,7 +417,7 @@ async fn accept_loop(
             Some(per_ip) => match per_ip.try_acquire(peer.ip()) {
                 Some(permit) => Some(permit),
                 None => {
-                    shared.journal.metrics().limit_refused();
+                    shared.journal.metrics().limit_refused(1);
                     let reply = too_many_from_ip(&shared.session_config.load().hostname);
                     spawn_refusal(&refusals, stream, tls(), reply);
                     continue;

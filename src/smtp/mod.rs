@@ -3,6 +3,7 @@
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod policy;
 pub mod queue_id;
 pub mod reply;
 pub mod sasl;

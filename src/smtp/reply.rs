@@ -181,9 +181,47 @@ impl Reply {
         self.status
     }
 
+    /// A reply the session wrote itself, part by part, in the standard form (`NNN-`/`NNN `
+    /// lines, each carrying `status` when there is one): kept whole for the journal.
+    pub(crate) fn from_wire(code: u16, status: Option<EnhancedStatus>, wire: Bytes) -> Self {
+        Self { code, status, wire }
+    }
+
     /// The exact bytes sent on the wire, CRLF included.
     pub fn wire(&self) -> &[u8] {
         &self.wire
+    }
+
+    /// The text of each line: what follows the code, the separator and the enhanced status
+    /// code. The reply knows its own layout, so nothing is guessed.
+    pub fn lines(&self) -> impl Iterator<Item = std::borrow::Cow<'_, str>> + '_ {
+        let has_status = self.status.is_some();
+        self.wire
+            .strip_suffix(b"\r\n")
+            .unwrap_or(&self.wire)
+            .split(|&b| b == b'\n')
+            .map(move |line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let rest = line.get(4..).unwrap_or_default();
+                let text = match (has_status, rest.iter().position(|&b| b == b' ')) {
+                    (false, _) => rest,
+                    (true, Some(space)) => &rest[space + 1..],
+                    (true, None) => &[],
+                };
+                String::from_utf8_lossy(text)
+            })
+    }
+
+    /// Every line's text joined by `\n`: what the journal records.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        for (index, line) in self.lines().enumerate() {
+            if index > 0 {
+                text.push('\n');
+            }
+            text.push_str(&line);
+        }
+        text
     }
 
     /// 2xx and 3xx replies.
@@ -402,6 +440,43 @@ mod tests {
             Reply::parse_parts(550, None, &["a\r\nb"]),
             Err(ReplyError::LineBreak)
         );
+    }
+
+    #[test]
+    fn lines_give_the_text_without_code_and_status() {
+        let text = |code, status, wire: &'static [u8]| {
+            Reply::from_wire(code, status, Bytes::from_static(wire)).text()
+        };
+        assert_eq!(
+            text(250, None, b"250-mx\r\n250-PIPELINING\r\n250 DSN\r\n"),
+            "mx\nPIPELINING\nDSN"
+        );
+        let s511 = Some(status(5, 1, 1));
+        assert_eq!(text(550, s511, b"550-5.1.1 a\r\n550 5.1.1 b\r\n"), "a\nb");
+        assert_eq!(text(354, None, b"354 go\r\n"), "go");
+        let s200 = Some(status(2, 0, 0));
+        assert_eq!(text(250, s200, b"250-2.0.0\r\n250 2.0.0 x\r\n"), "\nx");
+        assert_eq!(text(334, None, b"334 \r\n"), "");
+        assert_eq!(
+            Reply::parse_parts(550, Some("5.1.1"), &[" https://x"])
+                .unwrap()
+                .text(),
+            " https://x"
+        );
+    }
+
+    proptest::proptest! {
+        /// The text of a reply built from lines is those lines, whatever they hold.
+        #[test]
+        fn text_gives_back_the_lines(lines in proptest::collection::vec("[ -~]{0,12}", 1..4)) {
+            let with_status = Reply::new(550, Some(status(5, 1, 1)), &lines).unwrap();
+            let without = Reply::new(250, None, &lines).unwrap();
+            // Trailing spaces are trimmed on the wire, so they are not part of the text.
+            let expected: Vec<&str> = lines.iter().map(|l| l.trim_end_matches(' ')).collect();
+            let expected = expected.join("\n");
+            proptest::prop_assert_eq!(with_status.text(), expected.clone());
+            proptest::prop_assert_eq!(without.text(), expected);
+        }
     }
 
     #[test]

@@ -4,12 +4,11 @@
 //! [`SessionView`] to a [`Policy`], which returns a [`Decision`]. Scenario rules, the reply catalog
 //! and rate limits are all policies; [`AcceptAll`] is the plain sink.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
-use crate::smtp::reply::Reply;
+use super::reply::Reply;
+use crate::eventual::Eventual;
 
 /// The points of an SMTP session where a policy may decide the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,6 +102,19 @@ pub enum Verdict {
     Abort(Reply),
 }
 
+impl Verdict {
+    /// Whether the phase goes on as the client asked (the normal reply, or a 2xx/3xx of other
+    /// wording). At the end of data this is what makes the session store the message before it
+    /// answers: the one place that rule is decided.
+    pub fn accepts(&self) -> bool {
+        match self {
+            Verdict::Continue => true,
+            Verdict::Reply(reply) => reply.is_positive(),
+            Verdict::Disconnect | Verdict::Hang | Verdict::Abort(_) => false,
+        }
+    }
+}
+
 /// A [`Verdict`] with an optional pause before it is carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -137,26 +149,18 @@ impl Decision {
     }
 }
 
-/// A decision that needs waiting for (a shared store across the network).
-pub type DecisionFuture<'a> = Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
-
-/// A decision now, or one to wait for. The common path answers now and allocates nothing.
-pub enum Answer<'a> {
-    /// Decided.
-    Ready(Decision),
-    /// Await this.
-    Later(DecisionFuture<'a>),
-}
-
-impl Answer<'_> {
-    /// Waits for the decision if needed.
-    pub async fn resolve(self) -> Decision {
-        match self {
-            Answer::Ready(decision) => decision,
-            Answer::Later(future) => future.await,
+impl From<Verdict> for Decision {
+    fn from(verdict: Verdict) -> Self {
+        Self {
+            verdict,
+            ..Self::CONTINUE
         }
     }
 }
+
+/// A decision now, or one to wait for (a shared store across the network). The common path
+/// answers now and allocates nothing.
+pub type Answer<'a> = Eventual<'a, Decision>;
 
 /// Decides replies for the sessions of a server; one per loaded scenario.
 pub trait Policy: Send + Sync + 'static {
@@ -172,16 +176,13 @@ pub trait SessionPolicy: Send + Sync {
 
     /// Called when the session has no transaction in progress (after RSET, a refused message,
     /// or an accepted one), so that uses reserved for an unfinished transaction go back.
-    fn transaction_over<'a>(&'a mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
-        None
+    fn transaction_over(&mut self) -> Eventual<'_, ()> {
+        Eventual::now(())
     }
 
     /// Called when a message was accepted (after it was stored), so that limits count it.
-    fn accepted<'a>(
-        &'a mut self,
-        _view: &'a SessionView<'a>,
-    ) -> Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
-        None
+    fn accepted<'a>(&'a mut self, _view: &'a SessionView<'a>) -> Eventual<'a, ()> {
+        Eventual::now(())
     }
 }
 
@@ -197,7 +198,7 @@ impl Policy for AcceptAll {
 
 impl SessionPolicy for AcceptAll {
     fn decide<'a>(&'a mut self, _phase: Phase, _view: &'a SessionView<'a>) -> Answer<'a> {
-        Answer::Ready(Decision::CONTINUE)
+        Answer::now(Decision::CONTINUE)
     }
 }
 
@@ -220,5 +221,21 @@ pub(crate) fn test_view<'a>(
         rcpt,
         recipients,
         message: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::reply::fixed;
+
+    #[test]
+    fn only_continue_and_positive_replies_accept() {
+        assert!(Verdict::Continue.accepts());
+        assert!(Verdict::Reply(fixed::OK).accepts());
+        assert!(!Verdict::Reply(fixed::STORE_FAILED).accepts());
+        assert!(!Verdict::Abort(fixed::OK).accepts());
+        assert!(!Verdict::Disconnect.accepts());
+        assert!(!Verdict::Hang.accepts());
     }
 }

@@ -6,8 +6,11 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::BytesMut;
 
+use super::transaction::REUSED_BODY_CAPACITY;
+use super::write::push_decimal;
 use super::*;
-use crate::policy::{Phase, SessionView, Verdict};
+use crate::smtp::policy::{Decision, Phase, SessionView, Verdict};
+use crate::smtp::reply::fixed;
 
 type Decider = Box<dyn FnMut(Phase, &SessionView<'_>) -> Verdict>;
 
@@ -55,29 +58,25 @@ impl Harness {
         Self::with(config, false, Box::new(|_, _| Verdict::Continue))
     }
 
-    fn run(&mut self, mut step: Step) {
-        loop {
-            match step {
-                Step::Decide(phase) => {
-                    self.asked.push(phase);
-                    let verdict = (self.decide)(phase, &self.session.view());
-                    let accepts = matches!(verdict, Verdict::Continue);
-                    if phase == Phase::DataEnd && accepts {
-                        self.messages.push(self.session.take_message());
-                    }
-                    self.session.answer(verdict, &mut self.out);
-                    step = self.session.advance(&mut self.input, &mut self.out);
-                }
-                Step::NeedInput => return,
-                Step::StartTls => {
-                    self.starttls = true;
-                    return;
-                }
-                Step::Close => {
-                    self.closed = true;
-                    return;
-                }
-            }
+    fn run(&mut self, step: Step) {
+        let step = drive::run(
+            &mut self.session,
+            &mut self.input,
+            &mut self.out,
+            step,
+            |phase, view| {
+                self.asked.push(phase);
+                Decision::from((self.decide)(phase, view))
+            },
+            |message| {
+                self.messages.push(message);
+                Ok(())
+            },
+        );
+        match step {
+            Step::StartTls => self.starttls = true,
+            Step::Close => self.closed = true,
+            _ => {}
         }
     }
 
@@ -697,12 +696,20 @@ fn tracing_records_commands_and_replies_in_order_without_secrets() {
     let plain = STANDARD.encode("\0alice\0secret");
     h.send(&format!("EHLO c\r\nAUTH PLAIN {plain}\r\nAUTH LOGIN\r\n"));
     h.send(&format!("{}\r\n", STANDARD.encode("x")));
-    let trace = h.session.take_trace();
+    // Replies are always reported (for the metrics); only those traced carry a copy.
+    let trace: Vec<Trace> = h.session.drain_trace().collect();
     let text: Vec<String> = trace
         .iter()
-        .map(|t| match t {
-            Trace::Command(c) => format!("C {c}"),
-            Trace::Reply(r) => format!("R {}", String::from_utf8_lossy(r).lines().last().unwrap()),
+        .cloned()
+        .filter_map(|t| match t {
+            Trace::Command(c) => Some(format!("C {c}")),
+            Trace::Reply(r) => {
+                let wire = r.reply?;
+                Some(format!(
+                    "R {}",
+                    String::from_utf8_lossy(wire.wire()).lines().last().unwrap()
+                ))
+            }
         })
         .collect();
     assert_eq!(
@@ -720,10 +727,13 @@ fn tracing_records_commands_and_replies_in_order_without_secrets() {
     );
     let all = format!("{trace:?}");
     assert!(!all.contains(&plain) && !all.contains("secret"));
-    // Off: nothing is kept.
+    // Off: nothing is kept (no command, no copy of a reply; only its code, for the metrics).
     h.session.set_tracing(false);
     h.send("NOOP\r\n");
-    assert!(h.session.take_trace().is_empty());
+    assert!(h
+        .session
+        .drain_trace()
+        .all(|t| matches!(t, Trace::Reply(ReplyTrace { reply: None, .. }))));
 }
 
 #[test]
@@ -733,7 +743,7 @@ fn tracing_hides_auth_continuation_lines() {
     h.send("AUTH LOGIN\r\n");
     h.send(&format!("{}\r\n", STANDARD.encode("bob")));
     h.send(&format!("{}\r\n", STANDARD.encode("hunter2")));
-    let trace = format!("{:?}", h.session.take_trace());
+    let trace = format!("{:?}", h.session.drain_trace().collect::<Vec<_>>());
     assert!(!trace.contains(&STANDARD.encode("hunter2")), "{trace}");
     assert!(
         trace.contains("****") && trace.contains("235 2.7.0"),

@@ -1,0 +1,96 @@
+//! What the session hands its caller: the next [`Step`], and what it did as typed values
+//! ([`Trace`]), so that the journal, the metrics and the attempt history read fields instead of
+//! parsing the reply bytes back.
+
+use super::config::Message;
+use crate::smtp::policy::{Decision, Phase};
+use crate::smtp::reply::{EnhancedStatus, Reply};
+
+/// What the caller must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Write the output, then read more input.
+    NeedInput,
+    /// Ask the policy about this phase and pass its decision to [`Session::answer`].
+    ///
+    /// [`Session::answer`]: super::Session::answer
+    Decide(Phase),
+    /// The policy accepted this message at the end of data: store it, then call
+    /// [`Session::stored`] with the result. The 250 is written only then, so that a message
+    /// the client saw accepted is never lost.
+    ///
+    /// [`Session::stored`]: super::Session::stored
+    Store(Message),
+    /// Write the output, then run the TLS handshake and call [`Session::tls_established`]. The
+    /// session has already discarded any input that followed the STARTTLS command.
+    ///
+    /// [`Session::tls_established`]: super::Session::tls_established
+    StartTls,
+    /// Write the output, then close the connection.
+    Close,
+}
+
+/// What the session is waiting for, so the connection can pick the RFC 5321 timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// The next command.
+    Command,
+    /// More of a DATA body or BDAT chunk.
+    Data,
+}
+
+/// Why a message handed over with [`Step::Store`] could not be kept; the client gets
+/// `451 4.3.0` instead of the 250.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFailed;
+
+/// What the session did, in order: the journal, the metrics and the attempts read these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trace {
+    /// A command line as received; AUTH credentials are replaced by `****`. Only while tracing
+    /// ([`Session::set_tracing`](super::Session::set_tracing)).
+    Command(String),
+    /// A reply the session wrote.
+    Reply(ReplyTrace),
+}
+
+/// One reply the session wrote, as values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTrace {
+    /// The reply code.
+    pub code: u16,
+    /// The enhanced status code, if the reply carries one.
+    pub status: Option<EnhancedStatus>,
+    /// Who decided it, when a policy did.
+    pub decided: Option<Decided>,
+    /// The whole reply as written, while tracing (else nothing is copied).
+    pub reply: Option<Reply>,
+    /// How many times in a row it was written: while not tracing, equal replies are reported
+    /// together, so that a pipelined burst of a thousand NOOPs takes one entry, not a thousand.
+    pub times: u32,
+}
+
+/// The policy decision behind a reply: at which phase, by which rule, with which catalog entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decided {
+    /// The phase the policy was asked about.
+    pub phase: Phase,
+    /// The scenario rule that decided (its position in the file, from 0).
+    pub rule: Option<u32>,
+    /// The catalog name of the reply.
+    pub catalog: Option<&'static str>,
+    /// Whether a rate or connection limit refused.
+    pub limited: bool,
+}
+
+impl Decided {
+    /// The attribution of `decision`, taken at `phase`.
+    pub fn of(phase: Phase, decision: &Decision) -> Self {
+        Self {
+            phase,
+            rule: decision.rule,
+            catalog: decision.catalog,
+            limited: decision.limited,
+        }
+    }
+}
