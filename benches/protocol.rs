@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use failmail::smtp::command::parse_command;
 use failmail::smtp::data::DataDecoder;
-use failmail::smtp::policy::{AcceptAll, Policy, SessionPolicy};
+use failmail::smtp::policy::{AcceptAll, Connected, Policy, SessionPolicy};
 use failmail::smtp::session::{self, Session, SessionConfig, Step};
 
 /// What clients send, in about the proportions of a delivery (several RCPT per MAIL), without
@@ -178,7 +178,10 @@ fn transaction(
     input: &mut BytesMut,
     out: &mut BytesMut,
 ) -> (usize, bool) {
-    let mut policy = AcceptAll.open(peer);
+    let mut policy = AcceptAll.open(&Connected {
+        peer,
+        connections_from_ip: 1,
+    });
     let mut session = Session::new(config.clone(), id, peer, false);
     let step = session.start();
     let (mut accepted, mut closed) = drive(&mut session, policy.as_mut(), step, input, out);

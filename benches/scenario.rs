@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use failmail::scenario::compile::Scenario;
 use failmail::scenario::live::ScenarioOptions;
-use failmail::smtp::policy::{Answer, Decision, Phase, Policy, SessionView, Verdict};
+use failmail::smtp::policy::{Answer, Connected, Decision, Phase, Policy, SessionView, Verdict};
 use tokio::runtime::Runtime;
 
 const SEED: u64 = 0x5CE7_A210_0001;
@@ -388,6 +388,14 @@ fn resolve(runtime: &Runtime, answer: Answer<'_>) -> Decision {
     }
 }
 
+/// A client that is alone from its IP.
+fn connected(peer: SocketAddr) -> Connected {
+    Connected {
+        peer,
+        connections_from_ip: 1,
+    }
+}
+
 /// Decides every phase of `views` on a new policy session, as one connection does.
 fn transaction(
     runtime: &Runtime,
@@ -395,7 +403,7 @@ fn transaction(
     peer: SocketAddr,
     views: &[(Phase, SessionView<'_>)],
 ) {
-    let mut session = policy.open(peer);
+    let mut session = policy.open(&connected(peer));
     for (phase, view) in views {
         black_box(resolve(runtime, session.decide(*phase, view)));
     }
@@ -404,7 +412,7 @@ fn transaction(
 /// Checks that each phase is decided by the rule the case expects, so that the path measured is
 /// the one described.
 fn check(runtime: &Runtime, policy: &dyn Policy, case: &Case, views: &[(Phase, SessionView<'_>)]) {
-    let mut session = policy.open(case.peer);
+    let mut session = policy.open(&connected(case.peer));
     let mut rcpt = 0;
     for (phase, view) in views {
         let decision = resolve(runtime, session.decide(*phase, view));
@@ -459,7 +467,7 @@ fn bench_cases(c: &mut Criterion, group_name: &str, scenario: Scenario, cases: &
             .iter()
             .find(|(phase, _)| *phase == Phase::Rcpt)
             .expect("a RCPT");
-        let mut session = policy.open(case.peer);
+        let mut session = policy.open(&connected(case.peer));
         group.bench_function(BenchmarkId::new("rcpt", case.name), |b| {
             b.iter(|| black_box(resolve(&runtime, session.decide(*phase, view))))
         });

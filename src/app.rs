@@ -19,10 +19,10 @@ use crate::clock::{OffsetClock, SharedClock};
 use crate::journal::{Journal, JournalConfig, MessageStore};
 use crate::limits::memory::MemoryStore;
 use crate::limits::redis::RedisStore;
+use crate::limits::LimitOverrides;
 use crate::limits::{LimitStore, StoreError};
 use crate::scenario::compile::ScenarioError;
-use crate::scenario::engine::ConnectionCounts;
-use crate::scenario::live::{LimitOverrides, PolicyTarget, Reloader, ScenarioOptions};
+use crate::scenario::live::{PolicyTarget, Reloader, ScenarioOptions};
 use crate::server::{RunningServer, Server, ServerConfig, ServerControl, ServerError};
 use crate::smtp::policy::{AcceptAll, Policy};
 use crate::smtp::session::SessionConfig;
@@ -201,7 +201,6 @@ impl App {
                     clock: clock.clone(),
                     base: config.session,
                     store,
-                    connections: Arc::new(ConnectionCounts::default()),
                 };
                 let (live, session) = Reloader::first(&options)?;
                 let policy = Box::new(live.policy.clone()) as Box<dyn Policy>;

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use failmail::app::{App, AppConfig, HttpConfig, ScenarioConfig, StateConfig};
 use failmail::clock::OffsetClock;
 use failmail::journal::JournalConfig;
+use failmail::limits::{LimitOverrides, Window};
 use failmail::scenario::catalog::Catalog;
 use failmail::scenario::compile::Scenario;
-use failmail::scenario::compile::Window;
 use failmail::scenario::flavor::Flavor;
-use failmail::scenario::live::{parse_window, LimitOverrides};
 use failmail::server::tls::CertificateSource;
 use failmail::server::{ServerConfig, Timeouts};
 use failmail::smtp::session::{AuthPolicy, SessionConfig, DEFAULT_MAX_ERRORS};
@@ -86,10 +85,10 @@ struct ServeArgs {
     #[arg(long, value_enum)]
     limits: Option<LimitPreset>,
     /// Limit per account (AUTH identity, else MAIL FROM): MAX/WINDOW, e.g. 200/1h.
-    #[arg(long, value_parser = parse_window)]
+    #[arg(long, value_parser = Window::parse)]
     limit_account: Option<Window>,
     /// Limit per client IP: MAX/WINDOW, e.g. 300/1h.
-    #[arg(long, value_parser = parse_window)]
+    #[arg(long, value_parser = Window::parse)]
     limit_ip: Option<Window>,
     /// Where limit, greylist and sequence state lives: `memory` or `redis://HOST:PORT`. With
     /// Redis, several failmail instances act as one server.

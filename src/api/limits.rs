@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::error::{json, ApiError};
 use super::ApiState;
+use crate::limits::Window;
 use crate::limits::{StoreError, Usage};
-use crate::scenario::compile::Window;
 use crate::scenario::engine::Engine;
 
 /// The engine of the live scenario, if a scenario is attached.

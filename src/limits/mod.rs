@@ -1,4 +1,6 @@
-//! Sending rate limits, greylisting and sequence state, behind one store.
+//! Sending rate limits, greylisting and sequence state, behind one store: the one home of
+//! everything about limits (windows and what they count, the store's keys, the per-IP
+//! connection counter, the stores themselves).
 //!
 //! Limits are exact sliding windows: a use is a timestamp; a key may hold at most `max` timestamps
 //! younger than its window. A use is reserved atomically when a transaction is checked (so that
@@ -6,8 +8,13 @@
 //! without an accepted message. The store is in memory (sharded, no global lock) or Redis (one
 //! script per decision), so that several instances behind one address act as one server.
 
+pub mod connections;
+pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod window;
+
+pub use window::{Count, LimitOverrides, Window};
 
 use std::time::Duration;
 

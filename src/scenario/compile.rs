@@ -9,7 +9,6 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::catalog::{parse_phase, Catalog, Entry};
-use super::duration::parse_duration;
 use super::file::{
     GreylistSection, LimitFile, LimitsSection, RuleFile, ScenarioFile, ServerSection,
 };
@@ -17,6 +16,8 @@ use super::flavor::Flavor;
 use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
 use super::phase_codes;
+use crate::clock::parse_duration;
+use crate::limits::{Count, LimitOverrides, Window};
 use crate::smtp::policy::{Phase, SessionView};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::AuthPolicy;
@@ -144,25 +145,6 @@ pub struct Rule {
     pub times: Option<u64>,
     /// Wait before answering.
     pub delay: Option<Duration>,
-}
-
-/// A rate limit: `max` uses per sliding window `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    /// Uses allowed in one window.
-    pub max: u64,
-    /// The window length.
-    pub per: Duration,
-}
-
-/// What one use of a limit is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Count {
-    /// One accepted message.
-    #[default]
-    Messages,
-    /// One accepted recipient of an accepted message.
-    Recipients,
 }
 
 /// `[limits]`, checked.
@@ -317,6 +299,23 @@ impl Scenario {
             by_phase,
             index,
         })
+    }
+
+    /// Puts the command line's limits into this scenario: they replace its `per_account` /
+    /// `per_ip`.
+    pub fn apply_overrides(&mut self, overrides: &LimitOverrides) {
+        if overrides.is_empty() {
+            return;
+        }
+        let limits = self
+            .limits
+            .get_or_insert_with(|| LimitSettings::new(self.server.flavor));
+        if overrides.per_account.is_some() {
+            limits.per_account = overrides.per_account;
+        }
+        if overrides.per_ip.is_some() {
+            limits.per_ip = overrides.per_ip;
+        }
     }
 
     /// The rules acting at `phase`, in file order.

@@ -3,23 +3,24 @@
 //! Evaluation allocates nothing unless a failure reply has placeholders to fill. Rule state (how
 //! often a rule acted, which attempt of a triplet this is) lives here, per loaded scenario.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use super::catalog::{Catalog, ReplyContext};
+use super::compile::LimitSettings;
 use super::compile::{Action, Outcome, ReplySpec, Rule, Scenario};
-use super::compile::{Count, LimitSettings};
 use super::flavor::Flavor;
 use crate::clock::Clock;
 use crate::eventual::Eventual;
-use crate::limits::{Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
-use crate::smtp::policy::{Answer, Decision, Phase, Policy, SessionPolicy, SessionView, Verdict};
+use crate::limits::{keys, Count, Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
+use crate::smtp::policy::{
+    Answer, Connected, Decision, Phase, Policy, SessionPolicy, SessionView, Verdict,
+};
 use crate::smtp::queue_id::mix;
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::SessionConfig;
@@ -39,32 +40,7 @@ pub struct Engine {
     seed: u64,
     hostname: String,
     counters: Vec<RuleCounters>,
-    connections: Arc<ConnectionCounts>,
     tokens: AtomicU64,
-}
-
-/// Open connections per client IP, shared by every scenario a server loads (a reload must not
-/// forget the connections already open).
-#[derive(Debug, Default)]
-pub struct ConnectionCounts(Mutex<HashMap<IpAddr, u32>>);
-
-impl ConnectionCounts {
-    fn open(&self, ip: IpAddr) -> u32 {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let count = map.entry(ip).or_insert(0);
-        *count += 1;
-        *count
-    }
-
-    fn close(&self, ip: IpAddr) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = map.get_mut(&ip) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&ip);
-            }
-        }
-    }
 }
 
 impl Engine {
@@ -74,7 +50,6 @@ impl Engine {
         scenario: Arc<Scenario>,
         clock: Arc<dyn Clock>,
         store: Arc<dyn LimitStore>,
-        connections: Arc<ConnectionCounts>,
         seed: u64,
         hostname: String,
     ) -> Self {
@@ -93,7 +68,6 @@ impl Engine {
             seed,
             hostname,
             counters,
-            connections,
             tokens: AtomicU64::new(salt),
         }
     }
@@ -120,7 +94,10 @@ impl Engine {
         };
         let now = self.clock.now_ms();
         let mut all = Vec::new();
-        for (prefix, window) in [("account:", limits.per_account), ("ip:", limits.per_ip)] {
+        for (prefix, window) in [
+            (keys::ACCOUNT_PREFIX, limits.per_account),
+            (keys::IP_PREFIX, limits.per_ip),
+        ] {
             if let Some(window) = window {
                 all.extend(self.store.usage(now, prefix, window.per).await?);
             }
@@ -360,13 +337,11 @@ impl ScenarioPolicy {
 }
 
 impl Policy for ScenarioPolicy {
-    fn open(&self, peer: SocketAddr) -> Box<dyn SessionPolicy> {
-        let ip = peer.ip();
-        let connections = self.engine.connections.open(ip);
+    fn open(&self, connected: &Connected) -> Box<dyn SessionPolicy> {
         Box::new(ScenarioSession {
             engine: self.engine.clone(),
-            peer_ip: PeerIp::new(ip),
-            connections,
+            peer_ip: PeerIp::new(connected.peer.ip()),
+            connections: connected.connections_from_ip,
             accepted: 0,
             reserved: Vec::new(),
         })
@@ -414,7 +389,6 @@ struct ScenarioSession {
 
 impl Drop for ScenarioSession {
     fn drop(&mut self) {
-        self.engine.connections.close(self.peer_ip.ip());
         let pending = std::mem::take(&mut self.reserved);
         if !pending.is_empty() {
             release_later(self.engine.clone(), pending);
@@ -517,7 +491,7 @@ impl ScenarioSession {
                     .as_ref()
                     .is_none_or(|p| view.rcpt.is_some_and(|r| p.matches(r)));
                 if applies {
-                    let key = greylist_key(self.peer_ip.ip(), view);
+                    let key = keys::greylist_key(self.peer_ip.ip(), view.mail_from, view.rcpt);
                     let now = engine.clock.now_ms();
                     if engine
                         .store
@@ -608,21 +582,15 @@ impl ScenarioSession {
         }
         let mut checks = Vec::with_capacity(2);
         if let Some(window) = limits.per_account {
-            let account = view.auth_user.or(view.mail_from).unwrap_or("");
-            let account = if account.is_empty() {
-                "<>".to_owned()
-            } else {
-                account.to_lowercase()
-            };
             checks.push(LimitCheck {
-                key: format!("account:{account}"),
+                key: keys::account_key(view.auth_user, view.mail_from),
                 max: window.max,
                 per: window.per,
             });
         }
         if let Some(window) = limits.per_ip {
             checks.push(LimitCheck {
-                key: format!("ip:{}", ip_group(self.peer_ip.ip(), limits.ipv6_prefix)),
+                key: keys::ip_key(self.peer_ip.ip(), limits.ipv6_prefix),
                 max: window.max,
                 per: window.per,
             });
@@ -656,41 +624,6 @@ impl ScenarioSession {
             self.engine.store.release(&keys, token).await?;
         }
         Ok(())
-    }
-}
-
-/// The greylisting triplet, postgrey style: client /24 (IPv6 /64), sender, recipient.
-fn greylist_key(ip: IpAddr, view: &SessionView<'_>) -> String {
-    let network = match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.0", o[0], o[1], o[2])
-        }
-        v6 => ip_group(v6, 64),
-    };
-    format!(
-        "{network}/{}/{}",
-        view.mail_from.unwrap_or("").to_lowercase(),
-        view.rcpt.unwrap_or("").to_lowercase()
-    )
-}
-
-/// The client's limit key: the address, or for IPv6 its /prefix network.
-fn ip_group(ip: IpAddr, ipv6_prefix: u8) -> String {
-    match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() && ipv6_prefix < 128 => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(ipv6_prefix))
-                .unwrap_or(0);
-            format!(
-                "{}/{ipv6_prefix}",
-                std::net::Ipv6Addr::from(u128::from(v6) & mask)
-            )
-        }
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
-        v4 => v4.to_string(),
     }
 }
 

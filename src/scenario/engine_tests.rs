@@ -12,7 +12,10 @@ struct Harness {
 impl Harness {
     /// Decides one phase in a fresh session from the view's peer.
     fn decide(&self, phase: Phase, view: &SessionView<'_>, _ip: &str) -> Decision {
-        let mut session = self.policy.open(view.peer);
+        let mut session = self.policy.open(&Connected {
+            peer: view.peer,
+            connections_from_ip: 1,
+        });
         let decision = match session.decide(phase, view).ready() {
             Ok(decision) => decision,
             Err(_) => panic!("the memory store answers at once"),
@@ -31,7 +34,6 @@ fn engine(source: &str, seed: u64) -> Harness {
         Arc::new(scenario),
         Arc::new(ManualClock::new(Duration::from_secs(1_700_000_000))),
         Arc::new(crate::limits::memory::MemoryStore::new()),
-        Arc::new(ConnectionCounts::default()),
         seed,
         "mx.test".into(),
     );

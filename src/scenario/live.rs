@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{error, info};
 
-use super::compile::{LimitSettings, Scenario, ScenarioError, Window};
-use super::engine::{ConnectionCounts, Engine, ScenarioPolicy};
+use super::compile::{Scenario, ScenarioError};
+use super::engine::{Engine, ScenarioPolicy};
 use crate::clock::{OffsetClock, SharedClock};
 use crate::limits::memory::MemoryStore;
-use crate::limits::LimitStore;
+use crate::limits::{LimitOverrides, LimitStore};
 use crate::smtp::policy::Policy;
 use crate::smtp::session::SessionConfig;
 use arc_swap::ArcSwap;
@@ -33,47 +33,6 @@ pub struct ScenarioOptions {
     pub store: Arc<dyn LimitStore>,
     /// Limits from the command line; they replace the file's `per_account` / `per_ip`.
     pub limits: LimitOverrides,
-    /// Open connections per IP, kept across reloads.
-    pub connections: Arc<ConnectionCounts>,
-}
-
-/// Limits given on the command line (`--limits ovh`, `--limit-account`, `--limit-ip`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LimitOverrides {
-    /// Per account.
-    pub per_account: Option<Window>,
-    /// Per client IP.
-    pub per_ip: Option<Window>,
-}
-
-impl LimitOverrides {
-    /// OVHcloud's sending limits: 200 mails per hour per account, 300 per hour per IP.
-    pub const OVH: LimitOverrides = LimitOverrides {
-        per_account: Some(Window {
-            max: 200,
-            per: Duration::from_secs(3600),
-        }),
-        per_ip: Some(Window {
-            max: 300,
-            per: Duration::from_secs(3600),
-        }),
-    };
-
-    /// Puts these limits into `scenario`.
-    pub fn apply(&self, scenario: &mut Scenario) {
-        if self.per_account.is_none() && self.per_ip.is_none() {
-            return;
-        }
-        let limits = scenario
-            .limits
-            .get_or_insert_with(|| LimitSettings::new(scenario.server.flavor));
-        if self.per_account.is_some() {
-            limits.per_account = self.per_account;
-        }
-        if self.per_ip.is_some() {
-            limits.per_ip = self.per_ip;
-        }
-    }
 }
 
 impl Default for ScenarioOptions {
@@ -86,26 +45,8 @@ impl Default for ScenarioOptions {
             base: SessionConfig::default(),
             store: Arc::new(MemoryStore::new()),
             limits: LimitOverrides::default(),
-            connections: Arc::new(ConnectionCounts::default()),
         }
     }
-}
-
-/// Parses `200/1h` (max per window) for `--limit-account` and `--limit-ip`.
-pub fn parse_window(text: &str) -> Result<Window, String> {
-    let (max, per) = text
-        .split_once('/')
-        .ok_or_else(|| format!("{text:?}: write max/window, e.g. 200/1h"))?;
-    let max: u64 = max
-        .trim()
-        .parse()
-        .ok()
-        .filter(|m| *m > 0)
-        .ok_or_else(|| format!("{text:?}: the maximum must be a whole number of at least 1"))?;
-    let per = super::duration::parse_duration(per)
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{text:?}: the window must be a duration such as 1h or 30m"))?;
-    Ok(Window { max, per })
 }
 
 impl ScenarioOptions {
@@ -118,7 +59,7 @@ impl ScenarioOptions {
         if self.no_magic {
             scenario.server.magic_addresses = false;
         }
-        self.limits.apply(&mut scenario);
+        scenario.apply_overrides(&self.limits);
         Ok(scenario)
     }
 
@@ -129,7 +70,6 @@ impl ScenarioOptions {
             Arc::new(scenario),
             self.clock.clone(),
             self.store.clone(),
-            self.connections.clone(),
             self.seed,
             config.hostname.clone(),
         );
@@ -218,7 +158,7 @@ impl Reloader {
         if self.options.no_magic {
             scenario.server.magic_addresses = false;
         }
-        self.options.limits.apply(&mut scenario);
+        scenario.apply_overrides(&self.options.limits);
         self.install(scenario, Some(text.to_owned()));
         Ok(())
     }

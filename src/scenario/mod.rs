@@ -2,7 +2,6 @@
 
 pub mod catalog;
 pub mod compile;
-pub mod duration;
 pub mod engine;
 pub mod file;
 pub mod flavor;

@@ -17,7 +17,8 @@ use tracing::{debug, warn, Instrument};
 
 use super::{Shared, ShutdownState};
 use crate::journal::EventKind;
-use crate::smtp::policy::{Phase, SessionPolicy};
+use crate::limits::connections::ConnectionSlot;
+use crate::smtp::policy::{Connected, Phase, SessionPolicy};
 use crate::smtp::reply::{fixed, Reply};
 use crate::smtp::session::{Message, Session, Step, StoreFailed, Trace, Waiting};
 
@@ -58,21 +59,24 @@ fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + std::time::Duration::from_secs(86400 * 365 * 30)
 }
 
-/// Serves one accepted TCP connection until it ends.
+/// Serves one accepted TCP connection from `peer` (canonical) until it ends; `slot` counts it
+/// among the connections from its IP.
 pub(crate) async fn serve(
     stream: TcpStream,
+    peer: SocketAddr,
+    slot: &ConnectionSlot,
     implicit_tls: bool,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<ShutdownState>,
 ) {
-    let peer = match stream.peer_addr() {
-        Ok(peer) => peer,
-        Err(_) => return,
-    };
     let _ = stream.set_nodelay(true);
     let id = shared.next_session_id();
     let span = tracing::debug_span!("session", id, %peer);
-    run(stream, implicit_tls, shared, shutdown, id, peer)
+    let connected = Connected {
+        peer,
+        connections_from_ip: slot.count(),
+    };
+    run(stream, implicit_tls, shared, shutdown, id, connected)
         .instrument(span)
         .await;
 }
@@ -83,13 +87,14 @@ async fn run(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<ShutdownState>,
     id: u64,
-    peer: SocketAddr,
+    connected: Connected,
 ) {
+    let peer = connected.peer;
     debug!(implicit_tls, "connected");
     shared.journal.metrics().session_opened();
     let mut session = Session::new(shared.session_config.load_full(), id, peer, implicit_tls);
     session.set_tracing(shared.journal.events().is_some());
-    let policy = shared.policy.load().open(peer);
+    let policy = shared.policy.load().open(&connected);
     let never = far_future();
     let mut connection = Connection {
         session,

@@ -8,10 +8,9 @@
 mod connection;
 pub mod tls;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -24,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::clock::SharedClock;
 use crate::journal::Journal;
+use crate::limits::connections::OpenConnections;
 use crate::smtp::policy::Policy;
 use crate::smtp::reply::{fixed, status, Reply};
 use crate::smtp::session::SessionConfig;
@@ -181,9 +181,10 @@ impl Server {
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(ShutdownState::Running);
         let limit = Arc::new(Semaphore::new(config.max_connections));
-        let per_ip = config
-            .max_connections_per_ip
-            .map(|max| Arc::new(PerIpLimit::new(max)));
+        let per_ip = PerIp {
+            open: Arc::new(OpenConnections::default()),
+            max: config.max_connections_per_ip,
+        };
         let mut tasks = JoinSet::new();
         let listeners = std::iter::once((smtp, false)).chain(smtps.map(|l| (l, true)));
         for (listener, implicit_tls) in listeners {
@@ -320,61 +321,6 @@ impl Drop for RunningServer {
     }
 }
 
-/// Open connections per client IP address, for [`ServerConfig::max_connections_per_ip`].
-///
-/// The map is locked only for an increment at accept time and a decrement when a connection
-/// ends (never across an `.await`), and holds only the addresses with connections open.
-struct PerIpLimit {
-    max: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
-impl PerIpLimit {
-    fn new(max: usize) -> Self {
-        Self {
-            max,
-            open: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Counts one more connection from `ip`, or `None` if it already has `max` open.
-    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<PerIpPermit> {
-        // An IPv4 client on a dual-stack listener is the same client as over IPv4.
-        let ip = ip.to_canonical();
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(ip).or_insert(0);
-        if *count >= self.max {
-            if *count == 0 {
-                open.remove(&ip);
-            }
-            return None;
-        }
-        *count += 1;
-        Some(PerIpPermit {
-            limit: self.clone(),
-            ip,
-        })
-    }
-}
-
-/// One connection counted in a [`PerIpLimit`]; the count goes down when it is dropped.
-struct PerIpPermit {
-    limit: Arc<PerIpLimit>,
-    ip: IpAddr,
-}
-
-impl Drop for PerIpPermit {
-    fn drop(&mut self) {
-        let mut open = self.limit.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// The 421 for a client over [`ServerConfig::max_connections_per_ip`].
 fn too_many_from_ip(hostname: &str) -> Reply {
     Reply::new(
@@ -387,12 +333,19 @@ fn too_many_from_ip(hostname: &str) -> Reply {
     .unwrap_or(fixed::TOO_MANY_CONNECTIONS)
 }
 
+/// Open connections per client IP, and the cap `--max-connections-per-ip` puts on them.
+#[derive(Clone)]
+struct PerIp {
+    open: Arc<OpenConnections>,
+    max: Option<usize>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     implicit_tls: bool,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
-    per_ip: Option<Arc<PerIpLimit>>,
+    per_ip: PerIp,
     mut shutdown: watch::Receiver<ShutdownState>,
 ) {
     // Refusals are answered by their own short tasks; past this many at once (a flood), a
@@ -413,30 +366,30 @@ async fn accept_loop(
             }
         };
         let tls = || implicit_tls.then(|| shared.tls.clone()).flatten();
-        let ip_permit = match &per_ip {
-            Some(per_ip) => match per_ip.try_acquire(peer.ip()) {
-                Some(permit) => Some(permit),
-                None => {
-                    shared.journal.metrics().limit_refused(1);
-                    let reply = too_many_from_ip(&shared.session_config.load().hostname);
-                    spawn_refusal(&refusals, stream, tls(), reply);
-                    continue;
-                }
-            },
-            None => None,
-        };
+        // The one place the client's address is canonicalised: an IPv4 client seen through a
+        // dual-stack listener (`::ffff:192.0.2.1`) is that IPv4 client from here on, for the
+        // session, the policy, the limits, greylisting and the journal alike.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let slot = per_ip.open.open(peer.ip());
+        if per_ip.max.is_some_and(|max| slot.count() as usize > max) {
+            drop(slot);
+            shared.journal.metrics().limit_refused(1);
+            let reply = too_many_from_ip(&shared.session_config.load().hostname);
+            spawn_refusal(&refusals, stream, tls(), reply);
+            continue;
+        }
         match limit.clone().try_acquire_owned() {
             Ok(permit) => {
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    connection::serve(stream, implicit_tls, shared, shutdown).await;
-                    drop(ip_permit);
+                    connection::serve(stream, peer, &slot, implicit_tls, shared, shutdown).await;
+                    drop(slot);
                     drop(permit);
                 });
             }
             Err(_) => {
-                drop(ip_permit);
+                drop(slot);
                 spawn_refusal(&refusals, stream, tls(), fixed::TOO_MANY_CONNECTIONS);
             }
         }

@@ -162,10 +162,20 @@ impl From<Verdict> for Decision {
 /// answers now and allocates nothing.
 pub type Answer<'a> = Eventual<'a, Decision>;
 
+/// Who connected, as the server accepted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connected {
+    /// The client's address, canonical: an IPv4 client is IPv4 even through a dual-stack
+    /// listener.
+    pub peer: SocketAddr,
+    /// Connections open from its IP now, this one included.
+    pub connections_from_ip: u32,
+}
+
 /// Decides replies for the sessions of a server; one per loaded scenario.
 pub trait Policy: Send + Sync + 'static {
     /// A new client connected: returns the object that decides for its session.
-    fn open(&self, peer: SocketAddr) -> Box<dyn SessionPolicy>;
+    fn open(&self, connected: &Connected) -> Box<dyn SessionPolicy>;
 }
 
 /// Decides the reply at each phase of one session, and keeps what the session holds (a
@@ -191,7 +201,7 @@ pub trait SessionPolicy: Send + Sync {
 pub struct AcceptAll;
 
 impl Policy for AcceptAll {
-    fn open(&self, _peer: SocketAddr) -> Box<dyn SessionPolicy> {
+    fn open(&self, _connected: &Connected) -> Box<dyn SessionPolicy> {
         Box::new(AcceptAll)
     }
 }
