@@ -349,7 +349,7 @@ async fn binary_serves_on_the_threads_asked_for() {
         ]);
         let smtp = binary.address("smtp");
         assert_eq!(
-            worker_threads(binary.child.0.id()),
+            worker_threads(binary.child.id()),
             workers,
             "--threads {threads}"
         );
@@ -386,8 +386,7 @@ async fn binary_serves_on_the_threads_asked_for() {
             .unwrap();
         assert_eq!(status.code(), Some(0), "exit status; stderr:\n{stderr}");
     }
-    let refused = Command::new(env!("CARGO_BIN_EXE_failmail"))
-        .args(["--smtp", "127.0.0.1:0", "--threads", "0"])
+    let refused = binary_command(&[], &["--smtp", "127.0.0.1:0", "--threads", "0"])
         .stdin(Stdio::null())
         .output()
         .expect("the binary runs");
@@ -472,8 +471,7 @@ async fn shutdown_refuses_commands_pipelined_after_the_message() {
 #[test]
 fn binary_sigterm_right_after_the_ready_line_exits_0() {
     for attempt in 1..=20 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_failmail"))
-            .args(["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        let mut child = binary_command(&[], &["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -496,17 +494,9 @@ fn binary_sigterm_right_after_the_ready_line_exits_0() {
             killer.status.success() && ready.starts_with("failmail ready "),
             "attempt {attempt}: no ready line / kill failed: {ready:?}"
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.0.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "attempt {attempt}: no exit within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = child
+            .wait_within(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("attempt {attempt}: no exit within 30 s"));
         assert_eq!(
             status.code(),
             Some(0),
