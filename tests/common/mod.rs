@@ -167,6 +167,18 @@ impl Reply {
             .join(" ")
     }
 
+    /// Asserts the code, enhanced status and text ([`Reply::catalog_text`]) of a catalog reply,
+    /// given as the catalog has it: (code, status, text).
+    #[track_caller]
+    pub fn assert_catalog(&self, expected: &(u16, String, String)) {
+        self.assert(expected.0, &expected.1);
+        assert_eq!(
+            self.catalog_text(),
+            expected.2,
+            "unexpected text in {self:?}"
+        );
+    }
+
     /// Asserts the code only, for replies whose enhanced status a test does not pin (scenario
     /// flavors word and number them differently).
     #[track_caller]
