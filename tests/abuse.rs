@@ -207,8 +207,7 @@ async fn nul_bytes_in_command_lines_get_500_5_5_2() {
 async fn one_mebibyte_line_gets_one_500_5_5_2_and_the_session_resyncs() {
     let server = start_loopback().await;
     let addr = server.addresses().smtp;
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
     conn.cmd("MAIL FROM:<abuser@client.example>", 250, "2.1.0")
         .await;
     conn.send(vec![b'x'; 1 << 20]).await;
@@ -300,21 +299,16 @@ async fn ten_thousand_pipelined_commands_get_ten_thousand_replies_in_order() {
 async fn data_over_the_size_limit_gets_552_5_3_4_and_the_session_resyncs() {
     let server = start(sink_with(|c| c.session.max_message_size = 64 * 1024)).await;
     let addr = server.addresses().smtp;
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<big@client.example>", 250, "2.1.0")
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
+    conn.begin_data("big@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     let mut body = format!("{}\r\n", "d".repeat(1022)).repeat(1024);
     body.push_str(".\r\n");
     conn.send(&body).await;
     full_transaction(addr, "during").await;
     conn.expect(552, "5.3.4").await;
-    conn.cmd("MAIL FROM:<abuser@client.example>", 250, "2.1.0")
+    conn.begin_data("abuser@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     conn.send("Subject: small\r\n\r\nok\r\n.\r\n").await;
     queue_id(&conn.reply().await);
     conn.quit().await;
@@ -331,12 +325,9 @@ async fn data_that_never_ends_gets_421_4_4_2() {
     }))
     .await;
     let addr = server.addresses().smtp;
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<abuser@client.example>", 250, "2.1.0")
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
+    conn.begin_data("abuser@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     conn.send("Subject: never ends\r\n\r\nhalf a li").await;
     full_transaction(addr, "during").await;
     conn.expect(421, "4.4.2").await;
@@ -540,8 +531,7 @@ async fn tls_garbage_closes_the_connection_and_others_are_served() {
     assert_eq!(conn.read_to_close().await, b"");
 
     // 4. A garbage ClientHello after STARTTLS.
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
     conn.cmd("STARTTLS", 220, "2.0.0").await;
     let _ = conn.try_send(&record).await;
     assert_eq!(conn.read_to_close().await, DECODE_ERROR_ALERT);
@@ -600,8 +590,7 @@ async fn starttls_twice_gets_503_5_5_1() {
 async fn auth_with_bad_base64_gets_501_5_5_2_and_the_session_stays_usable() {
     let server = start_loopback().await;
     let addr = server.addresses().smtp;
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
     conn.cmd("AUTH PLAIN !!!not-base64!!!", 501, "5.5.2").await;
     conn.cmd("AUTH PLAIN dGVzdA==", 501, "5.5.2").await;
     conn.cmd("AUTH LOGIN ***", 501, "5.5.2").await;
@@ -631,11 +620,9 @@ async fn auth_with_bad_base64_gets_501_5_5_2_and_the_session_stays_usable() {
 // BDAT sizes that lie (RFC 3030)
 
 async fn bdat_ready(addr: std::net::SocketAddr) -> PlainConn {
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<abuser@client.example>", 250, "2.1.0")
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
+    conn.envelope("abuser@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
     conn
 }
 
@@ -698,9 +685,8 @@ async fn bdat_declaring_more_than_the_size_limit_gets_552_5_3_4_at_once() {
     conn.send(&chunk).await;
     conn.expect(250, "2.0.0").await;
     // The limit counts the chunks already received: 600 fit, 600 more do not.
-    conn.cmd("MAIL FROM:<abuser@client.example>", 250, "2.1.0")
+    conn.envelope("abuser@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
     let mut chunk = b"BDAT 600\r\n".to_vec();
     chunk.extend_from_slice(&[b'd'; 600]);
     conn.send(&chunk).await;

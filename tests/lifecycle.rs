@@ -70,12 +70,9 @@ async fn stalled_data_gets_421_timeout_and_nothing_is_stored() {
         c.server.timeouts.data = Duration::from_millis(300);
     }))
     .await;
-    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+    let mut conn = PlainConn::greeted_ehlo(server.addresses().smtp).await;
+    conn.begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     conn.send("Subject: never finished\r\n\r\nhalf a bo").await;
     conn.expect(421, "4.4.2").await;
     conn.expect_closed().await;
@@ -174,15 +171,10 @@ async fn shutdown_lets_data_in_progress_finish() {
     let addr = server.addresses().smtp;
     let messages = server.messages().clone();
 
-    let mut sending = PlainConn::greeted(addr).await;
-    sending.ehlo("client.example").await;
+    let mut sending = PlainConn::greeted_ehlo(addr).await;
     sending
-        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    sending
-        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
-        .await;
-    sending.cmd("DATA", 354, "").await;
     sending
         .send("Subject: across shutdown\r\n\r\nfirst half\r\n")
         .await;
@@ -222,13 +214,9 @@ async fn shutdown_lets_bdat_message_finish() {
     let server = start_loopback().await;
     let addr = server.addresses().smtp;
     let messages = server.messages().clone();
-    let mut sending = PlainConn::greeted(addr).await;
-    sending.ehlo("client.example").await;
+    let mut sending = PlainConn::greeted_ehlo(addr).await;
     sending
-        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
-        .await;
-    sending
-        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
+        .envelope("alice@client.example", "bob@failmail.test")
         .await;
     sending.send("BDAT 6\r\nchunk1").await;
     sending.expect(250, "2.0.0").await;
@@ -261,15 +249,10 @@ async fn shutdown_grace_over_closes_unfinished_data() {
     .await;
     let addr = server.addresses().smtp;
     let messages = server.messages().clone();
-    let mut sending = PlainConn::greeted(addr).await;
-    sending.ehlo("client.example").await;
+    let mut sending = PlainConn::greeted_ehlo(addr).await;
     sending
-        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    sending
-        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
-        .await;
-    sending.cmd("DATA", 354, "").await;
     sending.send("Subject: too slow\r\n\r\n").await;
     let shutdown = tokio::spawn(server.shutdown());
     sending.expect(421, "4.3.2").await;
@@ -307,10 +290,8 @@ async fn binary_serves_and_exits_0_on_sigterm() {
     let mut conn = PlainConn::greeted(smtp).await;
     let ehlo = conn.ehlo("client.example").await;
     assert!(announces(&ehlo, "STARTTLS"), "{}", ehlo.text());
-    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+    conn.begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     conn.send("Subject: via the binary\r\n\r\n.\r\n").await;
     queue_id(&conn.reply().await);
 
@@ -356,8 +337,7 @@ async fn binary_serves_on_the_threads_asked_for() {
         let sends: Vec<_> = (0..20)
             .map(|i| {
                 tokio::spawn(async move {
-                    let mut conn = PlainConn::greeted(smtp).await;
-                    conn.ehlo("client.example").await;
+                    let mut conn = PlainConn::greeted_ehlo(smtp).await;
                     conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
                         .await;
                     conn.cmd(&format!("RCPT TO:<bob{i}@failmail.test>"), 250, "2.1.5")
@@ -427,15 +407,10 @@ async fn shutdown_refuses_commands_pipelined_after_the_message() {
     let server = start_loopback().await;
     let addr = server.addresses().smtp;
     let messages = server.messages().clone();
-    let mut sending = PlainConn::greeted(addr).await;
-    sending.ehlo("client.example").await;
+    let mut sending = PlainConn::greeted_ehlo(addr).await;
     sending
-        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    sending
-        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
-        .await;
-    sending.cmd("DATA", 354, "").await;
     sending.send("Subject: first\r\n\r\n").await;
     let mut idle = PlainConn::greeted(addr).await;
 

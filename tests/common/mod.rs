@@ -276,6 +276,14 @@ impl PlainConn {
         conn
     }
 
+    /// [`PlainConn::greeted`], then EHLO `client.example` checked as [`Conn::ehlo`] does: where
+    /// most sink tests start.
+    pub async fn greeted_ehlo(addr: SocketAddr) -> Self {
+        let mut conn = Self::greeted(addr).await;
+        conn.ehlo("client.example").await;
+        conn
+    }
+
     /// Connects and checks only that the greeting is a 220, whatever its text: for servers
     /// whose scenario names another host or words the greeting its own way.
     pub async fn open(addr: SocketAddr) -> Self {
