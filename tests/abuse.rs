@@ -239,8 +239,7 @@ async fn one_mebibyte_line_that_never_ends_gets_421_4_4_2() {
     let mut conn = PlainConn::greeted(addr).await;
     conn.send(vec![b'x'; 1 << 20]).await;
     full_transaction(addr, "during").await;
-    conn.expect(421, "4.4.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.4.2").await;
     full_transaction(addr, "after").await;
     server.shutdown().await;
 }
@@ -330,8 +329,7 @@ async fn data_that_never_ends_gets_421_4_4_2() {
         .await;
     conn.send("Subject: never ends\r\n\r\nhalf a li").await;
     full_transaction(addr, "during").await;
-    conn.expect(421, "4.4.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.4.2").await;
     full_transaction(addr, "after").await;
     assert_stored(&server, &["during", "after"]);
     server.shutdown().await;
@@ -365,8 +363,7 @@ async fn slowloris_gets_421_4_4_2_from_the_command_timeout() {
             }
             sent += 1;
         }
-        conn.expect(421, "4.4.2").await;
-        conn.expect_closed().await;
+        conn.expect_421_closed("4.4.2").await;
         sent
     });
     full_transaction(addr, "during").await;
@@ -415,8 +412,7 @@ async fn per_ip_connection_cap_gives_421_4_7_0() {
     assert_eq!(server.open_connections(), 20);
 
     let mut tls = TlsConn::connect_tls(server.addresses().smtps.unwrap()).await;
-    tls.expect(421, "4.7.0").await;
-    tls.expect_closed().await;
+    tls.expect_421_closed("4.7.0").await;
     assert_eq!(metric(&server, "failmail_limit_refusals_total"), 181);
 
     let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));

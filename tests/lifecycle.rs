@@ -23,9 +23,8 @@ async fn idle_client_gets_421_timeout_then_eof() {
     .await;
     // Nothing is sent after the greeting: any later command would race with the 300 ms timer.
     let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    let reply = conn.expect(421, "4.4.2").await;
+    let reply = conn.expect_421_closed("4.4.2").await;
     assert_eq!(reply.lines.len(), 1);
-    conn.expect_closed().await;
     server.shutdown().await;
 }
 
@@ -44,8 +43,7 @@ async fn an_active_client_outlives_the_timeout_and_an_idle_one_then_gets_it() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         conn.cmd("NOOP", 250, "2.0.0").await;
     }
-    conn.expect(421, "4.4.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.4.2").await;
     server.shutdown().await;
 }
 
@@ -57,8 +55,7 @@ async fn idle_client_after_greeting_gets_421_timeout_under_implicit_tls() {
     .await;
     let mut conn = TlsConn::connect_tls(server.addresses().smtps.unwrap()).await;
     conn.expect_greeting().await;
-    conn.expect(421, "4.4.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.4.2").await;
     server.shutdown().await;
 }
 
@@ -74,8 +71,7 @@ async fn stalled_data_gets_421_timeout_and_nothing_is_stored() {
     conn.begin_data("alice@client.example", "bob@failmail.test")
         .await;
     conn.send("Subject: never finished\r\n\r\nhalf a bo").await;
-    conn.expect(421, "4.4.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.4.2").await;
     assert!(server.messages().list().is_empty());
     assert_eq!(server.messages().accepted(), 0);
     server.shutdown().await;
@@ -93,9 +89,8 @@ async fn third_connection_over_the_cap_gets_421_and_the_first_two_work() {
     assert_eq!(server.open_connections(), 2);
 
     let mut third = PlainConn::connect(addr).await;
-    let reply = third.expect(421, "4.7.0").await;
+    let reply = third.expect_421_closed("4.7.0").await;
     assert_eq!(reply.lines.len(), 1);
-    third.expect_closed().await;
 
     first.ehlo("first.example").await;
     second.ehlo("second.example").await;
@@ -144,8 +139,7 @@ async fn over_the_cap_on_smtps_the_421_comes_over_tls() {
     let mut first = TlsConn::connect_tls(smtps).await;
     first.expect_greeting().await;
     let mut second = TlsConn::connect_tls(smtps).await;
-    second.expect(421, "4.7.0").await;
-    second.expect_closed().await;
+    second.expect_421_closed("4.7.0").await;
     first.quit().await;
     server.shutdown().await;
 }
@@ -184,14 +178,12 @@ async fn shutdown_lets_data_in_progress_finish() {
 
     let shutdown = tokio::spawn(server.shutdown());
     // The idle client hears of the shutdown: proof that draining has begun.
-    idle.expect(421, "4.3.2").await;
-    idle.expect_closed().await;
+    idle.expect_421_closed("4.3.2").await;
 
     sending.send("..second half\r\n.\r\n").await;
     let id = queue_id(&sending.reply().await);
     // Past its message, the draining server closes the session.
-    sending.expect(421, "4.3.2").await;
-    sending.expect_closed().await;
+    sending.expect_421_closed("4.3.2").await;
 
     tokio::time::timeout(IO_TIMEOUT, shutdown)
         .await
@@ -223,13 +215,11 @@ async fn shutdown_lets_bdat_message_finish() {
     let mut idle = PlainConn::greeted(addr).await;
 
     let shutdown = tokio::spawn(server.shutdown());
-    idle.expect(421, "4.3.2").await;
-    idle.expect_closed().await;
+    idle.expect_421_closed("4.3.2").await;
 
     sending.send("BDAT 6 LAST\r\nchunk2").await;
     queue_id(&sending.reply().await);
-    sending.expect(421, "4.3.2").await;
-    sending.expect_closed().await;
+    sending.expect_421_closed("4.3.2").await;
     tokio::time::timeout(IO_TIMEOUT, shutdown)
         .await
         .expect("shutdown returns")
@@ -255,8 +245,7 @@ async fn shutdown_grace_over_closes_unfinished_data() {
         .await;
     sending.send("Subject: too slow\r\n\r\n").await;
     let shutdown = tokio::spawn(server.shutdown());
-    sending.expect(421, "4.3.2").await;
-    sending.expect_closed().await;
+    sending.expect_421_closed("4.3.2").await;
     tokio::time::timeout(IO_TIMEOUT, shutdown)
         .await
         .expect("shutdown returns")
@@ -296,8 +285,7 @@ async fn binary_serves_and_exits_0_on_sigterm() {
     queue_id(&conn.reply().await);
 
     binary.signal("TERM");
-    conn.expect(421, "4.3.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.3.2").await;
     let (status, stderr) = tokio::task::spawn_blocking(move || binary.wait())
         .await
         .unwrap();
@@ -415,8 +403,7 @@ async fn shutdown_refuses_commands_pipelined_after_the_message() {
     let mut idle = PlainConn::greeted(addr).await;
 
     let shutdown = tokio::spawn(server.shutdown());
-    idle.expect(421, "4.3.2").await;
-    idle.expect_closed().await;
+    idle.expect_421_closed("4.3.2").await;
 
     sending
         .send(
@@ -425,8 +412,7 @@ async fn shutdown_refuses_commands_pipelined_after_the_message() {
         )
         .await;
     queue_id(&sending.reply().await);
-    sending.expect(421, "4.3.2").await;
-    sending.expect_closed().await;
+    sending.expect_421_closed("4.3.2").await;
     tokio::time::timeout(IO_TIMEOUT, shutdown)
         .await
         .expect("shutdown returns")

@@ -360,6 +360,28 @@ async fn redis_store(redis: &RedisServer) -> Arc<dyn LimitStore> {
     )
 }
 
+/// A check that must hold whatever the limit store, as two tests: `$memory` against the
+/// in-process store, `$redis` against a `redis-server` of its own.
+macro_rules! for_each_store {
+    (
+        check: $check:ident,
+        memory: $memory:ident,
+        redis: $redis:ident,
+        worker_threads: $threads:tt $(,)?
+    ) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+        async fn $memory() {
+            $check(Arc::new(MemoryStore::new())).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+        async fn $redis() {
+            let redis = RedisServer::start();
+            $check(redis_store(&redis).await).await;
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. OVH limits: 200 per hour per account.
 
@@ -560,15 +582,11 @@ async fn reservations_are_given_back(store: Arc<dyn LimitStore>) {
     assert_eq!(accepted, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reservations_are_given_back_memory() {
-    reservations_are_given_back(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reservations_are_given_back_redis() {
-    let redis = RedisServer::start();
-    reservations_are_given_back(redis_store(&redis).await).await;
+for_each_store! {
+    check: reservations_are_given_back,
+    memory: reservations_are_given_back_memory,
+    redis: reservations_are_given_back_redis,
+    worker_threads: 4,
 }
 
 /// RSET (and EHLO, which RFC 5321 4.1.4 says also resets) ends the transaction: its reservation
@@ -601,15 +619,11 @@ async fn reset_gives_the_reservation_back_at_once(store: Arc<dyn LimitStore>) {
     quit_session(client).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reset_gives_the_reservation_back_at_once_memory() {
-    reset_gives_the_reservation_back_at_once(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reset_gives_the_reservation_back_at_once_redis() {
-    let redis = RedisServer::start();
-    reset_gives_the_reservation_back_at_once(redis_store(&redis).await).await;
+for_each_store! {
+    check: reset_gives_the_reservation_back_at_once,
+    memory: reset_gives_the_reservation_back_at_once_memory,
+    redis: reset_gives_the_reservation_back_at_once_redis,
+    worker_threads: 4,
 }
 
 /// `engine.usage()` (what the HTTP API shows) counts each key over its own window.
@@ -642,15 +656,11 @@ async fn usage_reports_each_key_over_its_own_window(store: Arc<dyn LimitStore>) 
     assert_eq!(accepted, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn usage_reports_each_key_over_its_own_window_memory() {
-    usage_reports_each_key_over_its_own_window(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn usage_reports_each_key_over_its_own_window_redis() {
-    let redis = RedisServer::start();
-    usage_reports_each_key_over_its_own_window(redis_store(&redis).await).await;
+for_each_store! {
+    check: usage_reports_each_key_over_its_own_window,
+    memory: usage_reports_each_key_over_its_own_window_memory,
+    redis: usage_reports_each_key_over_its_own_window_redis,
+    worker_threads: 4,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -685,15 +695,11 @@ async fn fifty_racers_get_exactly_200(store: Arc<dyn LimitStore>) {
     assert_eq!(server.used("account:racer").await, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-async fn concurrent_senders_never_exceed_the_limit_memory() {
-    fifty_racers_get_exactly_200(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-async fn concurrent_senders_never_exceed_the_limit_redis() {
-    let redis = RedisServer::start();
-    fifty_racers_get_exactly_200(redis_store(&redis).await).await;
+for_each_store! {
+    check: fifty_racers_get_exactly_200,
+    memory: concurrent_senders_never_exceed_the_limit_memory,
+    redis: concurrent_senders_never_exceed_the_limit_redis,
+    worker_threads: 8,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -791,15 +797,11 @@ async fn greylisting_delays_each_triplet(store: Arc<dyn LimitStore>) {
     attempt("carol@dest.example").await.assert_accepted();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn greylisting_memory() {
-    greylisting_delays_each_triplet(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn greylisting_redis() {
-    let redis = RedisServer::start();
-    greylisting_delays_each_triplet(redis_store(&redis).await).await;
+for_each_store! {
+    check: greylisting_delays_each_triplet,
+    memory: greylisting_memory,
+    redis: greylisting_redis,
+    worker_threads: 4,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -482,20 +482,28 @@ impl<S: AsyncRead + Unpin> Conn<S> {
         code: u16,
         status: &'static str,
     ) -> impl std::future::Future<Output = Reply> + '_ {
-        let caller = std::panic::Location::caller();
-        async move {
-            let reply = self.try_reply().await.unwrap_or_else(|| {
-                panic!("connection closed, {code} {status} expected ({caller})")
-            });
-            assert_eq!(
-                (reply.code, reply.status().unwrap_or("")),
-                (code, status),
-                "unexpected reply {} {} ({caller})",
-                reply.code,
-                reply.text()
-            );
-            reply
-        }
+        self.expect_from(std::panic::Location::caller(), code, status)
+    }
+
+    /// [`Conn::expect`], its failures naming the test's line `caller`.
+    async fn expect_from(
+        &mut self,
+        caller: &'static std::panic::Location<'static>,
+        code: u16,
+        status: &'static str,
+    ) -> Reply {
+        let reply = self
+            .try_reply()
+            .await
+            .unwrap_or_else(|| panic!("connection closed, {code} {status} expected ({caller})"));
+        assert_eq!(
+            (reply.code, reply.status().unwrap_or("")),
+            (code, status),
+            "unexpected reply {} {} ({caller})",
+            reply.code,
+            reply.text()
+        );
+        reply
     }
 
     /// Reads the next reply and checks its code only (scenario flavors word and number their
@@ -534,6 +542,21 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     pub async fn expect_closed(&mut self) {
         if let Some(line) = self.line().await {
             panic!("expected the connection to close, got {line:?}");
+        }
+    }
+
+    /// Reads a 421 with `status` and then the end of the stream: how the server ends a session
+    /// (RFC 5321 §3.8: timeouts, shutdown, caps).
+    #[track_caller]
+    pub fn expect_421_closed(
+        &mut self,
+        status: &'static str,
+    ) -> impl std::future::Future<Output = Reply> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            let reply = self.expect_from(caller, 421, status).await;
+            self.expect_closed().await;
+            reply
         }
     }
 
