@@ -5,6 +5,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use base64::Engine as _;
 use common::binary::*;
@@ -189,14 +190,9 @@ for name in ["TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"]:
     except ssl.SSLError as e:
         print(name, "refused", e.reason)
 "#;
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args(["-c", SCRIPT, &port.to_string()])
-            .output()
-            .expect("python3 runs")
-    })
-    .await
-    .unwrap();
+    let mut command = Command::new("python3");
+    command.args(["-c", SCRIPT, &port.to_string()]);
+    let output = run_tool(command, "python3", Duration::from_secs(60)).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

@@ -233,6 +233,17 @@ pub fn start_command(mut command: Command, wrapped: bool) -> Binary {
     binary(ready)
 }
 
+/// Runs an external client (swaks, python3, smtp-source) to its end without blocking the
+/// runtime that serves it; past `limit` the test fails, and the child is killed, not left behind.
+pub async fn run_tool(command: Command, what: &str, limit: Duration) -> std::process::Output {
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(true);
+    tokio::time::timeout(limit, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e} (.ci/run installs it)"))
+}
+
 /// `GET path` over a raw HTTP/1.1 connection: (status line, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).await.expect("HTTP connect");
