@@ -17,11 +17,12 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::binary::binary_command;
 use common::{rcpt_reply, PlainConn, Reply};
 use failmail::app::ScenarioConfig;
 use failmail::clock::{Clock, OffsetClock};
@@ -83,9 +84,9 @@ fn scenario(name: &str) -> PathBuf {
     path
 }
 
+/// Runs `failmail` with `args` to its end (a `check`: it exits at once).
 fn failmail(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_failmail"))
-        .args(args)
+    binary_command(&[], args)
         .output()
         .expect("the failmail binary runs")
 }
