@@ -207,8 +207,7 @@ async fn nul_bytes_in_command_lines_get_500_5_5_2() {
 async fn one_mebibyte_line_gets_one_500_5_5_2_and_the_session_resyncs() {
     let server = start_loopback().await;
     let addr = server.addresses().smtp;
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
     conn.cmd("MAIL FROM:<abuser@client.example>", 250, "2.1.0")
         .await;
     conn.send(vec![b'x'; 1 << 20]).await;
@@ -240,8 +239,7 @@ async fn one_mebibyte_line_that_never_ends_gets_421_4_4_2() {
     let mut conn = PlainConn::greeted(addr).await;
     conn.send(vec![b'x'; 1 << 20]).await;
     full_transaction(addr, "during").await;
-    conn.expect(421, "4.4.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.4.2").await;
     full_transaction(addr, "after").await;
     server.shutdown().await;
 }
@@ -300,21 +298,16 @@ async fn ten_thousand_pipelined_commands_get_ten_thousand_replies_in_order() {
 async fn data_over_the_size_limit_gets_552_5_3_4_and_the_session_resyncs() {
     let server = start(sink_with(|c| c.session.max_message_size = 64 * 1024)).await;
     let addr = server.addresses().smtp;
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<big@client.example>", 250, "2.1.0")
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
+    conn.begin_data("big@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     let mut body = format!("{}\r\n", "d".repeat(1022)).repeat(1024);
     body.push_str(".\r\n");
     conn.send(&body).await;
     full_transaction(addr, "during").await;
     conn.expect(552, "5.3.4").await;
-    conn.cmd("MAIL FROM:<abuser@client.example>", 250, "2.1.0")
+    conn.begin_data("abuser@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     conn.send("Subject: small\r\n\r\nok\r\n.\r\n").await;
     queue_id(&conn.reply().await);
     conn.quit().await;
@@ -331,16 +324,12 @@ async fn data_that_never_ends_gets_421_4_4_2() {
     }))
     .await;
     let addr = server.addresses().smtp;
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<abuser@client.example>", 250, "2.1.0")
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
+    conn.begin_data("abuser@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     conn.send("Subject: never ends\r\n\r\nhalf a li").await;
     full_transaction(addr, "during").await;
-    conn.expect(421, "4.4.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.4.2").await;
     full_transaction(addr, "after").await;
     assert_stored(&server, &["during", "after"]);
     server.shutdown().await;
@@ -374,8 +363,7 @@ async fn slowloris_gets_421_4_4_2_from_the_command_timeout() {
             }
             sent += 1;
         }
-        conn.expect(421, "4.4.2").await;
-        conn.expect_closed().await;
+        conn.expect_421_closed("4.4.2").await;
         sent
     });
     full_transaction(addr, "during").await;
@@ -424,8 +412,7 @@ async fn per_ip_connection_cap_gives_421_4_7_0() {
     assert_eq!(server.open_connections(), 20);
 
     let mut tls = TlsConn::connect_tls(server.addresses().smtps.unwrap()).await;
-    tls.expect(421, "4.7.0").await;
-    tls.expect_closed().await;
+    tls.expect_421_closed("4.7.0").await;
     assert_eq!(metric(&server, "failmail_limit_refusals_total"), 181);
 
     let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -540,8 +527,7 @@ async fn tls_garbage_closes_the_connection_and_others_are_served() {
     assert_eq!(conn.read_to_close().await, b"");
 
     // 4. A garbage ClientHello after STARTTLS.
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
     conn.cmd("STARTTLS", 220, "2.0.0").await;
     let _ = conn.try_send(&record).await;
     assert_eq!(conn.read_to_close().await, DECODE_ERROR_ALERT);
@@ -600,8 +586,7 @@ async fn starttls_twice_gets_503_5_5_1() {
 async fn auth_with_bad_base64_gets_501_5_5_2_and_the_session_stays_usable() {
     let server = start_loopback().await;
     let addr = server.addresses().smtp;
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
     conn.cmd("AUTH PLAIN !!!not-base64!!!", 501, "5.5.2").await;
     conn.cmd("AUTH PLAIN dGVzdA==", 501, "5.5.2").await;
     conn.cmd("AUTH LOGIN ***", 501, "5.5.2").await;
@@ -631,11 +616,9 @@ async fn auth_with_bad_base64_gets_501_5_5_2_and_the_session_stays_usable() {
 // BDAT sizes that lie (RFC 3030)
 
 async fn bdat_ready(addr: std::net::SocketAddr) -> PlainConn {
-    let mut conn = PlainConn::greeted(addr).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<abuser@client.example>", 250, "2.1.0")
+    let mut conn = PlainConn::greeted_ehlo(addr).await;
+    conn.envelope("abuser@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
     conn
 }
 
@@ -698,9 +681,8 @@ async fn bdat_declaring_more_than_the_size_limit_gets_552_5_3_4_at_once() {
     conn.send(&chunk).await;
     conn.expect(250, "2.0.0").await;
     // The limit counts the chunks already received: 600 fit, 600 more do not.
-    conn.cmd("MAIL FROM:<abuser@client.example>", 250, "2.1.0")
+    conn.envelope("abuser@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
     let mut chunk = b"BDAT 600\r\n".to_vec();
     chunk.extend_from_slice(&[b'd'; 600]);
     conn.send(&chunk).await;

@@ -8,21 +8,21 @@
 //! is proved true by every test, and [`openapi_lists_exactly_the_routes`] proves it lists exactly
 //! the routes the router serves.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{PlainConn, IO_TIMEOUT};
 use failmail::api::{self, ApiState};
 use failmail::app::ScenarioConfig;
 use failmail::{App, AppConfig, RunningApp};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Hang guard for every network wait: far longer than anything should take.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
 // A tiny HTTP/1.1 client.
@@ -433,76 +433,6 @@ impl Harness {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// A raw SMTP client.
-
-struct Smtp {
-    reader: BufReader<TcpStream>,
-    local: SocketAddr,
-}
-
-impl Smtp {
-    async fn connect(addr: SocketAddr) -> Self {
-        let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .unwrap()
-            .unwrap();
-        let local = stream.local_addr().unwrap();
-        let mut smtp = Self {
-            reader: BufReader::new(stream),
-            local,
-        };
-        smtp.expect(220).await;
-        smtp
-    }
-
-    /// Reads one (possibly multi-line) reply: its code and text.
-    async fn reply(&mut self) -> (u16, String) {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(IO_TIMEOUT, self.reader.read_line(&mut line))
-                .await
-                .expect("a reply within 10 s")
-                .unwrap();
-            assert!(n > 0, "connection closed while waiting for a reply");
-            text.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return (line[..3].parse().unwrap(), text);
-            }
-        }
-    }
-
-    async fn expect(&mut self, code: u16) -> String {
-        let (got, text) = self.reply().await;
-        assert_eq!(got, code, "unexpected reply {text:?}");
-        text
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.reader.get_mut().write_all(bytes).await.unwrap();
-    }
-
-    async fn command(&mut self, line: &str, code: u16) -> String {
-        self.send(format!("{line}\r\n").as_bytes()).await;
-        self.expect(code).await
-    }
-
-    /// One complete accepted message from `from` to `to` (`data` ends with the `.` line);
-    /// returns the 250 text.
-    async fn message(&mut self, from: &str, to: &str, data: &[u8]) -> String {
-        self.command(&format!("MAIL FROM:<{from}>"), 250).await;
-        self.command(&format!("RCPT TO:<{to}>"), 250).await;
-        self.command("DATA", 354).await;
-        self.send(data).await;
-        self.expect(250).await
-    }
-
-    async fn quit(mut self) {
-        self.command("QUIT", 221).await;
-    }
-}
-
 /// The session id of the connection from `local`, from its `session_start` event.
 async fn session_of(api: &Api, local: SocketAddr) -> u64 {
     for _ in 0..200 {
@@ -545,19 +475,18 @@ reply = "user_unknown"
 async fn a_session_is_journaled_in_order_and_its_message_kept_byte_exact() {
     let harness = Harness::start(Some(BLOCKING_SCENARIO)).await;
     let api = &harness.api;
-    let mut smtp = Smtp::connect(harness.smtp).await;
-    let local = smtp.local;
-    smtp.command("EHLO client.example", 250).await;
-    smtp.command("MAIL FROM:<sender@example.com>", 250).await;
-    smtp.command("RCPT TO:<user_unknown@x.example>", 550).await;
-    smtp.command("RCPT TO:<blocked@x.example>", 550).await;
-    smtp.command("RCPT TO:<rcpt@x.example>", 250).await;
-    smtp.command("DATA", 354).await;
+    let mut smtp = PlainConn::ready(harness.smtp).await;
+    let local = smtp.local_addr();
+    smtp.cmd_code("MAIL FROM:<sender@example.com>", 250).await;
+    smtp.cmd_code("RCPT TO:<user_unknown@x.example>", 550).await;
+    smtp.cmd_code("RCPT TO:<blocked@x.example>", 550).await;
+    smtp.cmd_code("RCPT TO:<rcpt@x.example>", 250).await;
+    smtp.cmd_code("DATA", 354).await;
     // Dot-stuffed on the wire; kept unstuffed. Bare LF and trailing spaces survive.
     smtp.send(b"Subject: hi\r\n\r\n..leading dot\r\nbare\nlf  \r\n.\r\n")
         .await;
-    smtp.expect(250).await;
-    smtp.quit().await;
+    smtp.expect_code(250).await;
+    smtp.cmd_code("QUIT", 221).await;
 
     let session = session_of(api, local).await;
     let events = api.ended(session).await;
@@ -673,18 +602,18 @@ async fn clock_advance_and_reset_make_a_limit_pass_without_waiting() {
     assert_eq!(limits["limits"]["per_ip"], Value::Null);
     assert_eq!(limits["usage"], json!([]));
 
-    let mut smtp = Smtp::connect(harness.smtp).await;
-    smtp.command("EHLO client.example", 250).await;
+    let mut smtp = PlainConn::ready(harness.smtp).await;
     for _ in 0..2 {
-        smtp.message(
+        smtp.deliver(
             "alice@example.com",
             "bob@example.net",
             b"Subject: x\r\n\r\nx\r\n.\r\n",
         )
-        .await;
+        .await
+        .assert_code(250);
     }
-    let refused = smtp.command("MAIL FROM:<alice@example.com>", 451).await;
-    assert!(refused.contains("4.7.1"), "{refused}");
+    let refused = smtp.cmd_code("MAIL FROM:<alice@example.com>", 451).await;
+    assert!(refused.text().contains("4.7.1"), "{:?}", refused.wire);
     let usage = api.get("/api/limits").await;
     assert_eq!(
         usage["usage"],
@@ -703,13 +632,14 @@ async fn clock_advance_and_reset_make_a_limit_pass_without_waiting() {
     let moved = clock_after["now_ms"].as_u64().unwrap() - clock_before["now_ms"].as_u64().unwrap();
     assert!((3_600_000..3_660_000).contains(&moved), "moved {moved} ms");
 
-    smtp.message(
+    smtp.deliver(
         "alice@example.com",
         "bob@example.net",
         b"Subject: y\r\n\r\ny\r\n.\r\n",
     )
-    .await;
-    smtp.quit().await;
+    .await
+    .assert_code(250);
+    smtp.cmd_code("QUIT", 221).await;
     assert_eq!(api.get("/api/messages").await["accepted"], 3);
 
     let reset = api.call("POST", "/api/reset", None).await;
@@ -720,26 +650,27 @@ async fn clock_advance_and_reset_make_a_limit_pass_without_waiting() {
     assert_eq!(api.get("/api/events").await["events"], json!([]));
 
     // After the reset the account has its full allowance again, at once.
-    let mut smtp = Smtp::connect(harness.smtp).await;
-    smtp.command("EHLO client.example", 250).await;
+    let mut smtp = PlainConn::ready(harness.smtp).await;
     for _ in 0..2 {
-        smtp.message(
+        smtp.deliver(
             "alice@example.com",
             "bob@example.net",
             b"Subject: z\r\n\r\nz\r\n.\r\n",
         )
-        .await;
+        .await
+        .assert_code(250);
     }
-    smtp.command("MAIL FROM:<alice@example.com>", 451).await;
+    smtp.cmd_code("MAIL FROM:<alice@example.com>", 451).await;
     // DELETE /api/limits alone resets the limits too.
     assert_eq!(api.call("DELETE", "/api/limits", None).await.status, 204);
-    smtp.message(
+    smtp.deliver(
         "alice@example.com",
         "bob@example.net",
         b"Subject: w\r\n\r\nw\r\n.\r\n",
     )
-    .await;
-    smtp.quit().await;
+    .await
+    .assert_code(250);
+    smtp.cmd_code("QUIT", 221).await;
 
     // Fractions are kept to the millisecond and offsets add up.
     let advanced = api
@@ -787,12 +718,12 @@ async fn a_bad_scenario_is_refused_with_its_position_and_a_good_one_goes_live() 
 
     // The old scenario is still live.
     assert_eq!(api.get("/api/scenario").await, before);
-    let mut smtp = Smtp::connect(harness.smtp).await;
-    smtp.command("EHLO c", 250).await;
-    smtp.command("MAIL FROM:<a@example.com>", 250).await;
-    smtp.command("RCPT TO:<blocked@x.example>", 550).await;
-    smtp.command("RCPT TO:<other@x.example>", 250).await;
-    smtp.quit().await;
+    let mut smtp = PlainConn::open(harness.smtp).await;
+    smtp.cmd_code("EHLO c", 250).await;
+    smtp.cmd_code("MAIL FROM:<a@example.com>", 250).await;
+    smtp.cmd_code("RCPT TO:<blocked@x.example>", 550).await;
+    smtp.cmd_code("RCPT TO:<other@x.example>", 250).await;
+    smtp.cmd_code("QUIT", 221).await;
 
     // A good one goes live for new sessions.
     let good = "[server]\nflavor = \"gmail\"\n\n[[rule]]\nname = \"full\"\nrcpt = \"other@*\"\nreply = \"mailbox_full\"\n";
@@ -809,16 +740,13 @@ async fn a_bad_scenario_is_refused_with_its_position_and_a_good_one_goes_live() 
         json!({"origin": "<api>", "source": good, "rules": 1, "flavor": "gmail",
                "file": harness.file.display().to_string()})
     );
-    let mut smtp = Smtp::connect(harness.smtp).await;
-    smtp.command("EHLO c", 250).await;
-    smtp.command("MAIL FROM:<a@example.com>", 250).await;
-    smtp.command("RCPT TO:<blocked@x.example>", 250).await;
-    let (code, text) = {
-        smtp.send(b"RCPT TO:<other@x.example>\r\n").await;
-        smtp.reply().await
-    };
-    assert!((400..600).contains(&code), "{text}");
-    smtp.quit().await;
+    let mut smtp = PlainConn::open(harness.smtp).await;
+    smtp.cmd_code("EHLO c", 250).await;
+    smtp.cmd_code("MAIL FROM:<a@example.com>", 250).await;
+    smtp.cmd_code("RCPT TO:<blocked@x.example>", 250).await;
+    let reply = smtp.command("RCPT TO:<other@x.example>").await;
+    assert!((400..600).contains(&reply.code), "{:?}", reply.wire);
+    smtp.cmd_code("QUIT", 221).await;
 
     // Not TOML: 415 and nothing changes.
     let wrong_type = api
@@ -1068,21 +996,21 @@ async fn metrics_parse_and_agree_with_the_events() {
     let api = &harness.api;
     let mut sessions = Vec::new();
     for round in 0..3 {
-        let mut smtp = Smtp::connect(harness.smtp).await;
-        sessions.push(smtp.local);
-        smtp.command("EHLO c", 250).await;
-        smtp.command("MAIL FROM:<a@example.com>", 250).await;
-        smtp.command("RCPT TO:<blocked@x.example>", 550).await;
-        smtp.command("RCPT TO:<mailbox_full@x.example>", 452).await;
+        let mut smtp = PlainConn::open(harness.smtp).await;
+        sessions.push(smtp.local_addr());
+        smtp.cmd_code("EHLO c", 250).await;
+        smtp.cmd_code("MAIL FROM:<a@example.com>", 250).await;
+        smtp.cmd_code("RCPT TO:<blocked@x.example>", 550).await;
+        smtp.cmd_code("RCPT TO:<mailbox_full@x.example>", 452).await;
         if round < 2 {
-            smtp.command("RCPT TO:<ok@x.example>", 250).await;
-            smtp.command("DATA", 354).await;
+            smtp.cmd_code("RCPT TO:<ok@x.example>", 250).await;
+            smtp.cmd_code("DATA", 354).await;
             smtp.send(b"Subject: m\r\n\r\nbody\r\n.\r\n").await;
-            smtp.expect(250).await;
+            smtp.expect_code(250).await;
         }
-        smtp.command("NOOP", 250).await;
-        smtp.command("BOGUS", 500).await;
-        smtp.quit().await;
+        smtp.cmd_code("NOOP", 250).await;
+        smtp.cmd_code("BOGUS", 500).await;
+        smtp.cmd_code("QUIT", 221).await;
     }
     for local in &sessions {
         let session = session_of(api, *local).await;
@@ -1417,9 +1345,9 @@ async fn the_event_stream_sends_each_event_as_json() {
         "{head}"
     );
 
-    let mut smtp = Smtp::connect(harness.smtp).await;
-    smtp.command("EHLO c", 250).await;
-    smtp.quit().await;
+    let mut smtp = PlainConn::open(harness.smtp).await;
+    smtp.cmd_code("EHLO c", 250).await;
+    smtp.cmd_code("QUIT", 221).await;
 
     let events = tokio::time::timeout(IO_TIMEOUT, async {
         loop {

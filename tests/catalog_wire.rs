@@ -12,20 +12,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::Duration;
 
-use base64::Engine as _;
+use common::IO_TIMEOUT;
+use common::{PlainConn, Reply};
 use failmail::app::ScenarioConfig;
 use failmail::{AppConfig, RunningApp};
 use regex::Regex;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
-
-/// Hang guard only: nothing here should take more than a few milliseconds.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The catalog data, read by the test itself.
 const CATALOG_TOML: &str = include_str!("../src/scenario/catalog.toml");
@@ -163,7 +156,7 @@ fn compare(got: &[String], expected: &[Regex]) -> Result<(), String> {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Servers and a raw client
+// Servers and the conversation
 
 /// The built-in scenario, seed 7, with or without magic addresses.
 fn config(no_magic: bool) -> AppConfig {
@@ -180,160 +173,36 @@ async fn start_toml(text: &str) -> RunningApp {
     common::start_toml(config(false), "inline.toml", text).await
 }
 
-/// A line-oriented SMTP client on a plain TCP stream; every wait is bounded by [`IO_TIMEOUT`].
-struct Client {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Self {
-        let stream = timeout(IO_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .expect("connect timed out")
-            .expect("connect");
-        Self {
-            stream,
-            buffer: Vec::new(),
-        }
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        timeout(IO_TIMEOUT, self.stream.write_all(bytes))
-            .await
-            .expect("write timed out")
-            .expect("write");
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.send_raw(format!("{line}\r\n").as_bytes()).await;
-    }
-
-    /// The next line without its CRLF; `None` at the end of the stream.
-    async fn line(&mut self) -> Option<String> {
-        loop {
-            if let Some(at) = self.buffer.windows(2).position(|w| w == b"\r\n") {
-                let line: Vec<u8> = self.buffer.drain(..at + 2).take(at).collect();
-                return Some(String::from_utf8(line).expect("replies are UTF-8"));
-            }
-            let mut chunk = [0u8; 4096];
-            let read = timeout(IO_TIMEOUT, self.stream.read(&mut chunk))
-                .await
-                .expect("no reply within the hang guard")
-                .expect("read");
-            if read == 0 {
-                assert!(
-                    self.buffer.is_empty(),
-                    "the stream ended inside a line: {:?}",
-                    String::from_utf8_lossy(&self.buffer)
-                );
-                return None;
-            }
-            self.buffer.extend_from_slice(&chunk[..read]);
-        }
-    }
-
-    /// One complete reply: `NNN-` lines up to the `NNN ` line, all with the same code.
-    async fn reply(&mut self) -> Vec<String> {
-        let mut lines: Vec<String> = Vec::new();
-        loop {
-            let line = match self.line().await {
-                Some(line) => line,
-                None => panic!("the stream ended inside a reply; got {lines:?}"),
-            };
-            let bytes = line.as_bytes();
-            assert!(
-                bytes.len() >= 3 && bytes[..3].iter().all(u8::is_ascii_digit),
-                "not a reply line: {line:?}"
-            );
-            if let Some(first) = lines.first() {
-                assert_eq!(first[..3], line[..3], "code changed inside a reply");
-            }
-            let last = match bytes.get(3) {
-                None | Some(b' ') => true,
-                Some(b'-') => false,
-                _ => panic!("not a reply line: {line:?}"),
-            };
-            lines.push(line);
-            if last {
-                return lines;
-            }
-        }
-    }
-
-    async fn code(&mut self) -> u16 {
-        code_of(&self.reply().await)
-    }
-
-    async fn command(&mut self, line: &str) -> Vec<String> {
-        self.send(line).await;
-        self.reply().await
-    }
-
-    async fn expect_code(&mut self, line: &str, code: u16) {
-        let reply = self.command(line).await;
-        assert_eq!(code_of(&reply), code, "{line} got {reply:?}");
-    }
-
-    async fn expect_eof(&mut self) {
-        if let Some(line) = self.line().await {
-            panic!("expected the server to close the connection, got {line:?}");
-        }
-    }
-
-    /// QUIT gets 221 and the end of the stream.
-    async fn quit(&mut self) {
-        self.expect_code("QUIT", 221).await;
-        self.expect_eof().await;
-    }
-}
-
-fn code_of(reply: &[String]) -> u16 {
-    reply[0][..3].parse().expect("three digits")
-}
-
-fn auth_plain() -> String {
-    base64::engine::general_purpose::STANDARD.encode(b"\0alice\0s3cret")
-}
-
 const BODY: &str = "From: alice@client.example\r\nSubject: catalog\r\n\r\nhello\r\n.\r\n";
 
 /// Drives a conversation up to `phase` and returns the reply given there. Every earlier step must
 /// succeed (the scenario has one rule, at `phase`).
-async fn reply_at(client: &mut Client, phase: &str) -> Vec<String> {
-    let greeting = client.reply().await;
-    if phase == "connect" {
-        return greeting;
+async fn reply_at(client: &mut PlainConn, phase: &str) -> Reply {
+    // Each step: the phase it reaches, what the client sends for it, and the code the reply
+    // before it must have. AUTH is a step of its own only when it is the phase under test.
+    let steps = [
+        ("ehlo", format!("EHLO {HELO}\r\n"), 220),
+        ("mail", format!("MAIL FROM:<{SENDER}>\r\n"), 250),
+        ("rcpt", format!("RCPT TO:<{RCPT}>\r\n"), 250),
+        ("data", "DATA\r\n".to_owned(), 250),
+        ("data_end", BODY.to_owned(), 354),
+    ];
+    let mut reply = client.reply().await;
+    let mut reached = "connect";
+    for (step, sent, before) in steps {
+        if reached == phase {
+            return reply;
+        }
+        assert_eq!(reply.code, before, "{reached}: {:?}", reply.wire);
+        if reached == "ehlo" && phase == "auth" {
+            return client.auth_plain("alice", "s3cret").await;
+        }
+        client.send(sent).await;
+        reply = client.reply().await;
+        reached = step;
     }
-    assert_eq!(code_of(&greeting), 220, "greeting {greeting:?}");
-    let ehlo = client.command(&format!("EHLO {HELO}")).await;
-    if phase == "ehlo" {
-        return ehlo;
-    }
-    assert_eq!(code_of(&ehlo), 250, "EHLO {ehlo:?}");
-    if phase == "auth" {
-        return client
-            .command(&format!("AUTH PLAIN {}", auth_plain()))
-            .await;
-    }
-    let mail = client.command(&format!("MAIL FROM:<{SENDER}>")).await;
-    if phase == "mail" {
-        return mail;
-    }
-    assert_eq!(code_of(&mail), 250, "MAIL {mail:?}");
-    let rcpt = client.command(&format!("RCPT TO:<{RCPT}>")).await;
-    if phase == "rcpt" {
-        return rcpt;
-    }
-    assert_eq!(code_of(&rcpt), 250, "RCPT {rcpt:?}");
-    let data = client.command("DATA").await;
-    if phase == "data" {
-        return data;
-    }
-    assert_eq!(code_of(&data), 354, "DATA {data:?}");
     assert_eq!(phase, "data_end", "unknown phase");
-    client.send_raw(BODY.as_bytes()).await;
-    client.reply().await
+    reply
 }
 
 /// One entry in one flavor: a server with the one rule, the conversation, the exact reply, and
@@ -343,18 +212,14 @@ async fn run_case(name: String, phase: String, flavor: String, expected: Vec<Reg
         "[server]\nhostname = \"{HOST}\"\n\n[[rule]]\nat = \"{phase}\"\nreply = \"{name}\"\nflavor = \"{flavor}\"\n"
     ))
     .await;
-    let mut client = Client::connect(server.addresses().smtp).await;
+    let mut client = PlainConn::connect(server.addresses().smtp).await;
     let reply = reply_at(&mut client, &phase).await;
-    if let Err(difference) = compare(&reply, &expected) {
+    if let Err(difference) = compare(&reply.wire, &expected) {
         panic!("{name} ({flavor}) at {phase}: {difference}");
     }
-    assert_eq!(code_of(&reply), code);
-    if code == 421 {
-        // RFC 5321 §3.8: the server closes the channel after a 421.
-        client.expect_eof().await;
-    } else {
-        client.quit().await;
-    }
+    assert_eq!(reply.code, code);
+    // RFC 5321 §3.8: the server closes the channel after a 421.
+    client.finish(&reply).await;
     drop(client);
     server.shutdown().await;
 }
@@ -516,40 +381,36 @@ async fn lettre_sees_every_line_of_gmails_user_unknown() {
 async fn magic_addresses_over_the_wire() {
     let entries = catalog();
     let server = common::start(config(false)).await;
-    let mut client = Client::connect(server.addresses().smtp).await;
-    assert_eq!(client.code().await, 220);
-    assert_eq!(code_of(&client.command(&format!("EHLO {HELO}")).await), 250);
-    client
-        .expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
-        .await;
+    let mut client = PlainConn::ready(server.addresses().smtp).await;
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
 
     // The server's flavor (generic) wording.
     let generic = entry(&entries, "user_unknown").variant("generic").0.clone();
     let reply = client
         .command("RCPT TO:<user_unknown@anything.example>")
         .await;
-    compare(&reply, &expected_lines(&generic, "generic")).unwrap();
+    compare(&reply.wire, &expected_lines(&generic, "generic")).unwrap();
 
     // The flavor named in the address; {rcpt} is the whole address.
     let gmail = entry(&entries, "user_unknown").variant("gmail").0.clone();
     let reply = client
         .command("RCPT TO:<user_unknown+gmail@x.example>")
         .await;
-    assert_eq!(reply.len(), gmail.text.len(), "{reply:#?}");
-    compare(&reply, &expected_lines(&gmail, "gmail")).unwrap();
+    assert_eq!(reply.wire.len(), gmail.text.len(), "{reply:#?}");
+    compare(&reply.wire, &expected_lines(&gmail, "gmail")).unwrap();
 
     // Case does not matter; an unknown flavor makes it an ordinary address.
     let reply = client.command("RCPT TO:<User_Unknown@x.example>").await;
-    compare(&reply, &expected_lines(&generic, "generic")).unwrap();
+    compare(&reply.wire, &expected_lines(&generic, "generic")).unwrap();
     client
-        .expect_code("RCPT TO:<user_unknown+nosuchflavor@x.example>", 250)
+        .cmd_code("RCPT TO:<user_unknown+nosuchflavor@x.example>", 250)
         .await;
 
     // A code address: that code and status, one line, in the catalog's generic wording for that
     // code and status where it has one.
     let reply = client.command("RCPT TO:<550-5.7.1@x.example>").await;
-    assert_eq!(reply.len(), 1, "{reply:?}");
-    let text = reply[0]
+    assert_eq!(reply.wire.len(), 1, "{reply:?}");
+    let text = reply.wire[0]
         .strip_prefix("550 5.7.1 ")
         .unwrap_or_else(|| panic!("{reply:?} is not 550 5.7.1"));
     let candidates: Vec<String> = entries
@@ -562,25 +423,21 @@ async fn magic_addresses_over_the_wire() {
         candidates.iter().any(|c| c == text) || candidates.is_empty(),
         "{text:?} is none of the generic 550 5.7.1 texts {candidates:?}"
     );
-    client.expect_code("RSET", 250).await;
+    client.cmd_code("RSET", 250).await;
 
     // A failure that belongs to the end of data: accepted at RCPT, refused after the body.
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
     client
-        .expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
+        .cmd_code("RCPT TO:<spam_rejected@x.example>", 250)
         .await;
-    client
-        .expect_code("RCPT TO:<spam_rejected@x.example>", 250)
-        .await;
-    client.expect_code("DATA", 354).await;
-    client.send_raw(BODY.as_bytes()).await;
-    let reply = client.reply().await;
+    let reply = client.data(BODY.as_bytes()).await;
     let spam = entry(&entries, "spam_rejected")
         .variant("generic")
         .0
         .clone();
-    compare(&reply, &expected_lines(&spam, "generic")).unwrap();
+    compare(&reply.wire, &expected_lines(&spam, "generic")).unwrap();
     assert!(server.messages().list().is_empty(), "nothing was stored");
-    client.quit().await;
+    client.quit_221().await;
     server.shutdown().await;
 }
 
@@ -588,24 +445,18 @@ async fn magic_addresses_over_the_wire() {
 #[tokio::test]
 async fn no_magic_accepts_every_magic_address() {
     let server = common::start(config(true)).await;
-    let mut client = Client::connect(server.addresses().smtp).await;
-    assert_eq!(client.code().await, 220);
-    assert_eq!(code_of(&client.command(&format!("EHLO {HELO}")).await), 250);
-    client
-        .expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
-        .await;
+    let mut client = PlainConn::ready(server.addresses().smtp).await;
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
     for rcpt in [
         "user_unknown@anything.example",
         "user_unknown+gmail@x.example",
         "550-5.7.1@x.example",
         "spam_rejected@x.example",
     ] {
-        client.expect_code(&format!("RCPT TO:<{rcpt}>"), 250).await;
+        client.cmd_code(&format!("RCPT TO:<{rcpt}>"), 250).await;
     }
-    client.expect_code("DATA", 354).await;
-    client.send_raw(BODY.as_bytes()).await;
-    assert_eq!(client.code().await, 250);
+    assert_eq!(client.data(BODY.as_bytes()).await.code, 250);
     assert_eq!(server.messages().list().len(), 1, "the message was stored");
-    client.quit().await;
+    client.quit_221().await;
     server.shutdown().await;
 }

@@ -6,6 +6,7 @@ mod common;
 
 use std::process::Command;
 
+use common::binary::run_tool;
 use common::*;
 use failmail::journal::StoredMessage;
 use failmail::server::tls::DEV_CA_PEM;
@@ -153,18 +154,8 @@ async fn lettre_implicit_tls_auth_login() {
 // ---------------------------------------------------------------------------------------------
 // Python smtplib (tests/smtplib_client.py)
 
-/// Runs a blocking external client without stalling the server's runtime, bounded in time.
-async fn run_tool(mut command: Command, what: &str) -> std::process::Output {
-    let what = what.to_owned();
-    let output = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || command.output()),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{what} did not finish within 60 s"))
-    .expect("the blocking task ran");
-    output.unwrap_or_else(|e| panic!("cannot run {what}: {e} (.ci/run installs it)"))
-}
+/// How long one external client may take.
+const TOOL_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn smtplib_case(transport: Transport, auth: &str) {
     require_tool("python3", "python3");
@@ -187,7 +178,7 @@ async fn smtplib_case(transport: Transport, auth: &str) {
         .arg(port(&server, transport).to_string())
         .arg(ca_path())
         .arg(&message_file);
-    let output = run_tool(command, "python3 tests/smtplib_client.py").await;
+    let output = run_tool(command, "python3 tests/smtplib_client.py", TOOL_LIMIT).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -271,7 +262,7 @@ async fn swaks_case(transport: Transport, auth: Option<&str>) {
             PASSWORD,
         ]);
     }
-    let output = run_tool(command, "swaks").await;
+    let output = run_tool(command, "swaks", TOOL_LIMIT).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

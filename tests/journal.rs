@@ -4,15 +4,17 @@
 //!
 //! Every network wait is bounded by a tokio timeout; nothing asserts on timing.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{PlainConn, Reply};
 use failmail::journal::{Event, EventKind};
 use failmail::testing::TestServer;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 /// Hang guard for one network wait.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -24,102 +26,31 @@ const BLAST_TIMEOUT: Duration = Duration::from_secs(300);
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ---------------------------------------------------------------------------------------------
-// A minimal raw SMTP client.
+// Sessions.
 
-/// One SMTP reply: its code and its lines' text.
-#[derive(Debug)]
-struct Reply {
-    code: u16,
-    text: String,
+/// Connects with this file's hang guard, checks that the greeting is a 220 and says EHLO as
+/// `helo`.
+async fn connect(addr: SocketAddr, helo: &str) -> PlainConn {
+    let mut client = PlainConn::connect(addr).await.with_timeout(IO_TIMEOUT);
+    client.expect_code(220).await;
+    client.cmd_code(&format!("EHLO {helo}"), 250).await;
+    client
 }
 
-/// A raw client over plain TCP; every read and write is bounded by [`IO_TIMEOUT`].
-struct Client {
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    /// Connects and checks the 220 greeting.
-    async fn connect(addr: SocketAddr) -> Self {
-        let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .expect("connect within the timeout")
-            .expect("connect succeeds");
-        let mut client = Client {
-            reader: BufReader::new(stream),
-        };
-        client.expect(220).await;
-        client
+/// `count` messages of `size` octets on one connection, one transaction after another, the
+/// n-th tagged `{tag}m{n}`; each must get a 250, and the replies are returned.
+async fn deliver_all(client: &mut PlainConn, tag: &str, count: usize, size: usize) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    for n in 0..count {
+        let mut data = body(size, &format!("{tag}m{n}"));
+        data.extend_from_slice(b".\r\n");
+        let reply = client
+            .deliver("a@example.com", "b@example.com", &data)
+            .await;
+        assert_eq!(reply.code, 250, "{:?}", reply.wire);
+        replies.push(reply);
     }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        tokio::time::timeout(IO_TIMEOUT, self.reader.get_mut().write_all(bytes))
-            .await
-            .expect("write within the timeout")
-            .expect("write succeeds");
-    }
-
-    /// The next complete reply.
-    async fn reply(&mut self) -> Reply {
-        let mut text = String::new();
-        loop {
-            let mut line = Vec::new();
-            let read = tokio::time::timeout(IO_TIMEOUT, self.reader.read_until(b'\n', &mut line))
-                .await
-                .expect("a reply within the timeout")
-                .expect("read succeeds");
-            assert!(read >= 4, "connection closed or short line: {line:?}");
-            let line = String::from_utf8(line).expect("replies are UTF-8");
-            text.push_str(line.trim_end());
-            text.push('\n');
-            if line.as_bytes()[3] != b'-' {
-                return Reply {
-                    code: line[..3].parse().expect("a reply starts with its code"),
-                    text,
-                };
-            }
-        }
-    }
-
-    #[track_caller]
-    fn expect(&mut self, code: u16) -> impl std::future::Future<Output = Reply> + '_ {
-        let caller = std::panic::Location::caller();
-        async move {
-            let reply = self.reply().await;
-            assert_eq!(
-                reply.code, code,
-                "unexpected reply at {caller}: {}",
-                reply.text
-            );
-            reply
-        }
-    }
-
-    async fn cmd(&mut self, line: &str, code: u16) -> Reply {
-        self.send(format!("{line}\r\n").as_bytes()).await;
-        self.expect(code).await
-    }
-
-    /// One whole transaction, one command at a time; returns the final reply.
-    async fn transaction(&mut self, from: &str, to: &str, body: &[u8]) -> Reply {
-        self.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
-        self.cmd(&format!("RCPT TO:<{to}>"), 250).await;
-        self.cmd("DATA", 354).await;
-        self.send(body).await;
-        self.send(b".\r\n").await;
-        self.reply().await
-    }
-
-    /// QUIT, 221, and the server closes the connection.
-    async fn quit(mut self) {
-        self.cmd("QUIT", 221).await;
-        let mut rest = Vec::new();
-        tokio::time::timeout(IO_TIMEOUT, self.reader.read_to_end(&mut rest))
-            .await
-            .expect("the server closes after QUIT")
-            .expect("clean close");
-        assert!(rest.is_empty(), "nothing after 221: {rest:?}");
-    }
+    replies
 }
 
 /// A message body of exactly `size` octets (headers, blank line, text lines, final CRLF), with no
@@ -143,10 +74,8 @@ fn body(size: usize, tag: &str) -> Vec<u8> {
 /// transactions (MAIL, RCPT, DATA, body, `.`) are written while the replies are read on the same
 /// connection concurrently. Checks every reply (250 250 354 250 per transaction).
 async fn blast(addr: SocketAddr, count: usize, batch: usize, message: Arc<Vec<u8>>) {
-    let mut client = Client::connect(addr).await;
-    client.cmd("EHLO blast.example", 250).await;
-    let stream = client.reader.into_inner();
-    let (read_half, mut write_half) = stream.into_split();
+    let client = connect(addr, "blast.example").await;
+    let (mut reader, mut write_half) = client.into_split();
     let writer = tokio::spawn(async move {
         let mut sent = 0;
         let mut buffer = Vec::with_capacity(batch * (message.len() + 100));
@@ -169,31 +98,24 @@ async fn blast(addr: SocketAddr, count: usize, batch: usize, message: Arc<Vec<u8
         write_half.write_all(b"QUIT\r\n").await.expect("QUIT sent");
         write_half
     });
-    let mut reader = BufReader::new(read_half);
     let expected = [250u16, 250, 354, 250];
-    let mut line = Vec::with_capacity(128);
     for n in 0..count * expected.len() + 1 {
-        line.clear();
-        let read = tokio::time::timeout(IO_TIMEOUT, reader.read_until(b'\n', &mut line))
+        let line = reader
+            .line()
             .await
-            .expect("replies keep coming")
-            .expect("read succeeds");
-        assert!(read >= 4, "connection ended after {n} replies");
-        let code = std::str::from_utf8(&line[..3])
-            .ok()
-            .and_then(|c| c.parse::<u16>().ok());
+            .unwrap_or_else(|| panic!("connection ended after {n} replies"));
+        let code = line.get(..3).and_then(|c| c.parse::<u16>().ok());
         let want = if n == count * expected.len() {
             221
         } else {
             expected[n % expected.len()]
         };
+        assert_eq!(code, Some(want), "reply {n}: {line}");
         assert_eq!(
-            code,
-            Some(want),
-            "reply {n}: {}",
-            String::from_utf8_lossy(&line)
+            line.as_bytes().get(3),
+            Some(&b' '),
+            "single-line replies only here"
         );
-        assert_eq!(line[3], b' ', "single-line replies only here");
     }
     let _write_half = writer.await.expect("the writer finished");
 }
@@ -348,20 +270,11 @@ async fn no_store_keeps_nothing_and_still_accepts() {
         config.journal.record_events = false;
     })
     .await;
-    let mut client = Client::connect(server.smtp_addr()).await;
-    client.cmd("EHLO nostore.example", 250).await;
-    for n in 0..20 {
-        let reply = client
-            .transaction(
-                "a@example.com",
-                "b@example.com",
-                &body(300, &format!("m{n}")),
-            )
-            .await;
-        assert_eq!(reply.code, 250, "{}", reply.text);
-        assert!(reply.text.starts_with("250 2.0.0"), "{}", reply.text);
+    let mut client = connect(server.smtp_addr(), "nostore.example").await;
+    for reply in deliver_all(&mut client, "", 20, 300).await {
+        assert!(reply.wire[0].starts_with("250 2.0.0"), "{:?}", reply.wire);
     }
-    client.quit().await;
+    client.quit_221().await;
 
     assert!(server.messages().is_empty());
     assert!(
@@ -396,23 +309,15 @@ async fn events_file_has_every_event_in_order() {
     })
     .await;
     for session in 0..3 {
-        let mut client = Client::connect(server.smtp_addr()).await;
-        client.cmd("EHLO events.example", 250).await;
-        for n in 0..2 {
-            let reply = client
-                .transaction(
-                    "a@example.com",
-                    "b@example.com",
-                    &body(200, &format!("s{session}m{n}")),
-                )
-                .await;
-            assert_eq!(reply.code, 250, "{}", reply.text);
-        }
-        client.cmd("MAIL FROM:<a@example.com>", 250).await;
-        client.cmd("RCPT TO:<user_unknown@example.com>", 550).await;
-        client.cmd("RSET", 250).await;
-        client.cmd("BOGUS", 500).await;
-        client.quit().await;
+        let mut client = connect(server.smtp_addr(), "events.example").await;
+        deliver_all(&mut client, &format!("s{session}"), 2, 200).await;
+        client.cmd_code("MAIL FROM:<a@example.com>", 250).await;
+        client
+            .cmd_code("RCPT TO:<user_unknown@example.com>", 550)
+            .await;
+        client.cmd_code("RSET", 250).await;
+        client.cmd_code("BOGUS", 500).await;
+        client.quit_221().await;
     }
     wait_sessions_ended(&server).await;
     let ring = server.events();
@@ -472,28 +377,26 @@ async fn metrics_counters_match_the_events() {
     let _serial = SERIAL.lock().await;
     let server = TestServer::start("").await;
     for session in 0..4 {
-        let mut client = Client::connect(server.smtp_addr()).await;
-        client.cmd("EHLO metrics.example", 250).await;
-        for n in 0..session {
-            let reply = client
-                .transaction(
-                    "a@example.com",
-                    "b@example.com",
-                    &body(200, &format!("s{session}m{n}")),
-                )
-                .await;
-            assert_eq!(reply.code, 250, "{}", reply.text);
-        }
-        client.cmd("MAIL FROM:<a@example.com>", 250).await;
-        client.cmd("RCPT TO:<mailbox_full@example.com>", 452).await;
-        client.cmd("RCPT TO:<550-5.7.1@example.com>", 550).await;
-        client.cmd("DATA", 554).await;
-        client.cmd("NOOP", 250).await;
-        client.cmd("BOGUS", 500).await;
-        client.quit().await;
+        let mut client = connect(server.smtp_addr(), "metrics.example").await;
+        deliver_all(&mut client, &format!("s{session}"), session, 200).await;
+        client.cmd_code("MAIL FROM:<a@example.com>", 250).await;
+        client
+            .cmd_code("RCPT TO:<mailbox_full@example.com>", 452)
+            .await;
+        client
+            .cmd_code("RCPT TO:<550-5.7.1@example.com>", 550)
+            .await;
+        client.cmd_code("DATA", 554).await;
+        client.cmd_code("NOOP", 250).await;
+        client.cmd_code("BOGUS", 500).await;
+        client.quit_221().await;
     }
     // One session the client simply drops after the greeting.
-    drop(Client::connect(server.smtp_addr()).await);
+    let mut dropped = PlainConn::connect(server.smtp_addr())
+        .await
+        .with_timeout(IO_TIMEOUT);
+    dropped.expect_code(220).await;
+    drop(dropped);
     wait_sessions_ended(&server).await;
 
     let events = server.events();

@@ -23,9 +23,8 @@ async fn idle_client_gets_421_timeout_then_eof() {
     .await;
     // Nothing is sent after the greeting: any later command would race with the 300 ms timer.
     let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    let reply = conn.expect(421, "4.4.2").await;
+    let reply = conn.expect_421_closed("4.4.2").await;
     assert_eq!(reply.lines.len(), 1);
-    conn.expect_closed().await;
     server.shutdown().await;
 }
 
@@ -44,8 +43,7 @@ async fn an_active_client_outlives_the_timeout_and_an_idle_one_then_gets_it() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         conn.cmd("NOOP", 250, "2.0.0").await;
     }
-    conn.expect(421, "4.4.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.4.2").await;
     server.shutdown().await;
 }
 
@@ -57,8 +55,7 @@ async fn idle_client_after_greeting_gets_421_timeout_under_implicit_tls() {
     .await;
     let mut conn = TlsConn::connect_tls(server.addresses().smtps.unwrap()).await;
     conn.expect_greeting().await;
-    conn.expect(421, "4.4.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.4.2").await;
     server.shutdown().await;
 }
 
@@ -70,15 +67,11 @@ async fn stalled_data_gets_421_timeout_and_nothing_is_stored() {
         c.server.timeouts.data = Duration::from_millis(300);
     }))
     .await;
-    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+    let mut conn = PlainConn::greeted_ehlo(server.addresses().smtp).await;
+    conn.begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     conn.send("Subject: never finished\r\n\r\nhalf a bo").await;
-    conn.expect(421, "4.4.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.4.2").await;
     assert!(server.messages().list().is_empty());
     assert_eq!(server.messages().accepted(), 0);
     server.shutdown().await;
@@ -96,9 +89,8 @@ async fn third_connection_over_the_cap_gets_421_and_the_first_two_work() {
     assert_eq!(server.open_connections(), 2);
 
     let mut third = PlainConn::connect(addr).await;
-    let reply = third.expect(421, "4.7.0").await;
+    let reply = third.expect_421_closed("4.7.0").await;
     assert_eq!(reply.lines.len(), 1);
-    third.expect_closed().await;
 
     first.ehlo("first.example").await;
     second.ehlo("second.example").await;
@@ -147,8 +139,7 @@ async fn over_the_cap_on_smtps_the_421_comes_over_tls() {
     let mut first = TlsConn::connect_tls(smtps).await;
     first.expect_greeting().await;
     let mut second = TlsConn::connect_tls(smtps).await;
-    second.expect(421, "4.7.0").await;
-    second.expect_closed().await;
+    second.expect_421_closed("4.7.0").await;
     first.quit().await;
     server.shutdown().await;
 }
@@ -174,15 +165,10 @@ async fn shutdown_lets_data_in_progress_finish() {
     let addr = server.addresses().smtp;
     let messages = server.messages().clone();
 
-    let mut sending = PlainConn::greeted(addr).await;
-    sending.ehlo("client.example").await;
+    let mut sending = PlainConn::greeted_ehlo(addr).await;
     sending
-        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    sending
-        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
-        .await;
-    sending.cmd("DATA", 354, "").await;
     sending
         .send("Subject: across shutdown\r\n\r\nfirst half\r\n")
         .await;
@@ -192,14 +178,12 @@ async fn shutdown_lets_data_in_progress_finish() {
 
     let shutdown = tokio::spawn(server.shutdown());
     // The idle client hears of the shutdown: proof that draining has begun.
-    idle.expect(421, "4.3.2").await;
-    idle.expect_closed().await;
+    idle.expect_421_closed("4.3.2").await;
 
     sending.send("..second half\r\n.\r\n").await;
     let id = queue_id(&sending.reply().await);
     // Past its message, the draining server closes the session.
-    sending.expect(421, "4.3.2").await;
-    sending.expect_closed().await;
+    sending.expect_421_closed("4.3.2").await;
 
     tokio::time::timeout(IO_TIMEOUT, shutdown)
         .await
@@ -222,26 +206,20 @@ async fn shutdown_lets_bdat_message_finish() {
     let server = start_loopback().await;
     let addr = server.addresses().smtp;
     let messages = server.messages().clone();
-    let mut sending = PlainConn::greeted(addr).await;
-    sending.ehlo("client.example").await;
+    let mut sending = PlainConn::greeted_ehlo(addr).await;
     sending
-        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
-        .await;
-    sending
-        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
+        .envelope("alice@client.example", "bob@failmail.test")
         .await;
     sending.send("BDAT 6\r\nchunk1").await;
     sending.expect(250, "2.0.0").await;
     let mut idle = PlainConn::greeted(addr).await;
 
     let shutdown = tokio::spawn(server.shutdown());
-    idle.expect(421, "4.3.2").await;
-    idle.expect_closed().await;
+    idle.expect_421_closed("4.3.2").await;
 
     sending.send("BDAT 6 LAST\r\nchunk2").await;
     queue_id(&sending.reply().await);
-    sending.expect(421, "4.3.2").await;
-    sending.expect_closed().await;
+    sending.expect_421_closed("4.3.2").await;
     tokio::time::timeout(IO_TIMEOUT, shutdown)
         .await
         .expect("shutdown returns")
@@ -261,19 +239,13 @@ async fn shutdown_grace_over_closes_unfinished_data() {
     .await;
     let addr = server.addresses().smtp;
     let messages = server.messages().clone();
-    let mut sending = PlainConn::greeted(addr).await;
-    sending.ehlo("client.example").await;
+    let mut sending = PlainConn::greeted_ehlo(addr).await;
     sending
-        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    sending
-        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
-        .await;
-    sending.cmd("DATA", 354, "").await;
     sending.send("Subject: too slow\r\n\r\n").await;
     let shutdown = tokio::spawn(server.shutdown());
-    sending.expect(421, "4.3.2").await;
-    sending.expect_closed().await;
+    sending.expect_421_closed("4.3.2").await;
     tokio::time::timeout(IO_TIMEOUT, shutdown)
         .await
         .expect("shutdown returns")
@@ -307,16 +279,13 @@ async fn binary_serves_and_exits_0_on_sigterm() {
     let mut conn = PlainConn::greeted(smtp).await;
     let ehlo = conn.ehlo("client.example").await;
     assert!(announces(&ehlo, "STARTTLS"), "{}", ehlo.text());
-    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+    conn.begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     conn.send("Subject: via the binary\r\n\r\n.\r\n").await;
     queue_id(&conn.reply().await);
 
     binary.signal("TERM");
-    conn.expect(421, "4.3.2").await;
-    conn.expect_closed().await;
+    conn.expect_421_closed("4.3.2").await;
     let (status, stderr) = tokio::task::spawn_blocking(move || binary.wait())
         .await
         .unwrap();
@@ -349,15 +318,14 @@ async fn binary_serves_on_the_threads_asked_for() {
         ]);
         let smtp = binary.address("smtp");
         assert_eq!(
-            worker_threads(binary.child.0.id()),
+            worker_threads(binary.child.id()),
             workers,
             "--threads {threads}"
         );
         let sends: Vec<_> = (0..20)
             .map(|i| {
                 tokio::spawn(async move {
-                    let mut conn = PlainConn::greeted(smtp).await;
-                    conn.ehlo("client.example").await;
+                    let mut conn = PlainConn::greeted_ehlo(smtp).await;
                     conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
                         .await;
                     conn.cmd(&format!("RCPT TO:<bob{i}@failmail.test>"), 250, "2.1.5")
@@ -386,8 +354,7 @@ async fn binary_serves_on_the_threads_asked_for() {
             .unwrap();
         assert_eq!(status.code(), Some(0), "exit status; stderr:\n{stderr}");
     }
-    let refused = Command::new(env!("CARGO_BIN_EXE_failmail"))
-        .args(["--smtp", "127.0.0.1:0", "--threads", "0"])
+    let refused = binary_command(&[], &["--smtp", "127.0.0.1:0", "--threads", "0"])
         .stdin(Stdio::null())
         .output()
         .expect("the binary runs");
@@ -428,21 +395,15 @@ async fn shutdown_refuses_commands_pipelined_after_the_message() {
     let server = start_loopback().await;
     let addr = server.addresses().smtp;
     let messages = server.messages().clone();
-    let mut sending = PlainConn::greeted(addr).await;
-    sending.ehlo("client.example").await;
+    let mut sending = PlainConn::greeted_ehlo(addr).await;
     sending
-        .cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+        .begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    sending
-        .cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5")
-        .await;
-    sending.cmd("DATA", 354, "").await;
     sending.send("Subject: first\r\n\r\n").await;
     let mut idle = PlainConn::greeted(addr).await;
 
     let shutdown = tokio::spawn(server.shutdown());
-    idle.expect(421, "4.3.2").await;
-    idle.expect_closed().await;
+    idle.expect_421_closed("4.3.2").await;
 
     sending
         .send(
@@ -451,8 +412,7 @@ async fn shutdown_refuses_commands_pipelined_after_the_message() {
         )
         .await;
     queue_id(&sending.reply().await);
-    sending.expect(421, "4.3.2").await;
-    sending.expect_closed().await;
+    sending.expect_421_closed("4.3.2").await;
     tokio::time::timeout(IO_TIMEOUT, shutdown)
         .await
         .expect("shutdown returns")
@@ -472,8 +432,7 @@ async fn shutdown_refuses_commands_pipelined_after_the_message() {
 #[test]
 fn binary_sigterm_right_after_the_ready_line_exits_0() {
     for attempt in 1..=20 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_failmail"))
-            .args(["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        let mut child = binary_command(&[], &["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -496,17 +455,9 @@ fn binary_sigterm_right_after_the_ready_line_exits_0() {
             killer.status.success() && ready.starts_with("failmail ready "),
             "attempt {attempt}: no ready line / kill failed: {ready:?}"
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.0.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "attempt {attempt}: no exit within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = child
+            .wait_within(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("attempt {attempt}: no exit within 30 s"));
         assert_eq!(
             status.code(),
             Some(0),

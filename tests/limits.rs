@@ -13,7 +13,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
+use common::binary::{binary_command, start_binary_with, Binary, ChildGuard};
+use common::{PlainConn, Reply};
 use failmail::app::{ScenarioConfig, StateConfig};
 use failmail::clock::{Clock, ManualClock, OffsetClock};
 use failmail::limits::memory::MemoryStore;
@@ -24,11 +25,6 @@ use failmail::scenario::catalog::Catalog;
 use failmail::scenario::engine::Engine;
 use failmail::scenario::flavor::Flavor;
 use failmail::{AppConfig, RunningApp};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-
-/// Hang guard for every network wait: far longer than anything should take.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const HOUR: Duration = Duration::from_secs(3600);
 /// Where a limit key lives for clients on loopback.
 const IP_KEY: &str = "ip:127.0.0.1";
@@ -57,70 +53,7 @@ fn rate_limited() -> (u16, String, String) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A raw SMTP client.
-
-/// One SMTP reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Reply {
-    code: u16,
-    lines: Vec<String>,
-}
-
-impl Reply {
-    /// The enhanced status code at the start of the first line ("" when there is none).
-    fn status(&self) -> &str {
-        let first = self
-            .lines
-            .first()
-            .and_then(|l| l.split(' ').next())
-            .unwrap_or("");
-        let parts: Vec<&str> = first.split('.').collect();
-        let ok = parts.len() == 3
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-        if ok {
-            first
-        } else {
-            ""
-        }
-    }
-
-    /// The text after the enhanced status code, lines joined by a space.
-    fn text(&self) -> String {
-        let status = self.status();
-        self.lines
-            .iter()
-            .map(|l| {
-                l.strip_prefix(status)
-                    .map_or(l.as_str(), |rest| rest.strip_prefix(' ').unwrap_or(rest))
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    #[track_caller]
-    fn assert(&self, code: u16, status: &str) -> &Self {
-        assert_eq!(
-            (self.code, self.status()),
-            (code, status),
-            "unexpected reply: {self:?}"
-        );
-        self
-    }
-
-    /// Asserts code, enhanced status and text of a catalog reply.
-    #[track_caller]
-    fn assert_catalog(&self, expected: &(u16, String, String)) {
-        self.assert(expected.0, &expected.1);
-        assert_eq!(self.text(), expected.2, "unexpected text in {self:?}");
-    }
-}
-
-/// A plain-TCP SMTP client that pipelines whole transactions.
-struct Client {
-    stream: BufReader<TcpStream>,
-}
+// Sessions, on the shared raw client.
 
 /// What one transaction got.
 #[derive(Debug)]
@@ -155,90 +88,13 @@ impl Tx {
     }
 }
 
-impl Client {
-    /// Connects and reads the greeting, whatever it is.
-    async fn connect(addr: SocketAddr) -> (Client, Reply) {
-        let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .expect("connect within 10 s")
-            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-        let mut client = Client {
-            stream: BufReader::new(stream),
-        };
-        let greeting = client.reply().await;
-        (client, greeting)
-    }
+/// The transaction every test here sends, pipelined as a client that uses PIPELINING does.
+trait Pipelined {
+    /// MAIL, every RCPT and DATA in one write, then the body if DATA got 354.
+    async fn message(&mut self, from: &str, rcpts: &[&str]) -> Tx;
+}
 
-    /// Connects, expects 220, says EHLO and, with `user`, authenticates with AUTH PLAIN.
-    async fn open(addr: SocketAddr, user: Option<&str>) -> Client {
-        let (mut client, greeting) = Client::connect(addr).await;
-        assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
-        client.command("EHLO client.example").await.assert(250, "");
-        if let Some(user) = user {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0pw"));
-            client
-                .command(&format!("AUTH PLAIN {token}"))
-                .await
-                .assert(235, "2.7.0");
-        }
-        client
-    }
-
-    async fn send(&mut self, text: &str) {
-        tokio::time::timeout(IO_TIMEOUT, self.stream.get_mut().write_all(text.as_bytes()))
-            .await
-            .expect("write within 10 s")
-            .expect("write succeeds");
-    }
-
-    /// The next reply, or `None` when the server closed the connection.
-    async fn try_reply(&mut self) -> Option<Reply> {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            let read = tokio::time::timeout(IO_TIMEOUT, self.stream.read_line(&mut line))
-                .await
-                .expect("a reply within 10 s");
-            match read {
-                Ok(0) | Err(_) if lines.is_empty() => return None,
-                Ok(0) | Err(_) => panic!("connection closed inside a reply: {lines:?}"),
-                Ok(_) => {}
-            }
-            let line = line.trim_end_matches(['\r', '\n']);
-            assert!(line.len() >= 3, "short reply line {line:?}");
-            let code: u16 = line[..3]
-                .parse()
-                .unwrap_or_else(|_| panic!("bad reply line {line:?}"));
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            lines.push((code, line.get(4..).unwrap_or("").to_owned()));
-            if last {
-                let code = lines[0].0;
-                assert!(lines.iter().all(|(c, _)| *c == code), "{lines:?}");
-                return Some(Reply {
-                    code,
-                    lines: lines.into_iter().map(|(_, l)| l).collect(),
-                });
-            }
-        }
-    }
-
-    async fn reply(&mut self) -> Reply {
-        self.try_reply()
-            .await
-            .expect("a reply, not a closed connection")
-    }
-
-    /// Whether the server closed the connection (EOF within the timeout).
-    async fn closed(&mut self) -> bool {
-        self.try_reply().await.is_none()
-    }
-
-    async fn command(&mut self, line: &str) -> Reply {
-        self.send(&format!("{line}\r\n")).await;
-        self.reply().await
-    }
-
-    /// One transaction: MAIL, every RCPT and DATA in one write, then the body if DATA got 354.
+impl Pipelined for PlainConn {
     async fn message(&mut self, from: &str, rcpts: &[&str]) -> Tx {
         let mut batch = format!("MAIL FROM:<{from}>\r\n");
         for rcpt in rcpts {
@@ -253,7 +109,7 @@ impl Client {
         }
         let data = self.reply().await;
         let end = if data.code == 354 {
-            self.send(&format!(
+            self.send(format!(
                 "From: <{from}>\r\nTo: <{}>\r\nSubject: limits\r\n\r\nHello.\r\n.\r\n",
                 rcpts[0]
             ))
@@ -269,10 +125,29 @@ impl Client {
             end,
         }
     }
+}
 
-    async fn quit(mut self) {
-        self.command("QUIT").await.assert(221, "2.0.0");
+/// Connects and reads the greeting, whatever it is.
+async fn connect(addr: SocketAddr) -> (PlainConn, Reply) {
+    let mut client = PlainConn::connect(addr).await;
+    let greeting = client.reply().await;
+    (client, greeting)
+}
+
+/// Connects, expects 220, says EHLO and, with `user`, authenticates with AUTH PLAIN.
+async fn open(addr: SocketAddr, user: Option<&str>) -> PlainConn {
+    let (mut client, greeting) = connect(addr).await;
+    assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
+    client.command("EHLO client.example").await.assert(250, "");
+    if let Some(user) = user {
+        client.auth_plain(user, "pw").await.assert(235, "2.7.0");
     }
+    client
+}
+
+/// QUIT, answered with 221 2.0.0.
+async fn quit_session(mut client: PlainConn) {
+    client.command("QUIT").await.assert(221, "2.0.0");
 }
 
 /// Sends `count` messages from `from` on one connection (authenticated as `user` if given);
@@ -283,7 +158,7 @@ async fn send_many(
     from: &str,
     count: usize,
 ) -> (usize, Vec<Tx>) {
-    let mut client = Client::open(addr, user).await;
+    let mut client = open(addr, user).await;
     let mut accepted = 0;
     let mut refused = Vec::new();
     for _ in 0..count {
@@ -295,7 +170,7 @@ async fn send_many(
             refused.push(tx);
         }
     }
-    client.quit().await;
+    quit_session(client).await;
     (accepted, refused)
 }
 
@@ -394,7 +269,7 @@ fn free_port() -> u16 {
 
 /// A `redis-server` of our own on a loopback port, killed when dropped.
 struct RedisServer {
-    child: Option<std::process::Child>,
+    child: Option<ChildGuard>,
     port: u16,
 }
 
@@ -425,25 +300,23 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
-        let child = match child {
-            Ok(child) => child,
+        let mut child = match child {
+            Ok(child) => ChildGuard(child),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
                 "`{program}` is missing: install the Debian package `redis-server` (.ci/run \
                  installs it: `apt-get install -y --no-install-recommends redis-server`)"
             ),
             Err(e) => panic!("cannot run `{program}`: {e}"),
         };
-        let mut redis = RedisServer {
-            child: Some(child),
-            port,
-        };
         for _ in 0..100 {
-            if let Some(status) = redis.child.as_mut().unwrap().try_wait().ok().flatten() {
-                redis.child = None;
+            if let Some(status) = child.exited() {
                 return Err(format!("redis-server on port {port} exited: {status}"));
             }
             if ping(port) {
-                return Ok(redis);
+                return Ok(RedisServer {
+                    child: Some(child),
+                    port,
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -456,16 +329,8 @@ impl RedisServer {
 
     /// Kills the server now (its data is gone: it keeps nothing on disk).
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
+        // Dropping the guard kills and reaps the process.
+        self.child = None;
     }
 }
 
@@ -492,6 +357,28 @@ async fn redis_store(redis: &RedisServer) -> Arc<dyn LimitStore> {
             .await
             .expect("connects to the test redis-server"),
     )
+}
+
+/// A check that must hold whatever the limit store, as two tests: `$memory` against the
+/// in-process store, `$redis` against a `redis-server` of its own.
+macro_rules! for_each_store {
+    (
+        check: $check:ident,
+        memory: $memory:ident,
+        redis: $redis:ident,
+        worker_threads: $threads:tt $(,)?
+    ) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+        async fn $memory() {
+            $check(Arc::new(MemoryStore::new())).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+        async fn $redis() {
+            let redis = RedisServer::start();
+            $check(redis_store(&redis).await).await;
+        }
+    };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -522,13 +409,13 @@ async fn ovh_account_limit_is_200_per_hour_over_many_connections() {
     assert_eq!(server.used(IP_KEY).await, 200);
 
     // The 201st is refused at MAIL with the rate_limited reply, and takes nothing.
-    let mut client = Client::open(server.addr(), Some("alice")).await;
+    let mut client = open(server.addr(), Some("alice")).await;
     let tx = client
         .message("sender0@alice.example", &["rcpt@dest.example"])
         .await;
     tx.assert_refused_at_mail(&refusal);
     // The refusal is per account: another account from the same IP (at 200 of 300) still sends.
-    let mut other = Client::open(server.addr(), Some("dave")).await;
+    let mut other = open(server.addr(), Some("dave")).await;
     other
         .message("dave@dave.example", &["rcpt@dest.example"])
         .await
@@ -548,8 +435,8 @@ async fn ovh_account_limit_is_200_per_hour_over_many_connections() {
         .await
         .assert_accepted();
     assert_eq!(server.used("account:alice").await, 1);
-    client.quit().await;
-    other.quit().await;
+    quit_session(client).await;
+    quit_session(other).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -565,7 +452,7 @@ async fn without_auth_the_case_folded_mail_from_is_the_account() {
     assert_eq!((a, b), (100, 100));
     assert_eq!(server.used("account:bob@x.example").await, 200);
 
-    let mut client = Client::open(server.addr(), None).await;
+    let mut client = open(server.addr(), None).await;
     for from in ["BOB@X.EXAMPLE", "bob@x.example", "Bob@X.example"] {
         client
             .message(from, &["rcpt@dest.example"])
@@ -577,7 +464,7 @@ async fn without_auth_the_case_folded_mail_from_is_the_account() {
         .message("bob2@x.example", &["rcpt@dest.example"])
         .await
         .assert_accepted();
-    client.quit().await;
+    quit_session(client).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -600,12 +487,12 @@ async fn ovh_ip_limit_is_300_per_hour_across_accounts() {
 
     // alice (150 of 200) and a brand new account are both refused: the IP is full.
     for user in ["alice", "carol"] {
-        let mut client = Client::open(server.addr(), Some(user)).await;
+        let mut client = open(server.addr(), Some(user)).await;
         client
             .message("x@a.example", &["rcpt@dest.example"])
             .await
             .assert_refused_at_mail(&rate_limited());
-        client.quit().await;
+        quit_session(client).await;
     }
     assert_eq!(server.used("account:alice").await, 150);
     assert_eq!(server.used("account:carol").await, 0);
@@ -631,7 +518,7 @@ async fn reservations_are_given_back(store: Arc<dyn LimitStore>) {
     server.wait_used("account:alice", 2).await;
 
     // MAIL + RSET, again and again: every new MAIL gives back what the last one reserved.
-    let mut client = Client::open(addr, Some("alice")).await;
+    let mut client = open(addr, Some("alice")).await;
     for _ in 0..5 {
         client
             .command("MAIL FROM:<a@a.example>")
@@ -649,17 +536,17 @@ async fn reservations_are_given_back(store: Arc<dyn LimitStore>) {
         .await
         .assert_refused_at_mail(&rate_limited());
     server.wait_used("account:alice", 3).await;
-    client.quit().await;
+    quit_session(client).await;
 
     // Refused MAILs take nothing, not even from the IP limit that had room.
-    let mut client = Client::open(addr, Some("alice")).await;
+    let mut client = open(addr, Some("alice")).await;
     for _ in 0..10 {
         client
             .message("a@a.example", &["rcpt@dest.example"])
             .await
             .assert_refused_at_mail(&rate_limited());
     }
-    client.quit().await;
+    quit_session(client).await;
     server.wait_used(IP_KEY, 3).await;
     let (bob, refused) = send_many(addr, Some("bob"), "b@b.example", 4).await;
     assert_eq!(bob, 3, "the IP had room for exactly 3 more");
@@ -671,7 +558,7 @@ async fn reservations_are_given_back(store: Arc<dyn LimitStore>) {
     let (accepted, _) = send_many(addr, Some("carol"), "c@c.example", 1).await;
     assert_eq!(accepted, 1);
     for quit in [false, true] {
-        let mut client = Client::open(addr, Some("carol")).await;
+        let mut client = open(addr, Some("carol")).await;
         client
             .command("MAIL FROM:<c@c.example>")
             .await
@@ -682,7 +569,7 @@ async fn reservations_are_given_back(store: Arc<dyn LimitStore>) {
             .assert(250, "2.1.5");
         server.wait_used("account:carol", 2).await;
         if quit {
-            client.quit().await;
+            quit_session(client).await;
         } else {
             drop(client);
         }
@@ -694,15 +581,11 @@ async fn reservations_are_given_back(store: Arc<dyn LimitStore>) {
     assert_eq!(accepted, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reservations_are_given_back_memory() {
-    reservations_are_given_back(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reservations_are_given_back_redis() {
-    let redis = RedisServer::start();
-    reservations_are_given_back(redis_store(&redis).await).await;
+for_each_store! {
+    check: reservations_are_given_back,
+    memory: reservations_are_given_back_memory,
+    redis: reservations_are_given_back_redis,
+    worker_threads: 4,
 }
 
 /// RSET (and EHLO, which RFC 5321 4.1.4 says also resets) ends the transaction: its reservation
@@ -714,7 +597,7 @@ async fn reset_gives_the_reservation_back_at_once(store: Arc<dyn LimitStore>) {
         per_account(200),
     ))
     .await;
-    let mut client = Client::open(server.addr(), Some("alice")).await;
+    let mut client = open(server.addr(), Some("alice")).await;
     client
         .message("a@a.example", &["rcpt@dest.example"])
         .await
@@ -732,18 +615,14 @@ async fn reset_gives_the_reservation_back_at_once(store: Arc<dyn LimitStore>) {
         client.command("NOOP").await.assert(250, "2.0.0");
         server.wait_used("account:alice", 1).await;
     }
-    client.quit().await;
+    quit_session(client).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reset_gives_the_reservation_back_at_once_memory() {
-    reset_gives_the_reservation_back_at_once(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reset_gives_the_reservation_back_at_once_redis() {
-    let redis = RedisServer::start();
-    reset_gives_the_reservation_back_at_once(redis_store(&redis).await).await;
+for_each_store! {
+    check: reset_gives_the_reservation_back_at_once,
+    memory: reset_gives_the_reservation_back_at_once_memory,
+    redis: reset_gives_the_reservation_back_at_once_redis,
+    worker_threads: 4,
 }
 
 /// `engine.usage()` (what the HTTP API shows) counts each key over its own window.
@@ -776,15 +655,11 @@ async fn usage_reports_each_key_over_its_own_window(store: Arc<dyn LimitStore>) 
     assert_eq!(accepted, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn usage_reports_each_key_over_its_own_window_memory() {
-    usage_reports_each_key_over_its_own_window(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn usage_reports_each_key_over_its_own_window_redis() {
-    let redis = RedisServer::start();
-    usage_reports_each_key_over_its_own_window(redis_store(&redis).await).await;
+for_each_store! {
+    check: usage_reports_each_key_over_its_own_window,
+    memory: usage_reports_each_key_over_its_own_window_memory,
+    redis: usage_reports_each_key_over_its_own_window_redis,
+    worker_threads: 4,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -819,15 +694,11 @@ async fn fifty_racers_get_exactly_200(store: Arc<dyn LimitStore>) {
     assert_eq!(server.used("account:racer").await, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-async fn concurrent_senders_never_exceed_the_limit_memory() {
-    fifty_racers_get_exactly_200(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-async fn concurrent_senders_never_exceed_the_limit_redis() {
-    let redis = RedisServer::start();
-    fifty_racers_get_exactly_200(redis_store(&redis).await).await;
+for_each_store! {
+    check: fifty_racers_get_exactly_200,
+    memory: concurrent_senders_never_exceed_the_limit_memory,
+    redis: concurrent_senders_never_exceed_the_limit_redis,
+    worker_threads: 8,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -895,9 +766,9 @@ async fn greylisting_delays_each_triplet(store: Arc<dyn LimitStore>) {
     let attempt = |rcpt: &'static str| {
         let addr = server.addr();
         async move {
-            let mut client = Client::open(addr, None).await;
+            let mut client = open(addr, None).await;
             let tx = client.message("sender@s.example", &[rcpt]).await;
-            client.quit().await;
+            quit_session(client).await;
             tx
         }
     };
@@ -925,15 +796,11 @@ async fn greylisting_delays_each_triplet(store: Arc<dyn LimitStore>) {
     attempt("carol@dest.example").await.assert_accepted();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn greylisting_memory() {
-    greylisting_delays_each_triplet(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn greylisting_redis() {
-    let redis = RedisServer::start();
-    greylisting_delays_each_triplet(redis_store(&redis).await).await;
+for_each_store! {
+    check: greylisting_delays_each_triplet,
+    memory: greylisting_memory,
+    redis: greylisting_redis,
+    worker_threads: 4,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -959,23 +826,26 @@ async fn third_simultaneous_connection_is_refused_at_the_greeting() {
     let too_many = catalog("too_many_connections");
     assert_eq!((too_many.0, too_many.1.as_str()), (421, "4.7.0"));
 
-    let first = Client::open(addr, None).await;
-    let second = Client::open(addr, None).await;
-    let (mut third, greeting) = Client::connect(addr).await;
+    let first = open(addr, None).await;
+    let second = open(addr, None).await;
+    let (mut third, greeting) = connect(addr).await;
     greeting.assert(421, "4.7.0");
     assert_eq!(
-        greeting.text(),
+        greeting.catalog_text(),
         "mx.failmail.test Service not available, too many connections from 127.0.0.1, closing \
          transmission channel"
     );
-    assert!(third.closed().await, "a 421 greeting closes the connection");
+    assert!(
+        third.try_reply().await.is_none(),
+        "a 421 greeting closes the connection"
+    );
 
     // Once one of the two closes, a new connection is served. Its slot is given back when the
     // server's session ends, just after the client sees the close: retry, bounded.
-    first.quit().await;
+    quit_session(first).await;
     let mut served = None;
     for _ in 0..50 {
-        let (client, greeting) = Client::connect(addr).await;
+        let (client, greeting) = connect(addr).await;
         if greeting.code == 220 {
             served = Some(client);
             break;
@@ -990,17 +860,17 @@ async fn third_simultaneous_connection_is_refused_at_the_greeting() {
         .await
         .assert_accepted();
     // Two open again (second, served): the next is refused again.
-    let (mut refused, greeting) = Client::connect(addr).await;
+    let (mut refused, greeting) = connect(addr).await;
     greeting.assert(421, "4.7.0");
-    assert!(refused.closed().await);
-    served.quit().await;
-    second.quit().await;
+    assert!(refused.try_reply().await.is_none());
+    quit_session(served).await;
+    quit_session(second).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fourth_message_on_one_connection_is_refused() {
     let server = connection_caps_server().await;
-    let mut client = Client::open(server.addr(), None).await;
+    let mut client = open(server.addr(), None).await;
     for _ in 0..3 {
         client
             .message("a@a.example", &["rcpt@dest.example"])
@@ -1013,7 +883,7 @@ async fn fourth_message_on_one_connection_is_refused() {
             .await
             .assert_refused_at_mail(&rate_limited());
     }
-    client.quit().await;
+    quit_session(client).await;
     // The cap is per connection: a new one sends again.
     let (accepted, _) = send_many(server.addr(), None, "a@a.example", 3).await;
     assert_eq!(accepted, 3);
@@ -1028,8 +898,8 @@ async fn connection_cap_holds_across_a_reload() {
         LimitOverrides::default(),
     );
     let server = serve(options, "caps.toml", scenario).await;
-    let first = Client::open(server.addr(), None).await;
-    let second = Client::open(server.addr(), None).await;
+    let first = open(server.addr(), None).await;
+    let second = open(server.addr(), None).await;
     // What a reload on SIGHUP, a file change or `PUT /api/scenario` does.
     server
         .server
@@ -1037,11 +907,11 @@ async fn connection_cap_holds_across_a_reload() {
         .expect("a scenario is served")
         .replace("caps.toml", scenario)
         .expect("the scenario loads again");
-    let (mut third, greeting) = Client::connect(server.addr()).await;
+    let (mut third, greeting) = connect(server.addr()).await;
     greeting.assert(421, "4.7.0");
-    assert!(third.closed().await);
-    first.quit().await;
-    second.quit().await;
+    assert!(third.try_reply().await.is_none());
+    quit_session(first).await;
+    quit_session(second).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1060,7 +930,7 @@ async fn count_recipient_reserves_one_use_per_rcpt() {
     )
     .await;
     let refusal = rate_limited();
-    let mut client = Client::open(server.addr(), Some("alice")).await;
+    let mut client = open(server.addr(), Some("alice")).await;
     let three = ["r1@dest.example", "r2@dest.example", "r3@dest.example"];
     client
         .message("a@a.example", &three)
@@ -1081,82 +951,53 @@ async fn count_recipient_reserves_one_use_per_rcpt() {
     tx.mail.assert(250, "2.1.0");
     tx.rcpts[0].assert_catalog(&refusal);
     assert!(tx.end.is_none(), "{tx:?}");
-    client.quit().await;
+    quit_session(client).await;
     assert_eq!(server.used("account:alice").await, 5);
 }
 
 // ---------------------------------------------------------------------------------------------
 // 8. The binary's limit flags.
 
-/// The `failmail` binary serving on loopback port 0, killed when dropped.
-struct Binary {
-    child: tokio::process::Child,
-    smtp: SocketAddr,
-}
+/// The listeners of every binary run here: SMTP and HTTP on loopback port 0, no TLS.
+const LOOPBACK: [&str; 5] = ["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--no-tls"];
 
-impl Binary {
-    async fn start(args: &[&str]) -> Binary {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_failmail"))
-            .args(["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--no-tls"])
-            .args(args)
-            .env("FAILMAIL_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the failmail binary runs");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(IO_TIMEOUT, lines.next_line())
-            .await
-            .expect("the ready line within 10 s")
-            .expect("stdout is readable")
-            .expect("a ready line before stdout closes");
-        let smtp = ready
-            .split(' ')
-            .find_map(|word| word.strip_prefix("smtp="))
-            .unwrap_or_else(|| panic!("no smtp= in the ready line {ready:?}"))
-            .parse()
-            .expect("smtp= is an address");
-        Binary { child, smtp }
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
+/// Starts the `failmail` binary on [`LOOPBACK`] with `args`; killed when dropped.
+fn start_binary_on_loopback(args: &[&str]) -> Binary {
+    let args: Vec<&str> = LOOPBACK.iter().chain(args).copied().collect();
+    start_binary_with(&[], &args, &[("FAILMAIL_LOG", "warn")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binary_limit_account_flag_takes_effect() {
-    let binary = Binary::start(&["--limits", "ovh", "--limit-account", "2/1h"]).await;
-    let (accepted, refused) = send_many(binary.smtp, Some("alice"), "a@a.example", 3).await;
+    let binary = start_binary_on_loopback(&["--limits", "ovh", "--limit-account", "2/1h"]);
+    let (accepted, refused) =
+        send_many(binary.address("smtp"), Some("alice"), "a@a.example", 3).await;
     assert_eq!(accepted, 2);
     assert_eq!(refused.len(), 1);
     refused[0].assert_refused_at_mail(&rate_limited());
     // The per-IP part of the preset stays: other accounts send on.
-    let (accepted, _) = send_many(binary.smtp, Some("bob"), "b@b.example", 2).await;
+    let (accepted, _) = send_many(binary.address("smtp"), Some("bob"), "b@b.example", 2).await;
     assert_eq!(accepted, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binary_limits_ovh_preset_is_200_per_account_and_300_per_ip() {
-    let binary = Binary::start(&["--limits", "ovh"]).await;
-    let (accepted, refused) = send_many(binary.smtp, Some("alice"), "a@a.example", 201).await;
+    let binary = start_binary_on_loopback(&["--limits", "ovh"]);
+    let (accepted, refused) =
+        send_many(binary.address("smtp"), Some("alice"), "a@a.example", 201).await;
     assert_eq!(accepted, 200);
     refused[0].assert_refused_at_mail(&rate_limited());
-    let (accepted, refused) = send_many(binary.smtp, Some("bob"), "b@b.example", 101).await;
+    let (accepted, refused) =
+        send_many(binary.address("smtp"), Some("bob"), "b@b.example", 101).await;
     assert_eq!(accepted, 100, "the IP had 100 left of 300");
     refused[0].assert_refused_at_mail(&rate_limited());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binary_limit_ip_flag_takes_effect() {
-    let binary = Binary::start(&["--limit-ip", "3/1h"]).await;
-    let (a, _) = send_many(binary.smtp, Some("alice"), "a@a.example", 2).await;
-    let (b, refused) = send_many(binary.smtp, Some("bob"), "b@b.example", 2).await;
+    let binary = start_binary_on_loopback(&["--limit-ip", "3/1h"]);
+    let (a, _) = send_many(binary.address("smtp"), Some("alice"), "a@a.example", 2).await;
+    let (b, refused) = send_many(binary.address("smtp"), Some("bob"), "b@b.example", 2).await;
     assert_eq!((a, b), (2, 1));
     refused[0].assert_refused_at_mail(&rate_limited());
 }
@@ -1182,8 +1023,7 @@ fn binary_refuses_bad_limit_flags() {
         ),
         ("--limits", "gmail", "invalid value 'gmail' for '--limits"),
     ] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_failmail"))
-            .args(["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--no-tls"])
+        let output = binary_command(&[], &LOOPBACK)
             .args([flag, value])
             .stdin(Stdio::null())
             .output()
@@ -1219,7 +1059,7 @@ async fn redis_outage_gives_451_4_3_0_and_recovers() {
     ))
     .await;
     let addr = server.addr();
-    let mut client = Client::open(addr, Some("alice")).await;
+    let mut client = open(addr, Some("alice")).await;
     client
         .message("a@a.example", &["rcpt@dest.example"])
         .await
@@ -1233,13 +1073,13 @@ async fn redis_outage_gives_451_4_3_0_and_recovers() {
         assert!(tx.end.is_none(), "{tx:?}");
     }
     // New sessions too.
-    let mut other = Client::open(addr, Some("bob")).await;
+    let mut other = open(addr, Some("bob")).await;
     other
         .message("b@b.example", &["rcpt@dest.example"])
         .await
         .mail
         .assert(451, "4.3.0");
-    other.quit().await;
+    quit_session(other).await;
 
     // Back on the same port (empty: it keeps nothing on disk). The store reconnects by itself.
     let _redis = RedisServer::start_on(port);
@@ -1267,5 +1107,5 @@ async fn redis_outage_gives_451_4_3_0_and_recovers() {
         .await
         .assert_refused_at_mail(&rate_limited());
     assert_eq!(server.used("account:alice").await, 5);
-    client.quit().await;
+    quit_session(client).await;
 }

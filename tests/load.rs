@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::binary::run_tool;
 use common::*;
 
 const SMTP_SOURCE: &str = "/usr/sbin/smtp-source";
@@ -32,16 +33,9 @@ async fn smtp_source_2000_messages_over_20_sessions() {
         "b@y.example".to_owned(),
         target,
     ];
-    let output = tokio::time::timeout(
-        Duration::from_secs(300),
-        tokio::process::Command::new(SMTP_SOURCE)
-            .args(&args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("smtp-source finishes within 300 s")
-    .expect("smtp-source runs (.ci/run installs the postfix package)");
+    let mut command = std::process::Command::new(SMTP_SOURCE);
+    command.args(&args);
+    let output = run_tool(command, "smtp-source", Duration::from_secs(300)).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -4,133 +4,50 @@
 //!
 //! Every wait is bounded by a tokio timeout; nothing asserts on timing.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use common::binary::{start_binary_with, Binary};
+use common::{dot_stuff, PlainConn};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 
 /// Hang guard for one wait.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The running binary and its SMTP address.
-struct Failmail {
-    child: Child,
-    smtp: SocketAddr,
+/// Starts `failmail` on loopback port 0 with a Maildir and `extra` flags; waits for its ready
+/// line.
+fn start(maildir: &Path, extra: &[&str]) -> Binary {
+    let maildir = maildir.to_str().expect("a UTF-8 path");
+    let mut args = vec![
+        "--smtp",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--maildir",
+        maildir,
+    ];
+    args.extend_from_slice(extra);
+    start_binary_with(&[], &args, &[("FAILMAIL_LOG", "warn")])
 }
 
-impl Failmail {
-    /// Starts `failmail` on loopback port 0 with a Maildir and `extra` flags; waits for its ready
-    /// line.
-    async fn start(maildir: &Path, extra: &[&str]) -> Failmail {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_failmail"))
-            .args([
-                "--smtp",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--maildir",
-            ])
-            .arg(maildir)
-            .args(extra)
-            .env("FAILMAIL_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the failmail binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        tokio::time::timeout(IO_TIMEOUT, BufReader::new(stdout).read_line(&mut line))
-            .await
-            .expect("the ready line within the timeout")
-            .expect("stdout is readable");
-        let smtp = line
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("smtp="))
-            .unwrap_or_else(|| panic!("no smtp= in the ready line {line:?}"))
-            .parse()
-            .expect("smtp= is an address");
-        Failmail { child, smtp }
-    }
-
-    /// Sends `signal` (`KILL`, `TERM`) with kill(1).
-    async fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("the process is running").to_string();
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), pid])
-            .status()
-            .await
-            .expect("kill(1) runs");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Waits (bounded) for the process to exit.
-    async fn exit_status(&mut self) -> std::process::ExitStatus {
-        tokio::time::timeout(IO_TIMEOUT, self.child.wait())
-            .await
-            .expect("the process exits within the timeout")
-            .expect("wait succeeds")
-    }
+/// Connects with this file's hang guard and checks that the greeting is a 220.
+async fn connect(addr: SocketAddr) -> PlainConn {
+    let mut client = PlainConn::connect(addr).await.with_timeout(IO_TIMEOUT);
+    client.expect_code(220).await;
+    client
 }
 
-/// A raw SMTP client; every read and write is bounded by [`IO_TIMEOUT`].
-struct Client {
-    stream: BufReader<TcpStream>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Client {
-        let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .expect("connect within the timeout")
-            .expect("connect succeeds");
-        let mut client = Client {
-            stream: BufReader::new(stream),
-        };
-        assert_eq!(client.reply().await.0, 220);
-        client
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        tokio::time::timeout(IO_TIMEOUT, self.stream.get_mut().write_all(bytes))
-            .await
-            .expect("write within the timeout")
-            .expect("write succeeds");
-    }
-
-    /// The next reply: its code and its text.
-    async fn reply(&mut self) -> (u16, String) {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let read = tokio::time::timeout(IO_TIMEOUT, self.stream.read_line(&mut line))
-                .await
-                .expect("a reply within the timeout")
-                .expect("read succeeds");
-            assert!(read >= 4, "connection closed instead of a reply: {line:?}");
-            text.push_str(&line);
-            if line.as_bytes()[3] != b'-' {
-                return (line[..3].parse().expect("a reply code"), text);
-            }
-        }
-    }
-
-    #[track_caller]
-    fn cmd<'a>(&'a mut self, line: &str, code: u16) -> impl std::future::Future<Output = ()> + 'a {
-        let caller = std::panic::Location::caller();
-        let line = format!("{line}\r\n");
-        async move {
-            self.send(line.as_bytes()).await;
-            let (got, text) = self.reply().await;
-            assert_eq!(got, code, "{} at {caller}: {text}", line.trim_end());
-        }
-    }
+/// Waits (bounded, off the runtime's thread) for the process to exit.
+async fn exit_status(failmail: Binary) -> std::process::ExitStatus {
+    let (status, _stderr) = tokio::task::spawn_blocking(move || failmail.wait())
+        .await
+        .expect("the wait does not panic");
+    status
 }
 
 /// A distinct message of a few hundred octets, with a line starting with a dot (stored
@@ -148,13 +65,7 @@ fn message(tag: &str) -> Vec<u8> {
 
 /// `body` as it goes on the wire after DATA: dot-stuffed, then the final `.` line.
 fn on_the_wire(body: &[u8]) -> Vec<u8> {
-    let mut wire = Vec::with_capacity(body.len() + 8);
-    for line in body.split_inclusive(|&b| b == b'\n') {
-        if line.first() == Some(&b'.') {
-            wire.push(b'.');
-        }
-        wire.extend_from_slice(line);
-    }
+    let mut wire = dot_stuff(body);
     wire.extend_from_slice(b".\r\n");
     wire
 }
@@ -171,18 +82,20 @@ fn delivered(maildir: &Path) -> HashMap<Vec<u8>, usize> {
 
 /// Sends `tags` one transaction after another on one connection; returns the bodies that got
 /// a 250 at the end of data, and the connection, still open.
-async fn send_all(addr: SocketAddr, tags: Vec<String>) -> (Vec<Vec<u8>>, Client) {
-    let mut client = Client::connect(addr).await;
-    client.cmd("EHLO kill.example", 250).await;
+async fn send_all(addr: SocketAddr, tags: Vec<String>) -> (Vec<Vec<u8>>, PlainConn) {
+    let mut client = connect(addr).await;
+    client.cmd_code("EHLO kill.example", 250).await;
     let mut accepted = Vec::new();
     for tag in tags {
         let body = message(&tag);
-        client.cmd("MAIL FROM:<sender@example.com>", 250).await;
-        client.cmd("RCPT TO:<rcpt@example.com>", 250).await;
-        client.cmd("DATA", 354).await;
-        client.send(&on_the_wire(&body)).await;
-        let (code, text) = client.reply().await;
-        assert_eq!(code, 250, "end of data for {tag}: {text}");
+        let reply = client
+            .deliver(
+                "sender@example.com",
+                "rcpt@example.com",
+                &on_the_wire(&body),
+            )
+            .await;
+        assert_eq!(reply.code, 250, "end of data for {tag}: {}", reply.text());
         accepted.push(body);
     }
     (accepted, client)
@@ -196,14 +109,14 @@ async fn every_accepted_message_survives_sigkill() {
     const PER_CONNECTION: usize = 10;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let maildir = dir.path().join("Maildir");
-    let mut failmail = Failmail::start(&maildir, &[]).await;
+    let failmail = start(&maildir, &[]);
 
     let mut senders = tokio::task::JoinSet::new();
     for connection in 0..CONNECTIONS {
         let tags = (0..PER_CONNECTION)
             .map(|n| format!("message {connection}-{n}"))
             .collect();
-        senders.spawn(send_all(failmail.smtp, tags));
+        senders.spawn(send_all(failmail.address("smtp"), tags));
     }
     let mut accepted = Vec::new();
     // The connections stay open: the process is killed under them.
@@ -214,8 +127,8 @@ async fn every_accepted_message_survives_sigkill() {
         open.push(client);
     }
     // Right after the last 250.
-    failmail.signal("KILL").await;
-    let status = failmail.exit_status().await;
+    failmail.signal("KILL");
+    let status = exit_status(failmail).await;
     use std::os::unix::process::ExitStatusExt as _;
     assert_eq!(status.signal(), Some(9), "killed by SIGKILL: {status:?}");
     drop(open);
@@ -239,20 +152,20 @@ async fn every_accepted_message_survives_sigkill() {
 async fn sigterm_during_data_lets_the_message_finish() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let maildir = dir.path().join("Maildir");
-    let mut failmail = Failmail::start(&maildir, &["--shutdown-grace", "10"]).await;
-    let addr = failmail.smtp;
+    let mut failmail = start(&maildir, &["--shutdown-grace", "10"]);
+    let addr = failmail.address("smtp");
 
     let body = message("in flight at SIGTERM");
     let wire = on_the_wire(&body);
     let (first, rest) = wire.split_at(wire.len() / 2);
-    let mut client = Client::connect(addr).await;
-    client.cmd("EHLO term.example", 250).await;
-    client.cmd("MAIL FROM:<sender@example.com>", 250).await;
-    client.cmd("RCPT TO:<rcpt@example.com>", 250).await;
-    client.cmd("DATA", 354).await;
+    let mut client = connect(addr).await;
+    client.cmd_code("EHLO term.example", 250).await;
+    client.cmd_code("MAIL FROM:<sender@example.com>", 250).await;
+    client.cmd_code("RCPT TO:<rcpt@example.com>", 250).await;
+    client.cmd_code("DATA", 354).await;
     client.send(first).await;
 
-    failmail.signal("TERM").await;
+    failmail.signal("TERM");
     // The server has seen the signal once it stops accepting: wait (bounded) for a refused
     // connection, so that the rest of the body surely arrives during the shutdown.
     tokio::time::timeout(IO_TIMEOUT, async {
@@ -272,19 +185,29 @@ async fn sigterm_during_data_lets_the_message_finish() {
     .await
     .expect("the server stops accepting after SIGTERM");
     assert_eq!(
-        failmail.child.try_wait().expect("try_wait"),
+        failmail.child.exited(),
         None,
         "the process waits for the message in progress"
     );
 
     client.send(rest).await;
-    let (code, text) = client.reply().await;
-    assert_eq!(code, 250, "the message in progress is accepted: {text}");
+    let reply = client.reply().await;
+    assert_eq!(
+        reply.code,
+        250,
+        "the message in progress is accepted: {}",
+        reply.text()
+    );
     // Then the session is closed: nothing more is accepted.
-    let (code, text) = client.reply().await;
-    assert_eq!(code, 421, "closed after the message: {text}");
+    let reply = client.reply().await;
+    assert_eq!(
+        reply.code,
+        421,
+        "closed after the message: {}",
+        reply.text()
+    );
 
-    let status = failmail.exit_status().await;
+    let status = exit_status(failmail).await;
     assert_eq!(
         status.code(),
         Some(0),

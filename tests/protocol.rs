@@ -61,8 +61,7 @@ async fn pipelined_transaction_in_one_write() {
 #[tokio::test]
 async fn two_pipelined_transactions_in_one_write() {
     let server = start_loopback().await;
-    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(server.addresses().smtp).await;
     let mut batch = Vec::new();
     for n in 1..=2 {
         batch.extend_from_slice(
@@ -117,8 +116,7 @@ async fn bdat_three_chunks_byte_exact() {
     chunk2.extend_from_slice(b"\r\n.\r");
     let chunk3: Vec<u8> = b"\n.\r\nlast line without the dot rules\r\n".to_vec();
 
-    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(server.addresses().smtp).await;
     conn.cmd(
         "MAIL FROM:<alice@client.example> BODY=BINARYMIME",
         250,
@@ -272,8 +270,7 @@ async fn starttls_injected_mail_is_not_carried_into_tls() {
 #[tokio::test]
 async fn starttls_resets_the_session() {
     let server = start_loopback().await;
-    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(server.addresses().smtp).await;
     let credentials = base64::engine::general_purpose::STANDARD.encode(b"\0alice\0s3cret");
     conn.cmd(&format!("AUTH PLAIN {credentials}"), 235, "2.7.0")
         .await;
@@ -288,10 +285,8 @@ async fn starttls_resets_the_session() {
         ehlo.text()
     );
     assert!(!announces(&ehlo, "STARTTLS"), "{}", ehlo.text());
-    tls.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+    tls.begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    tls.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    tls.cmd("DATA", 354, "").await;
     tls.send("Subject: after TLS\r\n\r\nbody\r\n.\r\n").await;
     queue_id(&tls.reply().await);
     tls.quit().await;
@@ -346,8 +341,7 @@ async fn command_line_limit_is_512_octets() {
 #[tokio::test]
 async fn long_command_line_gets_500_and_stays_in_sync() {
     let server = start_loopback().await;
-    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(server.addresses().smtp).await;
     let prefix = "MAIL FROM:<";
     let suffix = "@client.example>\r\n";
     let local = "a".repeat(600 - prefix.len() - suffix.len());
@@ -368,8 +362,7 @@ async fn long_command_line_gets_500_and_stays_in_sync() {
 #[tokio::test]
 async fn huge_line_without_newline_gets_one_500() {
     let server = start_loopback().await;
-    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(server.addresses().smtp).await;
     conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
         .await;
     let block = "y".repeat(4 * 1024);
@@ -409,12 +402,9 @@ async fn huge_line_in_one_write_gets_one_500() {
 #[tokio::test]
 async fn long_line_in_data_is_kept() {
     let server = start_loopback().await;
-    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+    let mut conn = PlainConn::greeted_ehlo(server.addresses().smtp).await;
+    conn.begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     let body = format!("Subject: long\r\n\r\n{}\r\n", "w".repeat(100 * 1024));
     conn.send(format!("{body}.\r\n")).await;
     queue_id(&conn.reply().await);
@@ -468,8 +458,7 @@ async fn auth_only_after_starttls_when_plaintext_is_not_allowed() {
 async fn mail_needs_auth_when_required() {
     let config = sink_with(|c| c.session.auth.required = true);
     let server = start(config).await;
-    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(server.addresses().smtp).await;
     conn.cmd("MAIL FROM:<alice@client.example>", 530, "5.7.0")
         .await;
     conn.send("AUTH LOGIN\r\n").await;
@@ -479,10 +468,8 @@ async fn mail_needs_auth_when_required() {
     let challenge = conn.expect(334, "").await;
     assert_eq!(challenge.lines, ["UGFzc3dvcmQ6"], "base64 of Password:");
     conn.cmd("czNjcmV0", 235, "2.7.0").await;
-    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+    conn.begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     conn.send("Subject: authenticated\r\n\r\nhi\r\n.\r\n").await;
     queue_id(&conn.reply().await);
     conn.quit().await;
@@ -529,12 +516,9 @@ async fn message_over_the_size_limit_is_refused_and_the_session_goes_on() {
 #[tokio::test]
 async fn end_of_data_split_across_writes() {
     let server = start_loopback().await;
-    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+    let mut conn = PlainConn::greeted_ehlo(server.addresses().smtp).await;
+    conn.begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     for part in [
         "Subject: split\r\n\r\nline\r",
         "\n.",
@@ -561,12 +545,9 @@ async fn end_of_data_split_across_writes() {
 #[tokio::test]
 async fn bare_lf_or_cr_before_the_dot_does_not_end_data() {
     let server = start_loopback().await;
-    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
+    let mut conn = PlainConn::greeted_ehlo(server.addresses().smtp).await;
+    conn.begin_data("alice@client.example", "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     let body = "Subject: smuggling\r\n\r\nhello\n.\r\n\
                 MAIL FROM:<evil@attacker.example>\r\n\
                 RCPT TO:<victim@failmail.test>\r\n\

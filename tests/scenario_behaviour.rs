@@ -10,21 +10,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use common::binary::{binary_command, start_command, Binary};
+use common::{rcpt_reply, PlainConn};
 use failmail::app::ScenarioConfig;
 use failmail::{AppConfig, RunningApp};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 
-/// Hang guard only.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a hung session is watched for a byte it must not send.
 const SILENCE: Duration = Duration::from_millis(300);
 /// Polling after a reload: at most this many attempts, this far apart.
@@ -90,157 +85,11 @@ async fn start_toml(text: &str) -> RunningApp {
     common::start_toml(config(None, 7), "inline.toml", text).await
 }
 
-struct Client {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Self {
-        let stream = timeout(IO_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .expect("connect timed out")
-            .expect("connect");
-        Self {
-            stream,
-            buffer: Vec::new(),
-        }
-    }
-
-    /// Connects, reads the 220 greeting and says EHLO.
-    async fn ready(addr: SocketAddr) -> Self {
-        let mut client = Self::connect(addr).await;
-        assert_eq!(client.code().await, 220);
-        let ehlo = client.command("EHLO client.example").await;
-        assert_eq!(code_of(&ehlo), 250, "{ehlo:?}");
-        client
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        timeout(IO_TIMEOUT, self.stream.write_all(bytes))
-            .await
-            .expect("write timed out")
-            .expect("write");
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.send_raw(format!("{line}\r\n").as_bytes()).await;
-    }
-
-    /// The next line without its CRLF; `None` at the end of the stream.
-    async fn line(&mut self) -> Option<String> {
-        loop {
-            if let Some(at) = self.buffer.windows(2).position(|w| w == b"\r\n") {
-                let line: Vec<u8> = self.buffer.drain(..at + 2).take(at).collect();
-                return Some(String::from_utf8(line).expect("replies are UTF-8"));
-            }
-            let mut chunk = [0u8; 4096];
-            let read = timeout(IO_TIMEOUT, self.stream.read(&mut chunk))
-                .await
-                .expect("no reply within the hang guard")
-                .expect("read");
-            if read == 0 {
-                assert!(
-                    self.buffer.is_empty(),
-                    "the stream ended inside a line: {:?}",
-                    String::from_utf8_lossy(&self.buffer)
-                );
-                return None;
-            }
-            self.buffer.extend_from_slice(&chunk[..read]);
-        }
-    }
-
-    async fn reply(&mut self) -> Vec<String> {
-        let mut lines: Vec<String> = Vec::new();
-        loop {
-            let line = match self.line().await {
-                Some(line) => line,
-                None => panic!("the stream ended inside a reply; got {lines:?}"),
-            };
-            let bytes = line.as_bytes();
-            assert!(
-                bytes.len() >= 3 && bytes[..3].iter().all(u8::is_ascii_digit),
-                "not a reply line: {line:?}"
-            );
-            let last = match bytes.get(3) {
-                None | Some(b' ') => true,
-                Some(b'-') => false,
-                _ => panic!("not a reply line: {line:?}"),
-            };
-            lines.push(line);
-            if last {
-                return lines;
-            }
-        }
-    }
-
-    async fn code(&mut self) -> u16 {
-        code_of(&self.reply().await)
-    }
-
-    async fn command(&mut self, line: &str) -> Vec<String> {
-        self.send(line).await;
-        self.reply().await
-    }
-
-    async fn expect_code(&mut self, line: &str, code: u16) {
-        let reply = self.command(line).await;
-        assert_eq!(code_of(&reply), code, "{line} got {reply:?}");
-    }
-
-    /// The server closed the connection, and sent nothing more before closing.
-    async fn expect_eof(&mut self) {
-        if let Some(line) = self.line().await {
-            panic!("expected the server to close the connection, got {line:?}");
-        }
-    }
-
-    /// Nothing at all arrives within [`SILENCE`]: no byte and no end of stream.
-    async fn expect_silence(&mut self) {
-        assert!(self.buffer.is_empty(), "unread bytes {:?}", self.buffer);
-        let mut chunk = [0u8; 512];
-        match timeout(SILENCE, self.stream.read(&mut chunk)).await {
-            Err(_elapsed) => {}
-            Ok(Ok(0)) => panic!("the server closed the connection instead of hanging"),
-            Ok(Ok(n)) => panic!(
-                "the server answered: {:?}",
-                String::from_utf8_lossy(&chunk[..n])
-            ),
-            Ok(Err(error)) => panic!("read failed: {error}"),
-        }
-    }
-
-    async fn quit(&mut self) {
-        self.expect_code("QUIT", 221).await;
-        self.expect_eof().await;
-    }
-}
-
-fn code_of(reply: &[String]) -> u16 {
-    reply[0][..3].parse().expect("three digits")
-}
-
-/// One attempt on a new connection: EHLO, MAIL FROM, RCPT TO; returns the RCPT reply.
-async fn rcpt_attempt(addr: SocketAddr, sender: &str, rcpt: &str) -> Vec<String> {
-    let mut client = Client::ready(addr).await;
-    client
-        .expect_code(&format!("MAIL FROM:<{sender}>"), 250)
-        .await;
-    let reply = client.command(&format!("RCPT TO:<{rcpt}>")).await;
-    if code_of(&reply) == 421 {
-        client.expect_eof().await;
-    } else {
-        client.quit().await;
-    }
-    reply
-}
-
 /// `count` transactions on one connection, pipelined in batches (MAIL FROM then RSET); returns
 /// the MAIL replies' codes in order.
 async fn mail_codes(addr: SocketAddr, count: usize) -> Vec<u16> {
     const BATCH: usize = 50;
-    let mut client = Client::ready(addr).await;
+    let mut client = PlainConn::ready(addr).await;
     let mut codes = Vec::with_capacity(count);
     while codes.len() < count {
         let batch = BATCH.min(count - codes.len());
@@ -248,133 +97,53 @@ async fn mail_codes(addr: SocketAddr, count: usize) -> Vec<u16> {
         for _ in 0..batch {
             commands.push_str(&format!("MAIL FROM:<{SENDER}>\r\nRSET\r\n"));
         }
-        client.send_raw(commands.as_bytes()).await;
+        client.send(commands).await;
         for _ in 0..batch {
-            codes.push(client.code().await);
-            assert_eq!(client.code().await, 250, "RSET");
+            codes.push(client.reply().await.code);
+            assert_eq!(client.reply().await.code, 250, "RSET");
         }
     }
-    client.quit().await;
+    client.quit_221().await;
     codes
 }
 
 // ------------------------------------------------------------------------------------------------
 // The binary
 
-/// A running `failmail` process, killed if the test fails before stopping it.
-struct Binary {
-    child: Option<Child>,
-    smtp: SocketAddr,
-    stderr: Arc<Mutex<String>>,
+/// Starts the `failmail` binary serving `scenario` with `seed`, logging at its default level
+/// without colours.
+fn start_scenario_binary(scenario: &Path, seed: u64) -> Binary {
+    let mut command = binary_command(
+        &[],
+        &[
+            "--smtp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--scenario",
+        ],
+    );
+    command
+        .arg(scenario)
+        .args(["--seed", &seed.to_string(), "--shutdown-grace", "1"])
+        .env("NO_COLOR", "1")
+        .env_remove("FAILMAIL_LOG");
+    start_command(command, false)
 }
 
-impl Binary {
-    fn start(scenario: &Path, seed: u64) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_failmail"))
-            .args([
-                "--smtp",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--scenario",
-            ])
-            .arg(scenario)
-            .args(["--seed", &seed.to_string(), "--shutdown-grace", "1"])
-            .env("NO_COLOR", "1")
-            .env_remove("FAILMAIL_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the failmail binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (lines, ready) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let log = Arc::new(Mutex::new(String::new()));
-        let writer = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = writer.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut binary = Binary {
-            child: Some(child),
-            smtp: SocketAddr::from(([127, 0, 0, 1], 0)),
-            stderr: log,
-        };
-        let line = ready
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("no ready line ({e}); stderr:\n{}", binary.stderr()));
-        let smtp = line
-            .strip_prefix("failmail ready smtp=")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected ready line {line:?}"));
-        binary.smtp = smtp;
-        binary
-    }
+/// SIGTERM, then a bounded wait for the exit.
+fn stop(binary: Binary) -> ExitStatus {
+    binary.signal("TERM");
+    binary.wait().0
+}
 
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    /// Sends a signal with `kill(1)`, to this process only.
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill(1) runs");
-        assert!(status.success(), "kill -{name} {} failed", self.pid());
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn assert_running(&mut self) {
-        let child = self.child.as_mut().expect("running");
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            panic!("failmail exited ({status}); stderr:\n{}", self.stderr());
-        }
-    }
-
-    /// SIGTERM, then a bounded wait for the exit.
-    fn stop(mut self) -> ExitStatus {
-        self.signal("TERM");
-        let mut child = self.child.take().expect("running");
-        for _ in 0..100 {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+#[track_caller]
+fn assert_running(binary: &mut Binary) {
+    if let Some(status) = binary.child.exited() {
         panic!(
-            "failmail did not exit within 10 s of SIGTERM; stderr:\n{}",
-            self.stderr()
+            "failmail exited ({status}); stderr:\n{}",
+            binary.stderr_so_far()
         );
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -402,26 +171,26 @@ async fn sequence_counts_attempts_per_triplet() {
     let rcpt = "flaky@dest.example";
     let mut codes = Vec::new();
     for attempt in 0..3 {
-        let reply = rcpt_attempt(addr, SENDER, rcpt).await;
+        let reply = rcpt_reply(addr, SENDER, rcpt).await;
         if attempt < 2 {
-            assert_eq!(reply, greylisted_lines, "attempt {attempt}");
+            assert_eq!(reply.wire, greylisted_lines, "attempt {attempt}");
         }
-        codes.push(code_of(&reply));
+        codes.push(reply.code);
     }
     assert_eq!(codes, [greylisted, greylisted, 250]);
     assert_eq!(
-        code_of(&rcpt_attempt(addr, SENDER, rcpt).await),
+        rcpt_reply(addr, SENDER, rcpt).await.code,
         250,
         "the last step repeats"
     );
     // A new triplet: another sender.
     let other = "bob@elsewhere.example";
-    assert_eq!(code_of(&rcpt_attempt(addr, other, rcpt).await), greylisted);
-    assert_eq!(code_of(&rcpt_attempt(addr, other, rcpt).await), greylisted);
-    assert_eq!(code_of(&rcpt_attempt(addr, other, rcpt).await), 250);
+    assert_eq!(rcpt_reply(addr, other, rcpt).await.code, greylisted);
+    assert_eq!(rcpt_reply(addr, other, rcpt).await.code, greylisted);
+    assert_eq!(rcpt_reply(addr, other, rcpt).await.code, 250);
     // A recipient the rule does not match is never greylisted.
     assert_eq!(
-        code_of(&rcpt_attempt(addr, SENDER, "steady@dest.example").await),
+        rcpt_reply(addr, SENDER, "steady@dest.example").await.code,
         250
     );
     server.shutdown().await;
@@ -439,9 +208,9 @@ async fn probability_with_the_same_seed_repeats_across_runs_of_the_binary() {
     write_scenario(&path, PROBABILITY);
     let mut runs = Vec::new();
     for _ in 0..2 {
-        let binary = Binary::start(&path, 7);
-        runs.push(mail_codes(binary.smtp, 200).await);
-        let status = binary.stop();
+        let binary = start_scenario_binary(&path, 7);
+        runs.push(mail_codes(binary.address("smtp"), 200).await);
+        let status = stop(binary);
         assert!(status.success(), "failmail exited with {status}");
     }
     let failures = runs[0].iter().filter(|c| **c == failure).count();
@@ -484,34 +253,28 @@ async fn times_then_falls_through_to_the_next_rule() {
     )
     .await;
     let addr = server.addresses().smtp;
-    let mut client = Client::ready(addr).await;
-    client
-        .expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
-        .await;
+    let mut client = PlainConn::ready(addr).await;
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
     assert_eq!(
-        client.command("RCPT TO:<a@times.example>").await,
+        client.command("RCPT TO:<a@times.example>").await.wire,
         full_lines
     );
-    client.quit().await;
-    let mut client = Client::ready(addr).await;
-    client
-        .expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
-        .await;
+    client.quit_221().await;
+    let mut client = PlainConn::ready(addr).await;
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
     let mut codes = Vec::new();
     for rcpt in ["b", "c", "d"] {
         let reply = client
             .command(&format!("RCPT TO:<{rcpt}@times.example>"))
             .await;
-        codes.push(code_of(&reply));
+        codes.push(reply.code);
         if codes.len() == 3 {
-            assert_eq!(reply, unknown_lines);
+            assert_eq!(reply.wire, unknown_lines);
         }
     }
     assert_eq!(codes, [full, unknown, unknown]);
-    client
-        .expect_code("RCPT TO:<other@dest.example>", 250)
-        .await;
-    client.quit().await;
+    client.cmd_code("RCPT TO:<other@dest.example>", 250).await;
+    client.quit_221().await;
     server.shutdown().await;
 }
 
@@ -522,17 +285,15 @@ async fn times_then_falls_through_to_the_next_rule() {
 #[tokio::test]
 async fn then_disconnect_closes_without_a_reply() {
     let server = start_toml("[[rule]]\nrcpt = \"gone@*\"\nthen = \"disconnect\"\n").await;
-    let mut client = Client::ready(server.addresses().smtp).await;
-    client
-        .expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
-        .await;
-    client.send("RCPT TO:<gone@dest.example>").await;
-    client.expect_eof().await;
+    let mut client = PlainConn::ready(server.addresses().smtp).await;
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
+    client.send_line("RCPT TO:<gone@dest.example>").await;
+    client.expect_closed().await;
     server.shutdown().await;
 
     let server = start_toml("[[rule]]\nat = \"connect\"\nthen = \"disconnect\"\n").await;
-    let mut client = Client::connect(server.addresses().smtp).await;
-    client.expect_eof().await;
+    let mut client = PlainConn::connect(server.addresses().smtp).await;
+    client.expect_closed().await;
     server.shutdown().await;
 }
 
@@ -542,26 +303,21 @@ async fn then_disconnect_closes_without_a_reply() {
 async fn then_hang_never_answers_and_others_are_served() {
     let server = start_toml("[[rule]]\nrcpt = \"hang@*\"\nthen = \"hang\"\n").await;
     let addr = server.addresses().smtp;
-    let mut hung = Client::ready(addr).await;
-    hung.expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
-        .await;
-    hung.send("RCPT TO:<hang@dest.example>").await;
-    hung.expect_silence().await;
+    let mut hung = PlainConn::ready(addr).await;
+    hung.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
+    hung.send_line("RCPT TO:<hang@dest.example>").await;
+    hung.expect_silence(SILENCE).await;
 
-    let mut other = Client::ready(addr).await;
-    other
-        .expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
-        .await;
-    other.expect_code("RCPT TO:<ok@dest.example>", 250).await;
-    other.expect_code("DATA", 354).await;
-    other.send_raw(BODY.as_bytes()).await;
-    assert_eq!(other.code().await, 250);
-    other.quit().await;
+    let mut other = PlainConn::ready(addr).await;
+    other.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
+    other.cmd_code("RCPT TO:<ok@dest.example>", 250).await;
+    assert_eq!(other.data(BODY.as_bytes()).await.code, 250);
+    other.quit_221().await;
     assert_eq!(server.messages().list().len(), 1);
 
     // Still nothing, even for further commands.
-    hung.send("NOOP").await;
-    hung.expect_silence().await;
+    hung.send_line("NOOP").await;
+    hung.expect_silence(SILENCE).await;
     drop(hung);
     server.shutdown().await;
 }
@@ -574,16 +330,14 @@ async fn then_abort_answers_the_first_body_bytes_and_closes() {
     assert!(code >= 500);
     let server =
         start_toml("[[rule]]\nat = \"data\"\nthen = \"abort\"\nreply = \"spam_rejected\"\n").await;
-    let mut client = Client::ready(server.addresses().smtp).await;
-    client
-        .expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
-        .await;
-    client.expect_code("RCPT TO:<bob@dest.example>", 250).await;
-    client.expect_code("DATA", 354).await;
+    let mut client = PlainConn::ready(server.addresses().smtp).await;
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
+    client.cmd_code("RCPT TO:<bob@dest.example>", 250).await;
+    client.cmd_code("DATA", 354).await;
     // Only the start of the body: no end-of-data line.
-    client.send_raw(b"Subject: first bytes\r\n").await;
-    assert_eq!(client.reply().await, lines);
-    client.expect_eof().await;
+    client.send(b"Subject: first bytes\r\n").await;
+    assert_eq!(client.reply().await.wire, lines);
+    client.expect_closed().await;
     assert!(server.messages().list().is_empty(), "nothing was stored");
     server.shutdown().await;
 }
@@ -595,8 +349,8 @@ async fn delay_still_answers_with_the_reply() {
     let server =
         start_toml("[[rule]]\nrcpt = \"slow@*\"\nreply = \"mailbox_busy\"\ndelay = \"200ms\"\n")
             .await;
-    let reply = rcpt_attempt(server.addresses().smtp, SENDER, "slow@dest.example").await;
-    assert_eq!(reply, lines);
+    let reply = rcpt_reply(server.addresses().smtp, SENDER, "slow@dest.example").await;
+    assert_eq!(reply.wire, lines);
     server.shutdown().await;
 }
 
@@ -613,7 +367,7 @@ async fn every_421_from_a_rule_closes_the_connection() {
         ))
         .await;
         let expected = vec![format!("421 4.7.0 {phase}: try again later")];
-        let mut client = Client::connect(server.addresses().smtp).await;
+        let mut client = PlainConn::connect(server.addresses().smtp).await;
         // Walk the session forward until the 421 comes; it must come exactly at `phase`.
         let mut reached = "connect";
         let mut reply = client.reply().await;
@@ -626,23 +380,23 @@ async fn every_421_from_a_rule_closes_the_connection() {
             ("data_end", BODY),
         ];
         for (step, command) in steps {
-            if code_of(&reply) == 421 {
+            if reply.code == 421 {
                 break;
             }
             if step == "auth" && phase != "auth" {
                 continue;
             }
             assert!(
-                matches!(code_of(&reply), 220 | 250 | 354),
+                matches!(reply.code, 220 | 250 | 354),
                 "{phase}: before {step}, got {reply:?}"
             );
-            client.send_raw(command.as_bytes()).await;
+            client.send(command.as_bytes()).await;
             reply = client.reply().await;
             reached = step;
         }
         assert_eq!(reached, phase, "the 421 came at {reached}: {reply:?}");
-        assert_eq!(reply, expected, "at {phase}");
-        client.expect_eof().await;
+        assert_eq!(reply.wire, expected, "at {phase}");
+        client.expect_closed().await;
         assert!(
             server.messages().list().is_empty(),
             "{phase}: nothing stored"
@@ -656,11 +410,11 @@ async fn every_421_from_a_rule_closes_the_connection() {
     .await;
     let addr = server.addresses().smtp;
     assert_eq!(
-        rcpt_attempt(addr, SENDER, "once@dest.example").await,
+        rcpt_reply(addr, SENDER, "once@dest.example").await.wire,
         ["421 4.4.5 Busy"]
     );
     assert_eq!(
-        code_of(&rcpt_attempt(addr, SENDER, "once@dest.example").await),
+        rcpt_reply(addr, SENDER, "once@dest.example").await.code,
         250
     );
     server.shutdown().await;
@@ -698,29 +452,26 @@ async fn reload_swaps_rules_for_new_sessions_and_refuses_a_broken_file() {
     let addr = server.addresses().smtp;
     let reloader = server.scenario().expect("a scenario is served").clone();
     assert_eq!(
-        code_of(&rcpt_attempt(addr, SENDER, "target@dest.example").await),
+        rcpt_reply(addr, SENDER, "target@dest.example").await.code,
         first
     );
 
-    let mut open = Client::ready(addr).await;
+    let mut open = PlainConn::ready(addr).await;
     write_scenario(&path, SECOND);
     reloader.reload().expect("the second file loads");
     assert_eq!(
-        code_of(&rcpt_attempt(addr, SENDER, "target@dest.example").await),
+        rcpt_reply(addr, SENDER, "target@dest.example").await.code,
         second,
         "a new session sees the new rule"
     );
     // The session opened before the reload is not dropped; it keeps the policy it started with
     // (ServerControl::set_policy: "sessions in progress keep theirs and go on").
-    open.expect_code(&format!("MAIL FROM:<{SENDER}>"), 250)
-        .await;
+    open.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
     let reply = open.command("RCPT TO:<target@dest.example>").await;
-    assert_eq!(code_of(&reply), first, "{reply:?}");
-    open.expect_code("RCPT TO:<plain@dest.example>", 250).await;
-    open.expect_code("DATA", 354).await;
-    open.send_raw(BODY.as_bytes()).await;
-    assert_eq!(open.code().await, 250);
-    open.quit().await;
+    assert_eq!(reply.code, first, "{reply:?}");
+    open.cmd_code("RCPT TO:<plain@dest.example>", 250).await;
+    assert_eq!(open.data(BODY.as_bytes()).await.code, 250);
+    open.quit_221().await;
 
     write_scenario(&path, BROKEN);
     let error = reloader.reload().expect_err("a bad regex is refused");
@@ -732,7 +483,7 @@ async fn reload_swaps_rules_for_new_sessions_and_refuses_a_broken_file() {
     );
     for _ in 0..3 {
         assert_eq!(
-            code_of(&rcpt_attempt(addr, SENDER, "target@dest.example").await),
+            rcpt_reply(addr, SENDER, "target@dest.example").await.code,
             second,
             "the last good rules stay live"
         );
@@ -749,10 +500,10 @@ async fn binary_reloads_on_sighup_and_keeps_the_old_rules_on_error() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("live.toml");
     write_scenario(&path, FIRST);
-    let mut binary = Binary::start(&path, 0);
-    let addr = binary.smtp;
+    let mut binary = start_scenario_binary(&path, 0);
+    let addr = binary.address("smtp");
     assert_eq!(
-        code_of(&rcpt_attempt(addr, SENDER, "target@dest.example").await),
+        rcpt_reply(addr, SENDER, "target@dest.example").await.code,
         first
     );
 
@@ -760,7 +511,7 @@ async fn binary_reloads_on_sighup_and_keeps_the_old_rules_on_error() {
     binary.signal("HUP");
     let mut seen = Vec::new();
     for _ in 0..POLL_ATTEMPTS {
-        let code = code_of(&rcpt_attempt(addr, SENDER, "target@dest.example").await);
+        let code = rcpt_reply(addr, SENDER, "target@dest.example").await.code;
         seen.push(code);
         if code == second {
             break;
@@ -772,16 +523,16 @@ async fn binary_reloads_on_sighup_and_keeps_the_old_rules_on_error() {
         seen.last(),
         Some(&second),
         "the new rule never answered after SIGHUP ({seen:?}); stderr:\n{}",
-        binary.stderr()
+        binary.stderr_so_far()
     );
-    binary.assert_running();
+    assert_running(&mut binary);
 
     write_scenario(&path, BROKEN);
     binary.signal("HUP");
     let position = format!("{}:{}", path.display(), broken_position());
     let mut reported = false;
     for _ in 0..POLL_ATTEMPTS {
-        if binary.stderr().contains(&position) {
+        if binary.stderr_so_far().contains(&position) {
             reported = true;
             break;
         }
@@ -790,17 +541,17 @@ async fn binary_reloads_on_sighup_and_keeps_the_old_rules_on_error() {
     assert!(
         reported,
         "stderr does not mention {position}:\n{}",
-        binary.stderr()
+        binary.stderr_so_far()
     );
     for _ in 0..3 {
         assert_eq!(
-            code_of(&rcpt_attempt(addr, SENDER, "target@dest.example").await),
+            rcpt_reply(addr, SENDER, "target@dest.example").await.code,
             second,
             "the second rules stay live after a broken reload"
         );
     }
-    binary.assert_running();
-    let status = binary.stop();
+    assert_running(&mut binary);
+    let status = stop(binary);
     assert!(status.success(), "failmail exited with {status}");
 }
 

@@ -5,6 +5,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use base64::Engine as _;
 use common::binary::*;
@@ -15,11 +16,8 @@ const PASSWORD: &str = "S3cret-Pass-4711";
 
 /// Sends a message to outside domains (what an open relay would pass on) and a magic failure.
 async fn relay_attempt(smtp: std::net::SocketAddr) {
-    let mut conn = PlainConn::greeted(smtp).await;
-    conn.ehlo("client.example").await;
-    conn.cmd("MAIL FROM:<alice@client.example>", 250, "2.1.0")
-        .await;
-    conn.cmd("RCPT TO:<bob@gmail.com>", 250, "2.1.5").await;
+    let mut conn = PlainConn::greeted_ehlo(smtp).await;
+    conn.envelope("alice@client.example", "bob@gmail.com").await;
     conn.cmd("RCPT TO:<carol@outlook.com>", 250, "2.1.5").await;
     conn.cmd("RCPT TO:<user_unknown@example.org>", 550, "5.1.1")
         .await;
@@ -118,13 +116,11 @@ async fn credentials_stay_out_of_logs_events_and_the_api() {
     let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
     let plain = b64(&format!("\0{USER}\0{PASSWORD}"));
 
-    let mut conn = PlainConn::greeted(smtp).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(smtp).await;
     conn.cmd(&format!("AUTH PLAIN {plain}"), 235, "2.7.0").await;
     conn.quit().await;
 
-    let mut conn = PlainConn::greeted(smtp).await;
-    conn.ehlo("client.example").await;
+    let mut conn = PlainConn::greeted_ehlo(smtp).await;
     conn.cmd("AUTH LOGIN", 334, "").await;
     conn.cmd(&b64(USER), 334, "").await;
     conn.cmd(&b64(PASSWORD), 235, "2.7.0").await;
@@ -194,14 +190,9 @@ for name in ["TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"]:
     except ssl.SSLError as e:
         print(name, "refused", e.reason)
 "#;
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args(["-c", SCRIPT, &port.to_string()])
-            .output()
-            .expect("python3 runs")
-    })
-    .await
-    .unwrap();
+    let mut command = Command::new("python3");
+    command.args(["-c", SCRIPT, &port.to_string()]);
+    let output = run_tool(command, "python3", Duration::from_secs(60)).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

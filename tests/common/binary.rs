@@ -1,9 +1,11 @@
-//! The `failmail` binary as a child process: started (optionally under a wrapper such as strace),
-//! its ready line read, signalled, and waited for with a bound, never left running.
+//! Child processes that a test starts: the `failmail` binary (optionally under a wrapper such as
+//! strace), its ready line read, signalled, and waited for with a bound; and the guard that makes
+//! sure no child (failmail, redis-server) is ever left running.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,11 +13,38 @@ use tokio::net::TcpStream;
 
 use super::IO_TIMEOUT;
 
-/// Kills the child if the test fails before it exited.
+/// Owns a child process and kills (and reaps) it when dropped, unless it exited already: a test
+/// that fails half-way never leaves a failmail or a redis-server behind.
 pub struct ChildGuard(pub Child);
 
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
+impl ChildGuard {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// How it exited, if it has; `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.0.try_wait().expect("try_wait")
+    }
+
+    /// Waits up to `limit` for the process to exit (std has no timed wait, so this polls);
+    /// `None` if it still runs then.
+    pub fn wait_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the process now and reaps it, if it still runs.
+    pub fn kill(&mut self) {
         if let Ok(None) = self.0.try_wait() {
             let _ = self.0.kill();
             let _ = self.0.wait();
@@ -23,13 +52,24 @@ impl Drop for ChildGuard {
     }
 }
 
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running `failmail` (started by [`start_binary`] and friends): its ready line, its
+/// output, and the means to signal it and wait for it.
 pub struct Binary {
     /// The process.
     pub child: ChildGuard,
     /// Its first stdout line.
     pub ready: String,
-    stderr: std::sync::mpsc::Receiver<String>,
-    stdout: std::sync::mpsc::Receiver<String>,
+    /// Everything it wrote to stderr so far.
+    stderr: Arc<Mutex<Vec<u8>>>,
+    /// Says when stderr has ended (the process and its wrapper are gone).
+    stderr_ended: mpsc::Receiver<()>,
+    stdout: mpsc::Receiver<String>,
     /// Started under a wrapper: signals go to the wrapper's child, failmail itself.
     wrapped: bool,
 }
@@ -48,7 +88,7 @@ impl Binary {
 
     /// Sends a signal with `kill(1)` (no libc dependency) to failmail (not to its wrapper).
     pub fn signal(&self, name: &str) {
-        let pid = self.child.0.id();
+        let pid = self.child.id();
         let target = if self.wrapped {
             let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
                 .expect("the wrapper's children are listed in /proc");
@@ -62,16 +102,21 @@ impl Binary {
         };
         let status = Command::new("kill")
             .arg(format!("-{name}"))
-            .arg(target)
+            .arg(&target)
             .status()
             .expect("kill(1) runs");
-        assert!(status.success(), "kill -{name} failed");
+        assert!(status.success(), "kill -{name} {target} failed");
+    }
+
+    /// What the process wrote to stderr so far, while it runs (e.g. to wait for a log line).
+    pub fn stderr_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
     /// Waits (bounded) for the process to exit; returns its status, its stderr and the stdout
     /// lines after the ready line.
     pub fn wait_with_output(mut self) -> (ExitStatus, String, String) {
-        let (_, empty) = std::sync::mpsc::channel();
+        let (_, empty) = mpsc::channel();
         let stdout = std::mem::replace(&mut self.stdout, empty);
         let (status, stderr) = self.wait();
         let stdout = stdout
@@ -82,38 +127,22 @@ impl Binary {
 
     /// Waits (bounded) for the process to exit; returns its status and its stderr.
     pub fn wait(mut self) -> (ExitStatus, String) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = self.child.0.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.0.kill();
-                let _ = self.child.0.wait();
-                let stderr = self
-                    .stderr
-                    .recv_timeout(Duration::from_secs(5))
-                    .unwrap_or_default();
-                panic!("failmail did not exit within 30 s of the signal; stderr:\n{stderr}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(status) = self.child.wait_within(Duration::from_secs(30)) else {
+            self.child.kill();
+            let _ = self.stderr_ended.recv_timeout(Duration::from_secs(5));
+            panic!(
+                "failmail did not exit within 30 s of the signal; stderr:\n{}",
+                self.stderr_so_far()
+            );
         };
-        let stderr = self
-            .stderr
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_default();
-        (status, stderr)
+        let _ = self.stderr_ended.recv_timeout(Duration::from_secs(10));
+        (status, self.stderr_so_far())
     }
 }
 
-/// Starts `failmail` with `args` and waits (bounded) for its ready line.
-pub fn start_binary(args: &[&str]) -> Binary {
-    start_binary_with(&[], args, &[("FAILMAIL_LOG", "info")])
-}
-
-/// Starts `failmail` with `args` under `wrapper` (e.g. `strace -f -o FILE`; empty for none),
-/// with `env` added, and waits (bounded) for its ready line.
-pub fn start_binary_with(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Binary {
+/// The command that runs `failmail` with `args`, under `wrapper` (e.g. `strace -f -o FILE`; empty
+/// for none), for a test to add arguments or environment to before [`start_command`].
+pub fn binary_command(wrapper: &[&str], args: &[&str]) -> Command {
     let mut command = match wrapper.split_first() {
         Some((program, wrapper_args)) => {
             let mut command = Command::new(program);
@@ -124,19 +153,42 @@ pub fn start_binary_with(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) 
         }
         None => Command::new(env!("CARGO_BIN_EXE_failmail")),
     };
+    command.args(args);
+    command
+}
+
+/// Starts `failmail` with `args` and waits (bounded) for its ready line.
+pub fn start_binary(args: &[&str]) -> Binary {
+    start_binary_with(&[], args, &[("FAILMAIL_LOG", "info")])
+}
+
+/// Starts `failmail` with `args` under `wrapper` (e.g. `strace -f -o FILE`; empty for none),
+/// with `env` added, and waits (bounded) for its ready line.
+pub fn start_binary_with(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Binary {
+    let mut command = binary_command(wrapper, args);
+    command.envs(env.iter().copied());
+    start_command(command, !wrapper.is_empty())
+}
+
+/// Starts `command` from [`binary_command`] (`wrapped` if it has a wrapper) with stdin closed
+/// and stdout and stderr read here, and waits (bounded) for failmail's ready line.
+pub fn start_command(mut command: Command, wrapped: bool) -> Binary {
     let mut child = command
-        .args(args)
-        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("the failmail binary starts");
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} does not start: {e}",
+                command.get_program().to_string_lossy()
+            )
+        });
     let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
     let child = ChildGuard(child);
-    let (line_tx, line_rx) = std::sync::mpsc::channel();
-    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    let (line_tx, line_rx) = mpsc::channel();
+    let (out_tx, out_rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         let _ = line_tx.send(lines.next());
@@ -144,33 +196,52 @@ pub fn start_binary_with(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) 
         let rest: Vec<String> = lines.map_while(Result::ok).collect();
         let _ = out_tx.send(rest.join("\n"));
     });
-    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let writer = log.clone();
+    let (ended_tx, ended_rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut text);
-        let _ = err_tx.send(text);
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+            writer.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+        let _ = ended_tx.send(());
     });
+    let binary = |ready| Binary {
+        child,
+        ready,
+        stderr: log,
+        stderr_ended: ended_rx,
+        stdout: out_rx,
+        wrapped,
+    };
     let ready = match line_rx.recv_timeout(Duration::from_secs(30)) {
         Ok(Some(Ok(line))) => line,
         other => {
-            drop(child);
-            let stderr = err_rx
-                .recv_timeout(Duration::from_secs(5))
-                .unwrap_or_default();
-            panic!("no ready line from failmail ({other:?}); stderr:\n{stderr}");
+            let mut binary = binary(String::new());
+            binary.child.kill();
+            let _ = binary.stderr_ended.recv_timeout(Duration::from_secs(5));
+            panic!(
+                "no ready line from failmail ({other:?}); stderr:\n{}",
+                binary.stderr_so_far()
+            );
         }
     };
     assert!(
         ready.starts_with("failmail ready smtp="),
         "unexpected ready line {ready:?}"
     );
-    Binary {
-        child,
-        ready,
-        stderr: err_rx,
-        stdout: out_rx,
-        wrapped: !wrapper.is_empty(),
-    }
+    binary(ready)
+}
+
+/// Runs an external client (swaks, python3, smtp-source) to its end without blocking the
+/// runtime that serves it; past `limit` the test fails, and the child is killed, not left behind.
+pub async fn run_tool(command: Command, what: &str, limit: Duration) -> std::process::Output {
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(true);
+    tokio::time::timeout(limit, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e} (.ci/run installs it)"))
 }
 
 /// `GET path` over a raw HTTP/1.1 connection: (status line, body).

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use failmail::server::tls::DEV_CA_PEM;
 use failmail::{App, AppConfig, RunningApp};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -130,6 +131,9 @@ pub struct Reply {
     pub code: u16,
     /// The text of each line after `NNN-` / `NNN `.
     pub lines: Vec<String>,
+    /// Every line exactly as it came on the wire, without its CRLF (`NNN-…` lines, then the
+    /// `NNN …` line): for tests that pin a reply byte for byte.
+    pub wire: Vec<String>,
 }
 
 impl Reply {
@@ -149,6 +153,40 @@ impl Reply {
         self.lines.join(" | ")
     }
 
+    /// The text after the enhanced status code, the lines joined by a space: what a catalog
+    /// entry's `text` renders to, to compare with the catalog.
+    pub fn catalog_text(&self) -> String {
+        let status = self.status().unwrap_or("");
+        self.lines
+            .iter()
+            .map(|l| {
+                l.strip_prefix(status)
+                    .map_or(l.as_str(), |rest| rest.strip_prefix(' ').unwrap_or(rest))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Asserts the code, enhanced status and text ([`Reply::catalog_text`]) of a catalog reply,
+    /// given as the catalog has it: (code, status, text).
+    #[track_caller]
+    pub fn assert_catalog(&self, expected: &(u16, String, String)) {
+        self.assert(expected.0, &expected.1);
+        assert_eq!(
+            self.catalog_text(),
+            expected.2,
+            "unexpected text in {self:?}"
+        );
+    }
+
+    /// Asserts the code only, for replies whose enhanced status a test does not pin (scenario
+    /// flavors word and number them differently).
+    #[track_caller]
+    pub fn assert_code(&self, code: u16) -> &Self {
+        assert_eq!(self.code, code, "unexpected reply: {:?}", self.wire);
+        self
+    }
+
     /// Asserts the code and the enhanced status code (`""` for a reply that must carry none).
     #[track_caller]
     pub fn assert(&self, code: u16, status: &str) -> &Self {
@@ -163,10 +201,12 @@ impl Reply {
     }
 }
 
-/// A raw SMTP client over any byte stream; every wait is bounded by [`IO_TIMEOUT`].
+/// A raw SMTP client over any byte stream; every wait is bounded by its hang guard
+/// ([`IO_TIMEOUT`] unless [`Conn::with_timeout`] set another).
 pub struct Conn<S> {
     stream: S,
     buffer: Vec<u8>,
+    timeout: Duration,
 }
 
 /// A raw client over plain TCP.
@@ -202,6 +242,11 @@ impl PlainConn {
         Self::new(stream)
     }
 
+    /// The client's own address: how the server's events name this session's peer.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("a connected socket")
+    }
+
     /// Waits up to `wait` for the server to send something (or close), without reading it.
     pub async fn readable_within(&self, wait: Duration) -> bool {
         !self.buffer.is_empty()
@@ -210,23 +255,49 @@ impl PlainConn {
                 .is_ok()
     }
 
-    /// Splits into a reading client (which keeps whatever was already buffered) and the raw
-    /// write half, to write and read at the same time.
+    /// Splits into a reading client (which keeps whatever was already buffered, and the hang
+    /// guard) and the raw write half, to write and read at the same time.
     pub fn into_split(self) -> (Conn<OwnedReadHalf>, OwnedWriteHalf) {
         let (read, write) = self.stream.into_split();
         (
             Conn {
                 stream: read,
                 buffer: self.buffer,
+                timeout: self.timeout,
             },
             write,
         )
     }
 
-    /// Connects and checks the 220 greeting.
+    /// Connects and checks the 220 greeting of the sink (one line, naming [`HOSTNAME`]).
     pub async fn greeted(addr: SocketAddr) -> Self {
         let mut conn = Self::connect(addr).await;
         conn.expect_greeting().await;
+        conn
+    }
+
+    /// [`PlainConn::greeted`], then EHLO `client.example` checked as [`Conn::ehlo`] does: where
+    /// most sink tests start.
+    pub async fn greeted_ehlo(addr: SocketAddr) -> Self {
+        let mut conn = Self::greeted(addr).await;
+        conn.ehlo("client.example").await;
+        conn
+    }
+
+    /// Connects and checks only that the greeting is a 220, whatever its text: for servers
+    /// whose scenario names another host or words the greeting its own way.
+    pub async fn open(addr: SocketAddr) -> Self {
+        let mut conn = Self::connect(addr).await;
+        let greeting = conn.reply().await;
+        assert_eq!(greeting.code, 220, "greeting: {:?}", greeting.wire);
+        conn
+    }
+
+    /// [`PlainConn::open`], then `EHLO client.example` answered with 250 (its extensions not
+    /// checked): where a scenario test starts its transactions.
+    pub async fn ready(addr: SocketAddr) -> Self {
+        let mut conn = Self::open(addr).await;
+        conn.cmd_code("EHLO client.example", 250).await;
         conn
     }
 
@@ -238,7 +309,7 @@ impl PlainConn {
             "the server sent plaintext after its 220 to STARTTLS: {:?}",
             String::from_utf8_lossy(&self.buffer)
         );
-        Conn::new(tls_handshake(self.stream).await)
+        Conn::new(tls_handshake(self.stream).await).with_timeout(self.timeout)
     }
 }
 
@@ -256,41 +327,50 @@ impl<S> Conn<S> {
         Self {
             stream,
             buffer: Vec::new(),
+            timeout: IO_TIMEOUT,
         }
+    }
+
+    /// Another hang guard for every later wait on this connection: for tests under heavy load
+    /// (a debug build writing 100,000 messages, a binary killed mid-session) where 10 s is short.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 
 impl<S: AsyncWrite + Unpin> Conn<S> {
     /// Writes `bytes` in one write call and flushes.
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        let bytes = bytes.as_ref();
-        tokio::time::timeout(IO_TIMEOUT, async {
-            self.stream.write_all(bytes).await?;
-            self.stream.flush().await
-        })
-        .await
-        .expect("write within 10 s")
-        .expect("write succeeds");
+        let timeout = self.timeout;
+        self.try_send(bytes)
+            .await
+            .unwrap_or_else(|e| panic!("write failed (hang guard {timeout:?}): {e}"));
+    }
+
+    /// Sends one command line, CRLF added.
+    pub async fn send_line(&mut self, line: &str) {
+        self.send(format!("{line}\r\n")).await;
     }
 
     /// Writes `bytes` and flushes, returning the error instead of failing (the server may have
     /// closed the connection already).
     pub async fn try_send(&mut self, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
         let bytes = bytes.as_ref();
-        tokio::time::timeout(IO_TIMEOUT, async {
+        tokio::time::timeout(self.timeout, async {
             self.stream.write_all(bytes).await?;
             self.stream.flush().await
         })
         .await
-        .expect("write within 10 s")
+        .unwrap_or_else(|_| panic!("write within {:?}", self.timeout))
     }
 
     /// Closes the sending direction (the server reads the end of the stream); replies can
     /// still be read.
     pub async fn shutdown_write(&mut self) {
-        tokio::time::timeout(IO_TIMEOUT, self.stream.shutdown())
+        tokio::time::timeout(self.timeout, self.stream.shutdown())
             .await
-            .expect("shutdown within 10 s")
+            .unwrap_or_else(|_| panic!("shutdown within {:?}", self.timeout))
             .expect("shutdown succeeds");
     }
 }
@@ -306,11 +386,12 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     /// Reads more bytes into the buffer; `false` at end of stream. A reset counts as the end.
     async fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 4096];
-        let read = tokio::time::timeout(IO_TIMEOUT, self.stream.read(&mut chunk))
+        let read = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
             .await
             .unwrap_or_else(|_| {
                 panic!(
-                    "nothing from the server within 10 s (buffered: {:?})",
+                    "nothing from the server within {:?} (buffered: {:?})",
+                    self.timeout,
                     String::from_utf8_lossy(&self.buffer)
                 )
             });
@@ -347,11 +428,12 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     pub async fn try_reply(&mut self) -> Option<Reply> {
         let mut code = None;
         let mut lines = Vec::new();
+        let mut wire = Vec::new();
         loop {
             let Some(line) = self.line().await else {
                 assert!(
                     lines.is_empty(),
-                    "connection closed inside a multi-line reply"
+                    "connection closed inside a multi-line reply: {wire:?}"
                 );
                 return None;
             };
@@ -371,8 +453,13 @@ impl<S: AsyncRead + Unpin> Conn<S> {
                 Some(_) => panic!("malformed reply line {line:?}"),
             };
             lines.push(text.to_owned());
+            wire.push(line);
             if last {
-                return Some(Reply { code: this, lines });
+                return Some(Reply {
+                    code: this,
+                    lines,
+                    wire,
+                });
             }
         }
     }
@@ -395,17 +482,44 @@ impl<S: AsyncRead + Unpin> Conn<S> {
         code: u16,
         status: &'static str,
     ) -> impl std::future::Future<Output = Reply> + '_ {
+        self.expect_from(std::panic::Location::caller(), code, status)
+    }
+
+    /// [`Conn::expect`], its failures naming the test's line `caller`.
+    async fn expect_from(
+        &mut self,
+        caller: &'static std::panic::Location<'static>,
+        code: u16,
+        status: &'static str,
+    ) -> Reply {
+        let reply = self
+            .try_reply()
+            .await
+            .unwrap_or_else(|| panic!("connection closed, {code} {status} expected ({caller})"));
+        assert_eq!(
+            (reply.code, reply.status().unwrap_or("")),
+            (code, status),
+            "unexpected reply {} {} ({caller})",
+            reply.code,
+            reply.text()
+        );
+        reply
+    }
+
+    /// Reads the next reply and checks its code only (scenario flavors word and number their
+    /// statuses differently; a test that pins them compares [`Reply::wire`]).
+    #[track_caller]
+    pub fn expect_code(&mut self, code: u16) -> impl std::future::Future<Output = Reply> + '_ {
         let caller = std::panic::Location::caller();
         async move {
-            let reply = self.try_reply().await.unwrap_or_else(|| {
-                panic!("connection closed, {code} {status} expected ({caller})")
-            });
+            let reply = self
+                .try_reply()
+                .await
+                .unwrap_or_else(|| panic!("connection closed, {code} expected ({caller})"));
             assert_eq!(
-                (reply.code, reply.status().unwrap_or("")),
-                (code, status),
-                "unexpected reply {} {} ({caller})",
-                reply.code,
-                reply.text()
+                reply.code, code,
+                "unexpected reply {:?} ({caller})",
+                reply.wire
             );
             reply
         }
@@ -430,27 +544,144 @@ impl<S: AsyncRead + Unpin> Conn<S> {
             panic!("expected the connection to close, got {line:?}");
         }
     }
+
+    /// Reads a 421 with `status` and then the end of the stream: how the server ends a session
+    /// (RFC 5321 §3.8: timeouts, shutdown, caps).
+    #[track_caller]
+    pub fn expect_421_closed(
+        &mut self,
+        status: &'static str,
+    ) -> impl std::future::Future<Output = Reply> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            let reply = self.expect_from(caller, 421, status).await;
+            self.expect_closed().await;
+            reply
+        }
+    }
+
+    /// Asserts that nothing at all arrives within `wait`: no byte and no end of stream (a
+    /// session told to hang). `wait` bounds the read; how long it took is not asserted.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        assert!(
+            self.buffer.is_empty(),
+            "unread bytes {:?}",
+            String::from_utf8_lossy(&self.buffer)
+        );
+        let mut chunk = [0u8; 512];
+        match tokio::time::timeout(wait, self.stream.read(&mut chunk)).await {
+            Err(_elapsed) => {}
+            Ok(Ok(0)) => panic!("the server closed the connection instead of hanging"),
+            Ok(Ok(n)) => panic!(
+                "the server answered: {:?}",
+                String::from_utf8_lossy(&chunk[..n])
+            ),
+            Ok(Err(error)) => panic!("read failed: {error}"),
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// Sends one command line (CRLF added) and returns its reply, whatever it is.
+    pub async fn command(&mut self, line: &str) -> Reply {
+        self.send_line(line).await;
+        self.reply().await
+    }
+
     /// Sends one command line (CRLF added) and checks the reply.
     pub async fn cmd(&mut self, line: &str, code: u16, status: &'static str) -> Reply {
-        self.send(format!("{line}\r\n")).await;
+        self.send_line(line).await;
         self.expect(code, status).await
+    }
+
+    /// Sends one command line (CRLF added) and checks the reply's code only.
+    #[track_caller]
+    pub fn cmd_code<'a>(
+        &'a mut self,
+        line: &str,
+        code: u16,
+    ) -> impl std::future::Future<Output = Reply> + 'a {
+        let caller = std::panic::Location::caller();
+        let line = line.to_owned();
+        async move {
+            self.send_line(&line).await;
+            let reply = self.reply().await;
+            assert_eq!(reply.code, code, "{line} got {:?} ({caller})", reply.wire);
+            reply
+        }
     }
 
     /// EHLO and checks the multi-line 250 with the extensions every session offers.
     pub async fn ehlo(&mut self, domain: &str) -> Reply {
-        self.send(format!("EHLO {domain}\r\n")).await;
+        self.send_line(&format!("EHLO {domain}")).await;
         let reply = self.reply().await;
         assert_ehlo(&reply);
         reply
+    }
+
+    /// AUTH PLAIN with its initial response for `user` and `password`; the reply, whatever it is.
+    pub async fn auth_plain(&mut self, user: &str, password: &str) -> Reply {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{user}\0{password}").as_bytes());
+        self.command(&format!("AUTH PLAIN {token}")).await
+    }
+
+    /// MAIL FROM and RCPT TO as the sink answers them (250 2.1.0, 250 2.1.5): the start of a
+    /// transaction that the test is not about.
+    pub async fn envelope(&mut self, from: &str, rcpt: &str) {
+        self.cmd(&format!("MAIL FROM:<{from}>"), 250, "2.1.0").await;
+        self.cmd(&format!("RCPT TO:<{rcpt}>"), 250, "2.1.5").await;
+    }
+
+    /// [`Conn::envelope`] then DATA answered with 354: ready for a body.
+    pub async fn begin_data(&mut self, from: &str, rcpt: &str) {
+        self.envelope(from, rcpt).await;
+        self.cmd("DATA", 354, "").await;
+    }
+
+    /// MAIL FROM `from`, which must get a 250, then RCPT TO `rcpt`; returns the RCPT reply,
+    /// whatever it is: how a scenario's recipient rules are met.
+    pub async fn mail_rcpt(&mut self, from: &str, rcpt: &str) -> Reply {
+        self.cmd_code(&format!("MAIL FROM:<{from}>"), 250).await;
+        self.command(&format!("RCPT TO:<{rcpt}>")).await
+    }
+
+    /// DATA, which must get 354, then `body` (which ends with its `.` line); returns the reply
+    /// to the end of data, whatever it is.
+    pub async fn data(&mut self, body: &[u8]) -> Reply {
+        self.cmd_code("DATA", 354).await;
+        self.send(body).await;
+        self.reply().await
+    }
+
+    /// A whole transaction, one command at a time: MAIL FROM, RCPT TO (each must get 250), then
+    /// [`Conn::data`]; returns the reply to the end of data, whatever it is.
+    pub async fn deliver(&mut self, from: &str, rcpt: &str, body: &[u8]) -> Reply {
+        self.mail_rcpt(from, rcpt).await.assert_code(250);
+        self.data(body).await
     }
 
     /// Sends QUIT, expects `221 2.0.0` and the end of the stream.
     pub async fn quit(&mut self) {
         self.cmd("QUIT", 221, "2.0.0").await;
         self.expect_closed().await;
+    }
+
+    /// Sends QUIT, expects a 221 (whatever its status: flavors differ) and the end of the
+    /// stream.
+    pub async fn quit_221(&mut self) {
+        self.cmd_code("QUIT", 221).await;
+        self.expect_closed().await;
+    }
+
+    /// After `last`, the reply a test stops at: the end of the stream after a 421 (RFC 5321
+    /// §3.8), else QUIT as in [`Conn::quit_221`], so that no stray reply goes unnoticed.
+    pub async fn finish(&mut self, last: &Reply) {
+        if last.code == 421 {
+            self.expect_closed().await;
+        } else {
+            self.quit_221().await;
+        }
     }
 }
 
@@ -467,15 +698,22 @@ pub async fn transaction_on<S: AsyncRead + AsyncWrite + Unpin>(
     tag: &str,
 ) -> String {
     conn.ehlo("client.example").await;
-    conn.cmd(&format!("MAIL FROM:<{tag}@client.example>"), 250, "2.1.0")
+    conn.begin_data(&format!("{tag}@client.example"), "bob@failmail.test")
         .await;
-    conn.cmd("RCPT TO:<bob@failmail.test>", 250, "2.1.5").await;
-    conn.cmd("DATA", 354, "").await;
     conn.send(format!("Subject: {tag}\r\n\r\nserved normally\r\n.\r\n"))
         .await;
     let id = queue_id(&conn.reply().await);
     conn.quit().await;
     id
+}
+
+/// One new connection to a scenario server: EHLO, MAIL FROM `from`, RCPT TO `rcpt`; returns the
+/// RCPT reply (how the scenario's recipient rules answer), after QUIT or, for a 421, the close.
+pub async fn rcpt_reply(addr: SocketAddr, from: &str, rcpt: &str) -> Reply {
+    let mut conn = PlainConn::ready(addr).await;
+    let reply = conn.mail_rcpt(from, rcpt).await;
+    conn.finish(&reply).await;
+    reply
 }
 
 /// Checks a reply to EHLO: multi-line 250, host name first, the core extensions announced.
