@@ -64,6 +64,18 @@ impl MessageStore {
         }
     }
 
+    /// Whether messages are kept at all (a capacity of 0 keeps none, for load tests).
+    pub fn keeps(&self) -> bool {
+        self.capacity > 0
+    }
+
+    /// Gives an id to a message that is not kept at all (capacity 0), counted as dropped like
+    /// one pushed out of the ring, without the message being copied first.
+    pub fn pass_over(&self) -> u64 {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Keeps a message, dropping the oldest ones past the bounds; returns its id.
     pub fn push(&self, message: Message) -> u64 {
         if self.capacity == 0 {

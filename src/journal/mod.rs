@@ -124,6 +124,18 @@ impl Journal {
         &self.metrics
     }
 
+    /// Whether an accepted message's content is needed at all: kept in memory, written to the
+    /// Maildir, or named in an event. When not (a load test's `--no-store`), the server does
+    /// not even copy it, and [`Journal::pass_over`] counts it.
+    pub fn wants_messages(&self) -> bool {
+        self.messages.keeps() || self.maildir.is_some() || self.events.is_some()
+    }
+
+    /// Counts an accepted message that nothing keeps; returns its id.
+    pub fn pass_over(&self) -> u64 {
+        self.messages.pass_over()
+    }
+
     /// Stores an accepted message (on disk first, when a Maildir is set); called before the 250
     /// is sent, so that a message the client saw accepted is never lost. Returns its id.
     pub async fn deliver(&self, message: Message) -> Result<u64, DeliveryError> {

@@ -20,7 +20,7 @@ use crate::journal::EventKind;
 use crate::limits::connections::ConnectionSlot;
 use crate::smtp::policy::{Connected, Phase, SessionPolicy};
 use crate::smtp::reply::{fixed, Reply};
-use crate::smtp::session::{Message, Session, Step, StoreFailed, Trace, Waiting};
+use crate::smtp::session::{Session, Step, StoreFailed, Trace, Waiting};
 
 /// Read buffer growth step; a session never buffers more than one such read plus one line.
 const READ_CHUNK: usize = 16 * 1024;
@@ -37,7 +37,7 @@ struct Connection {
     input: BytesMut,
     output: BytesMut,
     shared: Arc<Shared>,
-    shutdown: watch::Receiver<ShutdownState>,
+    shutdown: ShutdownWatch,
     /// Journal events of one step, gathered to be recorded under one lock (reused).
     events: Vec<EventKind>,
     /// When the batch whose replies are pending was read (for the latency histogram).
@@ -52,6 +52,46 @@ struct Connection {
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     /// Where `timer` is set.
     timer_at: tokio::time::Instant,
+}
+
+/// The server's shutdown as one connection sees it: the state now, and a wait for its next
+/// change made once and kept across reads (a fresh `changed()` future per read registers and
+/// unregisters a waiter each time, on the hot path).
+struct ShutdownWatch {
+    state: watch::Receiver<ShutdownState>,
+    next: std::pin::Pin<Box<dyn std::future::Future<Output = ShutdownState> + Send + Sync>>,
+}
+
+impl ShutdownWatch {
+    fn new(state: watch::Receiver<ShutdownState>) -> Self {
+        let next = Self::wait(state.clone());
+        Self { state, next }
+    }
+
+    fn wait(
+        mut state: watch::Receiver<ShutdownState>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ShutdownState> + Send + Sync>> {
+        Box::pin(async move {
+            match state.changed().await {
+                Ok(()) => *state.borrow(),
+                Err(_) => ShutdownState::Force,
+            }
+        })
+    }
+
+    /// The state now.
+    fn now(&self) -> ShutdownState {
+        *self.state.borrow()
+    }
+
+    /// The next state the server moves to (cancel-safe: the wait is kept if this is dropped).
+    async fn changed(&mut self) -> ShutdownState {
+        let state = (&mut self.next).await;
+        // Seen: the next wait starts from here.
+        self.state.borrow_and_update();
+        self.next = Self::wait(self.state.clone());
+        state
+    }
 }
 
 /// A deadline that never comes (about 30 years on; tokio's timer does not take `Instant::MAX`).
@@ -102,7 +142,7 @@ async fn run(
         input: BytesMut::with_capacity(1024),
         output: BytesMut::with_capacity(1024),
         shared: shared.clone(),
-        shutdown,
+        shutdown: ShutdownWatch::new(shutdown),
         events: Vec::new(),
         read_at: None,
         command_deadline: None,
@@ -178,7 +218,7 @@ impl Connection {
             self.carry_trace();
             match step {
                 Step::Decide(phase) => self.decide(io, phase).await?,
-                Step::Store(message) => self.store(message).await,
+                Step::Store => self.store().await,
                 Step::StartTls => {
                     self.flush(io).await?;
                     return Ok(Outcome::StartTls);
@@ -209,8 +249,7 @@ impl Connection {
             if !self.session.in_transaction() {
                 self.policy.transaction_over().await;
             }
-            let state = *self.shutdown.borrow();
-            if state != ShutdownState::Running {
+            if self.shutdown.now() != ShutdownState::Running {
                 // New commands get 421; a message being received may finish.
                 self.session.begin_shutdown();
                 if !self.session.in_message() {
@@ -245,8 +284,7 @@ impl Connection {
                     debug!(?timeout, "timeout");
                     return self.close_with(io, &fixed::TIMEOUT).await.map(Some);
                 }
-                changed = self.shutdown.changed() => {
-                    let state = if changed.is_ok() { *self.shutdown.borrow() } else { ShutdownState::Force };
+                state = self.shutdown.changed() => {
                     if state == ShutdownState::Force || !self.session.in_message() {
                         return self.close_with(io, &fixed::SHUTTING_DOWN).await.map(Some);
                     }
@@ -307,9 +345,20 @@ impl Connection {
 
     /// Stores a message the session handed over, then lets the session answer (250, or 451
     /// when it could not be stored), and the policy count it.
-    async fn store(&mut self, message: Message) {
-        let (queue_id, size) = (message.queue_id.clone(), message.data.len());
+    async fn store(&mut self) {
         let journal = self.shared.journal.clone();
+        let size = self.session.message_size();
+        if !journal.wants_messages() {
+            // Nothing keeps it: not even copied.
+            journal.pass_over();
+            journal.metrics().message_accepted(size);
+            self.policy.accepted(&self.session.view()).await;
+            return self.session.stored(Ok(()), &mut self.output);
+        }
+        let Some(message) = self.session.message_to_store() else {
+            return self.session.stored(Ok(()), &mut self.output);
+        };
+        let queue_id = message.queue_id.clone();
         let result = match journal.deliver(message).await {
             Ok(message_id) => {
                 journal.metrics().message_accepted(size);

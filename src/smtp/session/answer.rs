@@ -48,6 +48,22 @@ impl Session {
         self.credentials = None;
     }
 
+    /// The message [`Step::Store`] asks to store, with its envelope (`None` if it was taken
+    /// already). It is built only when taken: a caller that keeps nothing (a load test) skips
+    /// the copy and goes straight to [`Session::stored`].
+    pub fn message_to_store(&mut self) -> Option<Message> {
+        let storing = self.storing.as_mut()?;
+        if std::mem::replace(&mut storing.taken, true) {
+            return None;
+        }
+        Some(self.take_message())
+    }
+
+    /// The size in octets of the message [`Step::Store`] asks to store.
+    pub fn message_size(&self) -> usize {
+        self.transaction.body.len()
+    }
+
     /// Ends the [`Step::Store`] of an accepted message: its 250 once it is stored, else
     /// `451 4.3.0`; either way the transaction is over.
     pub fn stored(&mut self, result: Result<(), StoreFailed>, out: &mut BytesMut) {
@@ -123,7 +139,8 @@ impl Session {
             }
             Pending::DataEnd => {
                 self.storing = Some(Storing {
-                    message: Some(self.take_message()),
+                    taken: false,
+                    handed: false,
                     reply: custom,
                     decided: self.deciding.take().expect("set while answering"),
                 });

@@ -26,8 +26,11 @@ pub fn run(
                 let decision = decide(phase, &session.view());
                 session.answer(decision, out);
             }
-            Step::Store(message) => {
-                let result = store(message);
+            Step::Store => {
+                let result = match session.message_to_store() {
+                    Some(message) => store(message),
+                    None => Ok(()),
+                };
                 session.stored(result, out);
             }
             done @ (Step::NeedInput | Step::StartTls | Step::Close) => return done,

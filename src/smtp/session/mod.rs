@@ -93,7 +93,10 @@ impl Pending {
 /// (the policy's wording, else the flavor's queued reply) and who decided it.
 #[derive(Debug)]
 struct Storing {
-    message: Option<Message>,
+    /// Whether the message was taken (it is built only then, from the transaction).
+    taken: bool,
+    /// Whether [`Step::Store`] was returned already.
+    handed: bool,
     reply: Option<Reply>,
     decided: Decided,
 }
@@ -278,7 +281,8 @@ impl Session {
     fn step_once(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Option<Step> {
         if let Some(storing) = &mut self.storing {
             // Until `stored` is called nothing more is read: the next reply is this message's.
-            return Some(storing.message.take().map_or(Step::NeedInput, Step::Store));
+            let handed = std::mem::replace(&mut storing.handed, true);
+            return Some(if handed { Step::NeedInput } else { Step::Store });
         }
         if let Some(pending) = self.pending {
             return Some(Step::Decide(pending.phase()));

@@ -2,12 +2,11 @@
 //! ([`Trace`]), so that the journal, the metrics and the attempt history read fields instead of
 //! parsing the reply bytes back.
 
-use super::config::Message;
 use crate::smtp::policy::{Decision, Phase};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 
 /// What the caller must do next.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// Write the output, then read more input.
     NeedInput,
@@ -15,12 +14,14 @@ pub enum Step {
     ///
     /// [`Session::answer`]: super::Session::answer
     Decide(Phase),
-    /// The policy accepted this message at the end of data: store it, then call
-    /// [`Session::stored`] with the result. The 250 is written only then, so that a message
-    /// the client saw accepted is never lost.
+    /// The policy accepted the message at the end of data: take it with
+    /// [`Session::message_to_store`], store it, then call [`Session::stored`] with the result.
+    /// The 250 is written only then, so that a message the client saw accepted is never lost.
+    /// (The message stays in the session until taken, so that every step stays small to move.)
     ///
+    /// [`Session::message_to_store`]: super::Session::message_to_store
     /// [`Session::stored`]: super::Session::stored
-    Store(Message),
+    Store,
     /// Write the output, then run the TLS handshake and call [`Session::tls_established`]. The
     /// session has already discarded any input that followed the STARTTLS command.
     ///
