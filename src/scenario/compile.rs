@@ -1,14 +1,14 @@
 //! Turns a scenario file into a checked, compiled [`Scenario`], or a [`ScenarioError`] that names
 //! the file, line and column and gives a hint.
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::catalog::{parse_phase, Catalog, Entry};
+use super::catalog::{parse_phase, Catalog};
+use super::error::closest_name;
 use super::file::{
     GreylistSection, LimitFile, LimitsSection, RuleFile, ScenarioFile, ServerSection,
 };
@@ -16,205 +16,17 @@ use super::flavor::Flavor;
 use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
 use super::phase_codes;
+use super::rule::{catalog_reply, Action, Matchers, Outcome, ReplySpec, Rule};
+use super::settings::{GreylistSettings, LimitSettings, ServerSettings};
 use crate::clock::parse_duration;
 use crate::limits::{Count, LimitOverrides, Window};
 use crate::smtp::policy::{Phase, SessionView};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::AuthPolicy;
 
-/// A scenario that could not be loaded, with where and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScenarioError {
-    /// The file name (or `<inline>`).
-    pub origin: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column (in characters).
-    pub column: usize,
-    /// What is wrong.
-    pub message: String,
-    /// How to fix it.
-    pub hint: Option<String>,
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.origin, self.line, self.column, self.message
-        )?;
-        if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ScenarioError {}
-
-/// A reply chosen by a rule: a catalog entry in a flavor, or an inline reply.
-#[derive(Debug, Clone)]
-pub enum ReplySpec {
-    /// A catalog entry; rendered with the flavor's wording.
-    Catalog {
-        /// The entry.
-        entry: &'static Entry,
-        /// Whose wording.
-        flavor: Flavor,
-    },
-    /// A reply written in the scenario.
-    Inline(Reply),
-}
-
-impl ReplySpec {
-    /// The catalog name, for the journal.
-    pub fn catalog_name(&self) -> Option<&'static str> {
-        match self {
-            ReplySpec::Catalog { entry, .. } => Some(entry.name.as_str()),
-            ReplySpec::Inline(_) => None,
-        }
-    }
-
-    /// The reply code the spec produces.
-    pub fn code(&self) -> u16 {
-        match self {
-            ReplySpec::Catalog { entry, flavor } => entry.variant(*flavor).0.code,
-            ReplySpec::Inline(reply) => reply.code(),
-        }
-    }
-}
-
-/// What a rule (or one step of a sequence) does.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// The normal reply.
-    Accept,
-    /// Close without a reply.
-    Disconnect,
-    /// Never answer.
-    Hang,
-    /// Send this failure.
-    Reply(ReplySpec),
-    /// At data: 354, then this failure as soon as the body starts, then close.
-    Abort(ReplySpec),
-}
-
-/// A rule's action.
-#[derive(Debug, Clone)]
-pub enum Action {
-    /// The same outcome every time.
-    Always(Outcome),
-    /// The n-th attempt of a (client IP, sender, recipient) gets the n-th outcome; the last repeats.
-    Sequence(Vec<Outcome>),
-}
-
-/// Which values a rule looks at.
-#[derive(Debug, Clone, Default)]
-pub struct Matchers {
-    /// Recipient (at rcpt: the one asked about; later: any accepted one).
-    pub rcpt: Option<PatternList>,
-    /// Sender.
-    pub mail_from: Option<PatternList>,
-    /// AUTH identity.
-    pub auth_user: Option<PatternList>,
-    /// EHLO/HELO argument.
-    pub helo: Option<PatternList>,
-    /// Client IP.
-    pub client_ip: Option<Vec<Cidr>>,
-}
-
-/// One compiled rule.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    /// Position in the file, from 0.
-    pub index: u32,
-    /// The rule's label, if any.
-    pub name: Option<String>,
-    /// The line of its `[[rule]]` header.
-    pub line: usize,
-    /// The phase it acts at.
-    pub phase: Phase,
-    /// What it matches.
-    pub matchers: Matchers,
-    /// What it does.
-    pub action: Action,
-    /// The chance it acts.
-    pub probability: Option<f64>,
-    /// How many times it acts in all.
-    pub times: Option<u64>,
-    /// Wait before answering.
-    pub delay: Option<Duration>,
-}
-
-/// `[limits]`, checked.
-#[derive(Debug, Clone)]
-pub struct LimitSettings {
-    /// Per account.
-    pub per_account: Option<Window>,
-    /// Per client IP.
-    pub per_ip: Option<Window>,
-    /// Open connections per IP.
-    pub connections_per_ip: Option<u32>,
-    /// Messages per connection.
-    pub messages_per_connection: Option<u32>,
-    /// The refusal.
-    pub reply: ReplySpec,
-    /// What counts.
-    pub count: Count,
-    /// Where it is checked: mail or rcpt.
-    pub check_at: Phase,
-    /// IPv6 grouping prefix.
-    pub ipv6_prefix: u8,
-}
-
-impl LimitSettings {
-    /// No limit set yet, refusals with the flavor's `rate_limited`, checked at MAIL.
-    pub fn new(flavor: Flavor) -> Self {
-        Self {
-            per_account: None,
-            per_ip: None,
-            connections_per_ip: None,
-            messages_per_connection: None,
-            reply: catalog_reply("rate_limited", flavor),
-            count: Count::Messages,
-            check_at: Phase::Mail,
-            ipv6_prefix: 128,
-        }
-    }
-}
-
-/// `[greylisting]`, checked.
-#[derive(Debug, Clone)]
-pub struct GreylistSettings {
-    /// Minimum wait before a retry passes.
-    pub delay: Duration,
-    /// How long a first attempt is remembered.
-    pub retry_window: Duration,
-    /// The refusal.
-    pub reply: ReplySpec,
-    /// Only these recipients (all when absent).
-    pub rcpt: Option<PatternList>,
-}
-
-/// `[server]`, checked. `None` fields keep the command line's value.
-#[derive(Debug, Clone, Default)]
-pub struct ServerSettings {
-    /// Host name.
-    pub hostname: Option<String>,
-    /// Greeting text.
-    pub greeting: Option<String>,
-    /// Default flavor.
-    pub flavor: Flavor,
-    /// Size limit.
-    pub max_message_size: Option<u64>,
-    /// Recipient limit.
-    pub max_recipients: Option<usize>,
-    /// AUTH policy.
-    pub auth: Option<AuthPolicy>,
-    /// Magic addresses on or off.
-    pub magic_addresses: bool,
-}
+/// The error [`Scenario::parse`] returns, re-exported beside it so that callers of the compiler
+/// can name it from here; its home is [`super::error`].
+pub use super::error::ScenarioError;
 
 /// A loaded scenario, ready to evaluate.
 #[derive(Debug, Clone, Default)]
@@ -914,45 +726,6 @@ impl Context<'_> {
             _ => Err(bad()),
         }
     }
-}
-
-fn catalog_reply(name: &str, flavor: Flavor) -> ReplySpec {
-    ReplySpec::Catalog {
-        entry: Catalog::builtin().get(name).expect("built-in catalog name"),
-        flavor,
-    }
-}
-
-/// "did you mean …?" for a misspelt catalog name.
-fn closest_name(name: &str) -> String {
-    let best = Catalog::builtin()
-        .entries()
-        .iter()
-        .map(|e| (edit_distance(name, &e.name), e.name.as_str()))
-        .min();
-    match best {
-        Some((distance, best)) if distance <= 3 => format!("did you mean {best:?}?"),
-        _ => "no catalog entry is close".to_owned(),
-    }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let current = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                previous
-            } else {
-                1 + previous.min(row[j]).min(row[j + 1])
-            };
-            previous = current;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
