@@ -379,7 +379,27 @@ impl Context<'_> {
             Some(name) => self.flavor(name)?,
             None => server_flavor,
         };
-        let matchers = Matchers {
+        let matchers = self.matchers(&rule)?;
+        let phase = self.rule_phase(&rule, span.clone())?;
+        let action = self.action(&rule, phase, flavor, span)?;
+        let probability = self.probability(rule.probability.as_ref())?;
+        let times = self.times(rule.times.as_ref())?;
+        Ok(Rule {
+            index,
+            name: rule.name.clone(),
+            line: header.line,
+            phase,
+            matchers,
+            action,
+            probability,
+            times,
+            delay: rule.delay.as_ref().map(|d| self.duration(d)).transpose()?,
+        })
+    }
+
+    /// The rule's patterns and CIDR blocks, compiled.
+    fn matchers(&self, rule: &RuleFile) -> Result<Matchers, ScenarioError> {
+        Ok(Matchers {
             rcpt: rule.rcpt.as_ref().map(|v| self.patterns(v)).transpose()?,
             mail_from: rule
                 .mail_from
@@ -393,84 +413,77 @@ impl Context<'_> {
                 .transpose()?,
             helo: rule.helo.as_ref().map(|v| self.patterns(v)).transpose()?,
             client_ip: rule.client_ip.as_ref().map(|v| self.cidrs(v)).transpose()?,
-        };
-        // The latest phase at which every matched value is known.
-        let matcher_phase = [
-            (rule.client_ip.is_some(), Phase::Connect),
-            (rule.helo.is_some(), Phase::Ehlo),
-            (rule.auth_user.is_some(), Phase::Auth),
-            (rule.mail_from.is_some(), Phase::Mail),
-            (rule.rcpt.is_some(), Phase::Rcpt),
-        ]
-        .into_iter()
-        .filter(|(present, _)| *present)
-        .map(|(_, phase)| phase)
-        .max();
-        let natural_phase = self.natural_phase(&rule);
-        let phase = match &rule.at {
-            Some(at) => {
-                let phase = parse_phase(at.get_ref()).ok_or_else(|| {
-                    self.error(
-                        at.span(),
-                        format!("unknown phase {:?}", at.get_ref()),
-                        Some("phases: connect, ehlo, auth, mail, rcpt, data, data_end"),
-                    )
-                })?;
-                if let Some(needed) = matcher_phase.filter(|needed| *needed > phase) {
-                    return Err(self.error(
-                        at.span(),
-                        format!("this rule matches on a value only known from {needed} on, but acts at {phase}"),
-                        Some("act at a later phase, or match on values known earlier"),
-                    ));
-                }
-                phase
-            }
-            None => match (matcher_phase, natural_phase) {
-                (Some(a), Some(b)) => a.max(b),
-                (Some(a), None) | (None, Some(a)) => a,
-                (None, None) => {
-                    return Err(self.error(
-                        span,
-                        "cannot tell at which phase this rule acts",
-                        Some("add at = \"connect\" (or ehlo, auth, mail, rcpt, data, data_end)"),
-                    ))
-                }
-            },
-        };
-        let action = self.action(&rule, phase, flavor, span.clone())?;
-        let probability = match &rule.probability {
-            Some(p) if !(*p.get_ref() > 0.0 && *p.get_ref() <= 1.0) => {
-                return Err(self.error(
-                    p.span(),
-                    "probability must be in (0, 1]",
-                    Some("e.g. probability = 0.3"),
-                ))
-            }
-            Some(p) => Some(*p.get_ref()),
-            None => None,
-        };
-        let times = match &rule.times {
-            Some(t) if *t.get_ref() == 0 => {
-                return Err(self.error(
-                    t.span(),
-                    "times must be at least 1",
-                    Some("remove the rule to turn it off"),
-                ))
-            }
-            Some(t) => Some(*t.get_ref()),
-            None => None,
-        };
-        Ok(Rule {
-            index,
-            name: rule.name.clone(),
-            line: header.line,
-            phase,
-            matchers,
-            action,
-            probability,
-            times,
-            delay: rule.delay.as_ref().map(|d| self.duration(d)).transpose()?,
         })
+    }
+
+    /// The phase a rule acts at: its `at` if given (no earlier than its matched values are
+    /// known), else the later of the phase its values are known at and its reply's own phase.
+    fn rule_phase(&self, rule: &RuleFile, span: Range<usize>) -> Result<Phase, ScenarioError> {
+        let matcher_phase = matcher_phase(rule);
+        let natural_phase = self.natural_phase(rule);
+        match &rule.at {
+            Some(at) => self.explicit_phase(at, matcher_phase),
+            None => match (matcher_phase, natural_phase) {
+                (Some(a), Some(b)) => Ok(a.max(b)),
+                (Some(a), None) | (None, Some(a)) => Ok(a),
+                (None, None) => Err(self.error(
+                    span,
+                    "cannot tell at which phase this rule acts",
+                    Some("add at = \"connect\" (or ehlo, auth, mail, rcpt, data, data_end)"),
+                )),
+            },
+        }
+    }
+
+    /// A rule's `at`, refused when the rule matches on a value not yet known there.
+    fn explicit_phase(
+        &self,
+        at: &Spanned<String>,
+        matcher_phase: Option<Phase>,
+    ) -> Result<Phase, ScenarioError> {
+        let phase = parse_phase(at.get_ref()).ok_or_else(|| {
+            self.error(
+                at.span(),
+                format!("unknown phase {:?}", at.get_ref()),
+                Some("phases: connect, ehlo, auth, mail, rcpt, data, data_end"),
+            )
+        })?;
+        if let Some(needed) = matcher_phase.filter(|needed| *needed > phase) {
+            return Err(self.error(
+                at.span(),
+                format!(
+                    "this rule matches on a value only known from {needed} on, but acts at {phase}"
+                ),
+                Some("act at a later phase, or match on values known earlier"),
+            ));
+        }
+        Ok(phase)
+    }
+
+    /// A rule's `probability`, which must be in (0, 1].
+    fn probability(&self, value: Option<&Spanned<f64>>) -> Result<Option<f64>, ScenarioError> {
+        match value {
+            Some(p) if !(*p.get_ref() > 0.0 && *p.get_ref() <= 1.0) => Err(self.error(
+                p.span(),
+                "probability must be in (0, 1]",
+                Some("e.g. probability = 0.3"),
+            )),
+            Some(p) => Ok(Some(*p.get_ref())),
+            None => Ok(None),
+        }
+    }
+
+    /// A rule's `times`, which must be at least 1.
+    fn times(&self, value: Option<&Spanned<u64>>) -> Result<Option<u64>, ScenarioError> {
+        match value {
+            Some(t) if *t.get_ref() == 0 => Err(self.error(
+                t.span(),
+                "times must be at least 1",
+                Some("remove the rule to turn it off"),
+            )),
+            Some(t) => Ok(Some(*t.get_ref())),
+            None => Ok(None),
+        }
     }
 
     /// The phase where the rule's catalog reply naturally happens, if it names one.
@@ -726,6 +739,21 @@ impl Context<'_> {
             _ => Err(bad()),
         }
     }
+}
+
+/// The latest phase at which every value the rule matches on is known.
+fn matcher_phase(rule: &RuleFile) -> Option<Phase> {
+    [
+        (rule.client_ip.is_some(), Phase::Connect),
+        (rule.helo.is_some(), Phase::Ehlo),
+        (rule.auth_user.is_some(), Phase::Auth),
+        (rule.mail_from.is_some(), Phase::Mail),
+        (rule.rcpt.is_some(), Phase::Rcpt),
+    ]
+    .into_iter()
+    .filter(|(present, _)| *present)
+    .map(|(_, phase)| phase)
+    .max()
 }
 
 #[cfg(test)]
