@@ -607,64 +607,7 @@ impl Context<'_> {
                 ReplySpec::Catalog { entry, flavor }
             }
             toml::Value::Table(table) => {
-                for key in table.keys() {
-                    if !["code", "status", "text"].contains(&key.as_str()) {
-                        return Err(self.error(
-                            span.clone(),
-                            format!("unknown key {key:?} in an inline reply"),
-                            Some("an inline reply is { code = 550, status = \"5.1.1\", text = \"…\" }"),
-                        ));
-                    }
-                }
-                let code = table
-                    .get("code")
-                    .and_then(toml::Value::as_integer)
-                    .and_then(|c| u16::try_from(c).ok())
-                    .ok_or_else(|| {
-                        self.error(
-                            span.clone(),
-                            "an inline reply needs code = <number>",
-                            Some("e.g. code = 550"),
-                        )
-                    })?;
-                self.check_code(code, phase, span.clone())?;
-                let status = table
-                    .get("status")
-                    .and_then(toml::Value::as_str)
-                    .ok_or_else(|| {
-                        self.error(
-                            span.clone(),
-                            "an inline reply needs status = \"X.Y.Z\"",
-                            Some("every failure carries its enhanced status code (RFC 3463), e.g. status = \"5.1.1\""),
-                        )
-                    })?;
-                let status = EnhancedStatus::parse(status).ok_or_else(|| {
-                    self.error(
-                        span.clone(),
-                        format!("bad enhanced status code {status:?}"),
-                        Some("write class.subject.detail, e.g. 5.7.1"),
-                    )
-                })?;
-                let lines: Vec<String> = match table.get("text") {
-                    Some(toml::Value::String(text)) => vec![text.clone()],
-                    Some(toml::Value::Array(items)) => items
-                        .iter()
-                        .map(|i| i.as_str().map(str::to_owned))
-                        .collect::<Option<_>>()
-                        .ok_or_else(|| {
-                            self.error(span.clone(), "text lines must be strings", None)
-                        })?,
-                    _ => {
-                        return Err(self.error(
-                            span.clone(),
-                            "an inline reply needs text = \"…\" (or a list of lines)",
-                            None,
-                        ))
-                    }
-                };
-                let reply = Reply::new(code, Some(status), &lines)
-                    .map_err(|e| self.error(span.clone(), e.to_string(), None))?;
-                ReplySpec::Inline(reply)
+                ReplySpec::Inline(self.inline_reply(table, phase, span.clone())?)
             }
             _ => {
                 return Err(self.error(
@@ -676,6 +619,85 @@ impl Context<'_> {
         };
         self.check_code(spec.code(), phase, span)?;
         Ok(spec)
+    }
+
+    /// `{ code, status, text }`: a reply written in the scenario, its code checked for the phase.
+    fn inline_reply(
+        &self,
+        table: &toml::Table,
+        phase: Phase,
+        span: Range<usize>,
+    ) -> Result<Reply, ScenarioError> {
+        for key in table.keys() {
+            if !["code", "status", "text"].contains(&key.as_str()) {
+                return Err(self.error(
+                    span.clone(),
+                    format!("unknown key {key:?} in an inline reply"),
+                    Some("an inline reply is { code = 550, status = \"5.1.1\", text = \"…\" }"),
+                ));
+            }
+        }
+        let code = table
+            .get("code")
+            .and_then(toml::Value::as_integer)
+            .and_then(|c| u16::try_from(c).ok())
+            .ok_or_else(|| {
+                self.error(
+                    span.clone(),
+                    "an inline reply needs code = <number>",
+                    Some("e.g. code = 550"),
+                )
+            })?;
+        self.check_code(code, phase, span.clone())?;
+        let status = self.inline_status(table, span.clone())?;
+        let lines = self.inline_text(table, span.clone())?;
+        Reply::new(code, Some(status), &lines).map_err(|e| self.error(span, e.to_string(), None))
+    }
+
+    /// An inline reply's `status`: every failure carries its enhanced status code.
+    fn inline_status(
+        &self,
+        table: &toml::Table,
+        span: Range<usize>,
+    ) -> Result<EnhancedStatus, ScenarioError> {
+        let status = table
+            .get("status")
+            .and_then(toml::Value::as_str)
+            .ok_or_else(|| {
+                self.error(
+                    span.clone(),
+                    "an inline reply needs status = \"X.Y.Z\"",
+                    Some("every failure carries its enhanced status code (RFC 3463), e.g. status = \"5.1.1\""),
+                )
+            })?;
+        EnhancedStatus::parse(status).ok_or_else(|| {
+            self.error(
+                span,
+                format!("bad enhanced status code {status:?}"),
+                Some("write class.subject.detail, e.g. 5.7.1"),
+            )
+        })
+    }
+
+    /// An inline reply's `text`: one line, or a list of lines.
+    fn inline_text(
+        &self,
+        table: &toml::Table,
+        span: Range<usize>,
+    ) -> Result<Vec<String>, ScenarioError> {
+        match table.get("text") {
+            Some(toml::Value::String(text)) => Ok(vec![text.clone()]),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or_else(|| self.error(span, "text lines must be strings", None)),
+            _ => Err(self.error(
+                span,
+                "an inline reply needs text = \"…\" (or a list of lines)",
+                None,
+            )),
+        }
     }
 
     /// A rule's reply must be a failure that fits its phase.
