@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::app::{Addresses, App, AppConfig, RunningApp};
 use crate::journal::{Event, Journal, StoredMessage};
 use crate::limits::Usage;
-use crate::scenario::compile::ScenarioError;
 use crate::scenario::engine::Engine;
+use crate::scenario::error::ScenarioError;
 use crate::scenario::live::Reloader;
 
 /// How long a dropped [`TestServer`] lets messages in progress finish before it closes them.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::error::{json, ApiError};
 use super::ApiState;
-use crate::scenario::compile::ScenarioError;
+use crate::scenario::error::ScenarioError;
 use crate::scenario::live::Reloader;
 
 /// The origin given to scenarios sent with `PUT /api/scenario` (shown in their errors).

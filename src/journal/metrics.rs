@@ -102,47 +102,58 @@ impl Metrics {
 
     /// The Prometheus text exposition (format 0.0.4). `extra` adds gauges from elsewhere.
     pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
-        let mut counter = |name: &str, help: &str, value: u64, kind: &str| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        counter(
-            "failmail_sessions_total",
-            "SMTP sessions started.",
-            get(&self.sessions),
-            "counter",
-        );
-        counter(
-            "failmail_sessions_open",
-            "SMTP sessions open now.",
-            get(&self.open_sessions),
-            "gauge",
-        );
-        counter(
-            "failmail_messages_total",
-            "Messages accepted.",
-            get(&self.messages),
-            "counter",
-        );
-        counter(
-            "failmail_message_bytes_total",
-            "Octets of accepted messages.",
-            get(&self.message_bytes),
-            "counter",
-        );
-        counter(
-            "failmail_limit_refusals_total",
-            "Refusals by rate or connection limits.",
-            get(&self.limit_refusals),
-            "counter",
-        );
-        for (name, help, value) in extra {
-            counter(name, help, *value, "counter");
+        self.render_totals(&mut out, extra);
+        self.render_tls(&mut out);
+        self.render_replies(&mut out);
+        self.render_latency(&mut out);
+        out
+    }
+
+    /// The single-value metrics: sessions, messages, limit refusals, then `extra`.
+    fn render_totals(&self, out: &mut String, extra: &[(&str, &str, u64)]) {
+        let totals = [
+            (
+                "failmail_sessions_total",
+                "SMTP sessions started.",
+                &self.sessions,
+                "counter",
+            ),
+            (
+                "failmail_sessions_open",
+                "SMTP sessions open now.",
+                &self.open_sessions,
+                "gauge",
+            ),
+            (
+                "failmail_messages_total",
+                "Messages accepted.",
+                &self.messages,
+                "counter",
+            ),
+            (
+                "failmail_message_bytes_total",
+                "Octets of accepted messages.",
+                &self.message_bytes,
+                "counter",
+            ),
+            (
+                "failmail_limit_refusals_total",
+                "Refusals by rate or connection limits.",
+                &self.limit_refusals,
+                "counter",
+            ),
+        ];
+        for (name, help, value, kind) in totals {
+            single(out, name, help, get(value), kind);
         }
+        for (name, help, value) in extra {
+            single(out, name, help, *value, "counter");
+        }
+    }
+
+    /// TLS handshakes, by result.
+    fn render_tls(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP failmail_tls_handshakes_total TLS handshakes by result.\n# TYPE failmail_tls_handshakes_total counter");
         let _ = writeln!(
             out,
@@ -154,6 +165,10 @@ impl Metrics {
             "failmail_tls_handshakes_total{{result=\"error\"}} {}",
             get(&self.tls_failed)
         );
+    }
+
+    /// Replies by code and class; codes never sent are left out.
+    fn render_replies(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP failmail_replies_total SMTP replies sent, by code and class.\n# TYPE failmail_replies_total counter");
         for (code, value) in self.replies.iter().enumerate() {
             let value = get(value);
@@ -165,6 +180,10 @@ impl Metrics {
                 );
             }
         }
+    }
+
+    /// The reply latency histogram: cumulative buckets, sum and count.
+    fn render_latency(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP failmail_reply_latency_seconds Time from reading commands to writing their replies.\n# TYPE failmail_reply_latency_seconds histogram");
         let mut cumulative = 0;
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
@@ -185,8 +204,20 @@ impl Metrics {
             get(&self.latency_sum_ns) as f64 / 1e9
         );
         let _ = writeln!(out, "failmail_reply_latency_seconds_count {count}");
-        out
     }
+}
+
+/// A counter's current value, for rendering.
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// One metric with a single value: its HELP and TYPE lines, then the value.
+fn single(out: &mut String, name: &str, help: &str, value: u64, kind: &str) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 #[cfg(test)]

@@ -1,14 +1,14 @@
 //! Turns a scenario file into a checked, compiled [`Scenario`], or a [`ScenarioError`] that names
 //! the file, line and column and gives a hint.
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::catalog::{parse_phase, Catalog, Entry};
+use super::catalog::{parse_phase, Catalog};
+use super::error::closest_name;
 use super::file::{
     GreylistSection, LimitFile, LimitsSection, RuleFile, ScenarioFile, ServerSection,
 };
@@ -16,205 +16,17 @@ use super::flavor::Flavor;
 use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
 use super::phase_codes;
+use super::rule::{catalog_reply, Action, Matchers, Outcome, ReplySpec, Rule};
+use super::settings::{GreylistSettings, LimitSettings, ServerSettings};
 use crate::clock::parse_duration;
 use crate::limits::{Count, LimitOverrides, Window};
 use crate::smtp::policy::{Phase, SessionView};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::AuthPolicy;
 
-/// A scenario that could not be loaded, with where and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScenarioError {
-    /// The file name (or `<inline>`).
-    pub origin: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column (in characters).
-    pub column: usize,
-    /// What is wrong.
-    pub message: String,
-    /// How to fix it.
-    pub hint: Option<String>,
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.origin, self.line, self.column, self.message
-        )?;
-        if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ScenarioError {}
-
-/// A reply chosen by a rule: a catalog entry in a flavor, or an inline reply.
-#[derive(Debug, Clone)]
-pub enum ReplySpec {
-    /// A catalog entry; rendered with the flavor's wording.
-    Catalog {
-        /// The entry.
-        entry: &'static Entry,
-        /// Whose wording.
-        flavor: Flavor,
-    },
-    /// A reply written in the scenario.
-    Inline(Reply),
-}
-
-impl ReplySpec {
-    /// The catalog name, for the journal.
-    pub fn catalog_name(&self) -> Option<&'static str> {
-        match self {
-            ReplySpec::Catalog { entry, .. } => Some(entry.name.as_str()),
-            ReplySpec::Inline(_) => None,
-        }
-    }
-
-    /// The reply code the spec produces.
-    pub fn code(&self) -> u16 {
-        match self {
-            ReplySpec::Catalog { entry, flavor } => entry.variant(*flavor).0.code,
-            ReplySpec::Inline(reply) => reply.code(),
-        }
-    }
-}
-
-/// What a rule (or one step of a sequence) does.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// The normal reply.
-    Accept,
-    /// Close without a reply.
-    Disconnect,
-    /// Never answer.
-    Hang,
-    /// Send this failure.
-    Reply(ReplySpec),
-    /// At data: 354, then this failure as soon as the body starts, then close.
-    Abort(ReplySpec),
-}
-
-/// A rule's action.
-#[derive(Debug, Clone)]
-pub enum Action {
-    /// The same outcome every time.
-    Always(Outcome),
-    /// The n-th attempt of a (client IP, sender, recipient) gets the n-th outcome; the last repeats.
-    Sequence(Vec<Outcome>),
-}
-
-/// Which values a rule looks at.
-#[derive(Debug, Clone, Default)]
-pub struct Matchers {
-    /// Recipient (at rcpt: the one asked about; later: any accepted one).
-    pub rcpt: Option<PatternList>,
-    /// Sender.
-    pub mail_from: Option<PatternList>,
-    /// AUTH identity.
-    pub auth_user: Option<PatternList>,
-    /// EHLO/HELO argument.
-    pub helo: Option<PatternList>,
-    /// Client IP.
-    pub client_ip: Option<Vec<Cidr>>,
-}
-
-/// One compiled rule.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    /// Position in the file, from 0.
-    pub index: u32,
-    /// The rule's label, if any.
-    pub name: Option<String>,
-    /// The line of its `[[rule]]` header.
-    pub line: usize,
-    /// The phase it acts at.
-    pub phase: Phase,
-    /// What it matches.
-    pub matchers: Matchers,
-    /// What it does.
-    pub action: Action,
-    /// The chance it acts.
-    pub probability: Option<f64>,
-    /// How many times it acts in all.
-    pub times: Option<u64>,
-    /// Wait before answering.
-    pub delay: Option<Duration>,
-}
-
-/// `[limits]`, checked.
-#[derive(Debug, Clone)]
-pub struct LimitSettings {
-    /// Per account.
-    pub per_account: Option<Window>,
-    /// Per client IP.
-    pub per_ip: Option<Window>,
-    /// Open connections per IP.
-    pub connections_per_ip: Option<u32>,
-    /// Messages per connection.
-    pub messages_per_connection: Option<u32>,
-    /// The refusal.
-    pub reply: ReplySpec,
-    /// What counts.
-    pub count: Count,
-    /// Where it is checked: mail or rcpt.
-    pub check_at: Phase,
-    /// IPv6 grouping prefix.
-    pub ipv6_prefix: u8,
-}
-
-impl LimitSettings {
-    /// No limit set yet, refusals with the flavor's `rate_limited`, checked at MAIL.
-    pub fn new(flavor: Flavor) -> Self {
-        Self {
-            per_account: None,
-            per_ip: None,
-            connections_per_ip: None,
-            messages_per_connection: None,
-            reply: catalog_reply("rate_limited", flavor),
-            count: Count::Messages,
-            check_at: Phase::Mail,
-            ipv6_prefix: 128,
-        }
-    }
-}
-
-/// `[greylisting]`, checked.
-#[derive(Debug, Clone)]
-pub struct GreylistSettings {
-    /// Minimum wait before a retry passes.
-    pub delay: Duration,
-    /// How long a first attempt is remembered.
-    pub retry_window: Duration,
-    /// The refusal.
-    pub reply: ReplySpec,
-    /// Only these recipients (all when absent).
-    pub rcpt: Option<PatternList>,
-}
-
-/// `[server]`, checked. `None` fields keep the command line's value.
-#[derive(Debug, Clone, Default)]
-pub struct ServerSettings {
-    /// Host name.
-    pub hostname: Option<String>,
-    /// Greeting text.
-    pub greeting: Option<String>,
-    /// Default flavor.
-    pub flavor: Flavor,
-    /// Size limit.
-    pub max_message_size: Option<u64>,
-    /// Recipient limit.
-    pub max_recipients: Option<usize>,
-    /// AUTH policy.
-    pub auth: Option<AuthPolicy>,
-    /// Magic addresses on or off.
-    pub magic_addresses: bool,
-}
+/// The error [`Scenario::parse`] returns, re-exported beside it so that callers of the compiler
+/// can name it from here; its home is [`super::error`].
+pub use super::error::ScenarioError;
 
 /// A loaded scenario, ready to evaluate.
 #[derive(Debug, Clone, Default)]
@@ -567,7 +379,27 @@ impl Context<'_> {
             Some(name) => self.flavor(name)?,
             None => server_flavor,
         };
-        let matchers = Matchers {
+        let matchers = self.matchers(&rule)?;
+        let phase = self.rule_phase(&rule, span.clone())?;
+        let action = self.action(&rule, phase, flavor, span)?;
+        let probability = self.probability(rule.probability.as_ref())?;
+        let times = self.times(rule.times.as_ref())?;
+        Ok(Rule {
+            index,
+            name: rule.name.clone(),
+            line: header.line,
+            phase,
+            matchers,
+            action,
+            probability,
+            times,
+            delay: rule.delay.as_ref().map(|d| self.duration(d)).transpose()?,
+        })
+    }
+
+    /// The rule's patterns and CIDR blocks, compiled.
+    fn matchers(&self, rule: &RuleFile) -> Result<Matchers, ScenarioError> {
+        Ok(Matchers {
             rcpt: rule.rcpt.as_ref().map(|v| self.patterns(v)).transpose()?,
             mail_from: rule
                 .mail_from
@@ -581,84 +413,77 @@ impl Context<'_> {
                 .transpose()?,
             helo: rule.helo.as_ref().map(|v| self.patterns(v)).transpose()?,
             client_ip: rule.client_ip.as_ref().map(|v| self.cidrs(v)).transpose()?,
-        };
-        // The latest phase at which every matched value is known.
-        let matcher_phase = [
-            (rule.client_ip.is_some(), Phase::Connect),
-            (rule.helo.is_some(), Phase::Ehlo),
-            (rule.auth_user.is_some(), Phase::Auth),
-            (rule.mail_from.is_some(), Phase::Mail),
-            (rule.rcpt.is_some(), Phase::Rcpt),
-        ]
-        .into_iter()
-        .filter(|(present, _)| *present)
-        .map(|(_, phase)| phase)
-        .max();
-        let natural_phase = self.natural_phase(&rule);
-        let phase = match &rule.at {
-            Some(at) => {
-                let phase = parse_phase(at.get_ref()).ok_or_else(|| {
-                    self.error(
-                        at.span(),
-                        format!("unknown phase {:?}", at.get_ref()),
-                        Some("phases: connect, ehlo, auth, mail, rcpt, data, data_end"),
-                    )
-                })?;
-                if let Some(needed) = matcher_phase.filter(|needed| *needed > phase) {
-                    return Err(self.error(
-                        at.span(),
-                        format!("this rule matches on a value only known from {needed} on, but acts at {phase}"),
-                        Some("act at a later phase, or match on values known earlier"),
-                    ));
-                }
-                phase
-            }
-            None => match (matcher_phase, natural_phase) {
-                (Some(a), Some(b)) => a.max(b),
-                (Some(a), None) | (None, Some(a)) => a,
-                (None, None) => {
-                    return Err(self.error(
-                        span,
-                        "cannot tell at which phase this rule acts",
-                        Some("add at = \"connect\" (or ehlo, auth, mail, rcpt, data, data_end)"),
-                    ))
-                }
-            },
-        };
-        let action = self.action(&rule, phase, flavor, span.clone())?;
-        let probability = match &rule.probability {
-            Some(p) if !(*p.get_ref() > 0.0 && *p.get_ref() <= 1.0) => {
-                return Err(self.error(
-                    p.span(),
-                    "probability must be in (0, 1]",
-                    Some("e.g. probability = 0.3"),
-                ))
-            }
-            Some(p) => Some(*p.get_ref()),
-            None => None,
-        };
-        let times = match &rule.times {
-            Some(t) if *t.get_ref() == 0 => {
-                return Err(self.error(
-                    t.span(),
-                    "times must be at least 1",
-                    Some("remove the rule to turn it off"),
-                ))
-            }
-            Some(t) => Some(*t.get_ref()),
-            None => None,
-        };
-        Ok(Rule {
-            index,
-            name: rule.name.clone(),
-            line: header.line,
-            phase,
-            matchers,
-            action,
-            probability,
-            times,
-            delay: rule.delay.as_ref().map(|d| self.duration(d)).transpose()?,
         })
+    }
+
+    /// The phase a rule acts at: its `at` if given (no earlier than its matched values are
+    /// known), else the later of the phase its values are known at and its reply's own phase.
+    fn rule_phase(&self, rule: &RuleFile, span: Range<usize>) -> Result<Phase, ScenarioError> {
+        let matcher_phase = matcher_phase(rule);
+        let natural_phase = self.natural_phase(rule);
+        match &rule.at {
+            Some(at) => self.explicit_phase(at, matcher_phase),
+            None => match (matcher_phase, natural_phase) {
+                (Some(a), Some(b)) => Ok(a.max(b)),
+                (Some(a), None) | (None, Some(a)) => Ok(a),
+                (None, None) => Err(self.error(
+                    span,
+                    "cannot tell at which phase this rule acts",
+                    Some("add at = \"connect\" (or ehlo, auth, mail, rcpt, data, data_end)"),
+                )),
+            },
+        }
+    }
+
+    /// A rule's `at`, refused when the rule matches on a value not yet known there.
+    fn explicit_phase(
+        &self,
+        at: &Spanned<String>,
+        matcher_phase: Option<Phase>,
+    ) -> Result<Phase, ScenarioError> {
+        let phase = parse_phase(at.get_ref()).ok_or_else(|| {
+            self.error(
+                at.span(),
+                format!("unknown phase {:?}", at.get_ref()),
+                Some("phases: connect, ehlo, auth, mail, rcpt, data, data_end"),
+            )
+        })?;
+        if let Some(needed) = matcher_phase.filter(|needed| *needed > phase) {
+            return Err(self.error(
+                at.span(),
+                format!(
+                    "this rule matches on a value only known from {needed} on, but acts at {phase}"
+                ),
+                Some("act at a later phase, or match on values known earlier"),
+            ));
+        }
+        Ok(phase)
+    }
+
+    /// A rule's `probability`, which must be in (0, 1].
+    fn probability(&self, value: Option<&Spanned<f64>>) -> Result<Option<f64>, ScenarioError> {
+        match value {
+            Some(p) if !(*p.get_ref() > 0.0 && *p.get_ref() <= 1.0) => Err(self.error(
+                p.span(),
+                "probability must be in (0, 1]",
+                Some("e.g. probability = 0.3"),
+            )),
+            Some(p) => Ok(Some(*p.get_ref())),
+            None => Ok(None),
+        }
+    }
+
+    /// A rule's `times`, which must be at least 1.
+    fn times(&self, value: Option<&Spanned<u64>>) -> Result<Option<u64>, ScenarioError> {
+        match value {
+            Some(t) if *t.get_ref() == 0 => Err(self.error(
+                t.span(),
+                "times must be at least 1",
+                Some("remove the rule to turn it off"),
+            )),
+            Some(t) => Ok(Some(*t.get_ref())),
+            None => Ok(None),
+        }
     }
 
     /// The phase where the rule's catalog reply naturally happens, if it names one.
@@ -782,64 +607,7 @@ impl Context<'_> {
                 ReplySpec::Catalog { entry, flavor }
             }
             toml::Value::Table(table) => {
-                for key in table.keys() {
-                    if !["code", "status", "text"].contains(&key.as_str()) {
-                        return Err(self.error(
-                            span.clone(),
-                            format!("unknown key {key:?} in an inline reply"),
-                            Some("an inline reply is { code = 550, status = \"5.1.1\", text = \"…\" }"),
-                        ));
-                    }
-                }
-                let code = table
-                    .get("code")
-                    .and_then(toml::Value::as_integer)
-                    .and_then(|c| u16::try_from(c).ok())
-                    .ok_or_else(|| {
-                        self.error(
-                            span.clone(),
-                            "an inline reply needs code = <number>",
-                            Some("e.g. code = 550"),
-                        )
-                    })?;
-                self.check_code(code, phase, span.clone())?;
-                let status = table
-                    .get("status")
-                    .and_then(toml::Value::as_str)
-                    .ok_or_else(|| {
-                        self.error(
-                            span.clone(),
-                            "an inline reply needs status = \"X.Y.Z\"",
-                            Some("every failure carries its enhanced status code (RFC 3463), e.g. status = \"5.1.1\""),
-                        )
-                    })?;
-                let status = EnhancedStatus::parse(status).ok_or_else(|| {
-                    self.error(
-                        span.clone(),
-                        format!("bad enhanced status code {status:?}"),
-                        Some("write class.subject.detail, e.g. 5.7.1"),
-                    )
-                })?;
-                let lines: Vec<String> = match table.get("text") {
-                    Some(toml::Value::String(text)) => vec![text.clone()],
-                    Some(toml::Value::Array(items)) => items
-                        .iter()
-                        .map(|i| i.as_str().map(str::to_owned))
-                        .collect::<Option<_>>()
-                        .ok_or_else(|| {
-                            self.error(span.clone(), "text lines must be strings", None)
-                        })?,
-                    _ => {
-                        return Err(self.error(
-                            span.clone(),
-                            "an inline reply needs text = \"…\" (or a list of lines)",
-                            None,
-                        ))
-                    }
-                };
-                let reply = Reply::new(code, Some(status), &lines)
-                    .map_err(|e| self.error(span.clone(), e.to_string(), None))?;
-                ReplySpec::Inline(reply)
+                ReplySpec::Inline(self.inline_reply(table, phase, span.clone())?)
             }
             _ => {
                 return Err(self.error(
@@ -851,6 +619,85 @@ impl Context<'_> {
         };
         self.check_code(spec.code(), phase, span)?;
         Ok(spec)
+    }
+
+    /// `{ code, status, text }`: a reply written in the scenario, its code checked for the phase.
+    fn inline_reply(
+        &self,
+        table: &toml::Table,
+        phase: Phase,
+        span: Range<usize>,
+    ) -> Result<Reply, ScenarioError> {
+        for key in table.keys() {
+            if !["code", "status", "text"].contains(&key.as_str()) {
+                return Err(self.error(
+                    span.clone(),
+                    format!("unknown key {key:?} in an inline reply"),
+                    Some("an inline reply is { code = 550, status = \"5.1.1\", text = \"…\" }"),
+                ));
+            }
+        }
+        let code = table
+            .get("code")
+            .and_then(toml::Value::as_integer)
+            .and_then(|c| u16::try_from(c).ok())
+            .ok_or_else(|| {
+                self.error(
+                    span.clone(),
+                    "an inline reply needs code = <number>",
+                    Some("e.g. code = 550"),
+                )
+            })?;
+        self.check_code(code, phase, span.clone())?;
+        let status = self.inline_status(table, span.clone())?;
+        let lines = self.inline_text(table, span.clone())?;
+        Reply::new(code, Some(status), &lines).map_err(|e| self.error(span, e.to_string(), None))
+    }
+
+    /// An inline reply's `status`: every failure carries its enhanced status code.
+    fn inline_status(
+        &self,
+        table: &toml::Table,
+        span: Range<usize>,
+    ) -> Result<EnhancedStatus, ScenarioError> {
+        let status = table
+            .get("status")
+            .and_then(toml::Value::as_str)
+            .ok_or_else(|| {
+                self.error(
+                    span.clone(),
+                    "an inline reply needs status = \"X.Y.Z\"",
+                    Some("every failure carries its enhanced status code (RFC 3463), e.g. status = \"5.1.1\""),
+                )
+            })?;
+        EnhancedStatus::parse(status).ok_or_else(|| {
+            self.error(
+                span,
+                format!("bad enhanced status code {status:?}"),
+                Some("write class.subject.detail, e.g. 5.7.1"),
+            )
+        })
+    }
+
+    /// An inline reply's `text`: one line, or a list of lines.
+    fn inline_text(
+        &self,
+        table: &toml::Table,
+        span: Range<usize>,
+    ) -> Result<Vec<String>, ScenarioError> {
+        match table.get("text") {
+            Some(toml::Value::String(text)) => Ok(vec![text.clone()]),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or_else(|| self.error(span, "text lines must be strings", None)),
+            _ => Err(self.error(
+                span,
+                "an inline reply needs text = \"…\" (or a list of lines)",
+                None,
+            )),
+        }
     }
 
     /// A rule's reply must be a failure that fits its phase.
@@ -916,43 +763,19 @@ impl Context<'_> {
     }
 }
 
-fn catalog_reply(name: &str, flavor: Flavor) -> ReplySpec {
-    ReplySpec::Catalog {
-        entry: Catalog::builtin().get(name).expect("built-in catalog name"),
-        flavor,
-    }
-}
-
-/// "did you mean …?" for a misspelt catalog name.
-fn closest_name(name: &str) -> String {
-    let best = Catalog::builtin()
-        .entries()
-        .iter()
-        .map(|e| (edit_distance(name, &e.name), e.name.as_str()))
-        .min();
-    match best {
-        Some((distance, best)) if distance <= 3 => format!("did you mean {best:?}?"),
-        _ => "no catalog entry is close".to_owned(),
-    }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let current = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                previous
-            } else {
-                1 + previous.min(row[j]).min(row[j + 1])
-            };
-            previous = current;
-        }
-    }
-    row[b.len()]
+/// The latest phase at which every value the rule matches on is known.
+fn matcher_phase(rule: &RuleFile) -> Option<Phase> {
+    [
+        (rule.client_ip.is_some(), Phase::Connect),
+        (rule.helo.is_some(), Phase::Ehlo),
+        (rule.auth_user.is_some(), Phase::Auth),
+        (rule.mail_from.is_some(), Phase::Mail),
+        (rule.rcpt.is_some(), Phase::Rcpt),
+    ]
+    .into_iter()
+    .filter(|(present, _)| *present)
+    .map(|(_, phase)| phase)
+    .max()
 }
 
 #[cfg(test)]

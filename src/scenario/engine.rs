@@ -12,9 +12,10 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use super::catalog::{Catalog, ReplyContext};
-use super::compile::LimitSettings;
-use super::compile::{Action, Outcome, ReplySpec, Rule, Scenario};
+use super::compile::Scenario;
 use super::flavor::Flavor;
+use super::rule::{Action, Outcome, ReplySpec, Rule};
+use super::settings::LimitSettings;
 use crate::clock::Clock;
 use crate::eventual::Eventual;
 use crate::limits::{keys, Count, Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};

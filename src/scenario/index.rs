@@ -24,8 +24,8 @@ use std::net::IpAddr;
 use regex::{RegexSet, RegexSetBuilder};
 use smallvec::SmallVec;
 
-use super::compile::{Matchers, Rule};
 use super::pattern::{Cidr, Pattern, PatternList};
+use super::rule::{Matchers, Rule};
 use crate::smtp::policy::{Phase, SessionView};
 
 /// Separates a glob's prefix from its suffix in an index key; never occurs in UTF-8.

@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{error, info};
 
-use super::compile::{Scenario, ScenarioError};
+use super::compile::Scenario;
 use super::engine::{Engine, ScenarioPolicy};
+use super::error::ScenarioError;
 use crate::clock::{OffsetClock, SharedClock};
 use crate::limits::memory::MemoryStore;
 use crate::limits::{LimitOverrides, LimitStore};

@@ -3,9 +3,12 @@
 pub mod catalog;
 pub mod compile;
 pub mod engine;
+pub mod error;
 pub mod file;
 pub mod flavor;
 pub mod index;
 pub mod live;
 pub mod pattern;
 pub mod phase_codes;
+pub mod rule;
+pub mod settings;

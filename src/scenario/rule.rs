@@ -1,0 +1,112 @@
+//! The compiled rule model: what a rule matches, what it does and the replies it sends. The
+//! compiler in [`super::compile`] builds it, the index and the engine read it.
+
+use std::time::Duration;
+
+use super::catalog::{Catalog, Entry};
+use super::flavor::Flavor;
+use super::pattern::{Cidr, PatternList};
+use crate::smtp::policy::Phase;
+use crate::smtp::reply::Reply;
+
+/// A reply chosen by a rule: a catalog entry in a flavor, or an inline reply.
+#[derive(Debug, Clone)]
+pub enum ReplySpec {
+    /// A catalog entry; rendered with the flavor's wording.
+    Catalog {
+        /// The entry.
+        entry: &'static Entry,
+        /// Whose wording.
+        flavor: Flavor,
+    },
+    /// A reply written in the scenario.
+    Inline(Reply),
+}
+
+impl ReplySpec {
+    /// The catalog name, for the journal.
+    pub fn catalog_name(&self) -> Option<&'static str> {
+        match self {
+            ReplySpec::Catalog { entry, .. } => Some(entry.name.as_str()),
+            ReplySpec::Inline(_) => None,
+        }
+    }
+
+    /// The reply code the spec produces.
+    pub fn code(&self) -> u16 {
+        match self {
+            ReplySpec::Catalog { entry, flavor } => entry.variant(*flavor).0.code,
+            ReplySpec::Inline(reply) => reply.code(),
+        }
+    }
+}
+
+/// What a rule (or one step of a sequence) does.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The normal reply.
+    Accept,
+    /// Close without a reply.
+    Disconnect,
+    /// Never answer.
+    Hang,
+    /// Send this failure.
+    Reply(ReplySpec),
+    /// At data: 354, then this failure as soon as the body starts, then close.
+    Abort(ReplySpec),
+}
+
+/// A rule's action.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// The same outcome every time.
+    Always(Outcome),
+    /// The n-th attempt of a (client IP, sender, recipient) gets the n-th outcome; the last repeats.
+    Sequence(Vec<Outcome>),
+}
+
+/// Which values a rule looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Matchers {
+    /// Recipient (at rcpt: the one asked about; later: any accepted one).
+    pub rcpt: Option<PatternList>,
+    /// Sender.
+    pub mail_from: Option<PatternList>,
+    /// AUTH identity.
+    pub auth_user: Option<PatternList>,
+    /// EHLO/HELO argument.
+    pub helo: Option<PatternList>,
+    /// Client IP.
+    pub client_ip: Option<Vec<Cidr>>,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Position in the file, from 0.
+    pub index: u32,
+    /// The rule's label, if any.
+    pub name: Option<String>,
+    /// The line of its `[[rule]]` header.
+    pub line: usize,
+    /// The phase it acts at.
+    pub phase: Phase,
+    /// What it matches.
+    pub matchers: Matchers,
+    /// What it does.
+    pub action: Action,
+    /// The chance it acts.
+    pub probability: Option<f64>,
+    /// How many times it acts in all.
+    pub times: Option<u64>,
+    /// Wait before answering.
+    pub delay: Option<Duration>,
+}
+
+/// A catalog entry as a reply: the defaults of `[limits]` and `[greylisting]` name one.
+pub(super) fn catalog_reply(name: &str, flavor: Flavor) -> ReplySpec {
+    ReplySpec::Catalog {
+        entry: Catalog::builtin().get(name).expect("built-in catalog name"),
+        flavor,
+    }
+}

@@ -1,0 +1,80 @@
+//! The checked `[server]`, `[limits]` and `[greylisting]` sections of a scenario: the settings
+//! that apply to every session, beside the rules.
+
+use std::time::Duration;
+
+use super::flavor::Flavor;
+use super::pattern::PatternList;
+use super::rule::{catalog_reply, ReplySpec};
+use crate::limits::{Count, Window};
+use crate::smtp::policy::Phase;
+use crate::smtp::session::AuthPolicy;
+
+/// `[limits]`, checked.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// Per account.
+    pub per_account: Option<Window>,
+    /// Per client IP.
+    pub per_ip: Option<Window>,
+    /// Open connections per IP.
+    pub connections_per_ip: Option<u32>,
+    /// Messages per connection.
+    pub messages_per_connection: Option<u32>,
+    /// The refusal.
+    pub reply: ReplySpec,
+    /// What counts.
+    pub count: Count,
+    /// Where it is checked: mail or rcpt.
+    pub check_at: Phase,
+    /// IPv6 grouping prefix.
+    pub ipv6_prefix: u8,
+}
+
+impl LimitSettings {
+    /// No limit set yet, refusals with the flavor's `rate_limited`, checked at MAIL.
+    pub fn new(flavor: Flavor) -> Self {
+        Self {
+            per_account: None,
+            per_ip: None,
+            connections_per_ip: None,
+            messages_per_connection: None,
+            reply: catalog_reply("rate_limited", flavor),
+            count: Count::Messages,
+            check_at: Phase::Mail,
+            ipv6_prefix: 128,
+        }
+    }
+}
+
+/// `[greylisting]`, checked.
+#[derive(Debug, Clone)]
+pub struct GreylistSettings {
+    /// Minimum wait before a retry passes.
+    pub delay: Duration,
+    /// How long a first attempt is remembered.
+    pub retry_window: Duration,
+    /// The refusal.
+    pub reply: ReplySpec,
+    /// Only these recipients (all when absent).
+    pub rcpt: Option<PatternList>,
+}
+
+/// `[server]`, checked. `None` fields keep the command line's value.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSettings {
+    /// Host name.
+    pub hostname: Option<String>,
+    /// Greeting text.
+    pub greeting: Option<String>,
+    /// Default flavor.
+    pub flavor: Flavor,
+    /// Size limit.
+    pub max_message_size: Option<u64>,
+    /// Recipient limit.
+    pub max_recipients: Option<usize>,
+    /// AUTH policy.
+    pub auth: Option<AuthPolicy>,
+    /// Magic addresses on or off.
+    pub magic_addresses: bool,
+}
