@@ -4,7 +4,7 @@
 //! [`App::start`] builds, once each and in this order, the clock, the limit store, the journal,
 //! the scenario's policy, the SMTP server, the scenario reloader (which reaches the server only
 //! through [`PolicyTarget`]) and the HTTP API. Nothing else assembles pieces: `main`,
-//! [`crate::testing::TestServer`] and the test helpers all start through here, so that every way
+//! `testing::TestServer` and the test helpers all start through here, so that every way
 //! of running failmail is wired the same way, with one clock.
 
 use std::net::SocketAddr;
@@ -21,7 +21,7 @@ use crate::limits::memory::MemoryStore;
 use crate::limits::redis::RedisStore;
 use crate::limits::LimitOverrides;
 use crate::limits::{LimitStore, StoreError};
-use crate::scenario::compile::ScenarioError;
+use crate::scenario::error::ScenarioError;
 use crate::scenario::live::{PolicyTarget, Reloader, ScenarioOptions};
 use crate::server::{RunningServer, Server, ServerConfig, ServerControl, ServerError};
 use crate::smtp::policy::{AcceptAll, Policy};

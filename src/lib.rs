@@ -1,7 +1,44 @@
 //! failmail: an SMTP test server that answers with the realistic failures real providers send.
 //!
-//! The protocol core ([`smtp`]) is sans-IO and tested without sockets; the [`server`] moves bytes
-//! between sockets and sessions; a [`policy::Policy`] decides each phase's reply.
+//! # Layout
+//!
+//! A client's bytes go from the socket to the protocol core and back as replies; on the way,
+//! the core asks a policy what to answer and reports what it did:
+//!
+//! ```text
+//! TCP accept ─► server (connection task, TLS, timeouts) ─► smtp::session::Session (sans-IO)
+//!                                                              │ asks at each phase   │ reports typed events
+//!                                                              ▼                      ▼ (reply + phase + rule,
+//!                                    scenario (rules, catalog, limits via limits)     message to store)
+//!                                                              │                      │
+//!                                                              ▼                      ▼
+//!                                                    clock · limit store       journal (events,
+//!                                                    (memory | Redis)          messages, metrics)
+//!                                                                                     │
+//!                                                                  api (HTTP routes, event stream)
+//! ```
+//!
+//! Layers, from the bottom up: a module uses only the layers below its own, never one above,
+//! and `tests/layers.rs` fails when an import breaks this order.
+//!
+//! 1. [`clock`], [`eventual`]: the one clock tests can move forward; a value ready now or later.
+//! 2. [`smtp`]: the protocol core, free of I/O: the command parser, pre-encoded replies, the
+//!    session state machine and the [`smtp::policy::Policy`] it asks at each phase.
+//! 3. [`limits`]: rate-limit windows, the store's keys, the per-IP connection counter, and the
+//!    stores (memory, Redis) that hold limits, greylisting and sequence state.
+//! 4. [`scenario`]: scenario files, their compiler and rule index, the reply catalog, and the
+//!    engine that turns them into a policy; the live scenario and its reloads.
+//! 5. [`journal`]: what happened: events, captured messages, the Maildir, metrics.
+//! 6. [`server`]: listeners and connection tasks that only carry bytes and events between
+//!    sockets, sessions, the policy and the journal.
+//! 7. [`api`]: the HTTP routes and event stream over the journal, clock and scenario.
+//! 8. [`app`]: the one composition root, which builds the pieces above once and wires them.
+//! 9. [`testing`]: [`testing::TestServer`], failmail inside a Rust test, started through
+//!    [`app`]. (`main.rs`, the command line, also starts through [`app`].)
+//!
+//! Where to look: "where is the RCPT reply decided?" — [`scenario::engine`]; "what does the
+//! server say on its own?" — [`smtp::session`] and [`smtp::reply::fixed`]; "where do I add a
+//! limit?" — [`limits`], then the `[limits]` section in [`scenario::settings`].
 
 pub mod api;
 pub mod app;

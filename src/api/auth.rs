@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 
 /// The route left open with a token, for health checks.
-pub const OPEN_PATH: &str = "/healthz";
+pub(crate) const OPEN_PATH: &str = "/healthz";
 
 /// Refuses to serve the API on a non-loopback address without a (non-empty) token.
 pub fn check_bind(addr: SocketAddr, token: Option<&str>) -> Result<(), ApiError> {
@@ -40,7 +40,7 @@ pub fn check_bind(addr: SocketAddr, token: Option<&str>) -> Result<(), ApiError>
 
 /// Middleware: with a token, every route but `/healthz` needs `Authorization: Bearer <token>`
 /// (401 JSON otherwise).
-pub async fn require_token(
+pub(crate) async fn require_token(
     State(token): State<Option<Arc<str>>>,
     request: Request,
     next: Next,

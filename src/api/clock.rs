@@ -11,12 +11,12 @@ use super::error::{json, ApiError, JsonBody};
 use super::ApiState;
 
 /// The most one call may advance: ten years, in seconds.
-pub const MAX_ADVANCE_SECONDS: f64 = 315_576_000.0;
+pub(crate) const MAX_ADVANCE_SECONDS: f64 = 315_576_000.0;
 
 /// `POST /api/clock/advance` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Advance {
+pub(crate) struct Advance {
     /// Seconds to move forward (fractions allowed, milliseconds kept).
     seconds: f64,
 }
@@ -33,7 +33,7 @@ struct Now {
 }
 
 /// `POST /api/clock/advance`: moves the clock forward; answers the total offset.
-pub async fn advance(
+pub(crate) async fn advance(
     State(state): State<ApiState>,
     JsonBody(body): JsonBody<Advance>,
 ) -> Result<Response, ApiError> {
@@ -55,7 +55,7 @@ pub async fn advance(
 }
 
 /// `GET /api/clock`: the server's time and how far it was moved forward.
-pub async fn get(State(state): State<ApiState>) -> Response {
+pub(crate) async fn get(State(state): State<ApiState>) -> Response {
     let clock = &state.clock;
     json(
         StatusCode::OK,

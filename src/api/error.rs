@@ -137,7 +137,7 @@ impl From<PathRejection> for ApiError {
 
 /// A JSON body; rejections become [`ApiError`]s (400 for bad JSON or unknown fields, 415 for a
 /// wrong content type).
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -149,7 +149,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 /// Query parameters; rejections become 400 [`ApiError`]s.
-pub struct QueryParams<T>(pub T);
+pub(crate) struct QueryParams<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
     type Rejection = ApiError;
@@ -161,7 +161,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 }
 
 /// Path parameters; rejections become 400 [`ApiError`]s.
-pub struct PathParam<T>(pub T);
+pub(crate) struct PathParam<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParam<T> {
     type Rejection = ApiError;
@@ -173,7 +173,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
 }
 
 /// `value` as a JSON response with `status` (serialized once, straight into the body).
-pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
+pub(crate) fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(bytes) => (
             status,

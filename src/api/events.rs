@@ -21,14 +21,14 @@ use crate::journal::{Event, EventLog};
 use crate::server::ShutdownState;
 
 /// Events per page when `limit` is not given.
-pub const DEFAULT_LIMIT: usize = 1000;
+pub(crate) const DEFAULT_LIMIT: usize = 1000;
 /// Most events per page.
-pub const MAX_LIMIT: usize = 10_000;
+pub(crate) const MAX_LIMIT: usize = 10_000;
 
 /// `GET /api/events` parameters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// Only this session's events.
     session: Option<u64>,
     /// Only events with a larger id.
@@ -52,7 +52,7 @@ fn journal(state: &ApiState) -> Result<&Arc<EventLog>, ApiError> {
 }
 
 /// `GET /api/events`: kept events, oldest first.
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<ApiState>,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
@@ -77,7 +77,7 @@ pub async fn list(
 /// `GET /api/events/stream` parameters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StreamQuery {
+pub(crate) struct StreamQuery {
     /// Only this session's events.
     session: Option<u64>,
     /// First replay the kept events with a larger id (else the `Last-Event-ID` header; else
@@ -87,7 +87,7 @@ pub struct StreamQuery {
 
 /// The server's shutdown signal, so that streams end when the server stops.
 #[derive(Clone)]
-pub struct ShutdownSignal(pub watch::Receiver<ShutdownState>);
+pub(crate) struct ShutdownSignal(pub watch::Receiver<ShutdownState>);
 
 struct Feed {
     live: broadcast::Receiver<Arc<Event>>,
@@ -159,7 +159,7 @@ impl Feed {
 
 /// `GET /api/events/stream`: every new event as one `data:` line of JSON (with `id:`); a lagging
 /// reader gets a comment saying how many events it missed, and the stream goes on.
-pub async fn stream(
+pub(crate) async fn stream(
     State(state): State<ApiState>,
     QueryParams(query): QueryParams<StreamQuery>,
     shutdown: Option<Extension<ShutdownSignal>>,

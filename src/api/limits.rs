@@ -53,7 +53,7 @@ struct Limits {
 }
 
 /// `GET /api/limits`: the live scenario's limits and the use of every key.
-pub async fn get(State(state): State<ApiState>) -> Result<Response, ApiError> {
+pub(crate) async fn get(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let Some(engine) = engine(&state) else {
         return Ok(json(
             StatusCode::OK,
@@ -81,7 +81,7 @@ pub async fn get(State(state): State<ApiState>) -> Result<Response, ApiError> {
 }
 
 /// `DELETE /api/limits`: forgets limit uses, greylisting, sequence attempts and rule counters.
-pub async fn reset(State(state): State<ApiState>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn reset(State(state): State<ApiState>) -> Result<StatusCode, ApiError> {
     if let Some(engine) = engine(&state) {
         engine.reset().await.map_err(unavailable)?;
     }
@@ -90,7 +90,7 @@ pub async fn reset(State(state): State<ApiState>) -> Result<StatusCode, ApiError
 
 /// `POST /api/reset`: everything at once, for test isolation: messages, events, limits,
 /// greylisting and sequences.
-pub async fn reset_all(State(state): State<ApiState>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn reset_all(State(state): State<ApiState>) -> Result<StatusCode, ApiError> {
     state.journal.clear();
     reset(State(state)).await
 }

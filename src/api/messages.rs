@@ -13,7 +13,7 @@ use crate::journal::StoredMessage;
 
 /// One captured message, as the API shows it.
 #[derive(Debug, Serialize)]
-pub struct MessageView<'a> {
+pub(crate) struct MessageView<'a> {
     id: u64,
     received_at_ms: u64,
     session: u64,
@@ -57,7 +57,7 @@ struct List<'a> {
 }
 
 /// `GET /api/messages`: the kept messages, oldest first.
-pub async fn list(State(state): State<ApiState>) -> Response {
+pub(crate) async fn list(State(state): State<ApiState>) -> Response {
     let store = state.journal.messages();
     let kept = store.list();
     json(
@@ -86,7 +86,7 @@ fn find(state: &ApiState, id: u64) -> Result<std::sync::Arc<StoredMessage>, ApiE
 }
 
 /// `GET /api/messages/{id}`.
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<ApiState>,
     PathParam(id): PathParam<u64>,
 ) -> Result<Response, ApiError> {
@@ -95,7 +95,7 @@ pub async fn get(
 }
 
 /// `GET /api/messages/{id}/raw`: the message exactly as received.
-pub async fn raw(
+pub(crate) async fn raw(
     State(state): State<ApiState>,
     PathParam(id): PathParam<u64>,
 ) -> Result<Response, ApiError> {
@@ -111,7 +111,7 @@ pub async fn raw(
 }
 
 /// `DELETE /api/messages`: forgets every kept message.
-pub async fn clear(State(state): State<ApiState>) -> StatusCode {
+pub(crate) async fn clear(State(state): State<ApiState>) -> StatusCode {
     state.journal.messages().clear();
     StatusCode::NO_CONTENT
 }

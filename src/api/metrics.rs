@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use super::ApiState;
 
 /// The content type of the Prometheus text exposition format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`: the server's counters plus the journal's.
-pub async fn get(State(state): State<ApiState>) -> Response {
+pub(crate) async fn get(State(state): State<ApiState>) -> Response {
     let text = state.journal.metrics_text();
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],

@@ -5,15 +5,15 @@
 //! [`ROUTES`], which builds the router and is checked against `/api/openapi.json` by the tests.
 //! Errors are JSON: `{"error": "...", "hint": "..." | null}`.
 
-pub mod auth;
-pub mod clock;
-pub mod error;
-pub mod events;
-pub mod limits;
-pub mod messages;
-pub mod metrics;
+pub(crate) mod auth;
+pub(crate) mod clock;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod limits;
+pub(crate) mod messages;
+pub(crate) mod metrics;
 pub mod openapi;
-pub mod scenario;
+pub(crate) mod scenario;
 
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ use crate::journal::Journal;
 use crate::scenario::live::Reloader;
 use crate::server::ShutdownState;
 
-/// What the handlers work with: handed over by the composition root ([`crate::app`]).
+/// What the handlers work with: handed over by the composition root (`app`).
 #[derive(Clone)]
 pub struct ApiState {
     /// What happened: messages, events, metrics.

@@ -13,10 +13,10 @@ use crate::scenario::error::ScenarioError;
 use crate::scenario::live::Reloader;
 
 /// The origin given to scenarios sent with `PUT /api/scenario` (shown in their errors).
-pub const API_ORIGIN: &str = "<api>";
+pub(crate) const API_ORIGIN: &str = "<api>";
 
 /// The media types `PUT /api/scenario` takes.
-pub const MEDIA_TYPES: [&str; 2] = ["application/toml", "text/plain"];
+pub(crate) const MEDIA_TYPES: [&str; 2] = ["application/toml", "text/plain"];
 
 #[derive(Serialize)]
 struct ScenarioView {
@@ -68,13 +68,13 @@ fn invalid(error: ScenarioError) -> ApiError {
 }
 
 /// `GET /api/scenario`: the live scenario.
-pub async fn get(State(state): State<ApiState>) -> Result<Response, ApiError> {
+pub(crate) async fn get(State(state): State<ApiState>) -> Result<Response, ApiError> {
     view(reloader(&state)?)
 }
 
 /// `PUT /api/scenario`: checks the TOML body and makes it live for new sessions; on error the
 /// old scenario stays live.
-pub async fn put(
+pub(crate) async fn put(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -113,7 +113,7 @@ pub async fn put(
 }
 
 /// `POST /api/scenario/reload`: loads the scenario file again (as SIGHUP does).
-pub async fn reload(State(state): State<ApiState>) -> Result<Response, ApiError> {
+pub(crate) async fn reload(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let reloader = reloader(&state)?;
     if reloader.options().path.is_none() {
         return Err(

@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A Maildir (`tmp/`, `new/`, `cur/`).
 #[derive(Debug)]
-pub struct Maildir {
+pub(crate) struct Maildir {
     root: PathBuf,
     counter: AtomicU64,
 }
 
 impl Maildir {
     /// Opens (and creates) the Maildir at `root`.
-    pub fn open(root: &Path) -> std::io::Result<Self> {
+    pub(crate) fn open(root: &Path) -> std::io::Result<Self> {
         for sub in ["tmp", "new", "cur"] {
             fs::create_dir_all(root.join(sub))?;
         }
@@ -27,7 +27,7 @@ impl Maildir {
 
     /// Writes one message: to `tmp/`, fsync, rename into `new/`, fsync the directory.
     /// Returns the file's path in `new/`.
-    pub fn write(&self, queue_id: &str, data: &[u8]) -> std::io::Result<PathBuf> {
+    pub(crate) fn write(&self, queue_id: &str, data: &[u8]) -> std::io::Result<PathBuf> {
         let seconds = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()

@@ -2,10 +2,10 @@
 //!
 //! The server writes here (it stores each accepted message before its 250, and records what each
 //! session did); the HTTP API and `TestServer` only read. One [`Journal`] per running failmail,
-//! built by the composition root ([`crate::app`]).
+//! built by the composition root (`app`).
 
 pub mod events;
-pub mod maildir;
+pub(crate) mod maildir;
 pub mod messages;
 pub mod metrics;
 

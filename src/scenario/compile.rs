@@ -24,9 +24,7 @@ use crate::smtp::policy::{Phase, SessionView};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::AuthPolicy;
 
-/// The error [`Scenario::parse`] returns, re-exported beside it so that callers of the compiler
-/// can name it from here; its home is [`super::error`].
-pub use super::error::ScenarioError;
+use super::error::ScenarioError;
 
 /// A loaded scenario, ready to evaluate.
 #[derive(Debug, Clone, Default)]

@@ -9,7 +9,7 @@ use toml::Spanned;
 /// A whole scenario file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct ScenarioFile {
+pub(crate) struct ScenarioFile {
     /// `[server]`: what the server says about itself.
     pub server: Option<ServerSection>,
     /// `[limits]`: sending rate limits.
@@ -24,7 +24,7 @@ pub struct ScenarioFile {
 /// `[server]`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct ServerSection {
+pub(crate) struct ServerSection {
     /// Host name in the greeting and EHLO reply.
     pub hostname: Option<String>,
     /// Text after `220 <hostname> ` in the greeting.
@@ -44,7 +44,7 @@ pub struct ServerSection {
 /// `[limits]`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct LimitsSection {
+pub(crate) struct LimitsSection {
     /// Messages per account (AUTH identity, else MAIL FROM) per window.
     pub per_account: Option<Spanned<LimitFile>>,
     /// Messages per client IP per window.
@@ -66,7 +66,7 @@ pub struct LimitsSection {
 /// `{ max = 200, per = "1h" }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LimitFile {
+pub(crate) struct LimitFile {
     /// How many in one window.
     pub max: u64,
     /// The window, as a duration (`1h`).
@@ -76,7 +76,7 @@ pub struct LimitFile {
 /// `[greylisting]`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct GreylistSection {
+pub(crate) struct GreylistSection {
     /// Turn it on (default true when the section is present).
     pub enabled: Option<bool>,
     /// How long a new triplet must wait before a retry passes (postgrey: 300 s).
@@ -92,7 +92,7 @@ pub struct GreylistSection {
 /// One `[[rule]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuleFile {
+pub(crate) struct RuleFile {
     /// A label for logs and events.
     pub name: Option<String>,
     /// The phase the rule acts at; inferred from the reply and the matchers when absent.

@@ -43,13 +43,13 @@ const REGEX_SET_SIZE_LIMIT: usize = 10 << 20;
 
 /// The index of every phase's rules.
 #[derive(Debug, Default)]
-pub struct RuleIndex {
+pub(crate) struct RuleIndex {
     phases: [PhaseIndex; Phase::ALL.len()],
 }
 
 impl RuleIndex {
     /// Files every rule under its phase.
-    pub fn build(rules: &[Rule]) -> Self {
+    pub(crate) fn build(rules: &[Rule]) -> Self {
         Self::build_with(rules, REGEX_SET_SIZE_LIMIT)
     }
 
@@ -66,7 +66,7 @@ impl RuleIndex {
 
     /// The positions of the rules acting at `phase` that may match `view`, ascending (file
     /// order). A superset of the rules that match: check each in full.
-    pub fn candidates<'a>(&'a self, phase: Phase, view: &SessionView<'_>) -> Candidates<'a> {
+    pub(crate) fn candidates<'a>(&'a self, phase: Phase, view: &SessionView<'_>) -> Candidates<'a> {
         Candidates {
             hits: self.hits(phase, view).into_iter().peekable(),
             always: self.phases[phase as usize]
@@ -104,7 +104,7 @@ impl RuleIndex {
 
 /// Candidate rule positions in ascending order: the lookups' hits merged with the rules that are
 /// always candidates.
-pub struct Candidates<'a> {
+pub(crate) struct Candidates<'a> {
     hits: std::iter::Peekable<smallvec::IntoIter<[u32; 8]>>,
     always: std::iter::Peekable<std::iter::Copied<std::slice::Iter<'a, u32>>>,
 }

@@ -88,7 +88,7 @@ pub struct Live {
 }
 
 /// Where a reloaded scenario goes live: the server's sessions read it. The composition root
-/// ([`crate::app`]) gives the reloader the server's handle through this, so that scenarios never
+/// (`app`) gives the reloader the server's handle through this, so that scenarios never
 /// depend on the server.
 pub trait PolicyTarget: Send + Sync {
     /// Makes `policy` and `session` the ones new sessions get; sessions in progress go on.

@@ -9,7 +9,7 @@ use crate::smtp::policy::Phase;
 const SEEN_ANYWHERE: &[u16] = &[420, 421, 432, 449];
 
 /// The failure codes (4xx/5xx) allowed at `phase`.
-pub fn allowed_failures(phase: Phase) -> &'static [u16] {
+pub(crate) fn allowed_failures(phase: Phase) -> &'static [u16] {
     match phase {
         Phase::Connect => &[450, 451, 550, 554],
         Phase::Ehlo => &[450, 451, 500, 501, 502, 504, 550, 554],
@@ -28,12 +28,12 @@ pub fn allowed_failures(phase: Phase) -> &'static [u16] {
 }
 
 /// Whether `code` may be a failure reply at `phase`.
-pub fn is_allowed(phase: Phase, code: u16) -> bool {
+pub(crate) fn is_allowed(phase: Phase, code: u16) -> bool {
     SEEN_ANYWHERE.contains(&code) || allowed_failures(phase).contains(&code)
 }
 
 /// A one-line explanation of what is allowed, for error messages.
-pub fn describe(phase: Phase) -> String {
+pub(crate) fn describe(phase: Phase) -> String {
     let mut codes: Vec<u16> = SEEN_ANYWHERE
         .iter()
         .chain(allowed_failures(phase))

@@ -51,7 +51,7 @@ impl Default for Timeouts {
 
 /// The SMTP side of a running failmail: listeners, TLS, timeouts and connection caps. What
 /// sessions are told ([`SessionConfig`]), the policy, the journal and the clock are given to
-/// [`Server::start`] by the composition root ([`crate::app`]).
+/// [`Server::start`] by the composition root (`app`).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The SMTP listener (STARTTLS offered); port 0 picks a free port.

@@ -4,7 +4,7 @@
 
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AddressError {
+pub(crate) enum AddressError {
     /// Not of the form `<local@domain>` (or a bare address).
     #[error("malformed path")]
     Malformed,
@@ -15,7 +15,7 @@ pub enum AddressError {
 
 /// A parsed path: the address between the angle brackets, and where the line goes on after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ParsedPath<'a> {
+pub(crate) struct ParsedPath<'a> {
     /// The mailbox, `local@domain`, without brackets or source route; empty for the null path `<>`.
     pub address: &'a str,
     /// The rest of the line after the path (the ESMTP parameters).
@@ -26,7 +26,7 @@ pub struct ParsedPath<'a> {
 ///
 /// Accepts `<mailbox>`, `<@route,@route:mailbox>` (the route is dropped, RFC 5321 §4.1.2), `<>` when
 /// `allow_null` is set, and, like Postfix's default, a bare `mailbox` without brackets.
-pub fn parse_path(text: &str, allow_null: bool) -> Result<ParsedPath<'_>, AddressError> {
+pub(crate) fn parse_path(text: &str, allow_null: bool) -> Result<ParsedPath<'_>, AddressError> {
     let (inner, rest) = if let Some(after) = text.strip_prefix('<') {
         let close = find_path_end(after).ok_or(AddressError::Malformed)?;
         (&after[..close], &after[close + 1..])
@@ -170,7 +170,7 @@ fn is_quoted_string(local: &str) -> bool {
 }
 
 /// A domain of letters, digits and hyphens (or UTF-8 U-labels), at least one label.
-pub fn is_domain(domain: &str) -> bool {
+pub(crate) fn is_domain(domain: &str) -> bool {
     !domain.is_empty()
         && domain.len() <= 255
         && domain.split('.').all(|label| {
@@ -201,7 +201,7 @@ fn is_address_literal(domain: &str) -> bool {
 }
 
 /// The domain part of an address (after the last `@`), empty when there is none.
-pub fn domain_of(address: &str) -> &str {
+pub(crate) fn domain_of(address: &str) -> &str {
     address.rfind('@').map_or("", |at| &address[at + 1..])
 }
 

@@ -1,10 +1,10 @@
 //! The SMTP protocol core, free of I/O: command parser, replies, body decoders and the session.
 
-pub mod address;
+pub(crate) mod address;
 pub mod command;
 pub mod data;
 pub mod policy;
 pub mod queue_id;
 pub mod reply;
-pub mod sasl;
+pub(crate) mod sasl;
 pub mod session;

@@ -5,7 +5,7 @@ use base64::Engine;
 
 /// Why a SASL response was refused (all answered with 501 5.5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SaslError {
+pub(crate) enum SaslError {
     /// Not valid base64.
     #[error("response is not valid base64")]
     Base64,
@@ -19,7 +19,7 @@ pub enum SaslError {
 
 /// Credentials from a PLAIN or LOGIN exchange.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// The authentication identity (the "account").
     pub user: String,
     /// The password. Never logged: `Debug` hides it.
@@ -43,7 +43,7 @@ fn decode(text: &str) -> Result<Vec<u8>, SaslError> {
 }
 
 /// Decodes a PLAIN response: base64 of `[authzid] NUL authcid NUL passwd`.
-pub fn decode_plain(response: &str) -> Result<Credentials, SaslError> {
+pub(crate) fn decode_plain(response: &str) -> Result<Credentials, SaslError> {
     let raw = decode(response)?;
     let mut fields = raw.split(|&b| b == 0);
     let (Some(_authzid), Some(user), Some(password), None) =
@@ -61,7 +61,7 @@ pub fn decode_plain(response: &str) -> Result<Credentials, SaslError> {
 }
 
 /// Decodes one LOGIN response (the user name or the password).
-pub fn decode_login(response: &str) -> Result<String, SaslError> {
+pub(crate) fn decode_login(response: &str) -> Result<String, SaslError> {
     String::from_utf8(decode(response)?).map_err(|_| SaslError::Utf8)
 }
 

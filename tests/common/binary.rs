@@ -15,22 +15,22 @@ use super::IO_TIMEOUT;
 
 /// Owns a child process and kills (and reaps) it when dropped, unless it exited already: a test
 /// that fails half-way never leaves a failmail or a redis-server behind.
-pub struct ChildGuard(pub Child);
+pub(crate) struct ChildGuard(pub Child);
 
 impl ChildGuard {
     /// The process id.
-    pub fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.0.id()
     }
 
     /// How it exited, if it has; `None` while it runs.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
         self.0.try_wait().expect("try_wait")
     }
 
     /// Waits up to `limit` for the process to exit (std has no timed wait, so this polls);
     /// `None` if it still runs then.
-    pub fn wait_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_within(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.exited() {
@@ -44,7 +44,7 @@ impl ChildGuard {
     }
 
     /// Kills the process now and reaps it, if it still runs.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Ok(None) = self.0.try_wait() {
             let _ = self.0.kill();
             let _ = self.0.wait();
@@ -60,7 +60,7 @@ impl Drop for ChildGuard {
 
 /// A running `failmail` (started by [`start_binary`] and friends): its ready line, its
 /// output, and the means to signal it and wait for it.
-pub struct Binary {
+pub(crate) struct Binary {
     /// The process.
     pub child: ChildGuard,
     /// Its first stdout line.
@@ -76,7 +76,7 @@ pub struct Binary {
 
 impl Binary {
     /// The address printed for `name` (`smtp`, `smtps`, `http`) on the ready line.
-    pub fn address(&self, name: &str) -> SocketAddr {
+    pub(crate) fn address(&self, name: &str) -> SocketAddr {
         let prefix = format!("{name}=");
         self.ready
             .split(' ')
@@ -87,7 +87,7 @@ impl Binary {
     }
 
     /// Sends a signal with `kill(1)` (no libc dependency) to failmail (not to its wrapper).
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let pid = self.child.id();
         let target = if self.wrapped {
             let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -109,13 +109,13 @@ impl Binary {
     }
 
     /// What the process wrote to stderr so far, while it runs (e.g. to wait for a log line).
-    pub fn stderr_so_far(&self) -> String {
+    pub(crate) fn stderr_so_far(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
     /// Waits (bounded) for the process to exit; returns its status, its stderr and the stdout
     /// lines after the ready line.
-    pub fn wait_with_output(mut self) -> (ExitStatus, String, String) {
+    pub(crate) fn wait_with_output(mut self) -> (ExitStatus, String, String) {
         let (_, empty) = mpsc::channel();
         let stdout = std::mem::replace(&mut self.stdout, empty);
         let (status, stderr) = self.wait();
@@ -126,7 +126,7 @@ impl Binary {
     }
 
     /// Waits (bounded) for the process to exit; returns its status and its stderr.
-    pub fn wait(mut self) -> (ExitStatus, String) {
+    pub(crate) fn wait(mut self) -> (ExitStatus, String) {
         let Some(status) = self.child.wait_within(Duration::from_secs(30)) else {
             self.child.kill();
             let _ = self.stderr_ended.recv_timeout(Duration::from_secs(5));
@@ -142,7 +142,7 @@ impl Binary {
 
 /// The command that runs `failmail` with `args`, under `wrapper` (e.g. `strace -f -o FILE`; empty
 /// for none), for a test to add arguments or environment to before [`start_command`].
-pub fn binary_command(wrapper: &[&str], args: &[&str]) -> Command {
+pub(crate) fn binary_command(wrapper: &[&str], args: &[&str]) -> Command {
     let mut command = match wrapper.split_first() {
         Some((program, wrapper_args)) => {
             let mut command = Command::new(program);
@@ -158,13 +158,13 @@ pub fn binary_command(wrapper: &[&str], args: &[&str]) -> Command {
 }
 
 /// Starts `failmail` with `args` and waits (bounded) for its ready line.
-pub fn start_binary(args: &[&str]) -> Binary {
+pub(crate) fn start_binary(args: &[&str]) -> Binary {
     start_binary_with(&[], args, &[("FAILMAIL_LOG", "info")])
 }
 
 /// Starts `failmail` with `args` under `wrapper` (e.g. `strace -f -o FILE`; empty for none),
 /// with `env` added, and waits (bounded) for its ready line.
-pub fn start_binary_with(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Binary {
+pub(crate) fn start_binary_with(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Binary {
     let mut command = binary_command(wrapper, args);
     command.envs(env.iter().copied());
     start_command(command, !wrapper.is_empty())
@@ -172,7 +172,7 @@ pub fn start_binary_with(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) 
 
 /// Starts `command` from [`binary_command`] (`wrapped` if it has a wrapper) with stdin closed
 /// and stdout and stderr read here, and waits (bounded) for failmail's ready line.
-pub fn start_command(mut command: Command, wrapped: bool) -> Binary {
+pub(crate) fn start_command(mut command: Command, wrapped: bool) -> Binary {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -235,7 +235,11 @@ pub fn start_command(mut command: Command, wrapped: bool) -> Binary {
 
 /// Runs an external client (swaks, python3, smtp-source) to its end without blocking the
 /// runtime that serves it; past `limit` the test fails, and the child is killed, not left behind.
-pub async fn run_tool(command: Command, what: &str, limit: Duration) -> std::process::Output {
+pub(crate) async fn run_tool(
+    command: Command,
+    what: &str,
+    limit: Duration,
+) -> std::process::Output {
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);
     tokio::time::timeout(limit, command.output())
@@ -245,7 +249,7 @@ pub async fn run_tool(command: Command, what: &str, limit: Duration) -> std::pro
 }
 
 /// `GET path` over a raw HTTP/1.1 connection: (status line, body).
-pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).await.expect("HTTP connect");
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();

@@ -3,7 +3,7 @@
 //! waits so that a failing test fails instead of hanging.
 #![allow(dead_code)]
 
-pub mod binary;
+pub(crate) mod binary;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -20,13 +20,13 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 /// Hang guard for every network wait: far longer than anything should take.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The host name the servers under test use (the default of `SessionConfig`).
-pub const HOSTNAME: &str = "mx.failmail.test";
+pub(crate) const HOSTNAME: &str = "mx.failmail.test";
 
 /// The plain sink (every phase accepted, no scenario) on loopback port 0, changed by `change`.
-pub fn sink_with(change: impl FnOnce(&mut AppConfig)) -> AppConfig {
+pub(crate) fn sink_with(change: impl FnOnce(&mut AppConfig)) -> AppConfig {
     let mut config = AppConfig {
         scenario: None,
         ..AppConfig::loopback()
@@ -36,7 +36,7 @@ pub fn sink_with(change: impl FnOnce(&mut AppConfig)) -> AppConfig {
 }
 
 /// Starts failmail in-process with `config`, through the composition root as `main` does.
-pub async fn start(config: AppConfig) -> RunningApp {
+pub(crate) async fn start(config: AppConfig) -> RunningApp {
     App::start(config)
         .await
         .expect("failmail starts on 127.0.0.1:0")
@@ -44,7 +44,7 @@ pub async fn start(config: AppConfig) -> RunningApp {
 
 /// failmail serving a scenario (the built-in one until replaced) over SMTP only, with a short
 /// shutdown grace, changed by `change`: what the scenario tests start.
-pub fn scenario_with(change: impl FnOnce(&mut AppConfig)) -> AppConfig {
+pub(crate) fn scenario_with(change: impl FnOnce(&mut AppConfig)) -> AppConfig {
     let mut config = AppConfig::loopback();
     config.server.smtps = None;
     config.http = None;
@@ -55,7 +55,7 @@ pub fn scenario_with(change: impl FnOnce(&mut AppConfig)) -> AppConfig {
 
 /// Starts `config`, then makes the scenario `text` (named `origin` in its errors) live, as
 /// `PUT /api/scenario` would.
-pub async fn start_toml(config: AppConfig, origin: &str, text: &str) -> RunningApp {
+pub(crate) async fn start_toml(config: AppConfig, origin: &str, text: &str) -> RunningApp {
     let app = start(config).await;
     app.scenario()
         .expect("the configuration serves a scenario")
@@ -65,22 +65,22 @@ pub async fn start_toml(config: AppConfig, origin: &str, text: &str) -> RunningA
 }
 
 /// Starts the in-process sink with every listener on loopback port 0.
-pub async fn start_loopback() -> RunningApp {
+pub(crate) async fn start_loopback() -> RunningApp {
     start(sink_with(|_| {})).await
 }
 
 /// The repository root (where `certs/` and `tests/` are).
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The development CA file clients are told to trust.
-pub fn ca_path() -> PathBuf {
+pub(crate) fn ca_path() -> PathBuf {
     repo_root().join("certs/ca.pem")
 }
 
 /// Fails with a clear message when an external tool the tests need is missing.
-pub fn require_tool(path: &str, package: &str) {
+pub(crate) fn require_tool(path: &str, package: &str) {
     let found = if path.contains('/') {
         std::path::Path::new(path).exists()
     } else {
@@ -97,7 +97,7 @@ pub fn require_tool(path: &str, package: &str) {
 }
 
 /// A rustls client configuration that trusts only the development CA.
-pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
+pub(crate) fn tls_client_config() -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut &DEV_CA_PEM[..]) {
         roots
@@ -115,7 +115,7 @@ pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
 }
 
 /// Runs a TLS handshake as a client that checks the server's certificate for `localhost`.
-pub async fn tls_handshake(stream: TcpStream) -> TlsStream<TcpStream> {
+pub(crate) async fn tls_handshake(stream: TcpStream) -> TlsStream<TcpStream> {
     let connector = TlsConnector::from(tls_client_config());
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     tokio::time::timeout(IO_TIMEOUT, connector.connect(name, stream))
@@ -126,7 +126,7 @@ pub async fn tls_handshake(stream: TcpStream) -> TlsStream<TcpStream> {
 
 /// One parsed SMTP reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// The three-digit code, the same on every line.
     pub code: u16,
     /// The text of each line after `NNN-` / `NNN `.
@@ -138,7 +138,7 @@ pub struct Reply {
 
 impl Reply {
     /// The enhanced status code at the start of the first line, if it has one.
-    pub fn status(&self) -> Option<&str> {
+    pub(crate) fn status(&self) -> Option<&str> {
         let first = self.lines.first()?.split(' ').next()?;
         let parts: Vec<&str> = first.split('.').collect();
         let ok = parts.len() == 3
@@ -149,13 +149,13 @@ impl Reply {
     }
 
     /// The whole reply as text, for messages.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.lines.join(" | ")
     }
 
     /// The text after the enhanced status code, the lines joined by a space: what a catalog
     /// entry's `text` renders to, to compare with the catalog.
-    pub fn catalog_text(&self) -> String {
+    pub(crate) fn catalog_text(&self) -> String {
         let status = self.status().unwrap_or("");
         self.lines
             .iter()
@@ -170,7 +170,7 @@ impl Reply {
     /// Asserts the code, enhanced status and text ([`Reply::catalog_text`]) of a catalog reply,
     /// given as the catalog has it: (code, status, text).
     #[track_caller]
-    pub fn assert_catalog(&self, expected: &(u16, String, String)) {
+    pub(crate) fn assert_catalog(&self, expected: &(u16, String, String)) {
         self.assert(expected.0, &expected.1);
         assert_eq!(
             self.catalog_text(),
@@ -182,14 +182,14 @@ impl Reply {
     /// Asserts the code only, for replies whose enhanced status a test does not pin (scenario
     /// flavors word and number them differently).
     #[track_caller]
-    pub fn assert_code(&self, code: u16) -> &Self {
+    pub(crate) fn assert_code(&self, code: u16) -> &Self {
         assert_eq!(self.code, code, "unexpected reply: {:?}", self.wire);
         self
     }
 
     /// Asserts the code and the enhanced status code (`""` for a reply that must carry none).
     #[track_caller]
-    pub fn assert(&self, code: u16, status: &str) -> &Self {
+    pub(crate) fn assert(&self, code: u16, status: &str) -> &Self {
         assert_eq!(
             (self.code, self.status().unwrap_or("")),
             (code, status),
@@ -203,20 +203,20 @@ impl Reply {
 
 /// A raw SMTP client over any byte stream; every wait is bounded by its hang guard
 /// ([`IO_TIMEOUT`] unless [`Conn::with_timeout`] set another).
-pub struct Conn<S> {
+pub(crate) struct Conn<S> {
     stream: S,
     buffer: Vec<u8>,
     timeout: Duration,
 }
 
 /// A raw client over plain TCP.
-pub type PlainConn = Conn<TcpStream>;
+pub(crate) type PlainConn = Conn<TcpStream>;
 /// A raw client over TLS.
-pub type TlsConn = Conn<TlsStream<TcpStream>>;
+pub(crate) type TlsConn = Conn<TlsStream<TcpStream>>;
 
 impl PlainConn {
     /// Connects to `addr` (does not read the greeting).
-    pub async fn connect(addr: SocketAddr) -> Self {
+    pub(crate) async fn connect(addr: SocketAddr) -> Self {
         let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
             .await
             .expect("connect within 10 s")
@@ -226,7 +226,7 @@ impl PlainConn {
 
     /// Connects to `addr` from the local address `from` (e.g. 127.0.0.2, to be another client
     /// IP on loopback); does not read the greeting.
-    pub async fn connect_from(from: IpAddr, addr: SocketAddr) -> Self {
+    pub(crate) async fn connect_from(from: IpAddr, addr: SocketAddr) -> Self {
         let socket = match from {
             IpAddr::V4(_) => TcpSocket::new_v4(),
             IpAddr::V6(_) => TcpSocket::new_v6(),
@@ -243,12 +243,12 @@ impl PlainConn {
     }
 
     /// The client's own address: how the server's events name this session's peer.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.stream.local_addr().expect("a connected socket")
     }
 
     /// Waits up to `wait` for the server to send something (or close), without reading it.
-    pub async fn readable_within(&self, wait: Duration) -> bool {
+    pub(crate) async fn readable_within(&self, wait: Duration) -> bool {
         !self.buffer.is_empty()
             || tokio::time::timeout(wait, self.stream.readable())
                 .await
@@ -257,7 +257,7 @@ impl PlainConn {
 
     /// Splits into a reading client (which keeps whatever was already buffered, and the hang
     /// guard) and the raw write half, to write and read at the same time.
-    pub fn into_split(self) -> (Conn<OwnedReadHalf>, OwnedWriteHalf) {
+    pub(crate) fn into_split(self) -> (Conn<OwnedReadHalf>, OwnedWriteHalf) {
         let (read, write) = self.stream.into_split();
         (
             Conn {
@@ -270,7 +270,7 @@ impl PlainConn {
     }
 
     /// Connects and checks the 220 greeting of the sink (one line, naming [`HOSTNAME`]).
-    pub async fn greeted(addr: SocketAddr) -> Self {
+    pub(crate) async fn greeted(addr: SocketAddr) -> Self {
         let mut conn = Self::connect(addr).await;
         conn.expect_greeting().await;
         conn
@@ -278,7 +278,7 @@ impl PlainConn {
 
     /// [`PlainConn::greeted`], then EHLO `client.example` checked as [`Conn::ehlo`] does: where
     /// most sink tests start.
-    pub async fn greeted_ehlo(addr: SocketAddr) -> Self {
+    pub(crate) async fn greeted_ehlo(addr: SocketAddr) -> Self {
         let mut conn = Self::greeted(addr).await;
         conn.ehlo("client.example").await;
         conn
@@ -286,7 +286,7 @@ impl PlainConn {
 
     /// Connects and checks only that the greeting is a 220, whatever its text: for servers
     /// whose scenario names another host or words the greeting its own way.
-    pub async fn open(addr: SocketAddr) -> Self {
+    pub(crate) async fn open(addr: SocketAddr) -> Self {
         let mut conn = Self::connect(addr).await;
         let greeting = conn.reply().await;
         assert_eq!(greeting.code, 220, "greeting: {:?}", greeting.wire);
@@ -295,7 +295,7 @@ impl PlainConn {
 
     /// [`PlainConn::open`], then `EHLO client.example` answered with 250 (its extensions not
     /// checked): where a scenario test starts its transactions.
-    pub async fn ready(addr: SocketAddr) -> Self {
+    pub(crate) async fn ready(addr: SocketAddr) -> Self {
         let mut conn = Self::open(addr).await;
         conn.cmd_code("EHLO client.example", 250).await;
         conn
@@ -303,7 +303,7 @@ impl PlainConn {
 
     /// After a `220 2.0.0` to STARTTLS: runs the handshake. Fails if the server sent anything
     /// in plaintext after that 220.
-    pub async fn starttls(self) -> TlsConn {
+    pub(crate) async fn starttls(self) -> TlsConn {
         assert!(
             self.buffer.is_empty(),
             "the server sent plaintext after its 220 to STARTTLS: {:?}",
@@ -315,7 +315,7 @@ impl PlainConn {
 
 impl TlsConn {
     /// Connects to an implicit-TLS (SMTPS) listener and runs the handshake.
-    pub async fn connect_tls(addr: SocketAddr) -> Self {
+    pub(crate) async fn connect_tls(addr: SocketAddr) -> Self {
         let plain = PlainConn::connect(addr).await;
         Conn::new(tls_handshake(plain.stream).await)
     }
@@ -323,7 +323,7 @@ impl TlsConn {
 
 impl<S> Conn<S> {
     /// Wraps a connected stream.
-    pub fn new(stream: S) -> Self {
+    pub(crate) fn new(stream: S) -> Self {
         Self {
             stream,
             buffer: Vec::new(),
@@ -333,7 +333,7 @@ impl<S> Conn<S> {
 
     /// Another hang guard for every later wait on this connection: for tests under heavy load
     /// (a debug build writing 100,000 messages, a binary killed mid-session) where 10 s is short.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
@@ -341,7 +341,7 @@ impl<S> Conn<S> {
 
 impl<S: AsyncWrite + Unpin> Conn<S> {
     /// Writes `bytes` in one write call and flushes.
-    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+    pub(crate) async fn send(&mut self, bytes: impl AsRef<[u8]>) {
         let timeout = self.timeout;
         self.try_send(bytes)
             .await
@@ -349,13 +349,13 @@ impl<S: AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Sends one command line, CRLF added.
-    pub async fn send_line(&mut self, line: &str) {
+    pub(crate) async fn send_line(&mut self, line: &str) {
         self.send(format!("{line}\r\n")).await;
     }
 
     /// Writes `bytes` and flushes, returning the error instead of failing (the server may have
     /// closed the connection already).
-    pub async fn try_send(&mut self, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+    pub(crate) async fn try_send(&mut self, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
         let bytes = bytes.as_ref();
         tokio::time::timeout(self.timeout, async {
             self.stream.write_all(bytes).await?;
@@ -367,7 +367,7 @@ impl<S: AsyncWrite + Unpin> Conn<S> {
 
     /// Closes the sending direction (the server reads the end of the stream); replies can
     /// still be read.
-    pub async fn shutdown_write(&mut self) {
+    pub(crate) async fn shutdown_write(&mut self) {
         tokio::time::timeout(self.timeout, self.stream.shutdown())
             .await
             .unwrap_or_else(|_| panic!("shutdown within {:?}", self.timeout))
@@ -378,7 +378,7 @@ impl<S: AsyncWrite + Unpin> Conn<S> {
 impl<S: AsyncRead + Unpin> Conn<S> {
     /// Everything the server sends until it closes the connection (a reset counts as the end),
     /// as raw bytes: for a peer that speaks no SMTP (a failed TLS handshake).
-    pub async fn read_to_close(&mut self) -> Vec<u8> {
+    pub(crate) async fn read_to_close(&mut self) -> Vec<u8> {
         while self.fill().await {}
         std::mem::take(&mut self.buffer)
     }
@@ -407,7 +407,7 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     }
 
     /// One CRLF-terminated line without its CRLF, or `None` at a clean end of stream.
-    pub async fn line(&mut self) -> Option<String> {
+    pub(crate) async fn line(&mut self) -> Option<String> {
         loop {
             if let Some(pos) = self.buffer.windows(2).position(|w| w == b"\r\n") {
                 let line: Vec<u8> = self.buffer.drain(..pos + 2).take(pos).collect();
@@ -425,7 +425,7 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     }
 
     /// The next complete reply, or `None` if the server closed the connection cleanly first.
-    pub async fn try_reply(&mut self) -> Option<Reply> {
+    pub(crate) async fn try_reply(&mut self) -> Option<Reply> {
         let mut code = None;
         let mut lines = Vec::new();
         let mut wire = Vec::new();
@@ -466,7 +466,7 @@ impl<S: AsyncRead + Unpin> Conn<S> {
 
     /// The next complete reply; fails if the connection closed instead.
     #[track_caller]
-    pub fn reply(&mut self) -> impl std::future::Future<Output = Reply> + '_ {
+    pub(crate) fn reply(&mut self) -> impl std::future::Future<Output = Reply> + '_ {
         let caller = std::panic::Location::caller();
         async move {
             self.try_reply()
@@ -477,7 +477,7 @@ impl<S: AsyncRead + Unpin> Conn<S> {
 
     /// Reads the next reply and checks its code and enhanced status code.
     #[track_caller]
-    pub fn expect(
+    pub(crate) fn expect(
         &mut self,
         code: u16,
         status: &'static str,
@@ -509,7 +509,10 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     /// Reads the next reply and checks its code only (scenario flavors word and number their
     /// statuses differently; a test that pins them compares [`Reply::wire`]).
     #[track_caller]
-    pub fn expect_code(&mut self, code: u16) -> impl std::future::Future<Output = Reply> + '_ {
+    pub(crate) fn expect_code(
+        &mut self,
+        code: u16,
+    ) -> impl std::future::Future<Output = Reply> + '_ {
         let caller = std::panic::Location::caller();
         async move {
             let reply = self
@@ -526,7 +529,7 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     }
 
     /// Checks the `220 <hostname> ...` greeting.
-    pub async fn expect_greeting(&mut self) -> Reply {
+    pub(crate) async fn expect_greeting(&mut self) -> Reply {
         let reply = self.reply().await;
         assert_eq!(reply.code, 220, "greeting: {}", reply.text());
         assert_eq!(reply.lines.len(), 1, "greeting: {}", reply.text());
@@ -539,7 +542,7 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     }
 
     /// Asserts that the server closes the connection with nothing more to say.
-    pub async fn expect_closed(&mut self) {
+    pub(crate) async fn expect_closed(&mut self) {
         if let Some(line) = self.line().await {
             panic!("expected the connection to close, got {line:?}");
         }
@@ -548,7 +551,7 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     /// Reads a 421 with `status` and then the end of the stream: how the server ends a session
     /// (RFC 5321 §3.8: timeouts, shutdown, caps).
     #[track_caller]
-    pub fn expect_421_closed(
+    pub(crate) fn expect_421_closed(
         &mut self,
         status: &'static str,
     ) -> impl std::future::Future<Output = Reply> + '_ {
@@ -562,7 +565,7 @@ impl<S: AsyncRead + Unpin> Conn<S> {
 
     /// Asserts that nothing at all arrives within `wait`: no byte and no end of stream (a
     /// session told to hang). `wait` bounds the read; how long it took is not asserted.
-    pub async fn expect_silence(&mut self, wait: Duration) {
+    pub(crate) async fn expect_silence(&mut self, wait: Duration) {
         assert!(
             self.buffer.is_empty(),
             "unread bytes {:?}",
@@ -583,20 +586,20 @@ impl<S: AsyncRead + Unpin> Conn<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Sends one command line (CRLF added) and returns its reply, whatever it is.
-    pub async fn command(&mut self, line: &str) -> Reply {
+    pub(crate) async fn command(&mut self, line: &str) -> Reply {
         self.send_line(line).await;
         self.reply().await
     }
 
     /// Sends one command line (CRLF added) and checks the reply.
-    pub async fn cmd(&mut self, line: &str, code: u16, status: &'static str) -> Reply {
+    pub(crate) async fn cmd(&mut self, line: &str, code: u16, status: &'static str) -> Reply {
         self.send_line(line).await;
         self.expect(code, status).await
     }
 
     /// Sends one command line (CRLF added) and checks the reply's code only.
     #[track_caller]
-    pub fn cmd_code<'a>(
+    pub(crate) fn cmd_code<'a>(
         &'a mut self,
         line: &str,
         code: u16,
@@ -612,7 +615,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// EHLO and checks the multi-line 250 with the extensions every session offers.
-    pub async fn ehlo(&mut self, domain: &str) -> Reply {
+    pub(crate) async fn ehlo(&mut self, domain: &str) -> Reply {
         self.send_line(&format!("EHLO {domain}")).await;
         let reply = self.reply().await;
         assert_ehlo(&reply);
@@ -620,7 +623,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// AUTH PLAIN with its initial response for `user` and `password`; the reply, whatever it is.
-    pub async fn auth_plain(&mut self, user: &str, password: &str) -> Reply {
+    pub(crate) async fn auth_plain(&mut self, user: &str, password: &str) -> Reply {
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!("\0{user}\0{password}").as_bytes());
         self.command(&format!("AUTH PLAIN {token}")).await
@@ -628,27 +631,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// MAIL FROM and RCPT TO as the sink answers them (250 2.1.0, 250 2.1.5): the start of a
     /// transaction that the test is not about.
-    pub async fn envelope(&mut self, from: &str, rcpt: &str) {
+    pub(crate) async fn envelope(&mut self, from: &str, rcpt: &str) {
         self.cmd(&format!("MAIL FROM:<{from}>"), 250, "2.1.0").await;
         self.cmd(&format!("RCPT TO:<{rcpt}>"), 250, "2.1.5").await;
     }
 
     /// [`Conn::envelope`] then DATA answered with 354: ready for a body.
-    pub async fn begin_data(&mut self, from: &str, rcpt: &str) {
+    pub(crate) async fn begin_data(&mut self, from: &str, rcpt: &str) {
         self.envelope(from, rcpt).await;
         self.cmd("DATA", 354, "").await;
     }
 
     /// MAIL FROM `from`, which must get a 250, then RCPT TO `rcpt`; returns the RCPT reply,
     /// whatever it is: how a scenario's recipient rules are met.
-    pub async fn mail_rcpt(&mut self, from: &str, rcpt: &str) -> Reply {
+    pub(crate) async fn mail_rcpt(&mut self, from: &str, rcpt: &str) -> Reply {
         self.cmd_code(&format!("MAIL FROM:<{from}>"), 250).await;
         self.command(&format!("RCPT TO:<{rcpt}>")).await
     }
 
     /// DATA, which must get 354, then `body` (which ends with its `.` line); returns the reply
     /// to the end of data, whatever it is.
-    pub async fn data(&mut self, body: &[u8]) -> Reply {
+    pub(crate) async fn data(&mut self, body: &[u8]) -> Reply {
         self.cmd_code("DATA", 354).await;
         self.send(body).await;
         self.reply().await
@@ -656,27 +659,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// A whole transaction, one command at a time: MAIL FROM, RCPT TO (each must get 250), then
     /// [`Conn::data`]; returns the reply to the end of data, whatever it is.
-    pub async fn deliver(&mut self, from: &str, rcpt: &str, body: &[u8]) -> Reply {
+    pub(crate) async fn deliver(&mut self, from: &str, rcpt: &str, body: &[u8]) -> Reply {
         self.mail_rcpt(from, rcpt).await.assert_code(250);
         self.data(body).await
     }
 
     /// Sends QUIT, expects `221 2.0.0` and the end of the stream.
-    pub async fn quit(&mut self) {
+    pub(crate) async fn quit(&mut self) {
         self.cmd("QUIT", 221, "2.0.0").await;
         self.expect_closed().await;
     }
 
     /// Sends QUIT, expects a 221 (whatever its status: flavors differ) and the end of the
     /// stream.
-    pub async fn quit_221(&mut self) {
+    pub(crate) async fn quit_221(&mut self) {
         self.cmd_code("QUIT", 221).await;
         self.expect_closed().await;
     }
 
     /// After `last`, the reply a test stops at: the end of the stream after a 421 (RFC 5321
     /// §3.8), else QUIT as in [`Conn::quit_221`], so that no stray reply goes unnoticed.
-    pub async fn finish(&mut self, last: &Reply) {
+    pub(crate) async fn finish(&mut self, last: &Reply) {
         if last.code == 421 {
             self.expect_closed().await;
         } else {
@@ -687,13 +690,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
 /// A whole transaction on a new connection to `addr`: greeting, EHLO, MAIL, RCPT, DATA, the
 /// 250 with a queue id, QUIT. Returns the queue id.
-pub async fn full_transaction(addr: SocketAddr, tag: &str) -> String {
+pub(crate) async fn full_transaction(addr: SocketAddr, tag: &str) -> String {
     let mut conn = PlainConn::greeted(addr).await;
     transaction_on(&mut conn, tag).await
 }
 
 /// Like [`full_transaction`] on a connection already greeted.
-pub async fn transaction_on<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn transaction_on<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     tag: &str,
 ) -> String {
@@ -709,7 +712,7 @@ pub async fn transaction_on<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// One new connection to a scenario server: EHLO, MAIL FROM `from`, RCPT TO `rcpt`; returns the
 /// RCPT reply (how the scenario's recipient rules answer), after QUIT or, for a 421, the close.
-pub async fn rcpt_reply(addr: SocketAddr, from: &str, rcpt: &str) -> Reply {
+pub(crate) async fn rcpt_reply(addr: SocketAddr, from: &str, rcpt: &str) -> Reply {
     let mut conn = PlainConn::ready(addr).await;
     let reply = conn.mail_rcpt(from, rcpt).await;
     conn.finish(&reply).await;
@@ -718,7 +721,7 @@ pub async fn rcpt_reply(addr: SocketAddr, from: &str, rcpt: &str) -> Reply {
 
 /// Checks a reply to EHLO: multi-line 250, host name first, the core extensions announced.
 #[track_caller]
-pub fn assert_ehlo(reply: &Reply) {
+pub(crate) fn assert_ehlo(reply: &Reply) {
     assert_eq!(reply.code, 250, "EHLO reply: {}", reply.text());
     assert!(
         reply.lines.len() > 1,
@@ -741,7 +744,7 @@ pub fn assert_ehlo(reply: &Reply) {
 }
 
 /// Whether an EHLO reply announces `keyword` (alone or with parameters).
-pub fn announces(reply: &Reply, keyword: &str) -> bool {
+pub(crate) fn announces(reply: &Reply, keyword: &str) -> bool {
     reply
         .lines
         .iter()
@@ -750,14 +753,14 @@ pub fn announces(reply: &Reply, keyword: &str) -> bool {
 
 /// Checks the final 250 after a message and returns its queue id.
 #[track_caller]
-pub fn queue_id(reply: &Reply) -> String {
+pub(crate) fn queue_id(reply: &Reply) -> String {
     reply.assert(250, "2.0.0");
     queue_id_in(&reply.lines.join(" "))
 }
 
 /// The queue id in the text of a 250 after a message (`... queued as <id>`).
 #[track_caller]
-pub fn queue_id_in(text: &str) -> String {
+pub(crate) fn queue_id_in(text: &str) -> String {
     let (_, after) = text
         .split_once("queued as ")
         .unwrap_or_else(|| panic!("250 after a message says where it is queued: {text:?}"));
@@ -770,7 +773,7 @@ pub fn queue_id_in(text: &str) -> String {
 /// right after the header/body separator, so that every client must dot-stuff it. It has no
 /// final CRLF: each client adds exactly one before its terminating `.` line, so the server must
 /// receive [`received_form`] of it.
-pub fn dotted_message(tag: &str) -> Vec<u8> {
+pub(crate) fn dotted_message(tag: &str) -> Vec<u8> {
     format!(
         "From: Alice <alice@client.example>\r\n\
          To: Bob <bob@failmail.test>, Carol <carol@failmail.test>\r\n\
@@ -795,14 +798,14 @@ pub fn dotted_message(tag: &str) -> Vec<u8> {
 }
 
 /// What the server must keep for a message sent as `raw` without a final CRLF.
-pub fn received_form(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn received_form(raw: &[u8]) -> Vec<u8> {
     let mut expected = raw.to_vec();
     expected.extend_from_slice(b"\r\n");
     expected
 }
 
 /// Dot-stuffs `body` as RFC 5321 §4.5.2 says (for raw DATA tests); `body` must end with CRLF.
-pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+pub(crate) fn dot_stuff(body: &[u8]) -> Vec<u8> {
     assert!(body.ends_with(b"\r\n"), "a DATA body ends with CRLF");
     let mut out = Vec::with_capacity(body.len() + 16);
     let mut line_start = true;
@@ -817,6 +820,6 @@ pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
 }
 
 /// Shows bytes readably in assertion messages.
-pub fn show(bytes: &[u8]) -> String {
+pub(crate) fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

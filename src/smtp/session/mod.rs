@@ -417,4 +417,5 @@ impl Session {
 }
 
 #[cfg(test)]
+#[path = "session_tests.rs"]
 mod tests;
