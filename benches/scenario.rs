@@ -423,7 +423,8 @@ fn check(runtime: &Runtime, policy: &dyn Policy, case: &Case, views: &[(Phase, S
             None
         };
         assert_eq!(
-            decision.rule, expected,
+            decision.rule.as_ref().map(|r| r.index),
+            expected,
             "{}: {phase} of {view:?} decided by {decision:?}",
             case.name
         );

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::smtp::policy::RuleRef;
 use crate::smtp::reply::{EnhancedStatus, Reply};
-use crate::smtp::session::ReplyTrace;
+use crate::smtp::session::{Decided, ReplyTrace, SilentAction};
 
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,8 +58,25 @@ pub enum EventKind {
         phase: Option<&'static str>,
         /// The scenario rule (index in the file, from 0) that produced it.
         rule: Option<u32>,
+        /// That rule's `name`, if it has one.
+        rule_name: Option<Arc<str>>,
+        /// That rule's place: `file:line`.
+        rule_at: Option<String>,
         /// The catalog name of the reply.
         catalog: Option<&'static str>,
+    },
+    /// A decision that wrote no reply: the session was closed, or stopped answering.
+    Silent {
+        /// `disconnect` or `hang`.
+        action: &'static str,
+        /// The phase the policy decided.
+        phase: &'static str,
+        /// The scenario rule (index in the file, from 0) that decided it.
+        rule: Option<u32>,
+        /// That rule's `name`, if it has one.
+        rule_name: Option<Arc<str>>,
+        /// That rule's place: `file:line`.
+        rule_at: Option<String>,
     },
     /// STARTTLS completed.
     TlsStarted,
@@ -106,14 +124,29 @@ impl EventKind {
     /// the session was not tracing).
     pub fn reply(trace: ReplyTrace) -> Option<Self> {
         let decided = trace.decided;
+        let rule = decided.as_ref().and_then(|d| d.rule.as_deref());
         Some(EventKind::Reply {
             code: trace.code,
             status: trace.status,
             text: ReplyText(trace.reply?),
-            phase: decided.map(|d| d.phase.as_str()),
-            rule: decided.and_then(|d| d.rule),
-            catalog: decided.and_then(|d| d.catalog),
+            phase: decided.as_ref().map(|d| d.phase.as_str()),
+            rule: rule.map(|r| r.index),
+            rule_name: rule.and_then(|r| r.name.clone()),
+            rule_at: rule.map(RuleRef::location),
+            catalog: decided.as_ref().and_then(|d| d.catalog),
         })
+    }
+
+    /// The journal's record of a decision that wrote no reply.
+    pub fn silent(action: SilentAction, decided: &Decided) -> Self {
+        let rule = decided.rule.as_deref();
+        EventKind::Silent {
+            action: action.as_str(),
+            phase: decided.phase.as_str(),
+            rule: rule.map(|r| r.index),
+            rule_name: rule.and_then(|r| r.name.clone()),
+            rule_at: rule.map(RuleRef::location),
+        }
     }
 }
 
@@ -270,12 +303,14 @@ mod tests {
                 text: ReplyText(reply),
                 phase: Some("rcpt"),
                 rule: Some(0),
+                rule_name: None,
+                rule_at: None,
                 catalog: Some("user_unknown"),
             },
         };
         assert_eq!(
             serde_json::to_string(&event).unwrap(),
-            r#"{"id":1,"at_ms":2,"session":3,"type":"reply","code":550,"status":"5.1.1","text":"a\nb","phase":"rcpt","rule":0,"catalog":"user_unknown"}"#
+            r#"{"id":1,"at_ms":2,"session":3,"type":"reply","code":550,"status":"5.1.1","text":"a\nb","phase":"rcpt","rule":0,"rule_name":null,"rule_at":null,"catalog":"user_unknown"}"#
         );
     }
 

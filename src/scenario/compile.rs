@@ -20,7 +20,7 @@ use super::rule::{catalog_reply, Action, Matchers, Outcome, ReplySpec, Rule};
 use super::settings::{GreylistSettings, LimitSettings, ServerSettings};
 use crate::clock::parse_duration;
 use crate::limits::{Count, LimitOverrides, Window};
-use crate::smtp::policy::{Phase, SessionView};
+use crate::smtp::policy::{Phase, RuleRef, SessionView};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::AuthPolicy;
 
@@ -386,6 +386,12 @@ impl Context<'_> {
             index,
             name: rule.name.clone(),
             line: header.line,
+            reference: Arc::new(RuleRef {
+                index,
+                name: rule.name.as_deref().map(Arc::from),
+                origin: Arc::from(self.origin),
+                line: u32::try_from(header.line).unwrap_or(u32::MAX),
+            }),
             phase,
             matchers,
             action,

@@ -151,7 +151,7 @@ impl Engine {
             };
             let mut decision = self.outcome(outcome, view, ip);
             decision.delay = rule.delay;
-            decision.rule = Some(rule.index);
+            decision.rule = Some(rule.reference.clone());
             return Ok(Some(decision));
         }
         if self.scenario.server.magic_addresses {

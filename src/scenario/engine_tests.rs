@@ -74,7 +74,7 @@ fn first_matching_rule_decides() {
         "192.0.2.1",
     );
     assert_eq!(code(&d), Some(550));
-    assert_eq!(d.rule, Some(0));
+    assert_eq!(d.rule.as_ref().map(|r| r.index), Some(0));
     assert_eq!(d.catalog, Some("user_unknown"));
     let d = e.decide(
         Phase::Rcpt,
@@ -82,7 +82,7 @@ fn first_matching_rule_decides() {
         "192.0.2.1",
     );
     assert_eq!(code(&d), Some(452));
-    assert_eq!(d.rule, Some(1));
+    assert_eq!(d.rule.as_ref().map(|r| r.index), Some(1));
     assert_eq!(
         e.decide(
             Phase::Mail,

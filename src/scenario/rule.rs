@@ -1,12 +1,13 @@
 //! The compiled rule model: what a rule matches, what it does and the replies it sends. The
 //! compiler in [`super::compile`] builds it, the index and the engine read it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::catalog::{Catalog, Entry};
 use super::flavor::Flavor;
 use super::pattern::{Cidr, PatternList};
-use crate::smtp::policy::Phase;
+use crate::smtp::policy::{Phase, RuleRef};
 use crate::smtp::reply::Reply;
 
 /// A reply chosen by a rule: a catalog entry in a flavor, or an inline reply.
@@ -101,6 +102,8 @@ pub struct Rule {
     pub times: Option<u64>,
     /// Wait before answering.
     pub delay: Option<Duration>,
+    /// The rule as decisions name it (index, name, file and line), shared by every decision.
+    pub reference: Arc<RuleRef>,
 }
 
 /// A catalog entry as a reply: the defaults of `[limits]` and `[greylisting]` name one.

@@ -434,11 +434,17 @@ impl Connection {
                 Trace::Command(line) => self.events.push(EventKind::Command { line }),
                 Trace::Reply(reply) => {
                     metrics.replies_sent(reply.code, reply.times);
-                    if reply.decided.is_some_and(|d| d.limited) {
+                    if reply.decided.as_ref().is_some_and(|d| d.limited) {
                         metrics.limit_refused(reply.times);
                     }
                     if recording {
                         self.events.extend(EventKind::reply(reply));
+                    }
+                }
+                Trace::Silent { action, decided } => {
+                    debug!(action = action.as_str(), phase = %decided.phase, "closed without a reply");
+                    if recording {
+                        self.events.push(EventKind::silent(action, &decided));
                     }
                 }
             }

@@ -5,6 +5,7 @@
 //! and rate limits are all policies; [`AcceptAll`] is the plain sink.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::reply::Reply;
@@ -123,7 +124,7 @@ pub struct Decision {
     /// What to answer.
     pub verdict: Verdict,
     /// The scenario rule that decided, for the journal (`None` for the default).
-    pub rule: Option<u32>,
+    pub rule: Option<Arc<RuleRef>>,
     /// The catalog name of the reply, for the journal.
     pub catalog: Option<&'static str>,
     /// Whether a rate or connection limit refused (for the metrics).
@@ -146,6 +147,27 @@ impl Decision {
             verdict: Verdict::Reply(reply),
             ..Self::CONTINUE
         }
+    }
+}
+
+/// Which scenario rule decided a reply: what the journal, the logs and the web page show, so
+/// that a user finds the rule in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRef {
+    /// Position in the file, from 0.
+    pub index: u32,
+    /// The rule's `name`, if it has one.
+    pub name: Option<Arc<str>>,
+    /// Where the scenario came from (a file name, `<api>`, `<inline>`).
+    pub origin: Arc<str>,
+    /// The line of the rule's `[[rule]]` header.
+    pub line: u32,
+}
+
+impl RuleRef {
+    /// `file:line`, as the web page and the logs show it.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.origin, self.line)
     }
 }
 

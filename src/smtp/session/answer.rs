@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::config::Message;
-use super::output::{Decided, StoreFailed};
+use super::output::{Decided, SilentAction, StoreFailed, Trace};
 use super::transaction::{INITIAL_BODY_CAPACITY, REUSED_BODY_CAPACITY};
 use super::write::{push_decimal, put_line, Writer};
 use super::{Mode, Pending, Session, Storing};
@@ -35,17 +35,27 @@ impl Session {
             }
             Verdict::Reply(reply) => self.fail(pending, reply, out),
             Verdict::Abort(reply) if pending == Pending::Data => {
+                // The refusal that follows the first body byte is this decision's too.
+                let decided = self.deciding.clone();
                 self.send(out, &START_DATA);
-                self.mode = Mode::AbortOnData(reply);
+                self.mode = Mode::AbortOnData(reply, decided);
             }
             Verdict::Abort(reply) => self.fail(pending, reply, out),
-            Verdict::Disconnect => self.mode = Mode::Closed,
-            Verdict::Hang => self.mode = Mode::Hung,
+            Verdict::Disconnect => self.silent(SilentAction::Disconnect, Mode::Closed),
+            Verdict::Hang => self.silent(SilentAction::Hang, Mode::Hung),
             Verdict::Continue => unreachable!("Continue always accepts"),
         }
         self.deciding = None;
         self.candidate.clear();
         self.credentials = None;
+    }
+
+    /// Carries out a decision that writes no reply, and reports it.
+    fn silent(&mut self, action: SilentAction, mode: Mode) {
+        if let Some(decided) = self.deciding.take() {
+            self.trace.push(Trace::Silent { action, decided });
+        }
+        self.mode = mode;
     }
 
     /// The message [`Step::Store`] asks to store, with its envelope (`None` if it was taken

@@ -24,12 +24,14 @@ impl Session {
                 }
                 self.mode = Mode::Command;
             }
-            Mode::AbortOnData(reply) => {
+            Mode::AbortOnData(reply, decided) => {
                 if input.is_empty() {
                     return Some(Step::NeedInput);
                 }
                 let reply = reply.clone();
+                self.deciding = decided.take();
                 self.send(out, &reply);
+                self.deciding = None;
                 input.clear();
                 self.mode = Mode::Closed;
             }

@@ -32,7 +32,7 @@ use bytes::{Buf, BytesMut};
 pub use config::{
     AuthPolicy, Message, SessionConfig, DEFAULT_MAX_ERRORS, MAX_AUTH_LINE, MAX_COMMAND_LINE,
 };
-pub use output::{Decided, ReplyTrace, Step, StoreFailed, Trace, Waiting};
+pub use output::{Decided, ReplyTrace, SilentAction, Step, StoreFailed, Trace, Waiting};
 
 use super::data::DataDecoder;
 use super::reply::Reply;
@@ -57,8 +57,9 @@ enum Mode {
         remaining: u64,
         last: bool,
     },
-    /// The policy said abort: the first body byte gets this reply, then the connection closes.
-    AbortOnData(Reply),
+    /// The policy said abort: the first body byte gets this reply (attributed to the decision),
+    /// then the connection closes.
+    AbortOnData(Reply, Option<Decided>),
     Hung,
     Closed,
 }
@@ -296,7 +297,7 @@ impl Session {
                 input.clear();
                 Some(Step::NeedInput)
             }
-            Mode::Skip { .. } | Mode::AbortOnData(_) | Mode::Data(_) | Mode::Chunk { .. } => {
+            Mode::Skip { .. } | Mode::AbortOnData(..) | Mode::Data(_) | Mode::Chunk { .. } => {
                 self.body_input(input, out)
             }
             Mode::Command | Mode::AuthPlain | Mode::AuthLoginUser | Mode::AuthLoginPassword(_) => {

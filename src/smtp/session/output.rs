@@ -2,7 +2,9 @@
 //! ([`Trace`]), so that the journal, the metrics and the attempt history read fields instead of
 //! parsing the reply bytes back.
 
-use crate::smtp::policy::{Decision, Phase};
+use std::sync::Arc;
+
+use crate::smtp::policy::{Decision, Phase, RuleRef};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 
 /// What the caller must do next.
@@ -53,6 +55,32 @@ pub enum Trace {
     Command(String),
     /// A reply the session wrote.
     Reply(ReplyTrace),
+    /// The policy ended the session without a reply: closed it, or told it never to answer.
+    Silent {
+        /// Closed or hung.
+        action: SilentAction,
+        /// Who decided it.
+        decided: Decided,
+    },
+}
+
+/// What a decision that writes no reply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SilentAction {
+    /// The connection was closed without a reply.
+    Disconnect,
+    /// The session stopped answering (the client waits until its own timeout).
+    Hang,
+}
+
+impl SilentAction {
+    /// The name used in events: `disconnect` or `hang`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SilentAction::Disconnect => "disconnect",
+            SilentAction::Hang => "hang",
+        }
+    }
 }
 
 /// One reply the session wrote, as values.
@@ -72,12 +100,12 @@ pub struct ReplyTrace {
 }
 
 /// The policy decision behind a reply: at which phase, by which rule, with which catalog entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decided {
     /// The phase the policy was asked about.
     pub phase: Phase,
-    /// The scenario rule that decided (its position in the file, from 0).
-    pub rule: Option<u32>,
+    /// The scenario rule that decided.
+    pub rule: Option<Arc<RuleRef>>,
     /// The catalog name of the reply.
     pub catalog: Option<&'static str>,
     /// Whether a rate or connection limit refused.
@@ -89,7 +117,7 @@ impl Decided {
     pub fn of(phase: Phase, decision: &Decision) -> Self {
         Self {
             phase,
-            rule: decision.rule,
+            rule: decision.rule.clone(),
             catalog: decision.catalog,
             limited: decision.limited,
         }

@@ -40,7 +40,7 @@ impl Session {
         };
         if reply.is_none() {
             if let Some(Trace::Reply(last)) = self.trace.last_mut() {
-                let same = (last.code, last.status, last.decided) == (code, status, decided);
+                let same = last.code == code && last.status == status && last.decided == decided;
                 if same && last.reply.is_none() {
                     last.times = last.times.saturating_add(1);
                     return;
