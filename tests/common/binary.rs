@@ -86,26 +86,31 @@ impl Binary {
             .expect("the ready line holds socket addresses")
     }
 
-    /// Sends a signal with `kill(1)` (no libc dependency) to failmail (not to its wrapper).
+    /// Sends the signal `name` (`TERM`, `INT`, `HUP`, `KILL`) to failmail (not to its wrapper).
     pub(crate) fn signal(&self, name: &str) {
         let pid = self.child.id();
-        let target = if self.wrapped {
+        let target: libc::pid_t = if self.wrapped {
             let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
                 .expect("the wrapper's children are listed in /proc");
             children
                 .split_whitespace()
                 .next()
                 .expect("the wrapper runs failmail as its child")
-                .to_owned()
+                .parse()
+                .expect("a process id")
         } else {
-            pid.to_string()
+            pid as libc::pid_t
         };
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(&target)
-            .status()
-            .expect("kill(1) runs");
-        assert!(status.success(), "kill -{name} {target} failed");
+        let number = match name {
+            "TERM" => libc::SIGTERM,
+            "INT" => libc::SIGINT,
+            "HUP" => libc::SIGHUP,
+            "KILL" => libc::SIGKILL,
+            other => panic!("no signal {other} in this helper"),
+        };
+        // SAFETY: kill(2) only reads its two integer arguments.
+        let sent = unsafe { libc::kill(target, number) };
+        assert_eq!(sent, 0, "kill -{name} {target} failed");
     }
 
     /// What the process wrote to stderr so far, while it runs (e.g. to wait for a log line).
@@ -250,8 +255,36 @@ pub(crate) async fn run_tool(
 
 /// `GET path` over a raw HTTP/1.1 connection: (status line, body).
 pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    http_request(addr, "GET", path, None).await
+}
+
+/// `POST path` with a JSON body (none for `None`): (status line, body).
+pub(crate) async fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    json: Option<&str>,
+) -> (String, String) {
+    http_request(addr, "POST", path, json).await
+}
+
+async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> (String, String) {
     let mut stream = TcpStream::connect(addr).await.expect("HTTP connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(json) = json {
+        request.push_str("Content-Type: application/json\r\n");
+        request.push_str(&format!("Content-Length: {}\r\n\r\n{json}", json.len()));
+    } else {
+        request.push_str(if method == "GET" {
+            "\r\n"
+        } else {
+            "Content-Length: 0\r\n\r\n"
+        });
+    }
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(IO_TIMEOUT, stream.read_to_end(&mut response))

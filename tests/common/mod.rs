@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub(crate) mod binary;
+pub(crate) mod redis;
+pub(crate) mod tools;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -77,23 +79,6 @@ pub(crate) fn repo_root() -> PathBuf {
 /// The development CA file clients are told to trust.
 pub(crate) fn ca_path() -> PathBuf {
     repo_root().join("certs/ca.pem")
-}
-
-/// Fails with a clear message when an external tool the tests need is missing.
-pub(crate) fn require_tool(path: &str, package: &str) {
-    let found = if path.contains('/') {
-        std::path::Path::new(path).exists()
-    } else {
-        std::process::Command::new(path)
-            .arg("--version")
-            .output()
-            .is_ok()
-    };
-    assert!(
-        found,
-        "`{path}` is missing: install the Debian package `{package}` (.ci/run installs it: \
-         `apt-get install -y --no-install-recommends {package}`)"
-    );
 }
 
 /// A rustls client configuration that trusts only the development CA.

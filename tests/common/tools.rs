@@ -1,0 +1,223 @@
+//! The external programs the integration tests drive (swaks, Postfix's smtp-source, Python,
+//! redis-server, strace, Node with nodemailer, Go), found in one place; a test that needs a
+//! missing one skips itself, unless `FAILMAIL_REQUIRE_ALL=1` (set by `.ci/run`) makes that a
+//! failure.
+//!
+//! A test asks with `let Some(program) = need(&SWAKS) else { return };`. A skip writes one line to
+//! the real stderr at once (not through `eprintln!`, which the test harness captures and hides for
+//! a passing test), naming the test, the missing program and the command that installs it. When a
+//! test binary ends, a summary line says how many of its tests skipped themselves and for what.
+//!
+//! Why a summary at process exit: libtest has no "skipped" outcome and no hook after the last
+//! test, and it runs tests in any order on several threads, under any name filter. A test meant
+//! to "run last" and read marker files may run first, may be filtered out, and reads whatever an
+//! older run left on disk. The count here lives in the test process's memory, is kept by the
+//! skips themselves, and is printed by an `atexit` handler, which runs once after libtest has
+//! printed its own result line, whether the binary passed or failed, whatever ran. Each test
+//! binary prints its own summary (cargo runs them one after another), so `cargo test` shows, right
+//! under each binary's result, how many of its passing tests did not really run.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, Once};
+
+/// The environment variable that turns a missing program into a failure (`.ci/run` sets it).
+pub(crate) const REQUIRE_ALL: &str = "FAILMAIL_REQUIRE_ALL";
+
+/// An external program some tests need, and how to get it.
+#[derive(Debug)]
+pub(crate) struct Tool {
+    /// What the summary and the skip line call it.
+    pub name: &'static str,
+    /// A program looked up on `PATH`, or an absolute path.
+    pub program: &'static str,
+    /// An environment variable that names another program to use instead (e.g. `REDIS_SERVER`).
+    pub env: Option<&'static str>,
+    /// Arguments that make the program show that it works and exit 0 (`--version`; for Python,
+    /// importing the modules the tests use); empty to only check that the file is there.
+    pub probe: &'static [&'static str],
+    /// A file (relative to the repository) that must exist as well, e.g. an installed npm package.
+    pub needs_file: Option<&'static str>,
+    /// The command that installs what is missing.
+    pub install: &'static str,
+}
+
+/// swaks, with the Perl TLS module it needs for `--tls` and `--tls-on-connect`.
+pub(crate) const SWAKS: Tool = Tool {
+    name: "swaks",
+    program: "swaks",
+    env: None,
+    probe: &["--version"],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends swaks libnet-ssleay-perl",
+};
+
+/// Postfix's load generator (Postfix itself is never started).
+pub(crate) const SMTP_SOURCE: Tool = Tool {
+    name: "smtp-source",
+    program: "/usr/sbin/smtp-source",
+    env: None,
+    probe: &[],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends postfix",
+};
+
+/// Python 3 with the standard modules the client scripts import.
+pub(crate) const PYTHON3: Tool = Tool {
+    name: "python3",
+    program: "python3",
+    env: None,
+    probe: &["-c", "import smtplib, ssl, socket"],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends python3",
+};
+
+/// A Redis server the tests start on a port of their own (`REDIS_SERVER` names another binary).
+pub(crate) const REDIS_SERVER: Tool = Tool {
+    name: "redis-server",
+    program: "redis-server",
+    env: Some("REDIS_SERVER"),
+    probe: &["--version"],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends redis-server",
+};
+
+/// strace, which shows every connection the server opens.
+pub(crate) const STRACE: Tool = Tool {
+    name: "strace",
+    program: "strace",
+    env: None,
+    probe: &["-V"],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends strace",
+};
+
+/// Node.js with nodemailer installed from `tests/node/package-lock.json`.
+pub(crate) const NODEMAILER: Tool = Tool {
+    name: "node + nodemailer",
+    program: "node",
+    env: None,
+    probe: &["--version"],
+    needs_file: Some("tests/node/node_modules/nodemailer/package.json"),
+    install: "apt-get install -y --no-install-recommends nodejs npm && npm ci --prefix tests/node",
+};
+
+/// Go's toolchain, for `net/smtp` (standard library only: nothing is downloaded).
+pub(crate) const GO: Tool = Tool {
+    name: "go",
+    program: "go",
+    env: None,
+    probe: &["version"],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends golang-go",
+};
+
+/// How many tests of this process skipped themselves, per missing tool.
+static SKIPS: Mutex<BTreeMap<&'static str, (usize, &'static str)>> = Mutex::new(BTreeMap::new());
+static SUMMARY: Once = Once::new();
+
+/// The program to run for `tool`, if it is there and works.
+pub(crate) fn find(tool: &Tool) -> Option<PathBuf> {
+    if let Some(file) = tool.needs_file {
+        if !super::repo_root().join(file).is_file() {
+            return None;
+        }
+    }
+    let program = tool
+        .env
+        .and_then(std::env::var_os)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(tool.program));
+    let path = locate(&program)?;
+    if tool.probe.is_empty() {
+        return Some(path);
+    }
+    let works = Command::new(&path)
+        .args(tool.probe)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    works.then_some(path)
+}
+
+/// `program` itself if it names a file, else the first executable file of that name on `PATH`.
+fn locate(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_owned());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The program for `tool`; when it is missing, the calling test should return at once: this
+/// reports the skip (or, under `FAILMAIL_REQUIRE_ALL=1`, fails the test).
+pub(crate) fn need(tool: &Tool) -> Option<PathBuf> {
+    let found = find(tool);
+    if found.is_none() {
+        skip(tool);
+    }
+    found
+}
+
+fn skip(tool: &Tool) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    if std::env::var(REQUIRE_ALL).is_ok_and(|v| v == "1") {
+        panic!(
+            "{test} needs `{}`, which is missing ({REQUIRE_ALL}=1): install it with `{}`",
+            tool.name, tool.install
+        );
+    }
+    SKIPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(tool.name)
+        .or_insert((0, tool.install))
+        .0 += 1;
+    SUMMARY.call_once(|| {
+        // SAFETY: `summarise` is a plain `extern "C" fn()` that never unwinds.
+        unsafe {
+            libc::atexit(summarise);
+        }
+    });
+    write_stderr(&format!(
+        "SKIPPED {test}: `{}` is missing; install it with `{}` ({REQUIRE_ALL}=1 makes this a \
+         failure)\n",
+        tool.name, tool.install
+    ));
+}
+
+/// Writes past the test harness's capture, so that the line is seen even when the test passes.
+fn write_stderr(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+extern "C" fn summarise() {
+    let skips = SKIPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let total: usize = skips.values().map(|(count, _)| count).sum();
+    if total == 0 {
+        return;
+    }
+    let missing: Vec<String> = skips
+        .iter()
+        .map(|(name, (count, install))| format!("`{name}` ({count}: {install})"))
+        .collect();
+    write_stderr(&format!(
+        "SKIPPED: {total} of the tests counted as passed above did not run, for want of {}; \
+         {REQUIRE_ALL}=1 makes a missing program a failure\n",
+        missing.join(", ")
+    ));
+}
