@@ -39,7 +39,7 @@ fn now<T>(maybe: Eventual<'_, T>) -> T {
 
 /// One limit decision as a MAIL makes it, and the release of a transaction without a message.
 fn reserve_release(store: &MemoryStore, checks: &[LimitCheck], keys: &[String], token: u64) {
-    let reserved = now(store.reserve(checks, NOW_MS, token)).unwrap();
+    let reserved = now(store.reserve(checks, NOW_MS.into(), token)).unwrap();
     assert_eq!(black_box(reserved), Reserve::Reserved);
     now(store.release(keys, token)).unwrap();
 }
@@ -193,7 +193,7 @@ fn redis(c: &mut Criterion) {
                 for _ in 0..iters {
                     let token = tokens.fetch_add(1, Ordering::Relaxed);
                     let now_ms = NOW_MS + token;
-                    let reserved = store.reserve(&checks, now_ms, token).await.unwrap();
+                    let reserved = store.reserve(&checks, now_ms.into(), token).await.unwrap();
                     assert_eq!(black_box(reserved), Reserve::Reserved);
                 }
                 start.elapsed()
@@ -215,7 +215,8 @@ fn redis(c: &mut Criterion) {
                         for _ in 0..per_task {
                             let token = tokens.fetch_add(1, Ordering::Relaxed);
                             let now_ms = NOW_MS + token;
-                            let reserved = store.reserve(&checks, now_ms, token).await.unwrap();
+                            let reserved =
+                                store.reserve(&checks, now_ms.into(), token).await.unwrap();
                             assert_eq!(black_box(reserved), Reserve::Reserved);
                         }
                     });

@@ -1,10 +1,41 @@
 //! The one clock every time-based behaviour reads (limit windows, greylisting, sequences).
 //!
 //! It is the real clock plus an offset that tests (or `POST /api/clock/advance`) can move forward,
-//! so that "one hour later" takes milliseconds.
+//! so that "one hour later" takes milliseconds. Instances that share their state through a store
+//! share this offset too (`limits::shared_clock`): moving the clock is then a request to the
+//! store, which is why [`Clock::advance`] and [`Clock::reset`] answer an [`Eventual`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::eventual::Eventual;
+
+/// The clock could not be moved: its offset lives in a shared store that did not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the shared clock is unavailable: {0}")]
+pub struct ClockError(pub String);
+
+/// One reading of a clock, as a store shared by several instances needs it: the time, and how
+/// much of it is the offset those instances share. The store holds that offset too and may know
+/// a newer value (another instance just moved it); it then reads the time as `ms -
+/// shared_offset_ms + its offset`, so that every instance decides at the same time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// Milliseconds since the Unix epoch.
+    pub ms: u64,
+    /// The part of `ms` that is the shared offset (0 for a clock of one instance).
+    pub shared_offset_ms: u64,
+}
+
+impl From<u64> for Reading {
+    /// A reading of a clock of one instance: nothing in it is shared.
+    fn from(ms: u64) -> Self {
+        Reading {
+            ms,
+            shared_offset_ms: 0,
+        }
+    }
+}
 
 /// A source of "now" that tests can move forward: the one clock a running failmail reads.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
@@ -16,11 +47,22 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
         self.now().as_millis() as u64
     }
 
-    /// Moves time forward (`POST /api/clock/advance`, `TestServer::advance_clock`).
-    fn advance(&self, by: Duration);
+    /// The time and its shared part, read at once, for a limit store.
+    fn reading(&self) -> Reading {
+        Reading::from(self.now_ms())
+    }
 
     /// How far time was moved forward in all.
     fn offset(&self) -> Duration;
+
+    /// Moves time forward (`POST /api/clock/advance`, `TestServer::advance_clock`); answers the
+    /// new offset once every instance sharing the clock reads it.
+    #[must_use = "the clock moves only when the answer is awaited"]
+    fn advance(&self, by: Duration) -> Eventual<'_, Result<Duration, ClockError>>;
+
+    /// Takes the offset back to zero (`POST /api/reset`).
+    #[must_use = "the clock moves only when the answer is awaited"]
+    fn reset(&self) -> Eventual<'_, Result<(), ClockError>>;
 }
 
 /// The clock every part of one running failmail shares.
@@ -37,6 +79,12 @@ impl OffsetClock {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Moves this clock forward at once (it is nobody else's).
+    pub fn advance(&self, by: Duration) {
+        self.offset_ms
+            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
 }
 
 impl Clock for OffsetClock {
@@ -47,13 +95,18 @@ impl Clock for OffsetClock {
         real + self.offset()
     }
 
-    fn advance(&self, by: Duration) {
-        self.offset_ms
-            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
-    }
-
     fn offset(&self) -> Duration {
         Duration::from_millis(self.offset_ms.load(Ordering::SeqCst))
+    }
+
+    fn advance(&self, by: Duration) -> Eventual<'_, Result<Duration, ClockError>> {
+        OffsetClock::advance(self, by);
+        Eventual::now(Ok(self.offset()))
+    }
+
+    fn reset(&self) -> Eventual<'_, Result<(), ClockError>> {
+        self.offset_ms.store(0, Ordering::SeqCst);
+        Eventual::now(Ok(()))
     }
 }
 
@@ -73,6 +126,12 @@ impl ManualClock {
             now_ms: AtomicU64::new(start_ms),
         }
     }
+
+    /// Moves this clock forward at once (it is nobody else's).
+    pub fn advance(&self, by: Duration) {
+        self.now_ms
+            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {
@@ -80,13 +139,18 @@ impl Clock for ManualClock {
         Duration::from_millis(self.now_ms.load(Ordering::SeqCst))
     }
 
-    fn advance(&self, by: Duration) {
-        self.now_ms
-            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
-    }
-
     fn offset(&self) -> Duration {
         Duration::from_millis(self.now_ms.load(Ordering::SeqCst) - self.start_ms)
+    }
+
+    fn advance(&self, by: Duration) -> Eventual<'_, Result<Duration, ClockError>> {
+        ManualClock::advance(self, by);
+        Eventual::now(Ok(self.offset()))
+    }
+
+    fn reset(&self) -> Eventual<'_, Result<(), ClockError>> {
+        self.now_ms.store(self.start_ms, Ordering::SeqCst);
+        Eventual::now(Ok(()))
     }
 }
 
@@ -144,5 +208,20 @@ mod tests {
         assert_eq!(clock.now_ms(), 100_000);
         clock.advance(Duration::from_millis(5));
         assert_eq!(clock.now_ms(), 100_005);
+    }
+
+    #[test]
+    fn reset_takes_the_offset_back_to_zero() {
+        let manual = ManualClock::new(Duration::from_secs(100));
+        let offset = OffsetClock::new();
+        let clocks: [&dyn Clock; 2] = [&manual, &offset];
+        for clock in clocks {
+            let moved = clock.advance(Duration::from_secs(60)).ready().ok().unwrap();
+            assert_eq!(moved.unwrap(), Duration::from_secs(60));
+            assert_eq!(clock.reading().shared_offset_ms, 0, "nothing is shared");
+            assert!(clock.reset().ready().ok().unwrap().is_ok());
+            assert_eq!(clock.offset(), Duration::ZERO);
+        }
+        assert_eq!(manual.now_ms(), 100_000);
     }
 }

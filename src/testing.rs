@@ -207,9 +207,14 @@ impl TestServer {
     }
 
     /// Moves the server's clock (limit windows, greylisting, sequences, event stamps) forward,
-    /// so that a test can pass "one hour later" at once.
-    pub fn advance_clock(&self, by: Duration) {
-        self.app().clock().advance(by);
+    /// so that a test can pass "one hour later" at once. (Awaited, because a clock shared through
+    /// `--state redis://…` moves in Redis.)
+    pub async fn advance_clock(&self, by: Duration) {
+        self.app()
+            .clock()
+            .advance(by)
+            .await
+            .unwrap_or_else(|e| panic!("failmail::testing: the clock did not move: {e}"));
     }
 
     /// Forgets the captured messages, the events, and the limit, greylist, sequence and rule
@@ -414,7 +419,7 @@ mod tests {
         assert!(usage.iter().any(|u| u.used == 2), "{usage:?}");
 
         // An hour later the window has room again.
-        server.advance_clock(Duration::from_secs(3601));
+        server.advance_clock(Duration::from_secs(3601)).await;
         assert_eq!(send_one(addr, "a@example.com").await[5], 250);
 
         // reset forgets messages, events and limit uses.

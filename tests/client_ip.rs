@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{PlainConn, TlsConn};
 use failmail::app::ScenarioConfig;
-use failmail::clock::{Clock, ManualClock};
+use failmail::clock::ManualClock;
 use failmail::{AppConfig, RunningApp};
 
 /// A server with `scenario`, SMTP on `[::]:0` and SMTPS on `127.0.0.1:0`, on a manual clock.

@@ -25,7 +25,7 @@ use base64::Engine as _;
 use common::binary::binary_command;
 use common::{rcpt_reply, PlainConn, Reply};
 use failmail::app::ScenarioConfig;
-use failmail::clock::{Clock, OffsetClock};
+use failmail::clock::OffsetClock;
 use failmail::scenario::compile::Scenario;
 use failmail::RunningApp;
 use regex::Regex;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{json, ApiError, JsonBody};
 use super::ApiState;
+use crate::clock::ClockError;
 
 /// The most one call may advance: ten years, in seconds.
 pub(crate) const MAX_ADVANCE_SECONDS: f64 = 315_576_000.0;
@@ -44,14 +45,23 @@ pub(crate) async fn advance(
         ))
         .hint("the clock only moves forward: {\"seconds\": 3600} is one hour later"));
     }
-    let clock = &state.clock;
-    clock.advance(Duration::from_secs_f64(body.seconds));
+    let offset = state
+        .clock
+        .advance(Duration::from_secs_f64(body.seconds))
+        .await
+        .map_err(unavailable)?;
     Ok(json(
         StatusCode::OK,
         &Offset {
-            offset_seconds: clock.offset().as_secs_f64(),
+            offset_seconds: offset.as_secs_f64(),
         },
     ))
+}
+
+/// The shared clock's store (`--state redis://…`) did not answer: 503.
+pub(crate) fn unavailable(error: ClockError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+        .hint("the clock's offset lives in the --state Redis; check that it is up and reachable")
 }
 
 /// `GET /api/clock`: the server's time and how far it was moved forward.

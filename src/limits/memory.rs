@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
+use crate::clock::Reading;
 use crate::eventual::Eventual;
 
 const SHARDS: usize = 64;
@@ -101,10 +102,10 @@ impl LimitStore for MemoryStore {
     fn reserve<'a>(
         &'a self,
         checks: &'a [LimitCheck],
-        now_ms: u64,
+        now: Reading,
         token: u64,
     ) -> Eventual<'a, Result<Reserve, StoreError>> {
-        Eventual::now(Ok(self.reserve_now(checks, now_ms, token)))
+        Eventual::now(Ok(self.reserve_now(checks, now.ms, token)))
     }
 
     fn release<'a>(
@@ -129,10 +130,11 @@ impl LimitStore for MemoryStore {
     fn greylist<'a>(
         &'a self,
         key: &'a str,
-        now_ms: u64,
+        now: Reading,
         delay: Duration,
         retry_window: Duration,
     ) -> Eventual<'a, Result<Greylist, StoreError>> {
+        let now_ms = now.ms;
         let mut shard = self.lock(shard_of(key));
         if shard.greylist.len() >= KEYS_PER_SHARD && !shard.greylist.contains_key(key) {
             shard.greylist.clear();
@@ -164,10 +166,11 @@ impl LimitStore for MemoryStore {
 
     fn usage<'a>(
         &'a self,
-        now_ms: u64,
+        now: Reading,
         prefix: &'a str,
         window: Duration,
     ) -> Eventual<'a, Result<Vec<Usage>, StoreError>> {
+        let now_ms = now.ms;
         let mut all = Vec::new();
         for index in 0..SHARDS {
             let mut shard = self.lock(index);
@@ -227,25 +230,25 @@ mod tests {
         let hour = 3_600_000;
         for (i, at) in [0, 10, 20].into_iter().enumerate() {
             assert_eq!(
-                now(store.reserve(&checks, at, i as u64)).unwrap(),
+                now(store.reserve(&checks, Reading::from(at), i as u64)).unwrap(),
                 Reserve::Reserved
             );
         }
         assert_eq!(
-            now(store.reserve(&checks, 30, 9)).unwrap(),
+            now(store.reserve(&checks, Reading::from(30), 9)).unwrap(),
             Reserve::Full(0)
         );
         // The first use leaves the window exactly one hour after it was taken.
         assert_eq!(
-            now(store.reserve(&checks, hour - 1, 9)).unwrap(),
+            now(store.reserve(&checks, Reading::from(hour - 1), 9)).unwrap(),
             Reserve::Full(0)
         );
         assert_eq!(
-            now(store.reserve(&checks, hour, 9)).unwrap(),
+            now(store.reserve(&checks, Reading::from(hour), 9)).unwrap(),
             Reserve::Reserved
         );
         assert_eq!(
-            now(store.reserve(&checks, hour + 5, 10)).unwrap(),
+            now(store.reserve(&checks, Reading::from(hour + 5), 10)).unwrap(),
             Reserve::Full(0)
         );
     }
@@ -254,17 +257,27 @@ mod tests {
     fn refusal_takes_nothing_and_release_gives_back() {
         let store = MemoryStore::new();
         let both = [check("account:a", 5), check("ip:1", 1)];
-        assert_eq!(now(store.reserve(&both, 0, 1)).unwrap(), Reserve::Reserved);
-        assert_eq!(now(store.reserve(&both, 0, 2)).unwrap(), Reserve::Full(1));
-        let mut usage = now(store.usage(1, "account:", Duration::from_secs(3600))).unwrap();
-        usage.extend(now(store.usage(1, "ip:", Duration::from_secs(3600))).unwrap());
+        assert_eq!(
+            now(store.reserve(&both, Reading::from(0), 1)).unwrap(),
+            Reserve::Reserved
+        );
+        assert_eq!(
+            now(store.reserve(&both, Reading::from(0), 2)).unwrap(),
+            Reserve::Full(1)
+        );
+        let mut usage =
+            now(store.usage(Reading::from(1), "account:", Duration::from_secs(3600))).unwrap();
+        usage.extend(now(store.usage(Reading::from(1), "ip:", Duration::from_secs(3600))).unwrap());
         assert_eq!(
             usage.iter().map(|u| u.used).collect::<Vec<_>>(),
             [1, 1],
             "{usage:?}"
         );
         now(store.release(&["account:a".to_owned(), "ip:1".to_owned()], 1)).unwrap();
-        assert_eq!(now(store.reserve(&both, 0, 3)).unwrap(), Reserve::Reserved);
+        assert_eq!(
+            now(store.reserve(&both, Reading::from(0), 3)).unwrap(),
+            Reserve::Reserved
+        );
     }
 
     #[test]
@@ -273,28 +286,28 @@ mod tests {
         let delay = Duration::from_secs(300);
         let window = Duration::from_secs(2 * 86_400);
         assert_eq!(
-            now(store.greylist("t", 0, delay, window)).unwrap(),
+            now(store.greylist("t", Reading::from(0), delay, window)).unwrap(),
             Greylist::Wait
         );
         assert_eq!(
-            now(store.greylist("t", 299_999, delay, window)).unwrap(),
+            now(store.greylist("t", Reading::from(299_999), delay, window)).unwrap(),
             Greylist::Wait
         );
         assert_eq!(
-            now(store.greylist("t", 300_000, delay, window)).unwrap(),
+            now(store.greylist("t", Reading::from(300_000), delay, window)).unwrap(),
             Greylist::Pass
         );
         assert_eq!(
-            now(store.greylist("other", 300_000, delay, window)).unwrap(),
+            now(store.greylist("other", Reading::from(300_000), delay, window)).unwrap(),
             Greylist::Wait
         );
         // Too late a retry starts over.
         assert_eq!(
-            now(store.greylist("late", 0, delay, window)).unwrap(),
+            now(store.greylist("late", Reading::from(0), delay, window)).unwrap(),
             Greylist::Wait
         );
         assert_eq!(
-            now(store.greylist("late", 3 * 86_400_000, delay, window)).unwrap(),
+            now(store.greylist("late", Reading::from(3 * 86_400_000), delay, window)).unwrap(),
             Greylist::Wait
         );
     }
@@ -318,7 +331,7 @@ mod tests {
                     let checks = [check("account:race", 200), check("ip:race", 1000)];
                     (0..100)
                         .filter(|i| {
-                            now(store.reserve(&checks, 0, t * 1000 + i)).unwrap()
+                            now(store.reserve(&checks, Reading::from(0), t * 1000 + i)).unwrap()
                                 == Reserve::Reserved
                         })
                         .count()

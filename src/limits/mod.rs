@@ -12,12 +12,14 @@ pub mod connections;
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod shared_clock;
 pub mod window;
 
 pub use window::{Count, LimitOverrides, Window};
 
 use std::time::Duration;
 
+use crate::clock::Reading;
 use crate::eventual::Eventual;
 
 /// A store operation failed (Redis unreachable, script error): answered with 451 4.3.0.
@@ -65,11 +67,12 @@ pub struct Usage {
 
 /// Where limit, greylist and sequence state lives.
 pub trait LimitStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Atomically: if every check has room at `now_ms`, take one use in each, tagged `token`.
+    /// Atomically: if every check has room at `now`, take one use in each, tagged `token`. (A
+    /// store that shares the clock's offset reads `now` with its own offset: see [`Reading`].)
     fn reserve<'a>(
         &'a self,
         checks: &'a [LimitCheck],
-        now_ms: u64,
+        now: Reading,
         token: u64,
     ) -> Eventual<'a, Result<Reserve, StoreError>>;
 
@@ -80,12 +83,12 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug + 'static {
         token: u64,
     ) -> Eventual<'a, Result<(), StoreError>>;
 
-    /// Greylisting: first sight of `key` at `now_ms` starts its delay; a retry after `delay`
+    /// Greylisting: first sight of `key` at `now` starts its delay; a retry after `delay`
     /// (and within `retry_window` of the first sight) passes.
     fn greylist<'a>(
         &'a self,
         key: &'a str,
-        now_ms: u64,
+        now: Reading,
         delay: Duration,
         retry_window: Duration,
     ) -> Eventual<'a, Result<Greylist, StoreError>>;
@@ -93,15 +96,15 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug + 'static {
     /// Counts one attempt of a sequence key; returns how many came before.
     fn bump<'a>(&'a self, key: &'a str) -> Eventual<'a, Result<u64, StoreError>>;
 
-    /// The use of every limit key starting with `prefix`, within `window` of `now_ms`.
+    /// The use of every limit key starting with `prefix`, within `window` of `now`.
     fn usage<'a>(
         &'a self,
-        now_ms: u64,
+        now: Reading,
         prefix: &'a str,
         window: Duration,
     ) -> Eventual<'a, Result<Vec<Usage>, StoreError>>;
 
-    /// Forgets everything (limits, greylist, sequences).
+    /// Forgets everything (limits, greylist, sequences) but the shared clock's offset.
     fn reset<'a>(&'a self) -> Eventual<'a, Result<(), StoreError>>;
 
     /// Whether every answer is ready at once (the memory store), so callers can skip boxing.

@@ -2,7 +2,8 @@
 //! failmail instances sharing one Redis enforce one set of limits.
 //!
 //! Keys live under `failmail:` (limits: sorted sets of `token` scored by time; greylist: first
-//! sight; sequences: counters). When Redis is unreachable, operations fail with [`StoreError`],
+//! sight; sequences: counters; the offset of the clock the instances share, see
+//! [`super::shared_clock`]). When Redis is unreachable, operations fail with [`StoreError`],
 //! which the policy answers with a temporary 451 4.3.0: never "accept without limits".
 
 use std::time::Duration;
@@ -10,52 +11,73 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
+use super::shared_clock::RedisClock;
 use super::{Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
+use crate::clock::{Reading, SharedClock};
 use crate::eventual::Eventual;
 
 const PREFIX: &str = "failmail:";
 
-const RESERVE: &str = r"
-local now = tonumber(ARGV[1])
-local token = ARGV[2]
-for i, key in ipairs(KEYS) do
-  local window = tonumber(ARGV[1 + 2 * i])
-  local max = tonumber(ARGV[2 + 2 * i])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  if redis.call('ZCARD', key) >= max then
-    return i
+/// The offset of the clock the instances share, in milliseconds (see `super::shared_clock`).
+pub(crate) const CLOCK_KEY: &str = "failmail:clock:offset_ms";
+
+/// Every time-based script starts here: `KEYS[1]` is [`CLOCK_KEY`], `ARGV[1]` and `ARGV[2]` the
+/// caller's [`Reading`]. The time of the decision is the caller's, with the shared offset as this
+/// Redis holds it now, so that an instance that has not yet heard of another's
+/// `POST /api/clock/advance` still decides exactly as that one does.
+macro_rules! now_lua {
+    () => {
+        "local now = tonumber(ARGV[1]) - tonumber(ARGV[2]) \
+         + tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    };
+}
+
+const RESERVE: &str = concat!(
+    now_lua!(),
+    r"
+local token = ARGV[3]
+for i = 2, #KEYS do
+  local window = tonumber(ARGV[2 * i])
+  local max = tonumber(ARGV[1 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[i]) >= max then
+    return i - 1
   end
 end
-for i, key in ipairs(KEYS) do
-  local window = tonumber(ARGV[1 + 2 * i])
-  redis.call('ZADD', key, now, token)
-  redis.call('PEXPIRE', key, window)
+for i = 2, #KEYS do
+  local window = tonumber(ARGV[2 * i])
+  redis.call('ZADD', KEYS[i], now, token)
+  redis.call('PEXPIRE', KEYS[i], window)
 end
 return 0
-";
+"
+);
 
-const GREYLIST: &str = r"
-local now = tonumber(ARGV[1])
-local delay = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local first = tonumber(redis.call('GET', KEYS[1]))
+const GREYLIST: &str = concat!(
+    now_lua!(),
+    r"
+local delay = tonumber(ARGV[3])
+local window = tonumber(ARGV[4])
+local first = tonumber(redis.call('GET', KEYS[2]))
 if first == nil or now - first > window then
-  redis.call('SET', KEYS[1], now, 'PX', window * 2)
+  redis.call('SET', KEYS[2], now, 'PX', window * 2)
   return 0
 end
 if now - first >= delay then
   return 1
 end
 return 0
-";
+"
+);
 
-const USAGE: &str = r"
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
+const USAGE: &str = concat!(
+    now_lua!(),
+    r"
+local window = tonumber(ARGV[3])
 local out = {}
 local cursor = '0'
 repeat
-  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[3], 'COUNT', 1000)
+  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[4], 'COUNT', 1000)
   cursor = page[1]
   for _, key in ipairs(page[2]) do
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
@@ -67,15 +89,20 @@ repeat
   end
 until cursor == '0'
 return out
-";
+"
+);
 
+/// Deletes every key of failmail's but the shared clock's offset (which `POST /api/reset` resets
+/// through the clock, so that every instance hears of it).
 const RESET: &str = r"
 local cursor = '0'
 repeat
   local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
   cursor = page[1]
   for _, key in ipairs(page[2]) do
-    redis.call('DEL', key)
+    if key ~= ARGV[2] then
+      redis.call('DEL', key)
+    end
   end
 until cursor == '0'
 return 0
@@ -84,6 +111,7 @@ return 0
 /// Limits, greylisting and sequences in a Redis server.
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
     connection: ConnectionManager,
     reserve: Script,
     greylist: Script,
@@ -109,16 +137,23 @@ impl RedisStore {
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(2))
             .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config)
+        let connection = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(store_error)?;
         Ok(Self {
+            client,
             connection,
             reserve: Script::new(RESERVE),
             greylist: Script::new(GREYLIST),
             usage: Script::new(USAGE),
             reset: Script::new(RESET),
         })
+    }
+
+    /// The clock of an instance that shares this Redis: `base` moved by the offset kept here, so
+    /// that `POST /api/clock/advance` on one instance moves them all.
+    pub async fn shared_clock(&self, base: SharedClock) -> Result<RedisClock, StoreError> {
+        RedisClock::start(self.client.clone(), self.connection.clone(), base).await
     }
 }
 
@@ -130,11 +165,15 @@ impl LimitStore for RedisStore {
     fn reserve<'a>(
         &'a self,
         checks: &'a [LimitCheck],
-        now_ms: u64,
+        now: Reading,
         token: u64,
     ) -> Eventual<'a, Result<Reserve, StoreError>> {
         let mut invocation = self.reserve.prepare_invoke();
-        invocation.arg(now_ms).arg(token);
+        invocation
+            .key(CLOCK_KEY)
+            .arg(now.ms)
+            .arg(now.shared_offset_ms)
+            .arg(token);
         for check in checks {
             invocation.key(limit_key(&check.key));
             invocation.arg(check.per.as_millis() as u64).arg(check.max);
@@ -173,14 +212,16 @@ impl LimitStore for RedisStore {
     fn greylist<'a>(
         &'a self,
         key: &'a str,
-        now_ms: u64,
+        now: Reading,
         delay: Duration,
         retry_window: Duration,
     ) -> Eventual<'a, Result<Greylist, StoreError>> {
         let mut invocation = self.greylist.prepare_invoke();
         invocation
+            .key(CLOCK_KEY)
             .key(format!("{PREFIX}grey:{key}"))
-            .arg(now_ms)
+            .arg(now.ms)
+            .arg(now.shared_offset_ms)
             .arg(delay.as_millis() as u64)
             .arg(retry_window.as_millis() as u64);
         let mut connection = self.connection.clone();
@@ -218,13 +259,15 @@ impl LimitStore for RedisStore {
 
     fn usage<'a>(
         &'a self,
-        now_ms: u64,
+        now: Reading,
         prefix: &'a str,
         window: Duration,
     ) -> Eventual<'a, Result<Vec<Usage>, StoreError>> {
         let mut invocation = self.usage.prepare_invoke();
         invocation
-            .arg(now_ms)
+            .key(CLOCK_KEY)
+            .arg(now.ms)
+            .arg(now.shared_offset_ms)
             .arg(window.as_millis() as u64)
             .arg(format!("{PREFIX}limit:{prefix}*"));
         let mut connection = self.connection.clone();
@@ -252,7 +295,7 @@ impl LimitStore for RedisStore {
 
     fn reset<'a>(&'a self) -> Eventual<'a, Result<(), StoreError>> {
         let mut invocation = self.reset.prepare_invoke();
-        invocation.arg(format!("{PREFIX}*"));
+        invocation.arg(format!("{PREFIX}*")).arg(CLOCK_KEY);
         let mut connection = self.connection.clone();
         Eventual::later(async move {
             invocation

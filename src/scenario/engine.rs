@@ -93,7 +93,7 @@ impl Engine {
         let Some(limits) = &self.scenario.limits else {
             return Ok(Vec::new());
         };
-        let now = self.clock.now_ms();
+        let now = self.clock.reading();
         let mut all = Vec::new();
         for (prefix, window) in [
             (keys::ACCOUNT_PREFIX, limits.per_account),
@@ -493,7 +493,7 @@ impl ScenarioSession {
                     .is_none_or(|p| view.rcpt.is_some_and(|r| p.matches(r)));
                 if applies {
                     let key = keys::greylist_key(self.peer_ip.ip(), view.mail_from, view.rcpt);
-                    let now = engine.clock.now_ms();
+                    let now = engine.clock.reading();
                     if engine
                         .store
                         .greylist(&key, now, greylisting.delay, greylisting.retry_window)
@@ -603,7 +603,7 @@ impl ScenarioSession {
         let token = engine.next_token();
         match engine
             .store
-            .reserve(&checks, engine.clock.now_ms(), token)
+            .reserve(&checks, engine.clock.reading(), token)
             .await?
         {
             Reserve::Reserved => {
