@@ -38,6 +38,34 @@ pub struct ScenarioConfig {
     pub no_magic: bool,
     /// Limits from the command line; they replace the file's `per_account` / `per_ip`.
     pub limits: LimitOverrides,
+    /// Limits for a scenario without a `[limits]` section: OVHcloud's for `failmail serve`
+    /// ([`AppConfig::default`]), none by default here (tests say what they want).
+    pub default_limits: LimitOverrides,
+    /// `--limits none`: no per-account or per-IP limit, whatever the scenario says.
+    pub no_limits: bool,
+}
+
+impl ScenarioConfig {
+    /// How the scenario reloader builds policies from this, with the app's clock, store and
+    /// command-line session settings.
+    fn options(
+        self,
+        clock: SharedClock,
+        base: SessionConfig,
+        store: Arc<dyn LimitStore>,
+    ) -> ScenarioOptions {
+        ScenarioOptions {
+            path: self.path,
+            seed: self.seed,
+            no_magic: self.no_magic,
+            limits: self.limits,
+            default_limits: self.default_limits,
+            no_limits: self.no_limits,
+            clock,
+            base,
+            store,
+        }
+    }
 }
 
 /// Where limit, greylist and sequence state lives.
@@ -46,7 +74,8 @@ pub enum StateConfig {
     /// In this process's memory.
     #[default]
     Memory,
-    /// In the Redis server at this `redis://` URL, shared by every instance that uses it.
+    /// In the Redis server at this `redis://` URL, shared by every instance that uses it, with
+    /// the clock's offset.
     Redis(String),
     /// In a store the caller built (tests share one between two instances).
     Store(Arc<dyn LimitStore>),
@@ -61,7 +90,9 @@ pub struct HttpConfig {
     pub token: Option<String>,
 }
 
-/// Everything a running failmail is built from: the one configuration tree.
+/// Everything a running failmail is built from: the one configuration tree. Its
+/// [`Default`] is what `failmail serve` does with no flags; [`AppConfig::loopback`] is what tests
+/// start from.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
     /// Listeners, TLS, timeouts and connection caps.
@@ -77,11 +108,15 @@ pub struct AppConfig {
     pub scenario: Option<ScenarioConfig>,
     /// Where limit, greylist and sequence state lives.
     pub state: StateConfig,
-    /// The clock every time-based behaviour reads and every event is stamped with.
+    /// The clock every time-based behaviour reads and every event is stamped with. With
+    /// [`StateConfig::Redis`] it is moved by the offset kept in Redis as well.
     pub clock: SharedClock,
 }
 
 impl Default for AppConfig {
+    /// `failmail serve` with no flags: SMTP on 127.0.0.1:1025 without TLS, HTTP on
+    /// 127.0.0.1:8025, the built-in scenario with OVHcloud's limits (200 mails/hour/account,
+    /// 300/hour/IP) unless a scenario has a `[limits]` section, state in memory.
     fn default() -> Self {
         Self {
             server: ServerConfig::default(),
@@ -91,7 +126,10 @@ impl Default for AppConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 8025)),
                 token: None,
             }),
-            scenario: Some(ScenarioConfig::default()),
+            scenario: Some(ScenarioConfig {
+                default_limits: LimitOverrides::OVH,
+                ..ScenarioConfig::default()
+            }),
             state: StateConfig::default(),
             clock: Arc::new(OffsetClock::new()),
         }
@@ -99,10 +137,12 @@ impl Default for AppConfig {
 }
 
 impl AppConfig {
-    /// Every listener (SMTP, SMTPS, HTTP) on 127.0.0.1 port 0, the built-in scenario: for tests.
+    /// For tests: every listener (SMTP with STARTTLS, SMTPS, HTTP) on 127.0.0.1 port 0 with the
+    /// development certificate, the built-in scenario with no limits.
     pub fn loopback() -> Self {
         Self {
             server: ServerConfig::loopback(),
+            scenario: Some(ScenarioConfig::default()),
             http: Some(HttpConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 token: None,
@@ -145,19 +185,22 @@ pub enum AppError {
     },
 }
 
-/// The addresses a running failmail actually listens on.
+/// The addresses a running failmail actually listens on, and whether it offers TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Addresses {
-    /// SMTP with STARTTLS.
+    /// SMTP (STARTTLS offered when `tls`).
     pub smtp: SocketAddr,
     /// SMTPS (implicit TLS).
     pub smtps: Option<SocketAddr>,
     /// HTTP.
     pub http: Option<SocketAddr>,
+    /// Whether STARTTLS was offered when the server started (a scenario reload may change it;
+    /// `/healthz` tells the live state).
+    pub tls: bool,
 }
 
 impl Addresses {
-    /// The one line printed on start: `failmail ready smtp=… smtps=… http=…`.
+    /// The one line printed on start: `failmail ready smtp=… smtps=… http=… tls=on|off`.
     pub fn ready_line(&self) -> String {
         let mut line = format!("failmail ready smtp={}", self.smtp);
         if let Some(addr) = self.smtps {
@@ -166,6 +209,7 @@ impl Addresses {
         if let Some(addr) = self.http {
             line.push_str(&format!(" http={addr}"));
         }
+        line.push_str(if self.tls { " tls=on" } else { " tls=off" });
         line
     }
 }
@@ -187,21 +231,15 @@ impl App {
         if let Some(http) = &config.http {
             api::check_bind(http.addr, http.token.as_deref())?;
         }
-        let clock = config.clock;
-        let store = open_store(config.state).await?;
+        let (store, clock) = open_state(config.state, config.clock).await?;
         let journal = Arc::new(Journal::open(&config.journal)?);
+        let mut base = config.session;
+        // TLS as the command line says; the scenario's `[server] tls` may change it.
+        base.tls_available = config.server.certificate.is_some();
         let (policy, session, scenario) = match config.scenario {
-            None => (Box::new(AcceptAll) as Box<dyn Policy>, config.session, None),
+            None => (Box::new(AcceptAll) as Box<dyn Policy>, base, None),
             Some(scenario) => {
-                let options = ScenarioOptions {
-                    path: scenario.path,
-                    seed: scenario.seed,
-                    no_magic: scenario.no_magic,
-                    limits: scenario.limits,
-                    clock: clock.clone(),
-                    base: config.session,
-                    store,
-                };
+                let options = scenario.options(clock.clone(), base, store);
                 let (live, session) = Reloader::first(&options)?;
                 let policy = Box::new(live.policy.clone()) as Box<dyn Policy>;
                 (policy, session, Some((options, live)))
@@ -222,6 +260,7 @@ impl App {
             smtp: listening.smtp,
             smtps: listening.smtps,
             http: None,
+            tls: server.control().tls_on(),
         };
         let http = match config.http {
             Some(http) => {
@@ -237,6 +276,7 @@ impl App {
                     journal: journal.clone(),
                     clock: clock.clone(),
                     scenario: reloader.clone(),
+                    server: server.control(),
                 };
                 let token = http.token.as_deref().map(Arc::<str>::from);
                 Some(tokio::spawn(api::serve_with_token(
@@ -259,15 +299,24 @@ impl App {
     }
 }
 
-async fn open_store(state: StateConfig) -> Result<Arc<dyn LimitStore>, AppError> {
+/// The limit store, and the clock: `clock` itself, or with Redis, `clock` moved by the offset
+/// every instance sharing that Redis reads (so that advancing the clock on one moves them all).
+async fn open_state(
+    state: StateConfig,
+    clock: SharedClock,
+) -> Result<(Arc<dyn LimitStore>, SharedClock), AppError> {
     Ok(match state {
-        StateConfig::Memory => Arc::new(MemoryStore::new()),
-        StateConfig::Store(store) => store,
-        StateConfig::Redis(url) => Arc::new(
-            RedisStore::connect(&url)
-                .await
-                .map_err(|source| AppError::Store { url, source })?,
-        ),
+        StateConfig::Memory => (Arc::new(MemoryStore::new()), clock),
+        StateConfig::Store(store) => (store, clock),
+        StateConfig::Redis(url) => {
+            let failed = |source| AppError::Store {
+                url: url.clone(),
+                source,
+            };
+            let store = RedisStore::connect(&url).await.map_err(failed)?;
+            let shared = store.shared_clock(clock).await.map_err(failed)?;
+            (Arc::new(store), Arc::new(shared))
+        }
     })
 }
 

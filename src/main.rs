@@ -46,6 +46,13 @@ enum Commands {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Ask a running failmail whether it is healthy (`GET /healthz`): exit 0 if it answers
+    /// `ok`. For health checks where no HTTP client is at hand (the container image).
+    Health {
+        /// Its HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8025")]
+        http: SocketAddr,
+    },
     /// List the reply catalog.
     Catalog {
         /// Show this flavor's wording (generic, ovh, gmail, outlook, yahoo, postfix, exim).
@@ -59,8 +66,10 @@ enum Commands {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum LimitPreset {
-    /// OVHcloud: 200 mails/hour/account, 300 mails/hour/IP.
+    /// OVHcloud: 200 mails/hour/account, 300 mails/hour/IP, whatever the scenario says.
     Ovh,
+    /// No per-account or per-IP limit, whatever the scenario says.
+    None,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -81,7 +90,9 @@ struct ServeArgs {
     /// Turn magic addresses (user_unknown@…, 550-5.1.1@…) off.
     #[arg(long)]
     no_magic: bool,
-    /// Preset sending limits: `ovh` = 200 mails/hour/account and 300 mails/hour/IP.
+    /// Sending limits. Without this flag: OVHcloud's (200 mails/hour/account, 300
+    /// mails/hour/IP) unless the scenario has a [limits] section. `ovh`: OVHcloud's whatever the
+    /// scenario says; `none`: no per-account or per-IP limit.
     #[arg(long, value_enum)]
     limits: Option<LimitPreset>,
     /// Limit per account (AUTH identity, else MAIL FROM): MAX/WINDOW, e.g. 200/1h.
@@ -94,23 +105,28 @@ struct ServeArgs {
     /// Redis, several failmail instances act as one server.
     #[arg(long, default_value = "memory")]
     state: String,
-    /// SMTP listener (STARTTLS offered). Port 0 picks a free port.
+    /// SMTP listener (STARTTLS offered when TLS is on). Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:1025")]
     smtp: SocketAddr,
-    /// Implicit-TLS (SMTPS) listener, off unless given.
+    /// Implicit-TLS (SMTPS) listener, off unless given; needs TLS on (--tls, --tls-cert, or the
+    /// scenario's `[server] tls = true`).
     #[arg(long)]
     smtps: Option<SocketAddr>,
     /// HTTP listener (health, API). Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8025")]
     http: SocketAddr,
-    /// TLS certificate chain (PEM). Without it the development certificate is used.
+    /// Turn TLS on with the development certificate: STARTTLS, and SMTPS with --smtps. TLS is
+    /// off unless this, --tls-cert or the scenario's `[server] tls = true` asks.
+    #[arg(long)]
+    tls: bool,
+    /// TLS certificate chain (PEM); turns TLS on with it.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Offer no TLS at all (no STARTTLS, no SMTPS).
-    #[arg(long, conflicts_with_all = ["tls_cert", "smtps"])]
+    /// No TLS even if the scenario's `[server] tls = true` asks for it.
+    #[arg(long, conflicts_with_all = ["tls", "tls_cert", "smtps"])]
     no_tls: bool,
     /// Host name used in the greeting and EHLO reply.
     #[arg(long, default_value = "mx.failmail.test")]
@@ -171,16 +187,16 @@ struct ServeArgs {
     no_store: bool,
     /// Bearer token the HTTP API requires (every route but /healthz). Required when --http is
     /// not a loopback address.
-    #[arg(long)]
+    #[arg(long, env = "FAILMAIL_HTTP_TOKEN", hide_env_values = true)]
     http_token: Option<String>,
 }
 
 impl ServeArgs {
     fn into_config(self) -> anyhow::Result<AppConfig> {
-        let certificate = match (self.no_tls, self.tls_cert, self.tls_key) {
-            (true, _, _) => None,
-            (false, Some(cert), Some(key)) => Some(CertificateSource::Files { cert, key }),
-            _ => Some(CertificateSource::Development),
+        let certificate = match (self.tls, self.tls_cert, self.tls_key) {
+            (_, Some(cert), Some(key)) => Some(CertificateSource::Files { cert, key }),
+            (true, _, _) => Some(CertificateSource::Development),
+            _ => None,
         };
         let state = if self.state == "memory" {
             StateConfig::Memory
@@ -192,9 +208,11 @@ impl ServeArgs {
                 self.state
             );
         };
-        let mut limits = match self.limits {
-            Some(LimitPreset::Ovh) => LimitOverrides::OVH,
-            None => LimitOverrides::default(),
+        // Without --limits, OVHcloud's limits apply to a scenario that sets none of its own.
+        let (mut limits, default_limits) = match self.limits {
+            Some(LimitPreset::Ovh) => (LimitOverrides::OVH, LimitOverrides::default()),
+            Some(LimitPreset::None) => (LimitOverrides::default(), LimitOverrides::default()),
+            None => (LimitOverrides::default(), LimitOverrides::OVH),
         };
         if self.limit_account.is_some() {
             limits.per_account = self.limit_account;
@@ -207,6 +225,7 @@ impl ServeArgs {
                 smtp: self.smtp,
                 smtps: self.smtps,
                 certificate,
+                no_tls: self.no_tls,
                 timeouts: Timeouts {
                     command: Duration::from_secs(self.command_timeout),
                     data: Duration::from_secs(self.data_timeout),
@@ -245,6 +264,8 @@ impl ServeArgs {
                 seed: self.seed,
                 no_magic: self.no_magic,
                 limits,
+                default_limits,
+                no_limits: matches!(self.limits, Some(LimitPreset::None)),
             }),
             state,
             clock: Arc::new(OffsetClock::new()),
@@ -264,6 +285,7 @@ fn main() -> anyhow::Result<()> {
         Some(Commands::Serve(args)) => *args,
         None => cli.serve,
         Some(Commands::Check { files }) => return check(&files),
+        Some(Commands::Health { http }) => return health(http),
         Some(Commands::Catalog { flavor, format }) => return catalog(flavor, format),
     };
     let threads = args
@@ -315,6 +337,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     app.shutdown().await;
+    Ok(())
+}
+
+/// `failmail health`: `GET /healthz` with a bound on every step; prints the answer.
+fn health(http: SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
+    let wait = Duration::from_secs(5);
+    let mut stream = std::net::TcpStream::connect_timeout(&http, wait)
+        .with_context(|| format!("cannot connect to {http}"))?;
+    stream.set_read_timeout(Some(wait))?;
+    stream.set_write_timeout(Some(wait))?;
+    write!(stream, "GET /healthz HTTP/1.0\r\nHost: {http}\r\n\r\n")?;
+    let mut answer = Vec::new();
+    stream.take(4096).read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") || !body.starts_with("ok") {
+        anyhow::bail!("{http} is not healthy: {status:?} {body:?}");
+    }
+    print!("{body}");
     Ok(())
 }
 

@@ -646,6 +646,11 @@ async fn clock_advance_and_reset_make_a_limit_pass_without_waiting() {
     assert_eq!(reset.status, 204);
     let limits = api.get("/api/limits").await;
     assert_eq!(limits["usage"], json!([]), "{limits}");
+    assert_eq!(
+        api.get("/api/clock").await["offset_seconds"],
+        0.0,
+        "the reset moved it back"
+    );
     assert_eq!(api.get("/api/messages").await["messages"], json!([]));
     assert_eq!(api.get("/api/events").await["events"], json!([]));
 
@@ -673,10 +678,12 @@ async fn clock_advance_and_reset_make_a_limit_pass_without_waiting() {
     smtp.cmd_code("QUIT", 221).await;
 
     // Fractions are kept to the millisecond and offsets add up.
-    let advanced = api
-        .post_json("/api/clock/advance", json!({"seconds": 1.5}))
-        .await;
-    assert_eq!(advanced.json(), json!({"offset_seconds": 3601.5}));
+    for total in [1.5, 3.0] {
+        let advanced = api
+            .post_json("/api/clock/advance", json!({"seconds": 1.5}))
+            .await;
+        assert_eq!(advanced.json(), json!({"offset_seconds": total}));
+    }
     harness.stop().await;
 }
 
@@ -867,7 +874,10 @@ async fn bad_requests_get_json_errors() {
         .contains("PATCH"));
 
     let health = api.call("GET", "/healthz", None).await;
-    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
+    assert_eq!(
+        (health.status, health.text().as_str()),
+        (200, "ok tls=on\n")
+    );
     harness.stop().await;
 }
 
@@ -1250,6 +1260,7 @@ async fn a_token_is_required_when_configured_and_non_loopback_needs_one() {
         journal: app.journal().clone(),
         clock: app.clock().clone(),
         scenario: app.scenario().cloned(),
+        server: app.control(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1434,4 +1445,69 @@ fn sse_events(text: &str) -> Vec<(u64, Value)> {
         }
     }
     out
+}
+
+/// `POST /api/reset` puts back what a test changed through the API: the journal, the limits,
+/// the clock's offset and a scenario set with `PUT /api/scenario`; a JSON body keeps the parts it
+/// sets to `false`, and an unknown part is refused.
+#[tokio::test]
+async fn reset_puts_back_the_clock_and_the_scenario_and_a_body_keeps_parts() {
+    let harness = Harness::start(Some(BLOCKING_SCENARIO)).await;
+    let api = &harness.api;
+    let file_origin = harness.file.display().to_string();
+    let change = || async {
+        let put = api
+            .call(
+                "PUT",
+                "/api/scenario",
+                Some(("application/toml", b"[server]\nflavor = \"gmail\"\n")),
+            )
+            .await;
+        assert_eq!(put.status, 200, "{}", put.text());
+        let advanced = api
+            .post_json("/api/clock/advance", json!({"seconds": 60}))
+            .await;
+        assert_eq!(advanced.status, 200, "{}", advanced.text());
+        let mut smtp = PlainConn::ready(harness.smtp).await;
+        smtp.deliver(
+            "a@example.com",
+            "b@example.net",
+            b"Subject: x\r\n\r\nx\r\n.\r\n",
+        )
+        .await
+        .assert_code(250);
+        smtp.cmd_code("QUIT", 221).await;
+        assert_eq!(api.get("/api/scenario").await["origin"], "<api>");
+    };
+
+    change().await;
+    let kept = api
+        .post_json("/api/reset", json!({"clock": false, "scenario": false}))
+        .await;
+    assert_eq!(kept.status, 204, "{}", kept.text());
+    assert_eq!(api.get("/api/clock").await["offset_seconds"], 60.0);
+    assert_eq!(api.get("/api/scenario").await["origin"], "<api>");
+    assert_eq!(api.get("/api/messages").await["messages"], json!([]));
+
+    change().await;
+    let everything = api.call("POST", "/api/reset", None).await;
+    assert_eq!(everything.status, 204, "{}", everything.text());
+    assert_eq!(api.get("/api/clock").await["offset_seconds"], 0.0);
+    let scenario = api.get("/api/scenario").await;
+    assert_eq!(
+        scenario["origin"], file_origin,
+        "the file's scenario is back"
+    );
+    assert_eq!(scenario["source"], BLOCKING_SCENARIO);
+    assert_eq!(api.get("/api/messages").await["messages"], json!([]));
+    assert_eq!(api.get("/api/events").await["events"], json!([]));
+
+    // `{}` is everything too; an unknown part or a wrong type is a 400 naming it.
+    assert_eq!(api.post_json("/api/reset", json!({})).await.status, 204);
+    let unknown = api.post_json("/api/reset", json!({"clocks": false})).await;
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.text().contains("clocks"), "{}", unknown.text());
+    let wrong = api.post_json("/api/reset", json!({"clock": "no"})).await;
+    assert_eq!(wrong.status, 400, "{}", wrong.text());
+    harness.stop().await;
 }

@@ -261,7 +261,7 @@ async fn shutdown_grace_over_closes_unfinished_data() {
 /// 421 4.3.2 and the process exits 0.
 #[tokio::test]
 async fn binary_serves_and_exits_0_on_sigterm() {
-    let binary = start_binary(&["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    let binary = start_binary(&["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--tls"]);
     let smtp = binary.address("smtp");
     let http = binary.address("http");
     assert_ne!(smtp.port(), 0, "the real port is printed");
@@ -274,7 +274,7 @@ async fn binary_serves_and_exits_0_on_sigterm() {
 
     let (status, body) = http_get(http, "/healthz").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert_eq!(body.strip_suffix('\n').unwrap_or(&body), "ok");
+    assert_eq!(body.strip_suffix('\n').unwrap_or(&body), "ok tls=on");
 
     let mut conn = PlainConn::greeted(smtp).await;
     let ehlo = conn.ehlo("client.example").await;
@@ -375,6 +375,7 @@ async fn binary_with_smtps_exits_0_on_sigint() {
         "127.0.0.1:0",
         "--http",
         "127.0.0.1:0",
+        "--tls",
     ]);
     let smtps = binary.address("smtps");
     let mut tls = TlsConn::connect_tls(smtps).await;

@@ -1,4 +1,4 @@
-//! `/api/limits` (configured limits, current usage, reset) and `POST /api/reset`.
+//! `/api/limits`: configured limits, current usage, reset.
 
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ pub(crate) fn engine(state: &ApiState) -> Option<Arc<Engine>> {
     state.scenario.as_ref().map(|reloader| reloader.engine())
 }
 
-fn unavailable(error: StoreError) -> ApiError {
+pub(crate) fn unavailable(error: StoreError) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
         .hint("the limit store (--state) did not answer; check that Redis is up and reachable")
 }
@@ -86,11 +86,4 @@ pub(crate) async fn reset(State(state): State<ApiState>) -> Result<StatusCode, A
         engine.reset().await.map_err(unavailable)?;
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// `POST /api/reset`: everything at once, for test isolation: messages, events, limits,
-/// greylisting and sequences.
-pub(crate) async fn reset_all(State(state): State<ApiState>) -> Result<StatusCode, ApiError> {
-    state.journal.clear();
-    reset(State(state)).await
 }

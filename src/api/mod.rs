@@ -9,10 +9,12 @@ pub(crate) mod auth;
 pub(crate) mod clock;
 pub(crate) mod error;
 pub(crate) mod events;
+pub(crate) mod health;
 pub(crate) mod limits;
 pub(crate) mod messages;
 pub(crate) mod metrics;
 pub mod openapi;
+pub(crate) mod reset;
 pub(crate) mod scenario;
 
 use std::sync::Arc;
@@ -30,7 +32,7 @@ pub use error::ApiError;
 use crate::clock::SharedClock;
 use crate::journal::Journal;
 use crate::scenario::live::Reloader;
-use crate::server::ShutdownState;
+use crate::server::{ServerControl, ShutdownState};
 
 /// What the handlers work with: handed over by the composition root (`app`).
 #[derive(Clone)]
@@ -41,6 +43,8 @@ pub struct ApiState {
     pub clock: SharedClock,
     /// The live scenario (absent for a plain sink).
     pub scenario: Option<Reloader>,
+    /// The SMTP server, for what `/healthz` tells about it.
+    pub server: ServerControl,
 }
 
 /// One route of the API.
@@ -57,7 +61,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "GET",
         path: "/healthz",
-        handler: || get(|| async { "ok\n" }),
+        handler: || get(health::get),
     },
     Route {
         method: "GET",
@@ -127,7 +131,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "POST",
         path: "/api/reset",
-        handler: || post(limits::reset_all),
+        handler: || post(reset::reset),
     },
     Route {
         method: "GET",

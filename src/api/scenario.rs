@@ -56,7 +56,7 @@ fn view(reloader: &Reloader) -> Result<Response, ApiError> {
 }
 
 /// A scenario that did not load: 400 with where and why.
-fn invalid(error: ScenarioError) -> ApiError {
+pub(crate) fn invalid(error: ScenarioError) -> ApiError {
     let mut api = ApiError::bad_request(format!(
         "{}:{}:{}: {}",
         error.origin, error.line, error.column, error.message

@@ -235,6 +235,7 @@ impl Context<'_> {
             max_recipients: section.max_recipients,
             auth,
             magic_addresses: section.magic_addresses.unwrap_or(true),
+            tls: section.tls,
         })
     }
 

@@ -682,6 +682,9 @@ impl Scenario {
         if let Some(auth) = server.auth {
             config.auth = auth;
         }
+        if let Some(tls) = server.tls {
+            config.tls_available = tls;
+        }
         config.accepted = Catalog::builtin().accepted(server.flavor).reply.clone();
         config
     }

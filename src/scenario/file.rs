@@ -39,6 +39,9 @@ pub(crate) struct ServerSection {
     pub auth: Option<Spanned<String>>,
     /// Whether `user_unknown@…`-style addresses answer with their failure (default true).
     pub magic_addresses: Option<bool>,
+    /// Offer STARTTLS (the command line's certificate, else the development one); absent: as the
+    /// command line says (`--tls`, `--tls-cert`), which is off by default.
+    pub tls: Option<bool>,
 }
 
 /// `[limits]`.

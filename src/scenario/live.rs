@@ -34,6 +34,11 @@ pub struct ScenarioOptions {
     pub store: Arc<dyn LimitStore>,
     /// Limits from the command line; they replace the file's `per_account` / `per_ip`.
     pub limits: LimitOverrides,
+    /// Limits for a scenario that has no `[limits]` section (`failmail serve`: OVHcloud's).
+    pub default_limits: LimitOverrides,
+    /// `--limits none`: no per-account or per-IP limit, whatever the scenario says (`limits` may
+    /// still set some).
+    pub no_limits: bool,
 }
 
 impl Default for ScenarioOptions {
@@ -46,6 +51,8 @@ impl Default for ScenarioOptions {
             base: SessionConfig::default(),
             store: Arc::new(MemoryStore::new()),
             limits: LimitOverrides::default(),
+            default_limits: LimitOverrides::default(),
+            no_limits: false,
         }
     }
 }
@@ -57,11 +64,26 @@ impl ScenarioOptions {
             Some(path) => Scenario::load(path)?,
             None => Scenario::builtin(),
         };
+        self.prepare(&mut scenario);
+        Ok(scenario)
+    }
+
+    /// Applies the command line to a loaded scenario: `--no-magic`, then the limits: the defaults
+    /// where the scenario has no `[limits]` section, none at all under `--limits none`, then
+    /// `--limits ovh`, `--limit-account` and `--limit-ip`, which replace the scenario's.
+    fn prepare(&self, scenario: &mut Scenario) {
         if self.no_magic {
             scenario.server.magic_addresses = false;
         }
+        if self.no_limits {
+            if let Some(limits) = &mut scenario.limits {
+                limits.per_account = None;
+                limits.per_ip = None;
+            }
+        } else if scenario.limits.is_none() {
+            scenario.apply_overrides(&self.default_limits);
+        }
         scenario.apply_overrides(&self.limits);
-        Ok(scenario)
     }
 
     /// The policy and session settings for a loaded scenario.
@@ -85,6 +107,9 @@ pub struct Live {
     pub policy: ScenarioPolicy,
     /// The scenario's TOML text, when it came from a file or the API.
     pub source: Option<String>,
+    /// Made live by [`Reloader::replace`] (the API, a test) rather than loaded from the command
+    /// line's file or the built-in scenario: [`Reloader::restore`] puts that one back.
+    pub replaced: bool,
 }
 
 /// Where a reloaded scenario goes live: the server's sessions read it. The composition root
@@ -110,7 +135,15 @@ impl Reloader {
         let scenario = options.load()?;
         let source = read_source(options);
         let (policy, session) = options.build(scenario);
-        Ok((Live { policy, source }, session))
+        let replaced = false;
+        Ok((
+            Live {
+                policy,
+                source,
+                replaced,
+            },
+            session,
+        ))
     }
 
     /// A reloader for the server behind `target`, where `live` is already installed.
@@ -137,30 +170,42 @@ impl Reloader {
         &self.options
     }
 
-    fn install(&self, scenario: Scenario, source: Option<String>) {
+    fn install(&self, scenario: Scenario, source: Option<String>, replaced: bool) {
         let rules = scenario.rules.len();
         let (policy, config) = self.options.build(scenario);
         self.target.install(Box::new(policy.clone()), config);
-        self.live.store(Arc::new(Live { policy, source }));
+        self.live.store(Arc::new(Live {
+            policy,
+            source,
+            replaced,
+        }));
         info!(rules, "scenario loaded");
     }
 
     /// Loads the file again and makes it live for new sessions; on error the old one stays.
     pub fn reload(&self) -> Result<(), ScenarioError> {
         let scenario = self.options.load()?;
-        self.install(scenario, read_source(&self.options));
+        self.install(scenario, read_source(&self.options), false);
         Ok(())
+    }
+
+    /// Puts the command line's scenario (its file, or the built-in one) back if
+    /// [`Reloader::replace`] replaced it (`POST /api/reset`); says whether it did. On error (the
+    /// file no longer loads) the live one stays.
+    pub fn restore(&self) -> Result<bool, ScenarioError> {
+        if !self.live().replaced {
+            return Ok(false);
+        }
+        self.reload()?;
+        Ok(true)
     }
 
     /// Makes `text` the live scenario (checked first; on error the old one stays). The file on
     /// disk, if any, is not changed: a later change of the file replaces this again.
     pub fn replace(&self, origin: &str, text: &str) -> Result<(), ScenarioError> {
         let mut scenario = Scenario::parse(origin, text)?;
-        if self.options.no_magic {
-            scenario.server.magic_addresses = false;
-        }
-        scenario.apply_overrides(&self.options.limits);
-        self.install(scenario, Some(text.to_owned()));
+        self.options.prepare(&mut scenario);
+        self.install(scenario, Some(text.to_owned()), true);
         Ok(())
     }
 

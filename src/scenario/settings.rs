@@ -77,4 +77,6 @@ pub struct ServerSettings {
     pub auth: Option<AuthPolicy>,
     /// Magic addresses on or off.
     pub magic_addresses: bool,
+    /// STARTTLS on or off; `None` keeps the command line's choice.
+    pub tls: Option<bool>,
 }

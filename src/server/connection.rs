@@ -189,7 +189,7 @@ impl Connection {
         &self,
         stream: TcpStream,
     ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-        let acceptor = self.shared.tls.as_ref()?;
+        let acceptor = self.shared.tls.acceptor()?;
         let handshake = acceptor.accept(stream);
         let result = match tokio::time::timeout(self.shared.timeouts.command, handshake).await {
             Ok(Ok(tls)) => Some(tls),

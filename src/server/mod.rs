@@ -27,7 +27,7 @@ use crate::limits::connections::OpenConnections;
 use crate::smtp::policy::Policy;
 use crate::smtp::reply::{fixed, status, Reply};
 use crate::smtp::session::SessionConfig;
-use tls::CertificateSource;
+use tls::{CertificateSource, TlsSwitch};
 
 /// The RFC 5321 §4.5.3.2 timeouts, as the server applies them while reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,12 +54,16 @@ impl Default for Timeouts {
 /// [`Server::start`] by the composition root (`app`).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// The SMTP listener (STARTTLS offered); port 0 picks a free port.
+    /// The SMTP listener (STARTTLS offered when TLS is on); port 0 picks a free port.
     pub smtp: SocketAddr,
-    /// The implicit-TLS listener (SMTPS), if wanted.
+    /// The implicit-TLS listener (SMTPS), if wanted; it needs TLS on when the server starts.
     pub smtps: Option<SocketAddr>,
-    /// The TLS certificate; `None` turns TLS off (no STARTTLS, no SMTPS).
+    /// The command line's certificate (`--tls`: the development one; `--tls-cert`/`--tls-key`),
+    /// which turns TLS on. `None` (the default): TLS off (no STARTTLS, no SMTPS) unless the
+    /// scenario's `[server] tls = true` turns it on with the development certificate.
     pub certificate: Option<CertificateSource>,
+    /// `--no-tls`: no TLS whatever the scenario says.
+    pub no_tls: bool,
     /// Read timeouts.
     pub timeouts: Timeouts,
     /// Most simultaneous connections; past it, new ones get 421 4.7.0 and are closed.
@@ -78,7 +82,8 @@ impl Default for ServerConfig {
         Self {
             smtp: SocketAddr::from(([127, 0, 0, 1], 1025)),
             smtps: None,
-            certificate: Some(CertificateSource::Development),
+            certificate: None,
+            no_tls: false,
             timeouts: Timeouts::default(),
             max_connections: 20_000,
             max_connections_per_ip: None,
@@ -88,12 +93,14 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// A configuration for tests: SMTP and SMTPS on 127.0.0.1 port 0.
+    /// A configuration for tests: SMTP (with STARTTLS) and SMTPS on 127.0.0.1 port 0, with the
+    /// development certificate.
     pub fn loopback() -> Self {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         Self {
             smtp: any,
             smtps: Some(any),
+            certificate: Some(CertificateSource::Development),
             ..Self::default()
         }
     }
@@ -113,6 +120,12 @@ pub enum ServerError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// An SMTPS listener was asked for while TLS is off.
+    #[error(
+        "--smtps {0} needs TLS: add --tls (the development certificate) or --tls-cert/--tls-key, \
+         or `tls = true` in the scenario's [server]"
+    )]
+    SmtpsWithoutTls(SocketAddr),
 }
 
 /// Where the server is in its shutdown.
@@ -129,7 +142,7 @@ pub enum ShutdownState {
 /// State shared by every connection of one server.
 pub(crate) struct Shared {
     session_config: ArcSwap<SessionConfig>,
-    tls: Option<TlsAcceptor>,
+    tls: TlsSwitch,
     timeouts: Timeouts,
     policy: ArcSwap<Box<dyn Policy>>,
     journal: Arc<Journal>,
@@ -156,16 +169,16 @@ impl Server {
         journal: Arc<Journal>,
         clock: SharedClock,
     ) -> Result<RunningServer, ServerError> {
-        let tls = match &config.certificate {
-            Some(source) => Some(tls::acceptor(source)?),
+        let tls = TlsSwitch::new(config.certificate.as_ref(), config.no_tls)?;
+        session.tls_available = tls.offer(session.tls_available);
+        let smtps = match config.smtps {
+            Some(addr) if !session.tls_available => {
+                return Err(ServerError::SmtpsWithoutTls(addr));
+            }
+            Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        session.tls_available = tls.is_some();
         let smtp = bind(config.smtp).await?;
-        let smtps = match (config.smtps, &tls) {
-            (Some(addr), Some(_)) => Some(bind(addr).await?),
-            _ => None,
-        };
         let listening = Listening {
             smtp: local_addr(&smtp),
             smtps: smtps.as_ref().map(local_addr),
@@ -243,10 +256,17 @@ impl ServerControl {
         self.shared.policy.store(Arc::new(policy));
     }
 
-    /// Replaces what new sessions are told (host name, limits, AUTH policy, 250 wording).
+    /// Replaces what new sessions are told (host name, limits, AUTH policy, 250 wording, whether
+    /// STARTTLS is offered: `tls_available` is what the command line and the scenario want, and
+    /// becomes what the server can give).
     pub fn set_session_config(&self, mut config: SessionConfig) {
-        config.tls_available = self.shared.tls.is_some();
+        config.tls_available = self.shared.tls.offer(config.tls_available);
         self.shared.session_config.store(Arc::new(config));
+    }
+
+    /// Whether new sessions are offered STARTTLS now (`/healthz` says so).
+    pub fn tls_on(&self) -> bool {
+        self.shared.session_config.load().tls_available
     }
 
     /// What new sessions are told now.
@@ -365,7 +385,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let tls = || implicit_tls.then(|| shared.tls.clone()).flatten();
+        let tls = || implicit_tls.then(|| shared.tls.acceptor()).flatten();
         // The one place the client's address is canonicalised: an IPv4 client seen through a
         // dual-stack listener (`::ffff:192.0.2.1`) is that IPv4 client from here on, for the
         // session, the policy, the limits, greylisting and the journal alike.

@@ -1,11 +1,16 @@
-//! TLS for STARTTLS and implicit TLS: loading certificates into a rustls configuration.
+//! TLS for STARTTLS and implicit TLS: loading certificates into a rustls configuration, and the
+//! switch that says whether sessions are offered TLS at all.
 //!
-//! Only TLS 1.2 and 1.3 are offered (rustls has nothing older). Without a certificate of the user's,
-//! the development certificate shipped in `certs/` (for localhost, 127.0.0.1 and ::1) is used.
+//! TLS is off unless asked for (`--tls`, `--tls-cert`/`--tls-key`, or a scenario's
+//! `[server] tls = true`): mailers such as nodemailer and Go's `net/smtp` upgrade whenever STARTTLS
+//! is offered and then refuse a certificate they do not trust. Only TLS 1.2 and 1.3 are offered
+//! (rustls has nothing older). Without a certificate of the user's, the development certificate
+//! shipped in `certs/` (for localhost, 127.0.0.1 and ::1) is used.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
@@ -90,6 +95,61 @@ pub fn acceptor(source: &CertificateSource) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Whether new sessions are offered TLS, and the acceptor their handshakes use.
+///
+/// The acceptor is built at start from the command line's certificate, or, when a scenario turns
+/// TLS on and the command line gave none, from the development certificate at that moment (a
+/// reload may do so). Once built it stays: sessions that were offered TLS can always complete it.
+pub(crate) struct TlsSwitch {
+    acceptor: ArcSwapOption<TlsAcceptor>,
+    /// `--no-tls`: never, whatever a scenario says.
+    forbidden: bool,
+}
+
+impl TlsSwitch {
+    /// The switch for a server given `certificate` (or none), `forbidden` by `--no-tls`.
+    pub(crate) fn new(
+        certificate: Option<&CertificateSource>,
+        forbidden: bool,
+    ) -> Result<Self, TlsError> {
+        let acceptor = match certificate {
+            Some(source) if !forbidden => Some(Arc::new(acceptor(source)?)),
+            _ => None,
+        };
+        Ok(Self {
+            acceptor: ArcSwapOption::new(acceptor),
+            forbidden,
+        })
+    }
+
+    /// The acceptor, once TLS was ever on.
+    pub(crate) fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.acceptor.load().as_deref().cloned()
+    }
+
+    /// Whether sessions that `want` TLS (the command line's or the scenario's choice) get it:
+    /// never under `--no-tls`; otherwise yes, with the development certificate if no other was
+    /// given.
+    pub(crate) fn offer(&self, want: bool) -> bool {
+        if !want || self.forbidden {
+            return false;
+        }
+        if self.acceptor.load().is_some() {
+            return true;
+        }
+        match acceptor(&CertificateSource::Development) {
+            Ok(built) => {
+                self.acceptor.store(Some(Arc::new(built)));
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "the development certificate does not load: TLS stays off");
+                false
+            }
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.to_owned(),
@@ -104,6 +164,24 @@ mod tests {
     #[test]
     fn development_certificate_loads() {
         acceptor(&CertificateSource::Development).unwrap();
+    }
+
+    #[test]
+    fn tls_is_offered_only_when_wanted_and_never_when_forbidden() {
+        let off = TlsSwitch::new(None, false).unwrap();
+        assert!(!off.offer(false));
+        assert!(
+            off.acceptor().is_none(),
+            "nothing is loaded unless asked for"
+        );
+        assert!(
+            off.offer(true),
+            "a scenario turns it on with the development certificate"
+        );
+        assert!(off.acceptor().is_some());
+        let forbidden = TlsSwitch::new(Some(&CertificateSource::Development), true).unwrap();
+        assert!(!forbidden.offer(true));
+        assert!(forbidden.acceptor().is_none());
     }
 
     #[test]

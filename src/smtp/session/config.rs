@@ -42,7 +42,8 @@ pub struct SessionConfig {
     pub max_message_size: u64,
     /// Most recipients per transaction; more get 452 4.5.3.
     pub max_recipients: usize,
-    /// Whether STARTTLS can be offered (a certificate is loaded).
+    /// Whether STARTTLS is offered: what the command line and the scenario's `[server] tls`
+    /// want, made what the server can give when it installs the configuration.
     pub tls_available: bool,
     /// When AUTH is offered and whether it is required.
     pub auth: AuthPolicy,
