@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
+use crate::bounces::{BounceConfig, Bounces, WakingClock};
 use crate::clock::{OffsetClock, SharedClock};
 use crate::journal::{Journal, JournalConfig, MessageStore};
 use crate::limits::memory::MemoryStore;
@@ -79,6 +81,8 @@ pub struct AppConfig {
     pub state: StateConfig,
     /// The clock every time-based behaviour reads and every event is stamped with.
     pub clock: SharedClock,
+    /// Later notifications: bounds and `--bounce-to`.
+    pub bounces: BounceConfig,
 }
 
 impl Default for AppConfig {
@@ -94,6 +98,7 @@ impl Default for AppConfig {
             scenario: Some(ScenarioConfig::default()),
             state: StateConfig::default(),
             clock: Arc::new(OffsetClock::new()),
+            bounces: BounceConfig::default(),
         }
     }
 }
@@ -187,9 +192,13 @@ impl App {
         if let Some(http) = &config.http {
             api::check_bind(http.addr, http.token.as_deref())?;
         }
-        let clock = config.clock;
+        // Moving the clock wakes the bounce scheduler, so that notifications due by the new
+        // time go out at once.
+        let wake = Arc::new(Notify::new());
+        let clock: SharedClock = Arc::new(WakingClock::new(config.clock, wake.clone()));
         let store = open_store(config.state).await?;
         let journal = Arc::new(Journal::open(&config.journal)?);
+        let bounces = Bounces::new(config.bounces, clock.clone(), journal.clone(), wake);
         let (policy, session, scenario) = match config.scenario {
             None => (Box::new(AcceptAll) as Box<dyn Policy>, config.session, None),
             Some(scenario) => {
@@ -207,14 +216,17 @@ impl App {
                 (policy, session, Some((options, live)))
             }
         };
+        let bounce_runner = tokio::spawn(bounces.clone().run(session.hostname.clone()));
         let server = Server::start(
             config.server,
             session,
             policy,
             journal.clone(),
             clock.clone(),
+            Some(bounces.clone()),
         )
-        .await?;
+        .await;
+        let server = server.inspect_err(|_| bounce_runner.abort())?;
         let reloader = scenario
             .map(|(options, live)| Reloader::new(options, Arc::new(server.control()), live));
         let listening = server.listening();
@@ -237,6 +249,7 @@ impl App {
                     journal: journal.clone(),
                     clock: clock.clone(),
                     scenario: reloader.clone(),
+                    bounces: Some(bounces.clone()),
                 };
                 let token = http.token.as_deref().map(Arc::<str>::from);
                 Some(tokio::spawn(api::serve_with_token(
@@ -255,6 +268,8 @@ impl App {
             journal,
             clock,
             reloader,
+            bounces,
+            bounce_runner: Some(bounce_runner),
         })
     }
 }
@@ -280,9 +295,16 @@ pub struct RunningApp {
     journal: Arc<Journal>,
     clock: SharedClock,
     reloader: Option<Reloader>,
+    bounces: Arc<Bounces>,
+    bounce_runner: Option<JoinHandle<()>>,
 }
 
 impl RunningApp {
+    /// The later notifications: pending and sent.
+    pub fn bounces(&self) -> &Arc<Bounces> {
+        &self.bounces
+    }
+
     /// Where it listens.
     pub fn addresses(&self) -> Addresses {
         self.addresses
@@ -347,6 +369,9 @@ impl RunningApp {
             http.abort();
             let _ = http.await;
         }
+        if let Some(runner) = self.bounce_runner.take() {
+            runner.abort();
+        }
     }
 }
 
@@ -355,6 +380,9 @@ impl Drop for RunningApp {
     fn drop(&mut self) {
         if let Some(http) = self.http.take() {
             http.abort();
+        }
+        if let Some(runner) = self.bounce_runner.take() {
+            runner.abort();
         }
     }
 }

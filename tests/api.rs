@@ -1250,6 +1250,7 @@ async fn a_token_is_required_when_configured_and_non_loopback_needs_one() {
         journal: app.journal().clone(),
         clock: app.clock().clone(),
         scenario: app.scenario().cloned(),
+        bounces: Some(app.bounces().clone()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -89,8 +89,11 @@ pub(crate) async fn reset(State(state): State<ApiState>) -> Result<StatusCode, A
 }
 
 /// `POST /api/reset`: everything at once, for test isolation: messages, events, limits,
-/// greylisting and sequences.
+/// greylisting, sequences and bounces (pending and sent).
 pub(crate) async fn reset_all(State(state): State<ApiState>) -> Result<StatusCode, ApiError> {
     state.journal.clear();
+    if let Some(bounces) = &state.bounces {
+        bounces.clear();
+    }
     reset(State(state)).await
 }
