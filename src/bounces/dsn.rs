@@ -141,9 +141,15 @@ pub fn fields(notice: &Notice) -> String {
         line(&mut f, "Action", notice.kind.action().unwrap_or("failed"));
         line(&mut f, "Status", &r.status(notice.kind).to_string());
         line(&mut f, "Remote-MTA", &format!("dns; {}", r.domain()));
-        let diagnostic = match r.reply() {
-            Some(reply) if notice.kind != Kind::Delivered => joined_reply(reply),
-            _ => "250 2.0.0 Ok: delivered".to_owned(),
+        let diagnostic = match (notice.kind, r.reply()) {
+            // The give-up is the mail system's own verdict, worded as Exchange words it
+            // (`550 4.4.7 QUEUE.Expired; message expired`); the last reply is in the text part.
+            (Kind::Expired, _) => format!(
+                "550 4.4.7 Delivery time expired: message expired after {} in queue",
+                super::style::span(notice.due_ms.saturating_sub(original.arrival_ms))
+            ),
+            (Kind::Delivered, _) | (_, None) => "250 2.0.0 Ok: delivered".to_owned(),
+            (_, Some(reply)) => joined_reply(reply),
         };
         line(&mut f, "Diagnostic-Code", &format!("smtp; {diagnostic}"));
         line(&mut f, "Last-Attempt-Date", &rfc822(notice.due_ms));

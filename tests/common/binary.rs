@@ -250,8 +250,22 @@ pub(crate) async fn run_tool(
 
 /// `GET path` over a raw HTTP/1.1 connection: (status line, body).
 pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    http_request(addr, "GET", path, "").await
+}
+
+/// `METHOD path` with a JSON `body` (when not empty) over a raw HTTP/1.1 connection: (status
+/// line, body).
+pub(crate) async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (String, String) {
     let mut stream = TcpStream::connect(addr).await.expect("HTTP connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(IO_TIMEOUT, stream.read_to_end(&mut response))
