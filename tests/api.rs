@@ -1191,14 +1191,18 @@ async fn openapi_lists_exactly_the_routes() {
         }
         let path = route.path.replace("{id}", "1");
         let response = harness.api.call(route.method, &path, None).await;
+        let item = ["messages", "bounces"]
+            .into_iter()
+            .find(|item| path.contains(&format!("/{item}/1")));
         assert!(
-            response.status == 200 || (path.contains("/messages/1") && response.status == 404),
+            response.status == 200 || (item.is_some() && response.status == 404),
             "{} {path}: {}",
             route.method,
             response.status
         );
-        if response.status == 404 {
-            assert_eq!(response.json()["error"], "no message 1");
+        if let (404, Some(item)) = (response.status, item) {
+            let what = item.trim_end_matches('s');
+            assert_eq!(response.json()["error"], format!("no {what} 1"));
         }
     }
     harness.stop().await;
@@ -1435,4 +1439,67 @@ fn sse_events(text: &str) -> Vec<(u64, Value)> {
         }
     }
     out
+}
+
+/// `/api/bounces`, `/api/bounces/{id}/raw`, the bounce events and a stored DSN in
+/// `/api/messages` all match the document, pending and sent.
+#[tokio::test]
+async fn bounces_and_their_events_match_the_document() {
+    let harness = Harness::start(None).await;
+    let mut conn = PlainConn::ready(harness.smtp).await;
+    conn.cmd_code("MAIL FROM:<app@x.example>", 250).await;
+    for rcpt in ["user_unknown+async@y.example", "complaint+async@y.example"] {
+        conn.cmd_code(&format!("RCPT TO:<{rcpt}>"), 250).await;
+    }
+    conn.data(b"Subject: s\r\n\r\nbody\r\n.\r\n")
+        .await
+        .assert_code(250);
+    conn.quit().await;
+    let pending = harness.api.get("/api/bounces").await;
+    assert_eq!(pending["pending"], 2, "{pending}");
+    let first = pending["bounces"][0]["id"].as_u64().unwrap();
+    let not_yet = harness
+        .api
+        .call("GET", &format!("/api/bounces/{first}/raw"), None)
+        .await;
+    assert_eq!(not_yet.status, 404);
+    let advanced = harness
+        .api
+        .post_json("/api/clock/advance", json!({"seconds": 120}))
+        .await;
+    assert_eq!(advanced.status, 200);
+    for _ in 0..500 {
+        if harness.api.get("/api/bounces").await["pending"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = harness.api.get("/api/bounces").await;
+    assert_eq!(sent["bounces"].as_array().unwrap().len(), 2, "{sent}");
+    let raw = harness
+        .api
+        .call("GET", &format!("/api/bounces/{first}/raw"), None)
+        .await;
+    assert_eq!(raw.status, 200);
+    assert!(raw.text().contains("multipart/report"), "{}", raw.text());
+    let events = harness.api.get("/api/events?limit=1000").await;
+    let types: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"bounce_scheduled") && types.contains(&"bounce_sent"),
+        "{types:?}"
+    );
+    let messages = harness.api.get("/api/messages").await;
+    let marked = messages["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["bounce"].is_u64())
+        .count();
+    assert_eq!(marked, 2, "{messages}");
+    harness.stop().await;
 }
