@@ -105,3 +105,77 @@ impl DsnParams {
         self.candidate = DsnRecipient::default();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::smtp::policy::{Decision, Fate, Phase, Verdict};
+    use crate::smtp::reply::fixed;
+    use crate::smtp::session::{drive, Message, Session, SessionConfig};
+
+    /// A pipelined transaction: RET/ENVID, three recipients (one refused), each with its own
+    /// NOTIFY/ORCPT, the accepted ones with the policy's later fate or none.
+    #[test]
+    fn parameters_and_later_fates_are_kept_per_accepted_recipient() {
+        let later = Arc::new(Later {
+            fate: Fate::Delivered {
+                after: Duration::from_secs(60),
+            },
+            style: "generic",
+        });
+        let mut session = Session::new(
+            Arc::new(SessionConfig::default()),
+            1,
+            "192.0.2.1:4000".parse().unwrap(),
+            false,
+        );
+        let (mut input, mut out) = (BytesMut::new(), BytesMut::new());
+        let mut stored: Vec<Message> = Vec::new();
+        let step = session.start();
+        let decide =
+            |phase: Phase, view: &crate::smtp::policy::SessionView<'_>| match (phase, view.rcpt) {
+                (Phase::Rcpt, Some(r)) if r.starts_with("refused") => {
+                    Decision::reply(fixed::NEED_HELO)
+                }
+                (Phase::Rcpt, Some(r)) if r.starts_with("later") => Decision {
+                    later: Some(later.clone()),
+                    ..Decision::CONTINUE
+                },
+                _ => Decision::from(Verdict::Continue),
+            };
+        drive::run(&mut session, &mut input, &mut out, step, decide, |m| {
+            stored.push(m);
+            Ok(())
+        });
+        let script = b"EHLO c\r\nMAIL FROM:<a@x> RET=FULL ENVID=QQ+2B1\r\nRCPT TO:<later@y> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;o+2Bx@y\r\nRCPT TO:<refused@y> NOTIFY=NEVER ORCPT=rfc822;r@y\r\nRCPT TO:<plain@y>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nMAIL FROM:<a@x>\r\nRCPT TO:<plain@y>\r\nDATA\r\n\r\n.\r\n";
+        drive::feed(&mut session, &mut input, &mut out, script, decide, |m| {
+            stored.push(m);
+            Ok(())
+        });
+        assert_eq!(stored.len(), 2, "{}", String::from_utf8_lossy(&out));
+        let dsn = stored[0].dsn.as_deref().expect("parameters were given");
+        assert_eq!(stored[0].recipients, ["later@y", "plain@y"]);
+        assert_eq!(dsn.ret, Some(Ret::Full));
+        assert_eq!(dsn.envid.as_deref(), Some("QQ+2B1"));
+        assert_eq!(dsn.recipients.len(), 2);
+        let first = &dsn.recipients[0];
+        assert_eq!(first.orcpt.as_deref(), Some("rfc822;o+2Bx@y"));
+        assert!(first
+            .notify
+            .is_some_and(|n| n.success && n.delay && !n.never));
+        assert_eq!(first.later.as_ref(), Some(&later));
+        assert_eq!(
+            dsn.recipients[1],
+            DsnRecipient::default(),
+            "the refused one's are not kept"
+        );
+        assert_eq!(
+            stored[1].dsn, None,
+            "the next transaction starts clean and carries nothing"
+        );
+    }
+}
