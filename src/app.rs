@@ -1,9 +1,11 @@
 //! The composition root: the one place that builds the pieces of a running failmail and wires
 //! them together.
 //!
-//! [`App::start`] builds, once each and in this order, the clock, the limit store, the journal,
-//! the scenario's policy, the SMTP server, the scenario reloader (which reaches the server only
-//! through [`PolicyTarget`]) and the HTTP API. Nothing else assembles pieces: `main`,
+//! [`App::start`] builds, once each and in this order, the journal, the bounce scheduler with the
+//! clock (moving the clock wakes the scheduler), the limit store, the scenario's policy, the SMTP
+//! server (which hands accepted recipients' later fates to the scheduler), the scenario reloader
+//! (which reaches the server only through [`PolicyTarget`]) and the HTTP API, then starts the
+//! scheduler's task. Nothing else assembles pieces: `main`,
 //! `testing::TestServer` and the test helpers all start through here, so that every way
 //! of running failmail is wired the same way, with one clock.
 
@@ -192,13 +194,9 @@ impl App {
         if let Some(http) = &config.http {
             api::check_bind(http.addr, http.token.as_deref())?;
         }
-        // Moving the clock wakes the bounce scheduler, so that notifications due by the new
-        // time go out at once.
-        let wake = Arc::new(Notify::new());
-        let clock: SharedClock = Arc::new(WakingClock::new(config.clock, wake.clone()));
-        let store = open_store(config.state).await?;
         let journal = Arc::new(Journal::open(&config.journal)?);
-        let bounces = Bounces::new(config.bounces, clock.clone(), journal.clone(), wake);
+        let (clock, bounces) = scheduler(config.clock, config.bounces, &journal);
+        let store = open_store(config.state).await?;
         let (policy, session, scenario) = match config.scenario {
             None => (Box::new(AcceptAll) as Box<dyn Policy>, config.session, None),
             Some(scenario) => {
@@ -216,7 +214,7 @@ impl App {
                 (policy, session, Some((options, live)))
             }
         };
-        let bounce_runner = tokio::spawn(bounces.clone().run(session.hostname.clone()));
+        let hostname = session.hostname.clone();
         let server = Server::start(
             config.server,
             session,
@@ -225,8 +223,7 @@ impl App {
             clock.clone(),
             Some(bounces.clone()),
         )
-        .await;
-        let server = server.inspect_err(|_| bounce_runner.abort())?;
+        .await?;
         let reloader = scenario
             .map(|(options, live)| Reloader::new(options, Arc::new(server.control()), live));
         let listening = server.listening();
@@ -261,6 +258,7 @@ impl App {
             }
             None => None,
         };
+        let bounce_runner = Some(tokio::spawn(bounces.clone().run(hostname)));
         Ok(RunningApp {
             addresses,
             server: Some(server),
@@ -269,9 +267,22 @@ impl App {
             clock,
             reloader,
             bounces,
-            bounce_runner: Some(bounce_runner),
+            bounce_runner,
         })
     }
+}
+
+/// The bounce scheduler, and the clock every piece reads, wrapped so that moving it wakes the
+/// scheduler (bounces due by the new time go out at once).
+fn scheduler(
+    clock: SharedClock,
+    config: BounceConfig,
+    journal: &Arc<Journal>,
+) -> (SharedClock, Arc<Bounces>) {
+    let wake = Arc::new(Notify::new());
+    let clock: SharedClock = Arc::new(WakingClock::new(clock, wake.clone()));
+    let bounces = Bounces::new(config, clock.clone(), journal.clone(), wake);
+    (clock, bounces)
 }
 
 async fn open_store(state: StateConfig) -> Result<Arc<dyn LimitStore>, AppError> {
