@@ -1501,5 +1501,13 @@ async fn bounces_and_their_events_match_the_document() {
         .filter(|m| m["bounce"].is_u64())
         .count();
     assert_eq!(marked, 2, "{messages}");
+    let metrics = harness.api.call("GET", "/metrics", None).await.text();
+    assert!(
+        metrics.contains("failmail_bounces_sent_total 2\n"),
+        "{metrics}"
+    );
+    let reset = harness.api.call("POST", "/api/reset", None).await;
+    assert_eq!(reset.status, 204);
+    assert_eq!(harness.api.get("/api/bounces").await["bounces"], json!([]));
     harness.stop().await;
 }

@@ -27,21 +27,11 @@ async fn receiver(scenario: &str) -> RunningApp {
 
 /// Waits until `app` keeps `n` messages.
 async fn messages(app: &RunningApp, n: usize) -> Vec<Arc<failmail::journal::StoredMessage>> {
-    let poll = async {
-        loop {
-            let kept = app.messages().list();
-            if kept.len() >= n {
-                return kept;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, poll).await.unwrap_or_else(|_| {
-        panic!(
-            "{n} messages expected, {} kept",
-            app.messages().list().len()
-        )
+    common::eventually(&format!("{n} messages kept"), || {
+        let kept = app.messages().list();
+        (kept.len() >= n).then_some(kept)
     })
+    .await
 }
 
 #[tokio::test]
@@ -102,15 +92,12 @@ async fn bounce_to_delivers_and_retries_after_a_4xx() {
             })
             .collect()
     };
-    let poll = async {
-        while attempts().len() < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, poll)
-        .await
-        .expect("two attempts recorded");
-    assert_eq!(attempts(), [(1, false), (2, true)]);
+    let attempts = common::eventually("two attempts recorded", || {
+        let attempts = attempts();
+        (attempts.len() >= 2).then_some(attempts)
+    })
+    .await;
+    assert_eq!(attempts, [(1, false), (2, true)]);
     let endpoint_saw_451 = endpoint
         .journal()
         .events()

@@ -24,7 +24,6 @@ const FLAVORS: [&str; 7] = [
     "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim",
 ];
 const DAY: Duration = Duration::from_secs(86_400);
-const WAIT: Duration = Duration::from_secs(20);
 
 /// Delivered-later rules, one per flavor, and a permanent mailbox-full bounce.
 fn scenario() -> String {
@@ -73,27 +72,11 @@ async fn advance(app: &RunningApp, by: Duration) {
 
 /// The sent notifications, once `n` are sent (bounded wait).
 async fn sent(app: &RunningApp, n: usize) -> Vec<BounceView> {
-    let poll = async {
-        loop {
-            let all: Vec<BounceView> = app
-                .bounces()
-                .list()
-                .1
-                .iter()
-                .map(|s| BounceView::sent(s))
-                .collect();
-            if all.len() >= n {
-                return all;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, poll).await.unwrap_or_else(|_| {
-        panic!(
-            "{n} bounces expected; have {:?}",
-            app.bounces().list().1.len()
-        )
+    common::eventually(&format!("{n} bounces sent"), || {
+        let sent = app.bounces().list().1;
+        (sent.len() >= n).then(|| sent.iter().map(|s| BounceView::sent(s)).collect())
     })
+    .await
 }
 
 fn raw(app: &RunningApp, id: u64) -> Vec<u8> {
@@ -486,4 +469,38 @@ fn example_rules_load() {
     )
     .unwrap();
     assert_eq!(scenario.rules.len(), 3);
+}
+
+/// Pending bounces are bounded: past `--max-pending-bounces`, a message that would add one is
+/// refused with 451 4.3.0 (and counted), never accepted with a bounce that would not come; a
+/// message without a later fate is still accepted.
+#[tokio::test]
+async fn a_full_schedule_refuses_with_451() {
+    let config = common::scenario_with(|c| c.bounces.max_pending = 1);
+    let app = common::start_toml(config, "bounces.toml", "").await;
+    send(&app, SENDER, "", &["<user_unknown+async@x.example>"]).await;
+    let mut conn = Conn::ready(app.addresses().smtp).await;
+    conn.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
+    conn.cmd_code("RCPT TO:<user_unknown+async@y.example>", 250)
+        .await;
+    let refused = conn.data(b"Subject: s\r\n\r\nbody\r\n.\r\n").await;
+    refused.assert(451, "4.3.0");
+    conn.deliver(
+        SENDER,
+        "someone@y.example",
+        b"Subject: s\r\n\r\nbody\r\n.\r\n",
+    )
+    .await
+    .assert_code(250);
+    conn.quit().await;
+    assert_eq!(app.bounces().list().0.len(), 1);
+    assert!(app
+        .bounces()
+        .metrics_text()
+        .contains("failmail_bounces_refused_total 1\n"));
+    let refusals = app.journal().events().unwrap().list(None, 0, 1000);
+    assert!(refusals.iter().any(|e| matches!(
+        e.kind,
+        failmail::journal::EventKind::BounceRefused { pending: 1 }
+    )));
 }

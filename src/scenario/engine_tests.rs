@@ -23,6 +23,13 @@ impl Harness {
         decision
     }
 
+    /// Decides `phase` for a session from 192.0.2.1 whose one recipient is `rcpt`.
+    fn for_rcpt(&self, phase: Phase, rcpt: &str) -> Decision {
+        let recipients = vec![rcpt.to_owned()];
+        let view = view("192.0.2.1:1", Some("a@x"), Some(rcpt), &recipients);
+        self.decide(phase, &view, "192.0.2.1")
+    }
+
     fn reset(&self) {
         poll_now(self.policy.engine().reset()).unwrap().unwrap();
     }
@@ -286,14 +293,7 @@ fn session_config_takes_server_section_and_flavor_wording() {
 fn async_magic_addresses_accept_now_and_bounce_later() {
     use crate::smtp::policy::Fate;
     let e = engine("", 0);
-    let ask = |phase, rcpt: &str| {
-        let recipients = vec![rcpt.to_owned()];
-        e.decide(
-            phase,
-            &view("192.0.2.1:1", Some("a@x"), Some(rcpt), &recipients),
-            "192.0.2.1",
-        )
-    };
+    let ask = |phase, rcpt: &str| e.for_rcpt(phase, rcpt);
     for rcpt in ["user_unknown+gmail+async@x", "user_unknown+ASYNC+gmail@x"] {
         let d = ask(Phase::Rcpt, rcpt);
         assert_eq!(d.verdict, Verdict::Continue, "250 now: {rcpt}");
@@ -354,17 +354,7 @@ fn a_bounce_rule_accepts_now_with_its_later_fate() {
         "[server]\nflavor = \"exim\"\n[[rule]]\nrcpt = \"*@gone.example\"\nbounce = { reply = \"user_unknown\", after = \"10m\" }\n",
         0,
     );
-    let recipients = vec!["x@gone.example".to_owned()];
-    let d = e.decide(
-        Phase::Rcpt,
-        &view(
-            "192.0.2.1:1",
-            Some("a@x"),
-            Some("x@gone.example"),
-            &recipients,
-        ),
-        "192.0.2.1",
-    );
+    let d = e.for_rcpt(Phase::Rcpt, "x@gone.example");
     assert_eq!(d.verdict, Verdict::Continue);
     assert!(d.rule.is_some(), "the rule is named");
     let later = d.later.expect("a later fate");
