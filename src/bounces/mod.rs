@@ -330,11 +330,14 @@ impl Bounces {
     /// Sends notifications as they come due, until the task is aborted; with `--bounce-to`,
     /// also delivers them there. `hostname` is what failmail says in EHLO to the target.
     pub async fn run(self: Arc<Self>, hostname: String) {
-        if let Some(config) = self.config.forward.clone() {
+        // The delivering task ends with this one (aborted when the app stops).
+        let _forwarding = self.config.forward.clone().map(|config| {
             let (sender, receiver) = mpsc::channel(FORWARD_QUEUE);
             *self.forward.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender);
-            tokio::spawn(self.clone().forward_loop(receiver, config, hostname));
-        }
+            AbortOnDrop(tokio::spawn(
+                self.clone().forward_loop(receiver, config, hostname),
+            ))
+        });
         loop {
             self.send_due().await;
             let now = self.clock.now_ms();
@@ -472,6 +475,15 @@ impl Bounces {
             ));
         }
         out
+    }
+}
+
+/// A task that is aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -61,10 +61,10 @@ impl Style {
     pub fn source(self) -> &'static str {
         match self {
             Style::Generic => "failmail's own wording, after the example of RFC 3464 §6",
-            Style::Postfix => "Postfix source, src/bounce/bounce_template.c (the default failure, delay and success templates) and src/bounce/bounce_notify_util.c",
-            Style::Exim => "Exim source, src/deliver.c (the bounce message) and the default warn_message_file text (the delay warning)",
-            Style::Gmail => "sisimai/set-of-emails, maildir/bsd/lhost-gmail-*.eml and rfc3464-*.eml (Gmail notifications); sisimai lib/Sisimai/Lhost/Gmail.pm",
-            Style::Outlook => "sisimai/set-of-emails, maildir/bsd/lhost-exchange2007-*.eml and lhost-office365-*.eml; sisimai lib/Sisimai/Lhost/Exchange2007.pm and Office365.pm",
+            Style::Postfix => "Postfix source, src/bounce/bounce_templates.c (def_bounce_fail_body and the delay and success templates); real notices say \"This is the mail system at host …\"",
+            Style::Exim => "Exim source, src/deliver.c (\"This message was created automatically by mail delivery software.\") and src/retry.c (\"retry timeout exceeded\"), as quoted in sisimai lib/Sisimai/Lhost/Exim.pm",
+            Style::Gmail => "Gmail's \"Delivery Status Notification\" with its \"** … **\" heading and \"The response from the remote server was:\", as parsed by sisimai lib/Sisimai/Lhost/GSuite.pm",
+            Style::Outlook => "Exchange / Office 365 \"Undeliverable:\" reports with \"Diagnostic information for administrators\" and \"Remote Server returned '…'\", as parsed by sisimai lib/Sisimai/Lhost/Exchange2007.pm and Office365.pm",
         }
     }
 

@@ -240,7 +240,8 @@ impl Engine {
 /// What a magic address asks for.
 #[derive(Debug, Clone)]
 pub struct Magic {
-    /// The reply.
+    /// The reply (for `complaint+async` and `ooto+async`, which exist only as later fates, the
+    /// plain 250).
     pub spec: ReplySpec,
     /// Where it is given: rcpt, or data / data_end for failures that belong there.
     pub phase: Phase,
