@@ -1,9 +1,11 @@
 //! The composition root: the one place that builds the pieces of a running failmail and wires
 //! them together.
 //!
-//! [`App::start`] builds, once each and in this order, the clock, the limit store, the journal,
-//! the scenario's policy, the SMTP server, the scenario reloader (which reaches the server only
-//! through [`PolicyTarget`]) and the HTTP API. Nothing else assembles pieces: `main`,
+//! [`App::start`] builds, once each and in this order, the journal, the bounce scheduler with the
+//! clock (moving the clock wakes the scheduler), the limit store, the scenario's policy, the SMTP
+//! server (which hands accepted recipients' later fates to the scheduler), the scenario reloader
+//! (which reaches the server only through [`PolicyTarget`]) and the HTTP API, then starts the
+//! scheduler's task. Nothing else assembles pieces: `main`,
 //! `testing::TestServer` and the test helpers all start through here, so that every way
 //! of running failmail is wired the same way, with one clock.
 
@@ -12,9 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
+use crate::bounces::{BounceConfig, Bounces, WakingClock};
 use crate::clock::{OffsetClock, SharedClock};
 use crate::journal::{Journal, JournalConfig, MessageStore};
 use crate::limits::memory::MemoryStore;
@@ -111,6 +115,8 @@ pub struct AppConfig {
     /// The clock every time-based behaviour reads and every event is stamped with. With
     /// [`StateConfig::Redis`] it is moved by the offset kept in Redis as well.
     pub clock: SharedClock,
+    /// Later notifications: bounds and `--bounce-to`.
+    pub bounces: BounceConfig,
 }
 
 impl Default for AppConfig {
@@ -132,6 +138,7 @@ impl Default for AppConfig {
             }),
             state: StateConfig::default(),
             clock: Arc::new(OffsetClock::new()),
+            bounces: BounceConfig::default(),
         }
     }
 }
@@ -233,6 +240,7 @@ impl App {
         }
         let (store, clock) = open_state(config.state, config.clock).await?;
         let journal = Arc::new(Journal::open(&config.journal)?);
+        let (clock, bounces) = scheduler(clock, config.bounces, &journal);
         let mut base = config.session;
         // TLS as the command line says; the scenario's `[server] tls` may change it.
         base.tls_available = config.server.certificate.is_some();
@@ -245,12 +253,14 @@ impl App {
                 (policy, session, Some((options, live)))
             }
         };
+        let hostname = session.hostname.clone();
         let server = Server::start(
             config.server,
             session,
             policy,
             journal.clone(),
             clock.clone(),
+            Some(bounces.clone()),
         )
         .await?;
         let reloader = scenario
@@ -277,6 +287,7 @@ impl App {
                     clock: clock.clone(),
                     scenario: reloader.clone(),
                     server: server.control(),
+                    bounces: Some(bounces.clone()),
                 };
                 let token = http.token.as_deref().map(Arc::<str>::from);
                 Some(tokio::spawn(api::serve_with_token(
@@ -288,6 +299,7 @@ impl App {
             }
             None => None,
         };
+        let bounce_runner = Some(tokio::spawn(bounces.clone().run(hostname)));
         Ok(RunningApp {
             addresses,
             server: Some(server),
@@ -295,8 +307,23 @@ impl App {
             journal,
             clock,
             reloader,
+            bounces,
+            bounce_runner,
         })
     }
+}
+
+/// The bounce scheduler, and the clock every piece reads, wrapped so that moving it wakes the
+/// scheduler (bounces due by the new time go out at once).
+fn scheduler(
+    clock: SharedClock,
+    config: BounceConfig,
+    journal: &Arc<Journal>,
+) -> (SharedClock, Arc<Bounces>) {
+    let wake = Arc::new(Notify::new());
+    let clock: SharedClock = Arc::new(WakingClock::new(clock, wake.clone()));
+    let bounces = Bounces::new(config, clock.clone(), journal.clone(), wake);
+    (clock, bounces)
 }
 
 /// The limit store, and the clock: `clock` itself, or with Redis, `clock` moved by the offset
@@ -329,9 +356,16 @@ pub struct RunningApp {
     journal: Arc<Journal>,
     clock: SharedClock,
     reloader: Option<Reloader>,
+    bounces: Arc<Bounces>,
+    bounce_runner: Option<JoinHandle<()>>,
 }
 
 impl RunningApp {
+    /// The later notifications: pending and sent.
+    pub fn bounces(&self) -> &Arc<Bounces> {
+        &self.bounces
+    }
+
     /// Where it listens.
     pub fn addresses(&self) -> Addresses {
         self.addresses
@@ -396,6 +430,9 @@ impl RunningApp {
             http.abort();
             let _ = http.await;
         }
+        if let Some(runner) = self.bounce_runner.take() {
+            runner.abort();
+        }
     }
 }
 
@@ -404,6 +441,9 @@ impl Drop for RunningApp {
     fn drop(&mut self) {
         if let Some(http) = self.http.take() {
             http.abort();
+        }
+        if let Some(runner) = self.bounce_runner.take() {
+            runner.abort();
         }
     }
 }

@@ -28,7 +28,9 @@
 //!    stores (memory, Redis) that hold limits, greylisting and sequence state.
 //! 4. [`scenario`]: scenario files, their compiler and rule index, the reply catalog, and the
 //!    engine that turns them into a policy; the live scenario and its reloads.
-//! 5. [`journal`]: what happened: events, captured messages, the Maildir, metrics.
+//! 5. [`journal`], [`bounces`]: what happened: events, captured messages, the Maildir,
+//!    metrics; and the later notifications (RFC 3464 DSNs, complaints, auto-replies) scheduled
+//!    on the clock and stored through the journal (the journal never uses bounces).
 //! 6. [`server`]: listeners and connection tasks that only carry bytes and events between
 //!    sockets, sessions, the policy and the journal.
 //! 7. [`api`]: the HTTP routes and event stream over the journal, clock and scenario.
@@ -42,6 +44,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bounces;
 pub mod clock;
 pub mod eventual;
 pub mod journal;

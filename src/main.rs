@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use std::sync::Arc;
 
 use failmail::app::{App, AppConfig, HttpConfig, ScenarioConfig, StateConfig};
+use failmail::bounces::{BounceConfig, ForwardConfig};
 use failmail::clock::OffsetClock;
 use failmail::journal::JournalConfig;
 use failmail::limits::{LimitOverrides, Window};
@@ -189,6 +190,15 @@ struct ServeArgs {
     /// not a loopback address.
     #[arg(long, env = "FAILMAIL_HTTP_TOKEN", hide_env_values = true)]
     http_token: Option<String>,
+    /// Also deliver every later bounce (DSN, complaint, auto-reply) by SMTP to this address,
+    /// e.g. smtp://127.0.0.1:2525 (your application's inbound bounce endpoint), with retries.
+    /// The only outbound SMTP failmail makes; without it nothing leaves the machine.
+    #[arg(long, value_parser = ForwardConfig::parse)]
+    bounce_to: Option<ForwardConfig>,
+    /// Most later bounces waiting for their time; past it, a message that would add more is
+    /// refused with 451 4.3.0.
+    #[arg(long, default_value_t = BounceConfig::default().max_pending)]
+    max_pending_bounces: usize,
 }
 
 impl ServeArgs {
@@ -269,6 +279,11 @@ impl ServeArgs {
             }),
             state,
             clock: Arc::new(OffsetClock::new()),
+            bounces: BounceConfig {
+                max_pending: self.max_pending_bounces,
+                forward: self.bounce_to,
+                ..BounceConfig::default()
+            },
         })
     }
 }

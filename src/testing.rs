@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::{Addresses, App, AppConfig, RunningApp};
+use crate::bounces::view::BounceView;
 use crate::journal::{Event, Journal, StoredMessage};
 use crate::limits::Usage;
 use crate::scenario::engine::Engine;
@@ -202,6 +203,45 @@ impl TestServer {
             Err(_) => panic!(
                 "failmail::testing: {n} messages expected within {timeout:?}, {} arrived",
                 self.journal.messages().list().len()
+            ),
+        }
+    }
+
+    /// The later notifications (DSNs, complaints, auto-replies): pending ones first (earliest
+    /// due first), then the sent ones (oldest first).
+    pub fn bounces(&self) -> Vec<BounceView> {
+        let (pending, sent) = self.app().bounces().list();
+        let mut all: Vec<BounceView> = pending.iter().map(BounceView::pending).collect();
+        all.extend(sent.iter().map(|s| BounceView::sent(s)));
+        all
+    }
+
+    /// Waits until a sent notification matches `wanted` and returns it with its bytes; panics
+    /// after `timeout`. Sending follows the clock: move it with [`TestServer::advance_clock`].
+    pub async fn wait_for_bounce(
+        &self,
+        wanted: impl Fn(&BounceView) -> bool,
+        timeout: Duration,
+    ) -> (BounceView, bytes::Bytes) {
+        let bounces = self.app().bounces().clone();
+        let poll = async {
+            loop {
+                let (_, sent) = bounces.list();
+                let found = sent
+                    .iter()
+                    .map(|s| (BounceView::sent(s), s))
+                    .find(|(view, _)| wanted(view));
+                if let Some((view, sent)) = found {
+                    return (view, sent.raw.clone());
+                }
+                tokio::time::sleep(POLL_EVERY).await;
+            }
+        };
+        match tokio::time::timeout(timeout, poll).await {
+            Ok(found) => found,
+            Err(_) => panic!(
+                "failmail::testing: no matching bounce within {timeout:?}; bounces: {:?}",
+                self.bounces()
             ),
         }
     }

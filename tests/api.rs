@@ -1201,14 +1201,18 @@ async fn openapi_lists_exactly_the_routes() {
         }
         let path = route.path.replace("{id}", "1");
         let response = harness.api.call(route.method, &path, None).await;
+        let item = ["messages", "bounces"]
+            .into_iter()
+            .find(|item| path.contains(&format!("/{item}/1")));
         assert!(
-            response.status == 200 || (path.contains("/messages/1") && response.status == 404),
+            response.status == 200 || (item.is_some() && response.status == 404),
             "{} {path}: {}",
             route.method,
             response.status
         );
-        if response.status == 404 {
-            assert_eq!(response.json()["error"], "no message 1");
+        if let (404, Some(item)) = (response.status, item) {
+            let what = item.trim_end_matches('s');
+            assert_eq!(response.json()["error"], format!("no {what} 1"));
         }
     }
     harness.stop().await;
@@ -1261,6 +1265,7 @@ async fn a_token_is_required_when_configured_and_non_loopback_needs_one() {
         clock: app.clock().clone(),
         scenario: app.scenario().cloned(),
         server: app.control(),
+        bounces: Some(app.bounces().clone()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1509,5 +1514,76 @@ async fn reset_puts_back_the_clock_and_the_scenario_and_a_body_keeps_parts() {
     assert!(unknown.text().contains("clocks"), "{}", unknown.text());
     let wrong = api.post_json("/api/reset", json!({"clock": "no"})).await;
     assert_eq!(wrong.status, 400, "{}", wrong.text());
+    harness.stop().await;
+}
+
+/// `/api/bounces`, `/api/bounces/{id}/raw`, the bounce events and a stored DSN in
+/// `/api/messages` all match the document, pending and sent.
+#[tokio::test]
+async fn bounces_and_their_events_match_the_document() {
+    let harness = Harness::start(None).await;
+    let mut conn = PlainConn::ready(harness.smtp).await;
+    conn.cmd_code("MAIL FROM:<app@x.example>", 250).await;
+    for rcpt in ["user_unknown+async@y.example", "complaint+async@y.example"] {
+        conn.cmd_code(&format!("RCPT TO:<{rcpt}>"), 250).await;
+    }
+    conn.data(b"Subject: s\r\n\r\nbody\r\n.\r\n")
+        .await
+        .assert_code(250);
+    conn.quit().await;
+    let pending = harness.api.get("/api/bounces").await;
+    assert_eq!(pending["pending"], 2, "{pending}");
+    let first = pending["bounces"][0]["id"].as_u64().unwrap();
+    let not_yet = harness
+        .api
+        .call("GET", &format!("/api/bounces/{first}/raw"), None)
+        .await;
+    assert_eq!(not_yet.status, 404);
+    let advanced = harness
+        .api
+        .post_json("/api/clock/advance", json!({"seconds": 120}))
+        .await;
+    assert_eq!(advanced.status, 200);
+    for _ in 0..500 {
+        if harness.api.get("/api/bounces").await["pending"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = harness.api.get("/api/bounces").await;
+    assert_eq!(sent["bounces"].as_array().unwrap().len(), 2, "{sent}");
+    let raw = harness
+        .api
+        .call("GET", &format!("/api/bounces/{first}/raw"), None)
+        .await;
+    assert_eq!(raw.status, 200);
+    assert!(raw.text().contains("multipart/report"), "{}", raw.text());
+    let events = harness.api.get("/api/events?limit=1000").await;
+    let types: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"bounce_scheduled") && types.contains(&"bounce_sent"),
+        "{types:?}"
+    );
+    let messages = harness.api.get("/api/messages").await;
+    let marked = messages["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["bounce"].is_u64())
+        .count();
+    assert_eq!(marked, 2, "{messages}");
+    let metrics = harness.api.call("GET", "/metrics", None).await.text();
+    assert!(
+        metrics.contains("failmail_bounces_sent_total 2\n"),
+        "{metrics}"
+    );
+    let reset = harness.api.call("POST", "/api/reset", None).await;
+    assert_eq!(reset.status, 204);
+    assert_eq!(harness.api.get("/api/bounces").await["bounces"], json!([]));
     harness.stop().await;
 }

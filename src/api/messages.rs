@@ -25,6 +25,9 @@ pub(crate) struct MessageView<'a> {
     mail_from: &'a str,
     recipients: &'a [String],
     size: usize,
+    /// For a notification failmail made (a DSN, a complaint, an auto-reply): its bounce id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bounce: Option<u64>,
 }
 
 impl<'a> From<&'a StoredMessage> for MessageView<'a> {
@@ -45,6 +48,7 @@ impl<'a> From<&'a StoredMessage> for MessageView<'a> {
             mail_from: &m.mail_from,
             recipients: &m.recipients,
             size: m.data.len(),
+            bounce: stored.bounce,
         }
     }
 }

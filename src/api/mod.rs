@@ -6,6 +6,7 @@
 //! Errors are JSON: `{"error": "...", "hint": "..." | null}`.
 
 pub(crate) mod auth;
+pub(crate) mod bounces;
 pub(crate) mod clock;
 pub(crate) mod error;
 pub(crate) mod events;
@@ -29,6 +30,7 @@ use tokio::sync::watch;
 pub use auth::check_bind;
 pub use error::ApiError;
 
+use crate::bounces::Bounces;
 use crate::clock::SharedClock;
 use crate::journal::Journal;
 use crate::scenario::live::Reloader;
@@ -45,6 +47,8 @@ pub struct ApiState {
     pub scenario: Option<Reloader>,
     /// The SMTP server, for what `/healthz` tells about it.
     pub server: ServerControl,
+    /// The later notifications (absent: none are made).
+    pub bounces: Option<Arc<Bounces>>,
 }
 
 /// One route of the API.
@@ -92,6 +96,16 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/api/messages/{id}/raw",
         handler: || get(messages::raw),
+    },
+    Route {
+        method: "GET",
+        path: "/api/bounces",
+        handler: || get(bounces::list),
+    },
+    Route {
+        method: "GET",
+        path: "/api/bounces/{id}/raw",
+        handler: || get(bounces::raw),
     },
     Route {
         method: "GET",

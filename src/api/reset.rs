@@ -2,8 +2,9 @@
 //!
 //! Without a body (or with `{}`) everything is reset: the journal (captured messages and events),
 //! the limits (limit uses, greylisting, sequence attempts, rule counters), the clock (its offset
-//! back to zero, on every instance sharing it through Redis) and the scenario (the command line's
-//! file or the built-in one again, if `PUT /api/scenario` replaced it). A JSON body keeps parts:
+//! back to zero, on every instance sharing it through Redis), the scenario (the command line's
+//! file or the built-in one again, if `PUT /api/scenario` replaced it) and the later
+//! notifications (pending and sent). A JSON body keeps parts:
 //! `{"clock": false}` resets all but the clock.
 
 use axum::body::Body;
@@ -33,6 +34,9 @@ pub(crate) struct Parts {
     /// A scenario set through `PUT /api/scenario`.
     #[serde(default = "yes")]
     scenario: bool,
+    /// Later notifications, pending and sent.
+    #[serde(default = "yes")]
+    bounces: bool,
 }
 
 fn yes() -> bool {
@@ -46,6 +50,7 @@ impl Default for Parts {
             limits: true,
             clock: true,
             scenario: true,
+            bounces: true,
         }
     }
 }
@@ -79,6 +84,11 @@ pub(crate) async fn reset(
     }
     if parts.journal {
         state.journal.clear();
+    }
+    if parts.bounces {
+        if let Some(bounces) = &state.bounces {
+            bounces.clear();
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }

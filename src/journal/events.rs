@@ -89,6 +89,54 @@ pub enum EventKind {
         /// Octets.
         size: usize,
     },
+    /// A later notification (a DSN, a complaint, an auto-reply) was scheduled for an accepted
+    /// message. (Recorded under the session that carried the message.)
+    BounceScheduled {
+        /// The id under `/api/bounces/{id}`.
+        bounce: u64,
+        /// The message it answers (`/api/messages/{id}`).
+        message_id: u64,
+        /// `failed`, `expired`, `delayed`, `delivered`, `complaint` or `auto_reply`.
+        kind: &'static str,
+        /// Who gets it: the message's envelope sender.
+        to: String,
+        /// The recipients it is about.
+        recipients: Vec<String>,
+        /// When it is due, in milliseconds since the epoch on the clock.
+        due_at_ms: u64,
+    },
+    /// Later notifications could not be scheduled: too many are pending (`--max-pending-bounces`);
+    /// the message was refused with 451 4.3.0.
+    BounceRefused {
+        /// How many are pending.
+        pending: usize,
+    },
+    /// A scheduled notification came due and was made (and stored as a message to the sender).
+    /// (Recorded under session 0.)
+    BounceSent {
+        /// The id under `/api/bounces/{id}`.
+        bounce: u64,
+        /// The notification as a stored message (`/api/messages/{id}`).
+        message_id: u64,
+        /// What it says.
+        kind: &'static str,
+        /// Who gets it.
+        to: String,
+    },
+    /// A notification was delivered by SMTP to the `--bounce-to` address, or that failed.
+    /// (Recorded under session 0.)
+    BounceForwarded {
+        /// The id under `/api/bounces/{id}`.
+        bounce: u64,
+        /// `smtp://host:port`.
+        target: String,
+        /// The attempt, from 1.
+        attempt: u32,
+        /// Whether it was accepted.
+        ok: bool,
+        /// Why not, if it was not.
+        error: Option<String>,
+    },
     /// The session ended.
     SessionEnd {
         /// Whether it ran under TLS at the end.

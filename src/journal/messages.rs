@@ -20,6 +20,9 @@ pub struct StoredMessage {
     pub received_at: SystemTime,
     /// The message and its envelope.
     pub message: Message,
+    /// For a notification failmail made itself (a DSN, a complaint, an auto-reply): its id under
+    /// `/api/bounces/{id}`.
+    pub bounce: Option<u64>,
 }
 
 /// A bounded, thread-safe ring of accepted messages.
@@ -78,6 +81,11 @@ impl MessageStore {
 
     /// Keeps a message, dropping the oldest ones past the bounds; returns its id.
     pub fn push(&self, message: Message) -> u64 {
+        self.push_marked(message, None)
+    }
+
+    /// Keeps a message, marked as the notification `bounce` when failmail made it.
+    pub fn push_marked(&self, message: Message, bounce: Option<u64>) -> u64 {
         if self.capacity == 0 {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -102,6 +110,7 @@ impl MessageStore {
                 id,
                 received_at: SystemTime::now(),
                 message,
+                bounce,
             }));
             id
         };
@@ -158,6 +167,7 @@ mod tests {
             mail_from: "a@b".into(),
             recipients: vec!["c@d".into()],
             data: Bytes::from(vec![n]),
+            dsn: None,
         }
     }
 

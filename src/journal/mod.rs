@@ -139,6 +139,16 @@ impl Journal {
     /// Stores an accepted message (on disk first, when a Maildir is set); called before the 250
     /// is sent, so that a message the client saw accepted is never lost. Returns its id.
     pub async fn deliver(&self, message: Message) -> Result<u64, DeliveryError> {
+        self.deliver_marked(message, None).await
+    }
+
+    /// Stores a notification failmail made (bounce `bounce`) as a message to its recipient, in
+    /// memory and in the Maildir like an accepted one.
+    pub async fn deliver_marked(
+        &self,
+        message: Message,
+        bounce: Option<u64>,
+    ) -> Result<u64, DeliveryError> {
         if let Some(maildir) = &self.maildir {
             let maildir = maildir.clone();
             let (queue_id, data) = (message.queue_id.clone(), message.data.clone());
@@ -146,7 +156,7 @@ impl Journal {
                 .await
                 .map_err(|e| DeliveryError(std::io::Error::other(e)))??;
         }
-        Ok(self.messages.push(message))
+        Ok(self.messages.push_marked(message, bounce))
     }
 
     /// Forgets the kept messages and events (ids go on increasing), for test isolation.

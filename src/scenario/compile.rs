@@ -379,8 +379,13 @@ impl Context<'_> {
             None => server_flavor,
         };
         let matchers = self.matchers(&rule)?;
-        let phase = self.rule_phase(&rule, span.clone())?;
-        let action = self.action(&rule, phase, flavor, span)?;
+        let (phase, action) = match self.later(&rule, flavor)? {
+            Some(later) => (Phase::Rcpt, Action::Always(Outcome::Later(later))),
+            None => {
+                let phase = self.rule_phase(&rule, span.clone())?;
+                (phase, self.action(&rule, phase, flavor, span)?)
+            }
+        };
         let probability = self.probability(rule.probability.as_ref())?;
         let times = self.times(rule.times.as_ref())?;
         Ok(Rule {
@@ -782,6 +787,9 @@ fn matcher_phase(rule: &RuleFile) -> Option<Phase> {
     .map(|(_, phase)| phase)
     .max()
 }
+
+#[path = "compile_later.rs"]
+mod later;
 
 #[cfg(test)]
 #[path = "compile_tests.rs"]

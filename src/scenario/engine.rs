@@ -14,6 +14,7 @@ use std::task::{Context, Poll, Waker};
 use super::catalog::{Catalog, ReplyContext};
 use super::compile::Scenario;
 use super::flavor::Flavor;
+use super::later::{magic_fate, magic_tags, LaterFate, LaterSpec};
 use super::rule::{Action, Outcome, ReplySpec, Rule};
 use super::settings::LimitSettings;
 use crate::clock::Clock;
@@ -187,6 +188,10 @@ impl Engine {
                 catalog: spec.catalog_name(),
                 ..Decision::CONTINUE
             },
+            Outcome::Later(spec) => Decision {
+                later: Some(Arc::new(spec.render(|reply| self.render(reply, view, ip)))),
+                ..Decision::CONTINUE
+            },
         }
     }
 
@@ -224,26 +229,77 @@ impl Engine {
             }),
             _ => None,
         }?;
-        Some(self.outcome(&Outcome::Reply(found.spec), view, ip))
+        let outcome = match found.later {
+            Some(later) => Outcome::Later(later),
+            None => Outcome::Reply(found.spec),
+        };
+        Some(self.outcome(&outcome, view, ip))
     }
 }
 
 /// What a magic address asks for.
 #[derive(Debug, Clone)]
 pub struct Magic {
-    /// The reply.
+    /// The reply (for `complaint+async` and `ooto+async`, which exist only as later fates, the
+    /// plain 250).
     pub spec: ReplySpec,
     /// Where it is given: rcpt, or data / data_end for failures that belong there.
     pub phase: Phase,
+    /// With `+async`: accepted now, and this later (the reply goes into the bounce).
+    pub later: Option<LaterSpec>,
 }
 
-/// Reads a magic address: a catalog name (optionally `+flavor`) or `CODE-X.Y.Z` as local part.
+/// Reads a magic address: a catalog name or `CODE-X.Y.Z` as local part, tagged (in any order)
+/// with at most one `+flavor` and `+async`; `complaint+async` and `ooto+async` too.
 pub fn magic_address(address: &str, default_flavor: Flavor) -> Option<Magic> {
     let at = address.rfind('@')?;
-    let local = &address[..at];
-    let (name, flavor) = match local.split_once('+') {
-        Some((name, flavor)) => (name, flavor.parse().ok()?),
-        None => (local, default_flavor),
+    let (name, tags) = magic_tags(&address[..at])?;
+    let flavor = tags.flavor.unwrap_or(default_flavor);
+    let found = plain_magic(name, flavor)?;
+    if !tags.later {
+        return found.spec.map(|spec| Magic {
+            spec,
+            phase: found.phase,
+            later: None,
+        });
+    }
+    let later = match &found.spec {
+        Some(spec) => LaterSpec::magic_bounce(spec.clone(), flavor),
+        None => LaterSpec {
+            fate: found.fate?,
+            flavor,
+        },
+    };
+    Some(Magic {
+        spec: found
+            .spec
+            .unwrap_or(ReplySpec::Inline(crate::smtp::reply::fixed::RECIPIENT_OK)),
+        phase: Phase::Rcpt,
+        later: Some(later),
+    })
+}
+
+/// A magic name without its tags: a reply, or (for `complaint`, `ooto`) a later fate only.
+struct PlainMagic {
+    spec: Option<ReplySpec>,
+    phase: Phase,
+    fate: Option<LaterFate>,
+}
+
+fn plain_magic(name: &str, flavor: Flavor) -> Option<PlainMagic> {
+    if let Some(fate) = magic_fate(name) {
+        return Some(PlainMagic {
+            spec: None,
+            phase: Phase::Rcpt,
+            fate: Some(fate),
+        });
+    }
+    let reply = |spec, phase| {
+        Some(PlainMagic {
+            spec: Some(spec),
+            phase,
+            fate: None,
+        })
     };
     let catalog = Catalog::builtin();
     if let Some(entry) = catalog.get_ignore_case(name) {
@@ -252,10 +308,7 @@ pub fn magic_address(address: &str, default_flavor: Flavor) -> Option<Magic> {
         } else {
             Phase::Rcpt
         };
-        return Some(Magic {
-            spec: ReplySpec::Catalog { entry, flavor },
-            phase,
-        });
+        return reply(ReplySpec::Catalog { entry, flavor }, phase);
     }
     let (code, status) = name.split_once('-')?;
     let code: u16 = code.parse().ok().filter(|c| (400..600).contains(c))?;
@@ -265,11 +318,10 @@ pub fn magic_address(address: &str, default_flavor: Flavor) -> Option<Magic> {
         .map(|e| e.variant(Flavor::Generic).0.text.join(" "))
         .filter(|t| !t.contains('{'))
         .unwrap_or_else(|| "Requested action not taken".to_owned());
-    let reply = Reply::new(code, Some(status), &[text]).ok()?;
-    Some(Magic {
-        spec: ReplySpec::Inline(reply),
-        phase: Phase::Rcpt,
-    })
+    reply(
+        ReplySpec::Inline(Reply::new(code, Some(status), &[text]).ok()?),
+        Phase::Rcpt,
+    )
 }
 
 /// Whether every matcher of `rule` accepts the session at `phase` (the index only narrows).

@@ -23,6 +23,13 @@ impl Harness {
         decision
     }
 
+    /// Decides `phase` for a session from 192.0.2.1 whose one recipient is `rcpt`.
+    fn for_rcpt(&self, phase: Phase, rcpt: &str) -> Decision {
+        let recipients = vec![rcpt.to_owned()];
+        let view = view("192.0.2.1:1", Some("a@x"), Some(rcpt), &recipients);
+        self.decide(phase, &view, "192.0.2.1")
+    }
+
     fn reset(&self) {
         poll_now(self.policy.engine().reset()).unwrap().unwrap();
     }
@@ -280,4 +287,80 @@ fn session_config_takes_server_section_and_flavor_wording() {
         config.accepted.style,
         crate::smtp::queue_id::QueueIdStyle::Exim
     );
+}
+
+#[test]
+fn async_magic_addresses_accept_now_and_bounce_later() {
+    use crate::smtp::policy::Fate;
+    let e = engine("", 0);
+    let ask = |phase, rcpt: &str| e.for_rcpt(phase, rcpt);
+    for rcpt in ["user_unknown+gmail+async@x", "user_unknown+ASYNC+gmail@x"] {
+        let d = ask(Phase::Rcpt, rcpt);
+        assert_eq!(d.verdict, Verdict::Continue, "250 now: {rcpt}");
+        let later = d.later.expect("a later fate");
+        assert_eq!(later.style, "gmail");
+        let Fate::Bounced {
+            reply,
+            after,
+            delay_notice,
+            ..
+        } = &later.fate
+        else {
+            panic!("{later:?}")
+        };
+        assert_eq!(reply.code(), 550);
+        assert!(reply.to_string().contains("gsmtp"), "{reply}");
+        assert_eq!((*after, *delay_notice), (Duration::from_secs(60), None));
+    }
+    // A 4xx is retried: a delay notice at 4 hours, the give-up at 5 days.
+    let later = ask(Phase::Rcpt, "mailbox_full+async@x").later.unwrap();
+    let Fate::Bounced {
+        delay_notice,
+        give_up,
+        ..
+    } = later.fate
+    else {
+        panic!()
+    };
+    assert_eq!(delay_notice, Some(Duration::from_secs(4 * 3600)));
+    assert_eq!(give_up, Duration::from_secs(5 * 86_400));
+    assert!(matches!(
+        ask(Phase::Rcpt, "complaint+async@x").later.unwrap().fate,
+        Fate::Complaint { .. }
+    ));
+    assert!(matches!(
+        ask(Phase::Rcpt, "ooto+exim+async@x").later.unwrap().fate,
+        Fate::AutoReply { .. }
+    ));
+    // complaint and ooto are magic only with +async; an async failure of the end of data is
+    // not given there.
+    let plain = ask(Phase::Rcpt, "complaint@x");
+    assert!(plain.verdict == Verdict::Continue && plain.later.is_none());
+    assert!(ask(Phase::Rcpt, "spam_rejected+async@x").later.is_some());
+    assert_eq!(
+        code(&ask(Phase::DataEnd, "spam_rejected+async@x")),
+        Some(250)
+    );
+    assert_eq!(
+        code(&ask(Phase::Rcpt, "user_unknown+async+async@x")),
+        Some(250)
+    );
+}
+
+#[test]
+fn a_bounce_rule_accepts_now_with_its_later_fate() {
+    use crate::smtp::policy::Fate;
+    let e = engine(
+        "[server]\nflavor = \"exim\"\n[[rule]]\nrcpt = \"*@gone.example\"\nbounce = { reply = \"user_unknown\", after = \"10m\" }\n",
+        0,
+    );
+    let d = e.for_rcpt(Phase::Rcpt, "x@gone.example");
+    assert_eq!(d.verdict, Verdict::Continue);
+    assert!(d.rule.is_some(), "the rule is named");
+    let later = d.later.expect("a later fate");
+    assert_eq!(later.style, "exim");
+    let Fate::Bounced { reply, after, .. } = &later.fate else {
+        panic!()
+    };
+    assert_eq!((reply.code(), *after), (550, Duration::from_secs(600)));
 }

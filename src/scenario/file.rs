@@ -124,4 +124,30 @@ pub(crate) struct RuleFile {
     pub then: Option<Spanned<String>>,
     /// The rule acts this many times, then falls through.
     pub times: Option<Spanned<u64>>,
+    /// Accept now, bounce later: `{ reply, after, delay_notice, give_up }`.
+    pub bounce: Option<Spanned<BounceFile>>,
+    /// Accept now, delivered later: `{ after }` (a success DSN when the client asks for one).
+    pub deliver: Option<Spanned<DeliverFile>>,
+}
+
+/// `bounce = { reply = "user_unknown", after = "10m", delay_notice = "4h", give_up = "5d" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BounceFile {
+    /// What the next hop says: a catalog name or an inline reply, 4xx or 5xx.
+    pub reply: Spanned<toml::Value>,
+    /// When the first attempt meets the reply (default 1m).
+    pub after: Option<Spanned<String>>,
+    /// When a "delayed" notice goes out.
+    pub delay_notice: Option<Spanned<String>>,
+    /// When a 4xx stops being retried (default 5d).
+    pub give_up: Option<Spanned<String>>,
+}
+
+/// `deliver = { after = "1m" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeliverFile {
+    /// When it is delivered (default 1m).
+    pub after: Option<Spanned<String>>,
 }

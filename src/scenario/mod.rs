@@ -7,6 +7,7 @@ pub mod error;
 pub(crate) mod file;
 pub mod flavor;
 pub(crate) mod index;
+pub mod later;
 pub mod live;
 pub mod pattern;
 pub(crate) mod phase_codes;

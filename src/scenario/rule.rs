@@ -55,6 +55,8 @@ pub enum Outcome {
     Reply(ReplySpec),
     /// At data: 354, then this failure as soon as the body starts, then close.
     Abort(ReplySpec),
+    /// At rcpt: the normal 250 now, and this fate later (a bounce, a delivery notice).
+    Later(super::later::LaterSpec),
 }
 
 /// A rule's action.

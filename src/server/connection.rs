@@ -16,11 +16,12 @@ use tokio::sync::watch;
 use tracing::{debug, warn, Instrument};
 
 use super::{Shared, ShutdownState};
+use crate::bounces::{Full, Reservation};
 use crate::journal::EventKind;
 use crate::limits::connections::ConnectionSlot;
 use crate::smtp::policy::{Connected, Phase, SessionPolicy};
 use crate::smtp::reply::{fixed, Reply};
-use crate::smtp::session::{Session, Step, StoreFailed, Trace, Waiting};
+use crate::smtp::session::{Message, Session, Step, StoreFailed, Trace, Waiting};
 
 /// Read buffer growth step; a session never buffers more than one such read plus one line.
 const READ_CHUNK: usize = 16 * 1024;
@@ -348,7 +349,8 @@ impl Connection {
     async fn store(&mut self) {
         let journal = self.shared.journal.clone();
         let size = self.session.message_size();
-        if !journal.wants_messages() {
+        let later = self.shared.bounces.is_some() && self.session.message_has_later();
+        if !journal.wants_messages() && !later {
             // Nothing keeps it: not even copied.
             journal.pass_over();
             journal.metrics().message_accepted(size);
@@ -358,9 +360,15 @@ impl Connection {
         let Some(message) = self.session.message_to_store() else {
             return self.session.stored(Ok(()), &mut self.output);
         };
+        let Ok(bounces) = self.reserve_bounces(&message) else {
+            return self.session.stored(Err(StoreFailed), &mut self.output);
+        };
         let queue_id = message.queue_id.clone();
         let result = match journal.deliver(message).await {
             Ok(message_id) => {
+                if let Some(reservation) = bounces {
+                    reservation.commit(message_id);
+                }
                 journal.metrics().message_accepted(size);
                 self.journal_event(|| EventKind::Message {
                     message_id,
@@ -376,6 +384,23 @@ impl Connection {
             }
         };
         self.session.stored(result, &mut self.output);
+    }
+
+    /// Keeps room for the later notifications of a message about to be stored; a message whose
+    /// notifications would not fit is refused (451 4.3.0) rather than accepted without them.
+    fn reserve_bounces(&self, message: &Message) -> Result<Option<Reservation>, Full> {
+        let Some(bounces) = self
+            .shared
+            .bounces
+            .as_ref()
+            .filter(|_| message.dsn.is_some())
+        else {
+            return Ok(None);
+        };
+        let hostname = self.shared.session_config.load().hostname.clone();
+        bounces.reserve(message, &hostname).inspect_err(|full| {
+            warn!(%full, "message refused: no room for its later notifications");
+        })
     }
 
     /// Writes the pending replies. A client that does not read them (its receive window stays

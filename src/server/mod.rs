@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
+use crate::bounces::Bounces;
 use crate::clock::SharedClock;
 use crate::journal::Journal;
 use crate::limits::connections::OpenConnections;
@@ -148,6 +149,8 @@ pub(crate) struct Shared {
     journal: Arc<Journal>,
     clock: SharedClock,
     next_session: AtomicU64,
+    /// Where accepted recipients with a later fate get their notifications scheduled.
+    bounces: Option<Arc<Bounces>>,
 }
 
 impl Shared {
@@ -161,13 +164,14 @@ pub struct Server;
 
 impl Server {
     /// Binds the SMTP listeners and starts serving: sessions are told `session`, decided by
-    /// `policy`, recorded in `journal` and stamped by `clock`.
+    /// `policy`, recorded in `journal` and stamped by `clock`; later fates go to `bounces`.
     pub async fn start(
         config: ServerConfig,
         mut session: SessionConfig,
         policy: Box<dyn Policy>,
         journal: Arc<Journal>,
         clock: SharedClock,
+        bounces: Option<Arc<Bounces>>,
     ) -> Result<RunningServer, ServerError> {
         let tls = TlsSwitch::new(config.certificate.as_ref(), config.no_tls)?;
         session.tls_available = tls.offer(session.tls_available);
@@ -191,6 +195,7 @@ impl Server {
             journal,
             clock,
             next_session: AtomicU64::new(1),
+            bounces,
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(ShutdownState::Running);
         let limit = Arc::new(Semaphore::new(config.max_connections));

@@ -129,6 +129,55 @@ pub struct Decision {
     pub catalog: Option<&'static str>,
     /// Whether a rate or connection limit refused (for the metrics).
     pub limited: bool,
+    /// At the rcpt phase, for a recipient accepted now: what becomes of it later (a bounce, a
+    /// delivery notice). The session keeps it with the recipient and hands it back with the
+    /// stored message.
+    pub later: Option<Arc<Later>>,
+}
+
+/// What becomes of an accepted recipient after its 250, as the scenario decided: the mail
+/// system's later word about it, which the bounce scheduler turns into a notification to the
+/// envelope sender at the right time on the clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Later {
+    /// What happens, and when (counted from the message's acceptance).
+    pub fate: Fate,
+    /// Whose style the notification is written in: a flavor name (`generic`, `postfix`, …).
+    pub style: &'static str,
+}
+
+/// The later fates a recipient can have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Delivered after `after`: a success DSN when the client asked `NOTIFY=SUCCESS`.
+    Delivered {
+        /// When it is delivered.
+        after: Duration,
+    },
+    /// The next hop answered `reply`. A 5xx fails at `after`; a 4xx is retried until
+    /// `give_up`, then fails as expired. `delay_notice`, when set, sends a "delayed" DSN first.
+    Bounced {
+        /// What the next hop said (its exact text goes into `Diagnostic-Code`).
+        reply: Reply,
+        /// The catalog name of the reply, when it came from the catalog.
+        catalog: Option<&'static str>,
+        /// When the first attempt met the reply (a 5xx fails then).
+        after: Duration,
+        /// When a "delayed" notice goes out, if at all.
+        delay_notice: Option<Duration>,
+        /// When a 4xx stops being retried and fails as expired.
+        give_up: Duration,
+    },
+    /// The recipient reports the message as abuse (an RFC 5965 feedback report).
+    Complaint {
+        /// When the report comes.
+        after: Duration,
+    },
+    /// The recipient's mailbox answers with an RFC 3834 auto-reply (out of office).
+    AutoReply {
+        /// When the auto-reply comes.
+        after: Duration,
+    },
 }
 
 impl Decision {
@@ -139,6 +188,7 @@ impl Decision {
         rule: None,
         catalog: None,
         limited: false,
+        later: None,
     };
 
     /// A decision that sends `reply` at once.

@@ -66,6 +66,23 @@ pub(crate) async fn start_toml(config: AppConfig, origin: &str, text: &str) -> R
     app
 }
 
+/// Polls `probe` every 10 ms until it gives a value, for at most 20 s (then fails naming `what`):
+/// a bounded wait for something another task does.
+pub(crate) async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let poll = async {
+        loop {
+            if let Some(value) = probe() {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(20), poll).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what}: not within 20 s"),
+    }
+}
+
 /// Starts the in-process sink with every listener on loopback port 0.
 pub(crate) async fn start_loopback() -> RunningApp {
     start(sink_with(|_| {})).await

@@ -114,6 +114,26 @@ pub(crate) const GO: Tool = Tool {
     install: "apt-get install -y --no-install-recommends golang-go",
 };
 
+/// Sisimai, the Perl bounce parser that judges the notifications failmail makes.
+pub(crate) const SISIMAI: Tool = Tool {
+    name: "sisimai",
+    program: "perl",
+    env: None,
+    probe: &["-MSisimai", "-e", "1"],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends libsisimai-perl",
+};
+
+/// flufl.bounce, the Python bounce parser, in the system Python that Debian installs it for.
+pub(crate) const FLUFL_BOUNCE: Tool = Tool {
+    name: "flufl.bounce",
+    program: "/usr/bin/python3",
+    env: None,
+    probe: &["-c", "import flufl.bounce"],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends python3-flufl.bounce",
+};
+
 /// How many tests of this process skipped themselves, per missing tool.
 static SKIPS: Mutex<BTreeMap<&'static str, (usize, &'static str)>> = Mutex::new(BTreeMap::new());
 static SUMMARY: Once = Once::new();

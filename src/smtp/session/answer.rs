@@ -20,10 +20,13 @@ impl Session {
     /// Carries out the policy's decision for the phase asked about in [`Step::Decide`]. At the
     /// end of data, a decision that accepts makes the next [`Session::advance`] return
     /// [`Step::Store`]; the reply waits for [`Session::stored`].
-    pub fn answer(&mut self, decision: Decision, out: &mut BytesMut) {
+    pub fn answer(&mut self, mut decision: Decision, out: &mut BytesMut) {
         let Some(pending) = self.pending.take() else {
             return;
         };
+        if pending == Pending::Rcpt {
+            self.transaction.dsn.decided(decision.later.take());
+        }
         self.deciding = Some(Decided::of(pending.phase(), &decision));
         match decision.verdict {
             verdict @ (Verdict::Continue | Verdict::Reply(_)) if verdict.accepts() => {
@@ -130,6 +133,7 @@ impl Session {
                 let spare = self.transaction.buffer();
                 let recipient = std::mem::replace(&mut self.candidate, spare);
                 self.transaction.recipients.push(recipient);
+                self.transaction.dsn.accepted();
                 reply_or(self, &fixed::RECIPIENT_OK);
             }
             Pending::Data => {
@@ -213,6 +217,7 @@ impl Session {
             mail_from: self.transaction.from.clone().unwrap_or_default(),
             recipients: self.transaction.recipients.clone(),
             data,
+            dsn: self.transaction.dsn.envelope(),
         }
     }
 

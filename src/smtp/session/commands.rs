@@ -103,6 +103,7 @@ impl Session {
             return self.refuse(&reply, out);
         }
         set(&mut self.candidate, mail.from);
+        self.transaction.dsn.mail(mail.ret, mail.envid);
         self.candidate_smtputf8 = mail.smtputf8;
         self.candidate_binary = mail.body == Some(Body::BinaryMime);
         self.ask(Pending::Mail)
@@ -125,6 +126,7 @@ impl Session {
         }
         self.transaction.recipient_attempted = true;
         set(&mut self.candidate, rcpt.to);
+        self.transaction.dsn.rcpt(rcpt.notify, rcpt.orcpt);
         self.ask(Pending::Rcpt)
     }
 

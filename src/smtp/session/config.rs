@@ -93,4 +93,7 @@ pub struct Message {
     pub recipients: Vec<String>,
     /// The message exactly as received (dot-unstuffed, without the final `.` line).
     pub data: Bytes,
+    /// What the client asked of DSNs and what becomes of each recipient later; `None` when
+    /// nothing was asked nor decided.
+    pub dsn: Option<Box<super::DsnEnvelope>>,
 }

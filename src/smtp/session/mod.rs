@@ -20,6 +20,7 @@ mod body;
 mod commands;
 pub mod config;
 pub mod drive;
+mod dsn;
 pub mod output;
 mod transaction;
 mod write;
@@ -32,6 +33,7 @@ use bytes::{Buf, BytesMut};
 pub use config::{
     AuthPolicy, Message, SessionConfig, DEFAULT_MAX_ERRORS, MAX_AUTH_LINE, MAX_COMMAND_LINE,
 };
+pub use dsn::{DsnEnvelope, DsnRecipient};
 pub use output::{Decided, ReplyTrace, SilentAction, Step, StoreFailed, Trace, Waiting};
 
 use super::data::DataDecoder;
@@ -205,6 +207,12 @@ impl Session {
     /// Whether a message body is being received (shutdown lets it finish).
     pub fn in_message(&self) -> bool {
         matches!(self.mode, Mode::Data(_) | Mode::Chunk { .. }) || self.transaction.chunking
+    }
+
+    /// Whether an accepted recipient of the transaction has a later fate (a bounce to send):
+    /// its message must then be taken even when nothing else keeps messages.
+    pub fn message_has_later(&self) -> bool {
+        self.transaction.dsn.has_later()
     }
 
     /// Whether a mail transaction is in progress (MAIL accepted, message not yet ended).

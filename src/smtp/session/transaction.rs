@@ -29,6 +29,8 @@ pub(super) struct Transaction {
     spare: Vec<String>,
     /// A buffer for the queue id in the 250 reply, reused.
     pub(super) queue_id: String,
+    /// RFC 3461 parameters and later fates, per accepted recipient.
+    pub(super) dsn: super::dsn::DsnParams,
 }
 
 impl Transaction {
@@ -51,6 +53,7 @@ impl Transaction {
             self.body = BytesMut::new();
         }
         self.received = 0;
+        self.dsn.clear();
     }
 
     fn keep_spare(&mut self, mut buffer: String) {

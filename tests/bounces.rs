@@ -1,0 +1,507 @@
+//! Bounces that arrive later: independent bounce parsers (Sisimai, flufl.bounce) recognise every
+//! notification failmail makes — each flavor's failed, expired, delayed and delivered DSN, the
+//! complaint and the auto-reply — as the committed table `tests/bounces/expected.tsv` says;
+//! RET, ENVID, ORCPT and NOTIFY change the DSN as RFC 3461/3464 say; a five-day give-up comes
+//! after one clock advance, its 4-hour delay notice first; nothing answers the null sender.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::binary::{http_get, http_post, run_tool};
+use common::Conn;
+use failmail::bounces::view::BounceView;
+use failmail::clock::ManualClock;
+use failmail::RunningApp;
+use mail_parser::{MessageParser, MimeHeaders};
+
+/// A VERP sender, which must come back byte for byte.
+const SENDER: &str = "bounces+42-user=x@app.test";
+const FLAVORS: [&str; 7] = [
+    "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim",
+];
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Delivered-later rules, one per flavor, and a permanent mailbox-full bounce.
+fn scenario() -> String {
+    let mut text = String::new();
+    for flavor in FLAVORS {
+        text.push_str(&format!(
+            "[[rule]]\nrcpt = \"happy-{flavor}@*\"\nflavor = \"{flavor}\"\ndeliver = {{ after = \"1m\" }}\n\n"
+        ));
+    }
+    text.push_str("[[rule]]\nrcpt = \"full@*\"\nbounce = { reply = { code = 552, status = \"5.2.2\", text = \"Mailbox full\" }, after = \"10m\" }\n");
+    text
+}
+
+/// failmail on a clock that moves only when told, with the HTTP API, serving `scenario()`.
+async fn server() -> RunningApp {
+    let config = common::scenario_with(|c| {
+        c.clock = Arc::new(ManualClock::new(Duration::from_secs(1_800_000_000)));
+        c.http = failmail::AppConfig::loopback().http;
+    });
+    common::start_toml(config, "bounces.toml", &scenario()).await
+}
+
+/// Sends one message from `from` (with MAIL parameters) to `rcpts` (each with its RCPT
+/// parameters), every recipient accepted.
+async fn send(app: &RunningApp, from: &str, mail_params: &str, rcpts: &[&str]) {
+    let mut conn = Conn::ready(app.addresses().smtp).await;
+    conn.cmd_code(&format!("MAIL FROM:<{from}>{mail_params}"), 250)
+        .await;
+    for rcpt in rcpts {
+        conn.cmd_code(&format!("RCPT TO:{rcpt}"), 250).await;
+    }
+    conn.cmd_code("DATA", 354).await;
+    let body = format!("From: <{from}>\r\nTo: <someone@x.example>\r\nSubject: Invoice 42\r\nMessage-ID: <m42@app.test>\r\n\r\nThe body line.\r\n.\r\n");
+    conn.send(body).await;
+    conn.reply().await.assert_code(250);
+    conn.quit().await;
+}
+
+/// Moves the clock through the HTTP API, as a CI job would.
+async fn advance(app: &RunningApp, by: Duration) {
+    let http = app.addresses().http.expect("the API listens");
+    let body = format!("{{\"seconds\": {}}}", by.as_secs());
+    let (status, answer) = http_post(http, "/api/clock/advance", Some(&body)).await;
+    assert!(status.contains("200"), "{status} {answer}");
+}
+
+/// The sent notifications, once `n` are sent (bounded wait).
+async fn sent(app: &RunningApp, n: usize) -> Vec<BounceView> {
+    common::eventually(&format!("{n} bounces sent"), || {
+        let sent = app.bounces().list().1;
+        (sent.len() >= n).then(|| sent.iter().map(|s| BounceView::sent(s)).collect())
+    })
+    .await
+}
+
+fn raw(app: &RunningApp, id: u64) -> Vec<u8> {
+    app.bounces().sent_by_id(id).expect("sent").raw.to_vec()
+}
+
+/// The case a notification shows, as named in `expected.tsv`.
+fn case_name(view: &BounceView) -> String {
+    let rcpt = &view.recipients[0].recipient;
+    let flavor = FLAVORS
+        .into_iter()
+        .find(|f| rcpt.contains(&format!("+{f}+")) || rcpt.starts_with(&format!("happy-{f}@")));
+    match (flavor, view.kind) {
+        (Some(flavor), kind) => format!(
+            "{flavor}-{kind}-{}",
+            rcpt.split(['+', '-', '@']).next().unwrap_or("")
+        ),
+        (None, kind) => format!("{kind}-{}", rcpt.split(['+', '@']).next().unwrap_or("")),
+    }
+}
+
+/// Every notification failmail makes, read by Sisimai and flufl.bounce, against the table.
+#[tokio::test]
+async fn independent_parsers_recognise_every_notification() {
+    let (Some(_), Some(_)) = (
+        common::tools::need(&common::tools::SISIMAI),
+        common::tools::need(&common::tools::FLUFL_BOUNCE),
+    ) else {
+        return;
+    };
+    let app = server().await;
+    let mut expected = 0;
+    for flavor in FLAVORS {
+        send(
+            &app,
+            SENDER,
+            "",
+            &[&format!("<user_unknown+{flavor}+async@failed.example>")],
+        )
+        .await;
+        send(
+            &app,
+            SENDER,
+            "",
+            &[&format!("<mailbox_full+{flavor}+async@retried.example>")],
+        )
+        .await;
+        send(
+            &app,
+            SENDER,
+            "",
+            &[&format!(
+                "<happy-{flavor}@delivered.example> NOTIFY=SUCCESS"
+            )],
+        )
+        .await;
+        expected += 4;
+    }
+    for rcpt in [
+        "<domain_not_found+gmail+async@nowhere.example>",
+        "<full@full.example>",
+        "<complaint+async@fbl.example>",
+        "<ooto+async@away.example>",
+    ] {
+        send(&app, SENDER, "", &[rcpt]).await;
+        expected += 1;
+    }
+    advance(&app, 6 * DAY).await;
+    let views = sent(&app, expected).await;
+    assert_eq!(views.len(), expected, "{views:#?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for view in &views {
+        assert_eq!(
+            view.to, SENDER,
+            "a notification goes to the envelope sender exactly"
+        );
+        let path = dir.path().join(format!("{}.eml", case_name(view)));
+        std::fs::write(&path, raw(&app, view.id)).unwrap();
+        paths.push(path);
+    }
+    let sisimai = parse_with("perl", "tests/bounces/read_sisimai.pl", &paths).await;
+    let flufl = parse_with("/usr/bin/python3", "tests/bounces/read_flufl.py", &paths).await;
+    let mut found = BTreeMap::new();
+    for line in sisimai.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let row = fields[1..].join("\t");
+        found.insert(fields[0].trim_end_matches(".eml").to_owned(), row);
+    }
+    let mut table = String::new();
+    for line in flufl.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let case = fields[0].trim_end_matches(".eml");
+        let class = match (fields[1].is_empty(), fields[2].is_empty()) {
+            (true, true) => "none",
+            (false, true) => "temporary",
+            (true, false) => "permanent",
+            (false, false) => "both",
+        };
+        let sisimai = found.get(case).map_or("(missing)", String::as_str);
+        table.push_str(&format!("{case}\t{sisimai}\t{class}\n"));
+    }
+    let lines: std::collections::BTreeSet<&str> = table.lines().collect();
+    let table: String = lines.into_iter().map(|l| format!("{l}\n")).collect();
+    let committed =
+        std::fs::read_to_string(common::repo_root().join("tests/bounces/expected.tsv")).unwrap();
+    let committed: String = committed
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        table, committed,
+        "what the parsers found (left) differs from tests/bounces/expected.tsv"
+    );
+}
+
+async fn parse_with(program: &str, script: &str, paths: &[std::path::PathBuf]) -> String {
+    let mut command = Command::new(program);
+    command.arg(common::repo_root().join(script)).args(paths);
+    let output = run_tool(command, script, Duration::from_secs(60)).await;
+    assert!(
+        output.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The `message/delivery-status` part and the returned part of a DSN, as text.
+fn dsn_parts(raw: &[u8]) -> (String, String, String) {
+    let message = MessageParser::default().parse(raw).expect("a MIME message");
+    let ctype = message.root_part().content_type().expect("a content type");
+    assert_eq!(ctype.ctype(), "multipart");
+    assert_eq!(ctype.subtype(), Some("report"));
+    assert_eq!(ctype.attribute("report-type"), Some("delivery-status"));
+    let mut fields = String::new();
+    let mut returned = (String::new(), String::new());
+    for part in message.parts.iter().skip(1) {
+        let Some(t) = part.content_type() else {
+            continue;
+        };
+        let kind = format!("{}/{}", t.ctype(), t.subtype().unwrap_or(""));
+        let text = String::from_utf8_lossy(part.contents()).into_owned();
+        match kind.as_str() {
+            "message/delivery-status" => fields = text,
+            "message/rfc822" | "text/rfc822-headers" if returned.0.is_empty() => {
+                returned = (kind, text)
+            }
+            _ => {}
+        }
+    }
+    (fields, returned.0, returned.1)
+}
+
+/// RET, ENVID, ORCPT and NOTIFY each change the DSN as RFC 3461 and RFC 3464 say.
+#[tokio::test]
+async fn dsn_parameters_change_the_notification() {
+    let app = server().await;
+    // RET=FULL returns the message, ENVID is quoted decoded, ORCPT gives Original-Recipient.
+    send(
+        &app,
+        SENDER,
+        " RET=FULL ENVID=QQ+2B1",
+        &["<user_unknown+async@a.example> ORCPT=rfc822;orig+2Bx@example.org"],
+    )
+    .await;
+    // RET=HDRS returns the headers only, no ENVID means no Original-Envelope-Id.
+    send(
+        &app,
+        SENDER,
+        " RET=HDRS",
+        &["<user_unknown+async@b.example>"],
+    )
+    .await;
+    // NOTIFY=NEVER silences one recipient of a message; the other still gets its DSN.
+    send(
+        &app,
+        SENDER,
+        "",
+        &[
+            "<user_unknown+async@c.example> NOTIFY=NEVER",
+            "<user_unknown+async@d.example>",
+        ],
+    )
+    .await;
+    // NOTIFY=DELAY asks only for the delay notice, NOTIFY=FAILURE only for the failure.
+    send(
+        &app,
+        SENDER,
+        "",
+        &["<mailbox_full+async@e.example> NOTIFY=DELAY"],
+    )
+    .await;
+    send(
+        &app,
+        SENDER,
+        "",
+        &["<mailbox_full+async@f.example> NOTIFY=FAILURE"],
+    )
+    .await;
+    // A success DSN only when asked for.
+    send(
+        &app,
+        SENDER,
+        "",
+        &[
+            "<happy-generic@g.example> NOTIFY=SUCCESS,FAILURE",
+            "<happy-generic@h.example>",
+        ],
+    )
+    .await;
+    advance(&app, 6 * DAY).await;
+    let views = sent(&app, 6).await;
+    let by_rcpt = |domain: &str| -> Vec<&BounceView> {
+        views
+            .iter()
+            .filter(|v| v.recipients.iter().any(|r| r.recipient.ends_with(domain)))
+            .collect()
+    };
+
+    let a = by_rcpt("@a.example");
+    let (fields, kind, returned) = dsn_parts(&raw(&app, a[0].id));
+    assert!(
+        fields.contains("Original-Envelope-Id: QQ+1\r\n"),
+        "{fields}"
+    );
+    assert!(
+        fields.contains("Original-Recipient: rfc822; orig+x@example.org\r\n"),
+        "{fields}"
+    );
+    assert!(
+        fields.contains("Final-Recipient: rfc822; user_unknown+async@a.example\r\n"),
+        "{fields}"
+    );
+    assert_eq!(kind, "message/rfc822");
+    assert!(returned.contains("The body line."), "{returned}");
+
+    let b = by_rcpt("@b.example");
+    let (fields, kind, returned) = dsn_parts(&raw(&app, b[0].id));
+    assert!(!fields.contains("Original-Envelope-Id"), "{fields}");
+    assert!(!fields.contains("Original-Recipient"), "{fields}");
+    assert_eq!(kind, "text/rfc822-headers");
+    assert!(
+        returned.contains("Subject: Invoice 42") && !returned.contains("The body line."),
+        "{returned}"
+    );
+
+    assert!(by_rcpt("@c.example").is_empty(), "NOTIFY=NEVER: {views:#?}");
+    let d = by_rcpt("@d.example");
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        d[0].recipients.len(),
+        1,
+        "only the recipient that asked: {:?}",
+        d[0]
+    );
+
+    let kinds = |domain: &str| -> Vec<&str> { by_rcpt(domain).iter().map(|v| v.kind).collect() };
+    assert_eq!(kinds("@e.example"), ["delayed"]);
+    assert_eq!(kinds("@f.example"), ["expired"]);
+    assert_eq!(kinds("@g.example"), ["delivered"]);
+    assert!(kinds("@h.example").is_empty());
+    let (fields, _, _) = dsn_parts(&raw(&app, by_rcpt("@g.example")[0].id));
+    assert!(
+        fields.contains("Action: delivered\r\n") && fields.contains("Status: 2.0.0\r\n"),
+        "{fields}"
+    );
+    let (fields, _, _) = dsn_parts(&raw(&app, by_rcpt("@e.example")[0].id));
+    assert!(
+        fields.contains("Action: delayed\r\n") && fields.contains("Will-Retry-Until: "),
+        "{fields}"
+    );
+}
+
+/// Five days of retries pass in one `POST /api/clock/advance`: the 4-hour delay notice comes
+/// first, then the give-up, in order, at once; the API lists both with their due times.
+#[tokio::test]
+async fn a_five_day_give_up_after_one_clock_advance() {
+    let app = server().await;
+    send(
+        &app,
+        SENDER,
+        "",
+        &["<mailbox_full+postfix+async@slow.example>"],
+    )
+    .await;
+    let http = app.addresses().http.unwrap();
+    let (_, listed) = http_get(http, "/api/bounces").await;
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["pending"], 2, "{listed}");
+    let start = app.clock().now_ms();
+    assert_eq!(listed["bounces"][0]["kind"], "delayed");
+    assert_eq!(listed["bounces"][0]["due_at_ms"], start + 4 * 3_600_000);
+    assert_eq!(listed["bounces"][1]["kind"], "expired");
+    assert_eq!(listed["bounces"][1]["due_at_ms"], start + 5 * 86_400_000);
+    advance(&app, 5 * DAY).await;
+    let views = sent(&app, 2).await;
+    let kinds: Vec<&str> = views.iter().map(|v| v.kind).collect();
+    assert_eq!(kinds, ["delayed", "expired"]);
+    assert!(views[0].message_id < views[1].message_id, "stored in order");
+    let (fields, _, _) = dsn_parts(&raw(&app, views[1].id));
+    assert!(
+        fields.contains("Action: failed\r\nStatus: 4.4.7\r\n"),
+        "{fields}"
+    );
+    let (status, raw_dsn) = http_get(http, &format!("/api/bounces/{}/raw", views[1].id)).await;
+    assert!(
+        status.contains("200") && raw_dsn.contains("Undelivered Mail Returned to Sender"),
+        "{raw_dsn}"
+    );
+    // Stored as a message to the envelope sender, marked with its bounce id.
+    let stored = app.messages().list();
+    let dsn = stored
+        .iter()
+        .find(|m| m.bounce == Some(views[1].id))
+        .expect("stored");
+    assert_eq!(dsn.message.recipients, [SENDER]);
+    assert_eq!(
+        dsn.message.mail_from, "",
+        "a DSN is sent from the null sender"
+    );
+}
+
+/// No notification ever answers the null sender (RFC 5321 §4.5.5, RFC 3834 §2), not even
+/// after days.
+#[tokio::test]
+async fn nothing_answers_the_null_sender() {
+    let app = server().await;
+    send(
+        &app,
+        "",
+        "",
+        &[
+            "<user_unknown+async@x.example>",
+            "<ooto+async@x.example>",
+            "<complaint+async@x.example>",
+        ],
+    )
+    .await;
+    send(&app, SENDER, "", &["<user_unknown+async@y.example>"]).await;
+    assert_eq!(
+        app.bounces().list().0.len(),
+        1,
+        "only the message with a sender has one pending"
+    );
+    advance(&app, 6 * DAY).await;
+    let views = sent(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(app.bounces().list().1.len(), 1, "{views:#?}");
+    assert_eq!(views[0].to, SENDER);
+}
+
+/// Pending bounces survive a scenario reload: they belong to the messages, not the scenario.
+#[tokio::test]
+async fn pending_bounces_survive_a_reload() {
+    let app = server().await;
+    send(&app, SENDER, "", &["<user_unknown+async@x.example>"]).await;
+    app.scenario().unwrap().replace("<api>", "").unwrap();
+    advance(&app, Duration::from_secs(120)).await;
+    assert_eq!(sent(&app, 1).await[0].kind, "failed");
+}
+
+/// A scenario's bounce keys are checked with file:line:column.
+#[test]
+fn bad_bounce_keys_are_refused_with_their_place() {
+    let cases = [
+        ("[[rule]]\nrcpt = \"x@*\"\nbounce = { reply = \"no_such_name\" }\n", 3, "unknown catalog name"),
+        ("[[rule]]\nrcpt = \"x@*\"\nbounce = { reply = \"user_unknown\", give_up = \"5d\" }\n", 3, "give_up is for a retried"),
+        ("[[rule]]\nrcpt = \"x@*\"\nbounce = { reply = \"mailbox_full\", delay_notice = \"6d\" }\n", 3, "delay_notice must come before"),
+        ("[[rule]]\nrcpt = \"x@*\"\nreply = \"user_unknown\"\nbounce = { reply = \"user_unknown\" }\n", 3, "reply does not go with"),
+        ("[[rule]]\nrcpt = \"x@*\"\nat = \"data\"\ndeliver = { after = \"1m\" }\n", 3, "act at rcpt"),
+        ("[[rule]]\nrcpt = \"x@*\"\ndeliver = { after = \"soon\" }\n", 3, "bad duration"),
+        ("[[rule]]\nrcpt = \"x@*\"\ndeliver = { later = \"1m\" }\n", 3, "unknown field"),
+    ];
+    for (text, line, message) in cases {
+        let error = failmail::scenario::compile::Scenario::parse("s.toml", text).expect_err(text);
+        assert_eq!(error.line, line, "{error}");
+        assert!(error.to_string().contains(message), "{error}");
+        assert!(error.column > 1, "{error}");
+    }
+}
+
+/// The README's example scenario keys load.
+#[test]
+fn example_rules_load() {
+    let scenario = failmail::scenario::compile::Scenario::parse(
+        "s.toml",
+        "[[rule]]\nrcpt = \"*@gone.example\"\nbounce = { reply = \"user_unknown\", after = \"10m\" }\n\n[[rule]]\nrcpt = \"slow@*\"\nbounce = { reply = \"mailbox_full\", after = \"30m\", delay_notice = \"4h\", give_up = \"5d\" }\n\n[[rule]]\nrcpt = \"happy@*\"\ndeliver = { after = \"1m\" }\n",
+    )
+    .unwrap();
+    assert_eq!(scenario.rules.len(), 3);
+}
+
+/// Pending bounces are bounded: past `--max-pending-bounces`, a message that would add one is
+/// refused with 451 4.3.0 (and counted), never accepted with a bounce that would not come; a
+/// message without a later fate is still accepted.
+#[tokio::test]
+async fn a_full_schedule_refuses_with_451() {
+    let config = common::scenario_with(|c| c.bounces.max_pending = 1);
+    let app = common::start_toml(config, "bounces.toml", "").await;
+    send(&app, SENDER, "", &["<user_unknown+async@x.example>"]).await;
+    let mut conn = Conn::ready(app.addresses().smtp).await;
+    conn.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
+    conn.cmd_code("RCPT TO:<user_unknown+async@y.example>", 250)
+        .await;
+    let refused = conn.data(b"Subject: s\r\n\r\nbody\r\n.\r\n").await;
+    refused.assert(451, "4.3.0");
+    conn.deliver(
+        SENDER,
+        "someone@y.example",
+        b"Subject: s\r\n\r\nbody\r\n.\r\n",
+    )
+    .await
+    .assert_code(250);
+    conn.quit().await;
+    assert_eq!(app.bounces().list().0.len(), 1);
+    assert!(app
+        .bounces()
+        .metrics_text()
+        .contains("failmail_bounces_refused_total 1\n"));
+    let refusals = app.journal().events().unwrap().list(None, 0, 1000);
+    assert!(refusals.iter().any(|e| matches!(
+        e.kind,
+        failmail::journal::EventKind::BounceRefused { pending: 1 }
+    )));
+}
