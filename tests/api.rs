@@ -1435,3 +1435,25 @@ fn sse_events(text: &str) -> Vec<(u64, Value)> {
     }
     out
 }
+
+/// A malformed `Last-Event-ID` is refused with 400 whether or not `since` is given too (it
+/// was ignored, with 200, when `since` was there).
+#[tokio::test]
+async fn a_malformed_last_event_id_is_refused_even_with_since() {
+    let harness = Harness::start(None).await;
+    let api = &harness.api;
+    for path in ["/api/events/stream", "/api/events/stream?since=0"] {
+        let response = http(api.addr, "GET", path, &[("Last-Event-ID", "abc")], b"").await;
+        check_documented("GET", path, &response);
+        assert_eq!(response.status, 400, "{path}: {}", response.text());
+        assert!(
+            response.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("Last-Event-ID"),
+            "{path}: {}",
+            response.text()
+        );
+    }
+    harness.stop().await;
+}

@@ -166,22 +166,22 @@ pub(crate) async fn stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let log = journal(&state)?;
-    let since = match query.since {
-        Some(since) => Some(since),
-        None => match headers.get("last-event-id") {
-            Some(value) => Some(
-                value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok())
-                    .ok_or_else(|| {
-                        ApiError::bad_request("Last-Event-ID must be an event id")
-                            .hint("event ids are whole numbers")
-                    })?,
-            ),
-            None => None,
-        },
+    // A malformed header is refused whether or not `since` is given, so that a client never
+    // resumes from somewhere it did not ask for.
+    let resume = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("Last-Event-ID must be an event id")
+                        .hint("event ids are whole numbers")
+                })?,
+        ),
+        None => None,
     };
+    let since = query.since.or(resume);
     // Subscribe first, then read the backlog: nothing falls between the two (duplicates are
     // skipped by id).
     let live = log.subscribe();

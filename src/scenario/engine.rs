@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::catalog::{Catalog, ReplyContext};
 use super::compile::Scenario;
-use super::flavor::Flavor;
+use super::magic::magic_address;
 use super::rule::{Action, Outcome, ReplySpec, Rule};
 use super::settings::LimitSettings;
 use crate::clock::Clock;
@@ -212,64 +212,27 @@ impl Engine {
         }
     }
 
-    /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients.
+    /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients; at RCPT, one
+    /// that asks for what the checker refuses gets a reply saying why.
     fn magic(&self, phase: Phase, view: &SessionView<'_>, ip: &PeerIp) -> Option<Decision> {
+        let flavor = self.scenario.server.flavor;
         let found = match phase {
-            Phase::Rcpt => view
-                .rcpt
-                .and_then(|rcpt| magic_address(rcpt, self.scenario.server.flavor))
-                .filter(|m| m.phase == Phase::Rcpt),
+            Phase::Rcpt => {
+                let rcpt = view.rcpt?;
+                match magic_address(rcpt, flavor)? {
+                    Ok(magic) => Some(magic).filter(|m| m.phase == Phase::Rcpt),
+                    Err(bad) => return Some(Decision::reply(bad.reply(rcpt))),
+                }
+            }
             Phase::Data | Phase::DataEnd => view.recipients.iter().find_map(|rcpt| {
-                magic_address(rcpt, self.scenario.server.flavor).filter(|m| m.phase == phase)
+                magic_address(rcpt, flavor)
+                    .and_then(Result::ok)
+                    .filter(|m| m.phase == phase)
             }),
             _ => None,
         }?;
         Some(self.outcome(&Outcome::Reply(found.spec), view, ip))
     }
-}
-
-/// What a magic address asks for.
-#[derive(Debug, Clone)]
-pub struct Magic {
-    /// The reply.
-    pub spec: ReplySpec,
-    /// Where it is given: rcpt, or data / data_end for failures that belong there.
-    pub phase: Phase,
-}
-
-/// Reads a magic address: a catalog name (optionally `+flavor`) or `CODE-X.Y.Z` as local part.
-pub fn magic_address(address: &str, default_flavor: Flavor) -> Option<Magic> {
-    let at = address.rfind('@')?;
-    let local = &address[..at];
-    let (name, flavor) = match local.split_once('+') {
-        Some((name, flavor)) => (name, flavor.parse().ok()?),
-        None => (local, default_flavor),
-    };
-    let catalog = Catalog::builtin();
-    if let Some(entry) = catalog.get_ignore_case(name) {
-        let phase = if entry.phase >= Phase::Data {
-            entry.phase
-        } else {
-            Phase::Rcpt
-        };
-        return Some(Magic {
-            spec: ReplySpec::Catalog { entry, flavor },
-            phase,
-        });
-    }
-    let (code, status) = name.split_once('-')?;
-    let code: u16 = code.parse().ok().filter(|c| (400..600).contains(c))?;
-    let status = EnhancedStatus::parse(status).filter(|s| u16::from(s.class) == code / 100)?;
-    let text = catalog
-        .by_code(code, Some(status))
-        .map(|e| e.variant(Flavor::Generic).0.text.join(" "))
-        .filter(|t| !t.contains('{'))
-        .unwrap_or_else(|| "Requested action not taken".to_owned());
-    let reply = Reply::new(code, Some(status), &[text]).ok()?;
-    Some(Magic {
-        spec: ReplySpec::Inline(reply),
-        phase: Phase::Rcpt,
-    })
 }
 
 /// Whether every matcher of `rule` accepts the session at `phase` (the index only narrows).

@@ -38,33 +38,77 @@ impl std::error::Error for ScenarioError {}
 
 /// "did you mean …?" for a misspelt catalog name.
 pub(super) fn closest_name(name: &str) -> String {
-    let best = Catalog::builtin()
-        .entries()
-        .iter()
-        .map(|e| (edit_distance(name, &e.name), e.name.as_str()))
-        .min();
-    match best {
-        Some((distance, best)) if distance <= 3 => format!("did you mean {best:?}?"),
-        _ => "no catalog entry is close".to_owned(),
+    let names = Catalog::builtin().entries().iter().map(|e| e.name.as_str());
+    match closest(name, names) {
+        Some(best) => format!("did you mean {best:?}?"),
+        None => "no catalog entry is close".to_owned(),
     }
 }
 
-/// The Levenshtein distance between two names, in characters: how far a typo is from a name.
+/// The candidate closest to a misspelt `word` (case ignored), if one is close enough to be
+/// what was meant: at most one edit per three characters of the word (at least one), so that
+/// "gmial" finds "gmail" but "hotmail" is not "corrected" into it.
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(&word, &c.to_ascii_lowercase()), c))
+        .min()
+        .filter(|(distance, _)| *distance <= (word.chars().count() / 3).max(1))
+        .map(|(_, best)| best)
+}
+
+/// The edit distance between two names, in characters, a swap of two neighbours counting as one
+/// edit (optimal string alignment): how far a typo is from a name.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let current = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                previous
-            } else {
-                1 + previous.min(row[j]).min(row[j + 1])
-            };
-            previous = current;
+    // Three rows: two back (for swaps), one back, and the one being filled.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        current[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(before[j - 2] + 1);
+            }
+            current[j] = best;
         }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
     }
-    row[b.len()]
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_closest_word_is_suggested_only_when_close() {
+        let flavors = ["generic", "ovh", "gmail", "outlook"];
+        assert_eq!(closest("gmial", flavors), Some("gmail"));
+        assert_eq!(closest("GMAIL", flavors), Some("gmail"));
+        assert_eq!(closest("hotmail", flavors), None);
+        assert_eq!(closest("x", flavors), None);
+        assert_eq!(
+            closest("acept", ["accept", "disconnect", "hang", "abort"]),
+            Some("accept")
+        );
+        assert_eq!(
+            closest_name("user_unkown"),
+            "did you mean \"user_unknown\"?"
+        );
+        assert_eq!(edit_distance("gmial", "gmail"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
 }

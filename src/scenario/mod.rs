@@ -8,6 +8,7 @@ pub(crate) mod file;
 pub mod flavor;
 pub(crate) mod index;
 pub mod live;
+pub mod magic;
 pub mod pattern;
 pub(crate) mod phase_codes;
 pub mod rule;
