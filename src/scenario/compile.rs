@@ -22,7 +22,7 @@ use crate::smtp::policy::{Phase, SessionView};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::AuthPolicy;
 
-use super::error::ScenarioError;
+use super::error::{ScenarioError, ScenarioErrors};
 
 /// A loaded scenario, ready to evaluate.
 #[derive(Debug, Clone, Default)]
@@ -55,8 +55,13 @@ impl Scenario {
         }
     }
 
-    /// Loads and checks a scenario file.
+    /// Loads and checks a scenario file; the first error, if any.
     pub fn load(path: &std::path::Path) -> Result<Self, ScenarioError> {
+        Self::check_file(path).map_err(ScenarioErrors::first)
+    }
+
+    /// Loads and checks a scenario file; every error found ([`ScenarioErrors`] says which).
+    pub fn check_file(path: &std::path::Path) -> Result<Self, ScenarioErrors> {
         let origin = path.display().to_string();
         let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
             origin: origin.clone(),
@@ -65,11 +70,16 @@ impl Scenario {
             message: format!("cannot read the file: {e}"),
             hint: None,
         })?;
-        Self::parse(&origin, &source)
+        Self::check(&origin, &source)
     }
 
-    /// Checks and compiles scenario text; `origin` names it in errors.
+    /// Checks and compiles scenario text; `origin` names it in errors. The first error, if any.
     pub fn parse(origin: &str, source: &str) -> Result<Self, ScenarioError> {
+        Self::check(origin, source).map_err(ScenarioErrors::first)
+    }
+
+    /// Checks and compiles scenario text; every error found, in file order.
+    pub fn check(origin: &str, source: &str) -> Result<Self, ScenarioErrors> {
         let line_starts = std::iter::once(0)
             .chain(memchr::memchr_iter(b'\n', source.as_bytes()).map(|i| i + 1))
             .collect();
@@ -79,24 +89,29 @@ impl Scenario {
             line_starts,
         };
         let file: ScenarioFile = toml::from_str(source).map_err(|e| context.toml_error(&e))?;
-        let server = context.server(file.server.unwrap_or_default())?;
-        let limits = match file.limits {
-            Some(limits) => Some(context.limits(limits, server.flavor)?),
-            None => None,
-        };
+        let mut errors = ScenarioErrors::default();
+        // A broken section is reported, and the rest checked as if it were the default.
+        let server = errors
+            .keep(context.server(file.server.unwrap_or_default()))
+            .unwrap_or_else(|| Scenario::builtin().server);
+        let limits = file
+            .limits
+            .and_then(|limits| errors.keep(context.limits(limits, server.flavor)));
         let greylisting = match file.greylisting {
             Some(section) if section.enabled != Some(false) => {
-                Some(context.greylisting(section, server.flavor)?)
+                errors.keep(context.greylisting(section, server.flavor))
             }
             _ => None,
         };
         let mut rules = Vec::with_capacity(file.rules.len());
         let mut by_phase: [Vec<u32>; Phase::ALL.len()] = Default::default();
         for (index, rule) in file.rules.into_iter().enumerate() {
-            let rule = context.rule(index as u32, rule, server.flavor)?;
-            by_phase[rule.phase as usize].push(rule.index);
-            rules.push(rule);
+            if let Some(rule) = errors.keep(context.rule(index as u32, rule, server.flavor)) {
+                by_phase[rule.phase as usize].push(rule.index);
+                rules.push(rule);
+            }
         }
+        errors.into_result()?;
         let index = Arc::new(RuleIndex::build(&rules));
         Ok(Self {
             origin: origin.to_owned(),

@@ -7,11 +7,17 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::super::catalog::{parse_phase, Catalog};
+use super::super::error::closest;
 use super::super::file::RuleFile;
 use super::super::flavor::Flavor;
 use super::super::rule::{Action, Matchers, Outcome, Rule};
 use super::{Context, ScenarioError};
 use crate::smtp::policy::{Phase, RuleRef};
+
+/// What `then` takes.
+const THEN_WORDS: [&str; 4] = ["accept", "disconnect", "hang", "abort"];
+/// The words a sequence step may be besides a reply.
+const STEP_WORDS: [&str; 3] = ["accept", "disconnect", "hang"];
 
 impl Context<'_> {
     pub(super) fn rule(
@@ -212,7 +218,10 @@ impl Context<'_> {
                 other => Err(self.error(
                     then.expect("matched").span(),
                     format!("unknown action {other:?}"),
-                    Some("then is one of: accept, disconnect, hang, abort"),
+                    Some(&match closest(other, THEN_WORDS) {
+                        Some(best) => format!("did you mean {best:?}? then is one of: accept, disconnect, hang, abort"),
+                        None => "then is one of: accept, disconnect, hang, abort".to_owned(),
+                    }),
                 )),
             },
             (Some(reply), None, None) => Ok(Action::Always(Outcome::Reply(self.reply(reply, phase, flavor)?))),
@@ -234,6 +243,16 @@ impl Context<'_> {
             Some("accept") => Ok(Outcome::Accept),
             Some("disconnect") => Ok(Outcome::Disconnect),
             Some("hang") => Ok(Outcome::Hang),
+            Some(word) if Catalog::builtin().get(word).is_none() => {
+                match closest(word, STEP_WORDS) {
+                    Some(best) => Err(self.error(
+                        item.span(),
+                        format!("unknown sequence step {word:?}"),
+                        Some(&format!("did you mean {best:?}? a step is a catalog name, an inline reply, \"accept\", \"disconnect\" or \"hang\"")),
+                    )),
+                    None => Ok(Outcome::Reply(self.reply(item, phase, flavor)?)),
+                }
+            }
             _ => Ok(Outcome::Reply(self.reply(item, phase, flavor)?)),
         }
     }

@@ -36,6 +36,89 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
+/// Every error found in a scenario, in file order: what `failmail check` prints.
+///
+/// A file that is not valid TOML, or has an unknown key or a value of the wrong type, gives one
+/// error: what follows it cannot be read reliably (as a compiler stops at a syntax error). Past
+/// that, each section and each rule is checked on its own, and each gives its first error, so
+/// that one run shows every broken rule. At most [`ScenarioErrors::MAX`] are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScenarioErrors {
+    /// The errors kept, in file order.
+    pub errors: Vec<ScenarioError>,
+    /// How many more were found past [`ScenarioErrors::MAX`].
+    pub more: usize,
+}
+
+impl ScenarioErrors {
+    /// The most errors kept (a bound on what a file of many bad rules makes us hold).
+    pub const MAX: usize = 50;
+
+    /// Adds `error` (counted only, past the bound).
+    pub fn push(&mut self, error: ScenarioError) {
+        if self.errors.len() < Self::MAX {
+            self.errors.push(error);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// The value of `result`, or `None` after keeping its error.
+    pub fn keep<T>(&mut self, result: Result<T, ScenarioError>) -> Option<T> {
+        result.map_err(|e| self.push(e)).ok()
+    }
+
+    /// How many errors were found.
+    pub fn count(&self) -> usize {
+        self.errors.len() + self.more
+    }
+
+    /// The first error in file order (where a caller reports only one).
+    pub fn first(mut self) -> ScenarioError {
+        self.sort();
+        self.errors.swap_remove(0)
+    }
+
+    /// `Ok` when there is no error, else these errors in file order.
+    pub fn into_result(mut self) -> Result<(), Self> {
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        self.sort();
+        Err(self)
+    }
+
+    fn sort(&mut self) {
+        self.errors.sort_by_key(|e| (e.line, e.column));
+    }
+}
+
+impl From<ScenarioError> for ScenarioErrors {
+    fn from(error: ScenarioError) -> Self {
+        Self {
+            errors: vec![error],
+            more: 0,
+        }
+    }
+}
+
+impl fmt::Display for ScenarioErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        if self.more > 0 {
+            write!(f, "\n… and {} more", self.more)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ScenarioErrors {}
+
 /// "did you mean …?" for a misspelt catalog name.
 pub(super) fn closest_name(name: &str) -> String {
     let names = Catalog::builtin().entries().iter().map(|e| e.name.as_str());

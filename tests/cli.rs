@@ -1,0 +1,220 @@
+//! The command line as a new user meets it: `failmail check` reports every error of a file with
+//! suggestions and counts in good English, errors are one plain chain of causes (no stack
+//! backtrace, whatever `RUST_BACKTRACE` says), logs written to a pipe carry no colour codes, and
+//! `failmail catalog --format json` gives every flavor's wording.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::binary::{binary_command, start_binary_with};
+use common::PlainConn;
+use serde_json::Value;
+
+fn failmail(args: &[&str], env: &[(&str, &str)]) -> Output {
+    binary_command(&[], args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the failmail binary runs")
+}
+
+fn check(dir: &Path, name: &str, text: &str) -> (bool, String, String) {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let output = failmail(&["check", path.to_str().unwrap()], &[]);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Three broken rules and a broken section: each is reported at its own line (not only the
+/// first), in file order, then the count; `then = "acept"` is told about `accept`.
+#[test]
+fn check_prints_every_error_of_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[greylisting]
+delay = "soon"
+
+[[rule]]
+rcpt = "a@*"
+then = "acept"
+
+[[rule]]
+rcpt = "b@*"
+reply = "user_unkown"
+
+[[rule]]
+rcpt = "c@*"
+reply = "user_unknown"
+
+[[rule]]
+rcpt = "d@*"
+sequence = ["greylisted", "acept"]
+"#;
+    let (ok, _, stderr) = check(dir.path(), "broken.toml", text);
+    assert!(!ok, "{stderr}");
+    let shown = dir.path().join("broken.toml").display().to_string();
+    let positions: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{shown}:")))
+        .collect();
+    assert_eq!(positions.len(), 5, "four errors and the count:\n{stderr}");
+    for (found, line) in positions.iter().zip(["2:", "6:", "10:", "18:"]) {
+        assert!(
+            found.starts_with(line),
+            "{found:?} is not at {line}\n{stderr}"
+        );
+    }
+    assert!(
+        stderr
+            .contains("unknown action \"acept\"\n  hint: did you mean \"accept\"? then is one of"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unknown sequence step \"acept\"\n  hint: did you mean \"accept\"?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean \"user_unknown\"?"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("{shown}: 4 errors\n")), "{stderr}");
+    assert!(
+        stderr.ends_with("error: 1 of 1 scenario file has errors\n"),
+        "{stderr}"
+    );
+}
+
+/// A TOML syntax error stops the check at that error: nothing after it can be read reliably.
+#[test]
+fn check_stops_at_a_syntax_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = check(
+        dir.path(),
+        "syntax.toml",
+        "[[rule]]\nrcpt = \"a@*\nthen = \"acept\"\n",
+    );
+    assert!(!ok);
+    assert!(stderr.contains(": 1 error\n"), "{stderr}");
+}
+
+#[test]
+fn check_counts_rules_in_good_english() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = "[[rule]]\nrcpt = \"a@*\"\nreply = \"user_unknown\"\n";
+    let (ok, stdout, stderr) = check(dir.path(), "one.toml", one);
+    assert!(ok, "{stderr}");
+    assert!(stdout.ends_with(": ok (1 rule)\n"), "{stdout}");
+    let (ok, stdout, _) = check(dir.path(), "two.toml", &format!("{one}{one}"));
+    assert!(ok);
+    assert!(stdout.ends_with(": ok (2 rules)\n"), "{stdout}");
+}
+
+/// With `RUST_BACKTRACE=1`, a user's mistake is still one line of causes, not a stack backtrace.
+#[test]
+fn errors_are_a_chain_of_causes_without_a_backtrace() {
+    for (args, needle) in [
+        (
+            &["check", "/nonexistent/scenario.toml"][..],
+            "cannot read the file",
+        ),
+        (
+            &["serve", "--state", "nowhere://x"][..],
+            "--state is `memory`",
+        ),
+    ] {
+        let output = failmail(args, &[("RUST_BACKTRACE", "1")]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(
+            !stderr.to_ascii_lowercase().contains("backtrace"),
+            "failmail {args:?} printed a backtrace:\n{stderr}"
+        );
+        assert!(
+            stderr.lines().last().unwrap_or("").starts_with("error: "),
+            "{stderr}"
+        );
+    }
+}
+
+/// Logs that go to a pipe (a file, a CI log) carry no ANSI colour codes.
+#[tokio::test]
+async fn logs_to_a_pipe_have_no_colour_codes() {
+    let binary = start_binary_with(
+        &[],
+        &["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+        &[("FAILMAIL_LOG", "debug")],
+    );
+    let mut conn = PlainConn::greeted_ehlo(binary.address("smtp")).await;
+    conn.quit().await;
+    binary.signal("TERM");
+    let (status, stderr) = tokio::task::spawn_blocking(move || binary.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("connected"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in a piped log:\n{stderr:?}"
+    );
+}
+
+/// `--format json` gives, per entry, every flavor's own code, status, text and source; each is
+/// what `--flavor F` shows for that flavor.
+#[test]
+fn catalog_json_gives_every_flavor() {
+    let json = |flavor: &str| -> Vec<Value> {
+        let output = failmail(&["catalog", "--format", "json", "--flavor", flavor], &[]);
+        assert!(output.status.success());
+        serde_json::from_slice(&output.stdout).expect("JSON")
+    };
+    let generic = json("generic");
+    let user_unknown = generic
+        .iter()
+        .find(|e| e["name"] == "user_unknown")
+        .unwrap();
+    assert_eq!(
+        user_unknown["variants"]["gmail"]["text"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4,
+        "{user_unknown}"
+    );
+    for flavor in [
+        "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim",
+    ] {
+        for (entry, shown) in generic.iter().zip(json(flavor)) {
+            let flavors: Vec<&str> = entry["flavors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap())
+                .collect();
+            let variants = entry["variants"].as_object().unwrap();
+            assert_eq!(
+                variants
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .len(),
+                flavors.len(),
+                "{entry}"
+            );
+            if flavors.contains(&flavor) {
+                let variant = &variants[flavor];
+                for field in ["code", "status", "text", "source"] {
+                    assert_eq!(
+                        variant[field], shown[field],
+                        "{} {flavor} {field}",
+                        entry["name"]
+                    );
+                }
+            }
+        }
+    }
+}
