@@ -218,3 +218,65 @@ fn catalog_json_gives_every_flavor() {
         }
     }
 }
+
+/// `FAILMAIL_LOG=debug` logs one line per command, per reply (with the deciding rule's name and
+/// place) and per rule that closed the session without a reply; with or without the event
+/// journal (`--no-store`); and never the password.
+#[tokio::test]
+async fn debug_logs_show_each_command_reply_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("named.toml");
+    std::fs::write(
+        &scenario,
+        "[[rule]]\nname = \"gone mailbox\"\nrcpt = \"gone@*\"\nreply = \"user_unknown\"\n\n\
+         [[rule]]\nname = \"cut\"\nrcpt = \"cut@*\"\nthen = \"disconnect\"\n",
+    )
+    .unwrap();
+    let password = "Debug-Log-S3cret";
+    for extra in [&[][..], &["--no-store"][..]] {
+        let mut args = vec!["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"];
+        args.extend(["--scenario", scenario.to_str().unwrap()]);
+        args.extend(extra);
+        let binary = start_binary_with(&[], &args, &[("FAILMAIL_LOG", "debug")]);
+        let mut conn = PlainConn::greeted_ehlo(binary.address("smtp")).await;
+        let plain = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("\0alice\0{password}"),
+        );
+        conn.cmd(&format!("AUTH PLAIN {plain}"), 235, "2.7.0").await;
+        conn.cmd("MAIL FROM:<a@client.example>", 250, "2.1.0").await;
+        conn.cmd("RCPT TO:<gone@dest.example>", 550, "5.1.1").await;
+        conn.send_line("RCPT TO:<cut@dest.example>").await;
+        conn.expect_closed().await;
+        binary.signal("TERM");
+        let (status, log) = tokio::task::spawn_blocking(move || binary.wait())
+            .await
+            .unwrap();
+        assert!(status.success(), "{log}");
+        let scenario_at = format!("rule_at=\"{}:", scenario.display());
+        for expected in [
+            "command line=\"AUTH PLAIN ****\"",
+            "command line=\"MAIL FROM:<a@client.example>\"",
+            "reply code=250 status=\"2.1.0\"",
+            "command line=\"RCPT TO:<gone@dest.example>\"",
+            "reply code=550 status=\"5.1.1\"",
+            "phase=\"rcpt\" rule=0 rule_name=\"gone mailbox\"",
+            "catalog=\"user_unknown\"",
+            "no reply action=\"disconnect\" phase=\"rcpt\" rule=1 rule_name=\"cut\"",
+            &scenario_at,
+        ] {
+            assert!(
+                log.contains(expected),
+                "{extra:?}: no {expected:?} in\n{log}"
+            );
+        }
+        assert!(
+            !log.contains(password),
+            "{extra:?}: the password is logged:\n{log}"
+        );
+        assert!(
+            !log.contains(&plain),
+            "{extra:?}: the credentials are logged:\n{log}"
+        );
+    }
+}
