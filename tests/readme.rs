@@ -522,3 +522,29 @@ fn shipped_files_cite_public_sources() {
         }
     }
 }
+
+/// The HTTP port serves the whole API, and the README says so: every route the router serves is
+/// in its API table, and the `--http` flag is described as the API (it said "health").
+#[test]
+fn every_api_route_is_in_the_readme() {
+    let readme = readme();
+    let table = table_after(&readme, "| route | what |");
+    for route in failmail::api::ROUTES {
+        let path = route.path.split('{').next().unwrap_or(route.path);
+        assert!(
+            table.contains(&format!("{} {path}", route.method))
+                || table
+                    .lines()
+                    .any(|l| l.contains(path) && l.contains(route.method)),
+            "README's API table does not list {} {}",
+            route.method,
+            route.path
+        );
+    }
+    let flags = table_after(&readme, "`failmail serve` (the default) takes:");
+    let http = flags
+        .lines()
+        .find(|l| l.starts_with("| `--http ADDR`"))
+        .expect("the --http row");
+    assert!(http.contains("API") && http.contains("/api/"), "{http}");
+}
