@@ -1492,15 +1492,7 @@ async fn limits_tell_when_each_window_frees_its_next_use() {
     ))
     .await;
     let api = &harness.api;
-    let mut smtp = PlainConn::ready(harness.smtp).await;
-    smtp.deliver(
-        "alice@example.com",
-        "bob@example.net",
-        b"Subject: x\r\n\r\nx\r\n.\r\n",
-    )
-    .await
-    .assert_code(250);
-    smtp.cmd_code("QUIT", 221).await;
+    common::full_transaction(harness.smtp, "alice").await;
     let usage = api.get("/api/limits").await["usage"].clone();
     let keys: Vec<&str> = usage
         .as_array()
@@ -1510,7 +1502,7 @@ async fn limits_tell_when_each_window_frees_its_next_use() {
         .collect();
     assert_eq!(
         keys,
-        ["account:alice@example.com", "ip:127.0.0.1"],
+        ["account:alice@client.example", "ip:127.0.0.1"],
         "{usage}"
     );
     assert_eq!(

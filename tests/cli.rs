@@ -151,11 +151,7 @@ async fn logs_to_a_pipe_have_no_colour_codes() {
     );
     let mut conn = PlainConn::greeted_ehlo(binary.address("smtp")).await;
     conn.quit().await;
-    binary.signal("TERM");
-    let (status, stderr) = tokio::task::spawn_blocking(move || binary.wait())
-        .await
-        .unwrap();
-    assert!(status.success(), "{stderr}");
+    let stderr = binary.terminate().await;
     assert!(stderr.contains("connected"), "{stderr}");
     assert!(
         !stderr.contains('\u{1b}'),
@@ -248,11 +244,7 @@ async fn debug_logs_show_each_command_reply_and_rule() {
         conn.cmd("RCPT TO:<gone@dest.example>", 550, "5.1.1").await;
         conn.send_line("RCPT TO:<cut@dest.example>").await;
         conn.expect_closed().await;
-        binary.signal("TERM");
-        let (status, log) = tokio::task::spawn_blocking(move || binary.wait())
-            .await
-            .unwrap();
-        assert!(status.success(), "{log}");
+        let log = binary.terminate().await;
         let scenario_at = format!("rule_at=\"{}:", scenario.display());
         for expected in [
             "command line=\"AUTH PLAIN ****\"",
