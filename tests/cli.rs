@@ -272,3 +272,55 @@ async fn debug_logs_show_each_command_reply_and_rule() {
         );
     }
 }
+
+/// An unknown key or a value of the wrong type stops serde at once; the check then reads each
+/// section and rule on its own (and finds unknown top-level keys), so the errors of the other
+/// rules are reported too, at their lines and columns.
+#[test]
+fn check_reports_unknown_keys_in_several_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[server]
+flavor = "gmail"
+
+[[rule]]
+rcpt_to = "a@*"
+reply = "user_unknown"
+
+[[rule]]
+rcpt = "b@*"
+reply = "user_unkown"
+
+[[rule]]
+rcpt = "c@*"
+probability = "half"
+reply = "user_unknown"
+
+[[rule]]
+rcpt = "d@*"
+reply = "user_unknown"
+[limit]
+per_ip = 1
+"#;
+    let (ok, _, stderr) = check(dir.path(), "keys.toml", text);
+    assert!(!ok);
+    let shown = dir.path().join("keys.toml").display().to_string();
+    let positions: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{shown}:")))
+        .collect();
+    assert_eq!(positions.len(), 5, "four errors and the count:\n{stderr}");
+    assert!(
+        positions[0].starts_with("5:1: unknown field `rcpt_to`"),
+        "{stderr}"
+    );
+    assert!(
+        positions[1].starts_with("10:9: unknown catalog name"),
+        "{stderr}"
+    );
+    assert!(positions[2].starts_with("14:15: invalid type"), "{stderr}");
+    assert!(
+        positions[3].starts_with("20:2: unknown field `limit`"),
+        "{stderr}"
+    );
+    assert_eq!(positions[4], " 4 errors", "{stderr}");
+}

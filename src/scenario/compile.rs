@@ -78,8 +78,16 @@ impl Scenario {
         Self::check(origin, source).map_err(ScenarioErrors::first)
     }
 
-    /// Checks and compiles scenario text; every error found, in file order.
+    /// Checks and compiles scenario text; every error found, in file order. When the file does
+    /// not fit the format (an unknown key, a wrong type), each section and rule is then checked
+    /// on its own, so that the errors of the others are found too.
     pub fn check(origin: &str, source: &str) -> Result<Self, ScenarioErrors> {
+        Self::check_one(origin, source, true)
+    }
+
+    /// [`Scenario::check`]; with `recover` false, a file that does not fit the format gives that
+    /// one error.
+    fn check_one(origin: &str, source: &str, recover: bool) -> Result<Self, ScenarioErrors> {
         let line_starts = std::iter::once(0)
             .chain(memchr::memchr_iter(b'\n', source.as_bytes()).map(|i| i + 1))
             .collect();
@@ -88,7 +96,11 @@ impl Scenario {
             source,
             line_starts,
         };
-        let file: ScenarioFile = toml::from_str(source).map_err(|e| context.toml_error(&e))?;
+        let file: ScenarioFile = match toml::from_str(source) {
+            Ok(file) => file,
+            Err(error) if recover => return Err(recover::each_part(&context, &error)),
+            Err(error) => return Err(context.toml_error(&error).into()),
+        };
         let mut errors = ScenarioErrors::default();
         // A broken section is reported, and the rest checked as if it were the default.
         let server = errors
@@ -559,6 +571,10 @@ impl Context<'_> {
 /// How one `[[rule]]` is compiled: matchers, phase, action.
 #[path = "compile_rules.rs"]
 mod rules;
+
+/// Finding the errors of every part of a file that does not fit the format.
+#[path = "compile_recover.rs"]
+mod recover;
 
 #[cfg(test)]
 #[path = "compile_tests.rs"]

@@ -38,10 +38,11 @@ impl std::error::Error for ScenarioError {}
 
 /// Every error found in a scenario, in file order: what `failmail check` prints.
 ///
-/// A file that is not valid TOML, or has an unknown key or a value of the wrong type, gives one
-/// error: what follows it cannot be read reliably (as a compiler stops at a syntax error). Past
-/// that, each section and each rule is checked on its own, and each gives its first error, so
-/// that one run shows every broken rule. At most [`ScenarioErrors::MAX`] are kept.
+/// A file that is not valid TOML gives one error: what follows a syntax error cannot be read
+/// reliably (as a compiler stops there). Past that, each section and each rule is checked on its
+/// own and gives its first error (an unknown key, a wrong type, a bad value), and unknown
+/// top-level keys give theirs, so that one run shows every broken rule. At most
+/// [`ScenarioErrors::MAX`] are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScenarioErrors {
     /// The errors kept, in file order.
