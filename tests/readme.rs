@@ -101,15 +101,23 @@ fn every_serve_flag_is_in_the_readme() {
 // ------------------------------------------------------------------------------------------------
 // Every command and example of the README, run and compared with what it says.
 
-/// The README from `heading` to the next heading of any level.
+/// The README from `heading` to the next heading of any level (a `#` line outside code blocks).
 fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
     let start = readme
         .find(&format!("\n{heading}\n"))
         .unwrap_or_else(|| panic!("README has no heading {heading:?}"))
         + 1;
-    let body = &readme[start + heading.len()..];
-    let end = body.find("\n#").map_or(body.len(), |i| i + 1);
-    &readme[start..start + heading.len() + end]
+    let mut at = start + heading.len() + 1;
+    let mut in_code = false;
+    for line in readme[at..].split_inclusive('\n') {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if line.starts_with('#') && !in_code {
+            break;
+        }
+        at += line.len();
+    }
+    &readme[start..at]
 }
 
 /// The fenced code blocks of `text` whose info string is `lang`.
