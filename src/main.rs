@@ -288,12 +288,28 @@ impl ServeArgs {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; an error is printed as its chain of causes, one line, never with a stack
+/// backtrace (even with `RUST_BACKTRACE` set: that is for failmail's own bugs, not a user's).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    use std::io::IsTerminal as _;
+    // Colours only on a terminal: a log file or a pipe gets plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("FAILMAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
     let args = match cli.command {
@@ -376,19 +392,39 @@ fn health(http: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `failmail check`: every error of every file, then how many; "ok (N rules)" for a good file.
 fn check(files: &[PathBuf]) -> anyhow::Result<()> {
+    let plural = |n: usize, one: &'static str, many: &'static str| if n == 1 { one } else { many };
     let mut failed = 0;
     for file in files {
-        match Scenario::load(file) {
-            Ok(scenario) => println!("{}: ok ({} rules)", file.display(), scenario.rules.len()),
-            Err(error) => {
-                eprintln!("{error}");
+        match Scenario::check_file(file) {
+            Ok(scenario) => {
+                let rules = scenario.rules.len();
+                println!(
+                    "{}: ok ({rules} {})",
+                    file.display(),
+                    plural(rules, "rule", "rules")
+                );
+            }
+            Err(errors) => {
+                let count = errors.count();
+                eprintln!("{errors}");
+                eprintln!(
+                    "{}: {count} {}",
+                    file.display(),
+                    plural(count, "error", "errors")
+                );
                 failed += 1;
             }
         }
     }
     if failed > 0 {
-        anyhow::bail!("{failed} of {} scenario files have errors", files.len());
+        anyhow::bail!(
+            "{failed} of {} scenario {} {} errors",
+            files.len(),
+            plural(files.len(), "file", "files"),
+            plural(failed, "has", "have")
+        );
     }
     Ok(())
 }
@@ -413,6 +449,7 @@ fn catalog(flavor: Flavor, format: CatalogFormat) -> anyhow::Result<()> {
                         "source": variant.source,
                         "note": variant.note,
                         "flavors": entry.flavors().map(|f| f.as_str()).collect::<Vec<_>>(),
+                        "variants": variants(entry),
                     })
                 })
                 .collect();
@@ -441,6 +478,25 @@ fn catalog(flavor: Flavor, format: CatalogFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every flavor's own wording of an entry, by flavor name.
+fn variants(entry: &failmail::scenario::catalog::Entry) -> serde_json::Value {
+    entry
+        .flavors()
+        .map(|flavor| {
+            let (variant, _) = entry.variant(flavor);
+            let wording = serde_json::json!({
+                "code": variant.code,
+                "status": variant.status.to_string(),
+                "text": variant.text,
+                "source": variant.source,
+                "note": variant.note,
+            });
+            (flavor.as_str().to_owned(), wording)
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.

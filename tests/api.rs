@@ -615,11 +615,24 @@ async fn clock_advance_and_reset_make_a_limit_pass_without_waiting() {
     let refused = smtp.cmd_code("MAIL FROM:<alice@example.com>", 451).await;
     assert!(refused.text().contains("4.7.1"), "{:?}", refused.wire);
     let usage = api.get("/api/limits").await;
+    let account = &usage["usage"][0];
+    assert_eq!(usage["usage"].as_array().unwrap().len(), 1, "{usage}");
     assert_eq!(
-        usage["usage"],
-        json!([{"key": "account:alice@example.com", "used": 2}]),
+        (
+            &account["key"],
+            &account["used"],
+            &account["max"],
+            &account["full"]
+        ),
+        (
+            &json!("account:alice@example.com"),
+            &json!(2),
+            &json!(2),
+            &json!(true)
+        ),
         "{usage}"
     );
+    assert_limit_frees_in_an_hour(account);
 
     let clock_before = api.get("/api/clock").await;
     let advanced = api
@@ -1585,5 +1598,143 @@ async fn bounces_and_their_events_match_the_document() {
     let reset = harness.api.call("POST", "/api/reset", None).await;
     assert_eq!(reset.status, 204);
     assert_eq!(harness.api.get("/api/bounces").await["bounces"], json!([]));
+    harness.stop().await;
+}
+
+/// A malformed `Last-Event-ID` is refused with 400 whether or not `since` is given too (it
+/// was ignored, with 200, when `since` was there).
+#[tokio::test]
+async fn a_malformed_last_event_id_is_refused_even_with_since() {
+    let harness = Harness::start(None).await;
+    let api = &harness.api;
+    for path in ["/api/events/stream", "/api/events/stream?since=0"] {
+        let response = http(api.addr, "GET", path, &[("Last-Event-ID", "abc")], b"").await;
+        check_documented("GET", path, &response);
+        assert_eq!(response.status, 400, "{path}: {}", response.text());
+        assert!(
+            response.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("Last-Event-ID"),
+            "{path}: {}",
+            response.text()
+        );
+    }
+    harness.stop().await;
+}
+
+/// A full key's window frees its next use one window (an hour) after its oldest use.
+fn assert_limit_frees_in_an_hour(usage: &Value) {
+    let oldest = usage["oldest_at_ms"].as_u64().unwrap();
+    assert_eq!(
+        usage["frees_at_ms"].as_u64().unwrap(),
+        oldest + 3_600_000,
+        "{usage}"
+    );
+    let wait = usage["frees_in_seconds"].as_f64().unwrap();
+    assert!((3590.0..=3600.0).contains(&wait), "{usage}");
+}
+
+/// `/api/limits` tells when each window frees its next use (it told only how many were used),
+/// and that moves with the clock: half an hour on, the same use frees in half an hour.
+#[tokio::test]
+async fn limits_tell_when_each_window_frees_its_next_use() {
+    let harness = Harness::start(Some(
+        "[limits]\nper_account = { max = 1, per = \"1h\" }\nper_ip = { max = 5, per = \"1h\" }\n",
+    ))
+    .await;
+    let api = &harness.api;
+    common::full_transaction(harness.smtp, "alice").await;
+    let usage = api.get("/api/limits").await["usage"].clone();
+    let keys: Vec<&str> = usage
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["account:alice@client.example", "ip:127.0.0.1"],
+        "{usage}"
+    );
+    assert_eq!(
+        (&usage[0]["max"], &usage[0]["full"]),
+        (&json!(1), &json!(true))
+    );
+    assert_eq!(
+        (&usage[1]["max"], &usage[1]["full"]),
+        (&json!(5), &json!(false))
+    );
+    for key in usage.as_array().unwrap() {
+        assert_limit_frees_in_an_hour(key);
+    }
+    api.post_json("/api/clock/advance", json!({"seconds": 1800}))
+        .await;
+    let later = api.get("/api/limits").await["usage"][0].clone();
+    assert_eq!(later["frees_at_ms"], usage[0]["frees_at_ms"]);
+    let wait = later["frees_in_seconds"].as_f64().unwrap();
+    assert!((1790.0..=1800.0).contains(&wait), "{later}");
+    harness.stop().await;
+}
+
+/// `GET /api/events` filters by rule (name or index), type and catalog name, and with
+/// `order=desc` gives the newest events first, so that "the last reply" is found however many
+/// events came before (the default page is the oldest 1000).
+#[tokio::test]
+async fn events_filter_by_rule_type_and_catalog_and_read_newest_first() {
+    let harness = Harness::start(Some(BLOCKING_SCENARIO)).await;
+    let api = &harness.api;
+    let mut smtp = PlainConn::ready(harness.smtp).await;
+    smtp.cmd_code("MAIL FROM:<a@client.example>", 250).await;
+    // Over a thousand events before the one looked for.
+    for _ in 0..600 {
+        smtp.cmd_code("NOOP", 250).await;
+    }
+    smtp.cmd_code("RCPT TO:<blocked@dest.example>", 550).await;
+    smtp.cmd_code("RCPT TO:<user_unknown@dest.example>", 550)
+        .await;
+    smtp.cmd_code("QUIT", 221).await;
+    let page = |query: &str| {
+        let path = format!("/api/events?{query}");
+        async move { api.get(&path).await["events"].as_array().unwrap().clone() }
+    };
+    let oldest = page("").await;
+    assert_eq!(oldest.len(), 1000, "the default page is the oldest 1000");
+    assert!(!oldest.iter().any(|e| e["catalog"] == "user_unknown"));
+    let newest = page("order=desc&limit=3").await;
+    assert_eq!(
+        summary(&newest),
+        ["session_end", "reply 221", "command QUIT"]
+    );
+    assert!(newest[0]["id"].as_u64() > newest[1]["id"].as_u64());
+
+    let by_name = page("rule=blocked").await;
+    assert_eq!(by_name.len(), 1, "{by_name:?}");
+    assert_eq!(
+        (&by_name[0]["code"], &by_name[0]["rule_name"]),
+        (&json!(550), &json!("blocked"))
+    );
+    assert_eq!(page("rule=0").await, by_name);
+    assert_eq!(page("rule=nosuchrule").await, Vec::<Value>::new());
+    let magic = page("type=reply&catalog=user_unknown").await;
+    assert_eq!(
+        magic.len(),
+        2,
+        "the rule's reply and the magic address's: {magic:?}"
+    );
+    assert!(magic
+        .iter()
+        .all(|e| e["type"] == "reply" && e["code"] == 550));
+    let commands = page("type=command&order=desc&limit=1").await;
+    assert_eq!(summary(&commands), ["command QUIT"]);
+
+    let bad = api.call("GET", "/api/events?type=replies", None).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["hint"]
+        .as_str()
+        .unwrap()
+        .contains("session_start, command, reply"));
+    let bad = api.call("GET", "/api/events?order=newest", None).await;
+    assert_eq!(bad.status, 400);
     harness.stop().await;
 }

@@ -399,11 +399,15 @@ async fn magic_addresses_over_the_wire() {
     assert_eq!(reply.wire.len(), gmail.text.len(), "{reply:#?}");
     compare(&reply.wire, &expected_lines(&gmail, "gmail")).unwrap();
 
-    // Case does not matter; an unknown flavor makes it an ordinary address.
+    // Case does not matter; an unknown flavor is refused (see below), not let through.
     let reply = client.command("RCPT TO:<User_Unknown@x.example>").await;
     compare(&reply.wire, &expected_lines(&generic, "generic")).unwrap();
     client
-        .cmd_code("RCPT TO:<user_unknown+nosuchflavor@x.example>", 250)
+        .cmd(
+            "RCPT TO:<user_unknown+nosuchflavor@x.example>",
+            501,
+            "5.1.3",
+        )
         .await;
 
     // A code address: that code and status, one line, in the catalog's generic wording for that
@@ -457,6 +461,43 @@ async fn no_magic_accepts_every_magic_address() {
     }
     assert_eq!(client.data(BODY.as_bytes()).await.code, 250);
     assert_eq!(server.messages().list().len(), 1, "the message was stored");
+    client.quit_221().await;
+    server.shutdown().await;
+}
+
+/// A recipient that asks for a failure the scenario checker would refuse gets `501 5.1.3` with
+/// the reason, on the wire: a misspelt flavor names the closest one (it used to turn the failure
+/// off: 250), a code that is no failure at RCPT (`599 5.9.9` used to be sent as asked) or whose
+/// status class disagrees (`550-4.2.0` used to be accepted) says what the checker says.
+#[tokio::test]
+async fn magic_addresses_the_checker_refuses_say_why() {
+    let server = common::start(config(false)).await;
+    let mut client = PlainConn::ready(server.addresses().smtp).await;
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
+    let cases = [
+        (
+            "user_unknown+gmial@x",
+            "501 5.1.3 <user_unknown+gmial@x>: unknown flavor \"gmial\" in a magic address; \
+             did you mean \"gmail\"?",
+        ),
+        (
+            "599-5.9.9@x",
+            "501 5.1.3 <599-5.9.9@x>: reply code 599 does not fit RCPT: a failure at rcpt must \
+             be one of 420, 421, 432, 449, 450, 451, 452, 455, 500, 501, 502, 503, 530, 550, \
+             551, 552, 553, 554, 555 (as in a scenario file)",
+        ),
+        (
+            "550-4.2.0@x",
+            "501 5.1.3 <550-4.2.0@x>: reply code 550 and enhanced status 4.2.0 disagree: the \
+             class must be 5 (as in a scenario file)",
+        ),
+    ];
+    for (rcpt, expected) in cases {
+        let reply = client.command(&format!("RCPT TO:<{rcpt}>")).await;
+        assert_eq!(reply.wire, [expected], "{rcpt}");
+    }
+    // Nothing was accepted: DATA has no recipient.
+    client.cmd_code("DATA", 554).await;
     client.quit_221().await;
     server.shutdown().await;
 }

@@ -553,8 +553,18 @@ async fn usage_reports_each_key_over_its_own_window(store: Arc<dyn LimitStore>) 
         },
     ))
     .await;
+    let before = clock.now_ms();
     let (accepted, _) = send_many(server.addr(), Some("alice"), "a@a.example", 2).await;
     assert_eq!(accepted, 2);
+    // Each key tells when its oldest use was taken (so when its window frees the next use).
+    let usage = server.engine().usage().await.expect("usage is readable");
+    assert_eq!(usage.len(), 2, "{usage:?}");
+    for key in &usage {
+        assert!(
+            (before..=clock.now_ms()).contains(&key.oldest_ms),
+            "{key:?}"
+        );
+    }
     clock.advance(HOUR);
     // The account's hour is over (the IP's day is not): usage must say the account is free...
     assert_eq!(server.used(IP_KEY).await, 2);

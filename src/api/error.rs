@@ -111,7 +111,10 @@ impl From<JsonRejection> for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "the request body must be JSON",
             )
-            .hint("send the header Content-Type: application/json"),
+            .hint(
+                "send the header Content-Type: application/json \
+                 (with curl: -H 'Content-Type: application/json')",
+            ),
             JsonRejection::JsonDataError(e) => Self::bad_request(e.body_text())
                 .hint("see /api/openapi.json for the fields this route takes"),
             JsonRejection::JsonSyntaxError(e) => {

@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::error::{json, ApiError, QueryParams};
 use super::ApiState;
-use crate::journal::{Event, EventLog};
+use crate::journal::{Event, EventFilter, EventLog, EVENT_TYPES};
 use crate::server::ShutdownState;
 
 /// Events per page when `limit` is not given.
@@ -31,11 +31,54 @@ pub(crate) const MAX_LIMIT: usize = 10_000;
 pub(crate) struct ListQuery {
     /// Only this session's events.
     session: Option<u64>,
+    /// Only events of this type (`reply`, `command`, …).
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Only the replies and silent decisions of this scenario rule (its name or index).
+    rule: Option<String>,
+    /// Only replies with this catalog name.
+    catalog: Option<String>,
     /// Only events with a larger id.
     #[serde(default)]
     since: u64,
     /// At most this many (1 to 10000, default 1000).
     limit: Option<usize>,
+    /// `asc` (default): the oldest matching events first; `desc`: the newest first.
+    #[serde(default)]
+    order: Order,
+}
+
+/// The journal's filter from the query's fields; an unknown type is a 400 that lists the types.
+fn event_filter(
+    session: Option<u64>,
+    kind: Option<String>,
+    rule: Option<String>,
+    catalog: Option<String>,
+) -> Result<EventFilter, ApiError> {
+    if let Some(kind) = kind.as_deref().filter(|k| !EVENT_TYPES.contains(k)) {
+        return Err(
+            ApiError::bad_request(format!("unknown event type {kind:?}"))
+                .hint(format!("type is one of: {}", EVENT_TYPES.join(", "))),
+        );
+    }
+    Ok(EventFilter {
+        session,
+        since: 0,
+        kind,
+        rule,
+        catalog,
+    })
+}
+
+/// The order of a page.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Order {
+    /// Oldest first.
+    #[default]
+    Asc,
+    /// Newest first.
+    Desc,
 }
 
 #[derive(Serialize)]
@@ -51,7 +94,8 @@ fn journal(state: &ApiState) -> Result<&Arc<EventLog>, ApiError> {
     })
 }
 
-/// `GET /api/events`: kept events, oldest first.
+/// `GET /api/events`: kept events that match the filters, oldest first (or newest first with
+/// `order=desc`), at most `limit` (default 1000).
 pub(crate) async fn list(
     State(state): State<ApiState>,
     QueryParams(query): QueryParams<ListQuery>,
@@ -61,10 +105,14 @@ pub(crate) async fn list(
         return Err(ApiError::bad_request(format!(
             "limit must be between 1 and {MAX_LIMIT}, not {limit}"
         ))
-        .hint("page with since=<id of the last event you read>"));
+        .hint("page with since=<id of the last event you read>, or order=desc for the latest"));
     }
+    let filter = EventFilter {
+        since: query.since,
+        ..event_filter(query.session, query.kind, query.rule, query.catalog)?
+    };
     let log = journal(&state)?;
-    let events = log.list(query.session, query.since, limit);
+    let events = log.find(&filter, limit, query.order == Order::Desc);
     Ok(json(
         StatusCode::OK,
         &Page {
@@ -80,6 +128,13 @@ pub(crate) async fn list(
 pub(crate) struct StreamQuery {
     /// Only this session's events.
     session: Option<u64>,
+    /// Only events of this type.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Only the replies and silent decisions of this scenario rule (its name or index).
+    rule: Option<String>,
+    /// Only replies with this catalog name.
+    catalog: Option<String>,
     /// First replay the kept events with a larger id (else the `Last-Event-ID` header; else
     /// only new events are sent).
     since: Option<u64>,
@@ -93,7 +148,8 @@ struct Feed {
     live: broadcast::Receiver<Arc<Event>>,
     backlog: VecDeque<Arc<Event>>,
     last_id: u64,
-    session: Option<u64>,
+    /// What the reader wants (its `since` is 0: `last_id` moves on instead).
+    filter: EventFilter,
     shutdown: Option<watch::Receiver<ShutdownState>>,
 }
 
@@ -138,8 +194,7 @@ impl Feed {
             };
             match received {
                 Ok(event) => {
-                    if event.id <= self.last_id || self.session.is_some_and(|s| s != event.session)
-                    {
+                    if event.id <= self.last_id || !self.filter.matches(&event) {
                         continue;
                     }
                     self.last_id = event.id;
@@ -166,34 +221,41 @@ pub(crate) async fn stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let log = journal(&state)?;
-    let since = match query.since {
-        Some(since) => Some(since),
-        None => match headers.get("last-event-id") {
-            Some(value) => Some(
-                value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok())
-                    .ok_or_else(|| {
-                        ApiError::bad_request("Last-Event-ID must be an event id")
-                            .hint("event ids are whole numbers")
-                    })?,
-            ),
-            None => None,
-        },
+    // A malformed header is refused whether or not `since` is given, so that a client never
+    // resumes from somewhere it did not ask for.
+    let resume = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("Last-Event-ID must be an event id")
+                        .hint("event ids are whole numbers")
+                })?,
+        ),
+        None => None,
     };
+    let since = query.since.or(resume);
     // Subscribe first, then read the backlog: nothing falls between the two (duplicates are
     // skipped by id).
+    let filter = event_filter(query.session, query.kind, query.rule, query.catalog)?;
     let live = log.subscribe();
     let (backlog, last_id) = match since {
-        Some(since) => (log.list(query.session, since, usize::MAX).into(), since),
+        Some(since) => {
+            let after = EventFilter {
+                since,
+                ..filter.clone()
+            };
+            (log.find(&after, usize::MAX, false).into(), since)
+        }
         None => (VecDeque::new(), 0),
     };
     let feed = Feed {
         live,
         backlog,
         last_id,
-        session: query.session,
+        filter,
         shutdown: shutdown.map(|Extension(ShutdownSignal(rx))| rx),
     };
     let events = futures_util::stream::unfold(feed, |mut feed| async move {
@@ -213,7 +275,10 @@ mod tests {
             live: log.subscribe(),
             backlog: backlog.into(),
             last_id,
-            session,
+            filter: EventFilter {
+                session,
+                ..EventFilter::default()
+            },
             shutdown: None,
         }
     }

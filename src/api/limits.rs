@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::error::{json, ApiError};
 use super::ApiState;
-use crate::limits::Window;
+use crate::limits::{keys, Window};
 use crate::limits::{StoreError, Usage};
 use crate::scenario::engine::Engine;
 
@@ -49,7 +49,40 @@ struct LimitsView {
 #[derive(Serialize)]
 struct Limits {
     limits: Option<LimitsView>,
-    usage: Vec<Usage>,
+    usage: Vec<UsageView>,
+}
+
+/// One key's use, and when its window frees the next use.
+#[derive(Serialize)]
+struct UsageView {
+    key: String,
+    used: u64,
+    /// The window's maximum.
+    max: Option<u64>,
+    /// Whether the key is at its maximum: the next use is refused until `frees_at_ms`.
+    full: bool,
+    /// When the oldest use in the window was taken.
+    oldest_at_ms: u64,
+    /// When that use leaves the window, which frees one use.
+    frees_at_ms: u64,
+    /// Seconds from now until `frees_at_ms`.
+    frees_in_seconds: f64,
+}
+
+impl UsageView {
+    fn new(usage: Usage, window: Option<Window>, now_ms: u64) -> Self {
+        let per_ms = window.map_or(0, |w| w.per.as_millis() as u64);
+        let frees_at_ms = usage.oldest_ms.saturating_add(per_ms);
+        Self {
+            full: window.is_some_and(|w| usage.used >= w.max),
+            max: window.map(|w| w.max),
+            oldest_at_ms: usage.oldest_ms,
+            frees_at_ms,
+            frees_in_seconds: frees_at_ms.saturating_sub(now_ms) as f64 / 1000.0,
+            key: usage.key,
+            used: usage.used,
+        }
+    }
 }
 
 /// `GET /api/limits`: the live scenario's limits and the use of every key.
@@ -70,7 +103,25 @@ pub(crate) async fn get(State(state): State<ApiState>) -> Result<Response, ApiEr
         connections_per_ip: settings.and_then(|l| l.connections_per_ip),
         messages_per_connection: settings.and_then(|l| l.messages_per_connection),
     };
+    let now_ms = engine.clock().now_ms();
+    let window_of = |key: &str| {
+        let settings = settings?;
+        if key.starts_with(keys::ACCOUNT_PREFIX) {
+            settings.per_account
+        } else if key.starts_with(keys::IP_PREFIX) {
+            settings.per_ip
+        } else {
+            None
+        }
+    };
     let usage = engine.usage().await.map_err(unavailable)?;
+    let usage = usage
+        .into_iter()
+        .map(|u| {
+            let window = window_of(&u.key);
+            UsageView::new(u, window, now_ms)
+        })
+        .collect();
     Ok(json(
         StatusCode::OK,
         &Limits {

@@ -287,6 +287,11 @@ impl EventLog {
             .collect()
     }
 
+    /// Runs `read` over the kept events, oldest first, under the journal's lock.
+    pub(crate) fn with_kept<T>(&self, read: impl FnOnce(&VecDeque<Arc<Event>>) -> T) -> T {
+        read(&self.ring.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// New events as they happen.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.live.subscribe()

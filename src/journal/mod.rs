@@ -5,6 +5,7 @@
 //! built by the composition root (`app`).
 
 pub mod events;
+pub mod filter;
 pub(crate) mod maildir;
 pub mod messages;
 pub mod metrics;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use events::{Event, EventKind, EventLog};
+pub use filter::{EventFilter, EVENT_TYPES};
 pub use messages::{MessageStore, StoredMessage};
 pub use metrics::Metrics;
 

@@ -183,6 +183,7 @@ impl LimitStore for MemoryStore {
                     all.push(Usage {
                         key: key.clone(),
                         used: uses.len() as u64,
+                        oldest_ms: uses.front().map_or(now_ms, |(at, _)| *at),
                     });
                 }
                 !uses.is_empty()

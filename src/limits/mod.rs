@@ -63,6 +63,9 @@ pub struct Usage {
     pub key: String,
     /// Uses within the last window.
     pub used: u64,
+    /// When the oldest of them was taken (ms, on the server's clock): it leaves the window,
+    /// and so frees one use, one window later.
+    pub oldest_ms: u64,
 }
 
 /// Where limit, greylist and sequence state lives.

@@ -7,24 +7,22 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::catalog::{parse_phase, Catalog};
+use super::catalog::Catalog;
 use super::error::closest_name;
-use super::file::{
-    GreylistSection, LimitFile, LimitsSection, RuleFile, ScenarioFile, ServerSection,
-};
+use super::file::{GreylistSection, LimitFile, LimitsSection, ScenarioFile, ServerSection};
 use super::flavor::Flavor;
 use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
 use super::phase_codes;
-use super::rule::{catalog_reply, Action, Matchers, Outcome, ReplySpec, Rule};
+use super::rule::{catalog_reply, ReplySpec, Rule};
 use super::settings::{GreylistSettings, LimitSettings, ServerSettings};
 use crate::clock::parse_duration;
 use crate::limits::{Count, LimitOverrides, Window};
-use crate::smtp::policy::{Phase, RuleRef, SessionView};
+use crate::smtp::policy::{Phase, SessionView};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::AuthPolicy;
 
-use super::error::ScenarioError;
+use super::error::{ScenarioError, ScenarioErrors};
 
 /// A loaded scenario, ready to evaluate.
 #[derive(Debug, Clone, Default)]
@@ -57,8 +55,13 @@ impl Scenario {
         }
     }
 
-    /// Loads and checks a scenario file.
+    /// Loads and checks a scenario file; the first error, if any.
     pub fn load(path: &std::path::Path) -> Result<Self, ScenarioError> {
+        Self::check_file(path).map_err(ScenarioErrors::first)
+    }
+
+    /// Loads and checks a scenario file; every error found ([`ScenarioErrors`] says which).
+    pub fn check_file(path: &std::path::Path) -> Result<Self, ScenarioErrors> {
         let origin = path.display().to_string();
         let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
             origin: origin.clone(),
@@ -67,11 +70,24 @@ impl Scenario {
             message: format!("cannot read the file: {e}"),
             hint: None,
         })?;
-        Self::parse(&origin, &source)
+        Self::check(&origin, &source)
     }
 
-    /// Checks and compiles scenario text; `origin` names it in errors.
+    /// Checks and compiles scenario text; `origin` names it in errors. The first error, if any.
     pub fn parse(origin: &str, source: &str) -> Result<Self, ScenarioError> {
+        Self::check(origin, source).map_err(ScenarioErrors::first)
+    }
+
+    /// Checks and compiles scenario text; every error found, in file order. When the file does
+    /// not fit the format (an unknown key, a wrong type), each section and rule is then checked
+    /// on its own, so that the errors of the others are found too.
+    pub fn check(origin: &str, source: &str) -> Result<Self, ScenarioErrors> {
+        Self::check_one(origin, source, true)
+    }
+
+    /// [`Scenario::check`]; with `recover` false, a file that does not fit the format gives that
+    /// one error.
+    fn check_one(origin: &str, source: &str, recover: bool) -> Result<Self, ScenarioErrors> {
         let line_starts = std::iter::once(0)
             .chain(memchr::memchr_iter(b'\n', source.as_bytes()).map(|i| i + 1))
             .collect();
@@ -80,25 +96,34 @@ impl Scenario {
             source,
             line_starts,
         };
-        let file: ScenarioFile = toml::from_str(source).map_err(|e| context.toml_error(&e))?;
-        let server = context.server(file.server.unwrap_or_default())?;
-        let limits = match file.limits {
-            Some(limits) => Some(context.limits(limits, server.flavor)?),
-            None => None,
+        let file: ScenarioFile = match toml::from_str(source) {
+            Ok(file) => file,
+            Err(error) if recover => return Err(recover::each_part(&context, &error)),
+            Err(error) => return Err(context.toml_error(&error).into()),
         };
+        let mut errors = ScenarioErrors::default();
+        // A broken section is reported, and the rest checked as if it were the default.
+        let server = errors
+            .keep(context.server(file.server.unwrap_or_default()))
+            .unwrap_or_else(|| Scenario::builtin().server);
+        let limits = file
+            .limits
+            .and_then(|limits| errors.keep(context.limits(limits, server.flavor)));
         let greylisting = match file.greylisting {
             Some(section) if section.enabled != Some(false) => {
-                Some(context.greylisting(section, server.flavor)?)
+                errors.keep(context.greylisting(section, server.flavor))
             }
             _ => None,
         };
         let mut rules = Vec::with_capacity(file.rules.len());
         let mut by_phase: [Vec<u32>; Phase::ALL.len()] = Default::default();
         for (index, rule) in file.rules.into_iter().enumerate() {
-            let rule = context.rule(index as u32, rule, server.flavor)?;
-            by_phase[rule.phase as usize].push(rule.index);
-            rules.push(rule);
+            if let Some(rule) = errors.keep(context.rule(index as u32, rule, server.flavor)) {
+                by_phase[rule.phase as usize].push(rule.index);
+                rules.push(rule);
+            }
         }
+        errors.into_result()?;
         let index = Arc::new(RuleIndex::build(&rules));
         Ok(Self {
             origin: origin.to_owned(),
@@ -365,235 +390,6 @@ impl Context<'_> {
         })
     }
 
-    fn rule(
-        &self,
-        index: u32,
-        spanned: Spanned<RuleFile>,
-        server_flavor: Flavor,
-    ) -> Result<Rule, ScenarioError> {
-        let span = spanned.span();
-        let rule = spanned.into_inner();
-        let header = self.error(span.clone(), "", None);
-        let flavor = match &rule.flavor {
-            Some(name) => self.flavor(name)?,
-            None => server_flavor,
-        };
-        let matchers = self.matchers(&rule)?;
-        let (phase, action) = match self.later(&rule, flavor)? {
-            Some(later) => (Phase::Rcpt, Action::Always(Outcome::Later(later))),
-            None => {
-                let phase = self.rule_phase(&rule, span.clone())?;
-                (phase, self.action(&rule, phase, flavor, span)?)
-            }
-        };
-        let probability = self.probability(rule.probability.as_ref())?;
-        let times = self.times(rule.times.as_ref())?;
-        Ok(Rule {
-            index,
-            name: rule.name.clone(),
-            line: header.line,
-            reference: Arc::new(RuleRef {
-                index,
-                name: rule.name.as_deref().map(Arc::from),
-                origin: Arc::from(self.origin),
-                line: u32::try_from(header.line).unwrap_or(u32::MAX),
-            }),
-            phase,
-            matchers,
-            action,
-            probability,
-            times,
-            delay: rule.delay.as_ref().map(|d| self.duration(d)).transpose()?,
-        })
-    }
-
-    /// The rule's patterns and CIDR blocks, compiled.
-    fn matchers(&self, rule: &RuleFile) -> Result<Matchers, ScenarioError> {
-        Ok(Matchers {
-            rcpt: rule.rcpt.as_ref().map(|v| self.patterns(v)).transpose()?,
-            mail_from: rule
-                .mail_from
-                .as_ref()
-                .map(|v| self.patterns(v))
-                .transpose()?,
-            auth_user: rule
-                .auth_user
-                .as_ref()
-                .map(|v| self.patterns(v))
-                .transpose()?,
-            helo: rule.helo.as_ref().map(|v| self.patterns(v)).transpose()?,
-            client_ip: rule.client_ip.as_ref().map(|v| self.cidrs(v)).transpose()?,
-        })
-    }
-
-    /// The phase a rule acts at: its `at` if given (no earlier than its matched values are
-    /// known), else the later of the phase its values are known at and its reply's own phase.
-    fn rule_phase(&self, rule: &RuleFile, span: Range<usize>) -> Result<Phase, ScenarioError> {
-        let matcher_phase = matcher_phase(rule);
-        let natural_phase = self.natural_phase(rule);
-        match &rule.at {
-            Some(at) => self.explicit_phase(at, matcher_phase),
-            None => match (matcher_phase, natural_phase) {
-                (Some(a), Some(b)) => Ok(a.max(b)),
-                (Some(a), None) | (None, Some(a)) => Ok(a),
-                (None, None) => Err(self.error(
-                    span,
-                    "cannot tell at which phase this rule acts",
-                    Some("add at = \"connect\" (or ehlo, auth, mail, rcpt, data, data_end)"),
-                )),
-            },
-        }
-    }
-
-    /// A rule's `at`, refused when the rule matches on a value not yet known there.
-    fn explicit_phase(
-        &self,
-        at: &Spanned<String>,
-        matcher_phase: Option<Phase>,
-    ) -> Result<Phase, ScenarioError> {
-        let phase = parse_phase(at.get_ref()).ok_or_else(|| {
-            self.error(
-                at.span(),
-                format!("unknown phase {:?}", at.get_ref()),
-                Some("phases: connect, ehlo, auth, mail, rcpt, data, data_end"),
-            )
-        })?;
-        if let Some(needed) = matcher_phase.filter(|needed| *needed > phase) {
-            return Err(self.error(
-                at.span(),
-                format!(
-                    "this rule matches on a value only known from {needed} on, but acts at {phase}"
-                ),
-                Some("act at a later phase, or match on values known earlier"),
-            ));
-        }
-        Ok(phase)
-    }
-
-    /// A rule's `probability`, which must be in (0, 1].
-    fn probability(&self, value: Option<&Spanned<f64>>) -> Result<Option<f64>, ScenarioError> {
-        match value {
-            Some(p) if !(*p.get_ref() > 0.0 && *p.get_ref() <= 1.0) => Err(self.error(
-                p.span(),
-                "probability must be in (0, 1]",
-                Some("e.g. probability = 0.3"),
-            )),
-            Some(p) => Ok(Some(*p.get_ref())),
-            None => Ok(None),
-        }
-    }
-
-    /// A rule's `times`, which must be at least 1.
-    fn times(&self, value: Option<&Spanned<u64>>) -> Result<Option<u64>, ScenarioError> {
-        match value {
-            Some(t) if *t.get_ref() == 0 => Err(self.error(
-                t.span(),
-                "times must be at least 1",
-                Some("remove the rule to turn it off"),
-            )),
-            Some(t) => Ok(Some(*t.get_ref())),
-            None => Ok(None),
-        }
-    }
-
-    /// The phase where the rule's catalog reply naturally happens, if it names one.
-    fn natural_phase(&self, rule: &RuleFile) -> Option<Phase> {
-        let catalog = Catalog::builtin();
-        let first_name =
-            |value: &toml::Value| value.as_str().and_then(|n| catalog.get(n)).map(|e| e.phase);
-        if let Some(reply) = &rule.reply {
-            return first_name(reply.get_ref());
-        }
-        if let Some(sequence) = &rule.sequence {
-            return sequence
-                .get_ref()
-                .iter()
-                .find_map(|v| first_name(v.get_ref()));
-        }
-        None
-    }
-
-    fn action(
-        &self,
-        rule: &RuleFile,
-        phase: Phase,
-        flavor: Flavor,
-        span: Range<usize>,
-    ) -> Result<Action, ScenarioError> {
-        let then = rule.then.as_ref();
-        match (&rule.reply, &rule.sequence, then.map(|t| t.get_ref().as_str())) {
-            (Some(_), Some(sequence), _) => Err(self.error(
-                sequence.span(),
-                "a rule has either reply or sequence, not both",
-                Some("put the reply into the sequence"),
-            )),
-            (None, Some(_), Some(_)) => Err(self.error(
-                then.expect("matched").span(),
-                "then does not go with sequence",
-                Some("put \"accept\", \"disconnect\" or \"hang\" into the sequence"),
-            )),
-            (None, Some(sequence), None) => {
-                if sequence.get_ref().is_empty() {
-                    return Err(self.error(sequence.span(), "empty sequence", Some("e.g. sequence = [\"greylisted\", \"accept\"]")));
-                }
-                let steps = sequence
-                    .get_ref()
-                    .iter()
-                    .map(|item| self.sequence_item(item, phase, flavor))
-                    .collect::<Result<_, _>>()?;
-                Ok(Action::Sequence(steps))
-            }
-            (reply, None, Some("abort")) => {
-                let then = then.expect("matched");
-                if phase != Phase::Data {
-                    return Err(self.error(then.span(), format!("abort acts at data, not {phase}"), Some("add at = \"data\"")));
-                }
-                let Some(reply) = reply else {
-                    return Err(self.error(then.span(), "abort needs a reply", Some("e.g. reply = \"spam_rejected\"")));
-                };
-                Ok(Action::Always(Outcome::Abort(self.reply(reply, phase, flavor)?)))
-            }
-            (Some(reply), None, Some(other)) => Err(self.error(
-                then.expect("matched").span(),
-                format!("then = {other:?} does not go with reply"),
-                Some(match reply.get_ref().as_str() {
-                    Some(_) => "remove reply, or remove then (a 421 reply closes the connection by itself)",
-                    None => "remove reply, or remove then",
-                }),
-            )),
-            (None, None, Some(word)) => match word {
-                "accept" => Ok(Action::Always(Outcome::Accept)),
-                "disconnect" => Ok(Action::Always(Outcome::Disconnect)),
-                "hang" => Ok(Action::Always(Outcome::Hang)),
-                other => Err(self.error(
-                    then.expect("matched").span(),
-                    format!("unknown action {other:?}"),
-                    Some("then is one of: accept, disconnect, hang, abort"),
-                )),
-            },
-            (Some(reply), None, None) => Ok(Action::Always(Outcome::Reply(self.reply(reply, phase, flavor)?))),
-            (None, None, None) => Err(self.error(
-                span,
-                "this rule does nothing",
-                Some("give it reply = \"…\", sequence = [...] or then = \"accept\" / \"disconnect\" / \"hang\""),
-            )),
-        }
-    }
-
-    fn sequence_item(
-        &self,
-        item: &Spanned<toml::Value>,
-        phase: Phase,
-        flavor: Flavor,
-    ) -> Result<Outcome, ScenarioError> {
-        match item.get_ref().as_str() {
-            Some("accept") => Ok(Outcome::Accept),
-            Some("disconnect") => Ok(Outcome::Disconnect),
-            Some("hang") => Ok(Outcome::Hang),
-            _ => Ok(Outcome::Reply(self.reply(item, phase, flavor)?)),
-        }
-    }
-
     /// A catalog name or `{ code, status, text }`, checked for the phase.
     fn reply(
         &self,
@@ -773,20 +569,13 @@ impl Context<'_> {
     }
 }
 
-/// The latest phase at which every value the rule matches on is known.
-fn matcher_phase(rule: &RuleFile) -> Option<Phase> {
-    [
-        (rule.client_ip.is_some(), Phase::Connect),
-        (rule.helo.is_some(), Phase::Ehlo),
-        (rule.auth_user.is_some(), Phase::Auth),
-        (rule.mail_from.is_some(), Phase::Mail),
-        (rule.rcpt.is_some(), Phase::Rcpt),
-    ]
-    .into_iter()
-    .filter(|(present, _)| *present)
-    .map(|(_, phase)| phase)
-    .max()
-}
+/// How one `[[rule]]` is compiled: matchers, phase, action.
+#[path = "compile_rules.rs"]
+mod rules;
+
+/// Finding the errors of every part of a file that does not fit the format.
+#[path = "compile_recover.rs"]
+mod recover;
 
 #[path = "compile_later.rs"]
 mod later;

@@ -13,8 +13,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::catalog::{Catalog, ReplyContext};
 use super::compile::Scenario;
-use super::flavor::Flavor;
-use super::later::{magic_fate, magic_tags, LaterFate, LaterSpec};
+use super::magic::magic_address;
 use super::rule::{Action, Outcome, ReplySpec, Rule};
 use super::settings::LimitSettings;
 use crate::clock::Clock;
@@ -217,15 +216,22 @@ impl Engine {
         }
     }
 
-    /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients.
+    /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients; at RCPT, one
+    /// that asks for what the checker refuses gets a reply saying why.
     fn magic(&self, phase: Phase, view: &SessionView<'_>, ip: &PeerIp) -> Option<Decision> {
+        let flavor = self.scenario.server.flavor;
         let found = match phase {
-            Phase::Rcpt => view
-                .rcpt
-                .and_then(|rcpt| magic_address(rcpt, self.scenario.server.flavor))
-                .filter(|m| m.phase == Phase::Rcpt),
+            Phase::Rcpt => {
+                let rcpt = view.rcpt?;
+                match magic_address(rcpt, flavor)? {
+                    Ok(magic) => Some(magic).filter(|m| m.phase == Phase::Rcpt),
+                    Err(bad) => return Some(Decision::reply(bad.reply(rcpt))),
+                }
+            }
             Phase::Data | Phase::DataEnd => view.recipients.iter().find_map(|rcpt| {
-                magic_address(rcpt, self.scenario.server.flavor).filter(|m| m.phase == phase)
+                magic_address(rcpt, flavor)
+                    .and_then(Result::ok)
+                    .filter(|m| m.phase == phase)
             }),
             _ => None,
         }?;
@@ -235,93 +241,6 @@ impl Engine {
         };
         Some(self.outcome(&outcome, view, ip))
     }
-}
-
-/// What a magic address asks for.
-#[derive(Debug, Clone)]
-pub struct Magic {
-    /// The reply (for `complaint+async` and `ooto+async`, which exist only as later fates, the
-    /// plain 250).
-    pub spec: ReplySpec,
-    /// Where it is given: rcpt, or data / data_end for failures that belong there.
-    pub phase: Phase,
-    /// With `+async`: accepted now, and this later (the reply goes into the bounce).
-    pub later: Option<LaterSpec>,
-}
-
-/// Reads a magic address: a catalog name or `CODE-X.Y.Z` as local part, tagged (in any order)
-/// with at most one `+flavor` and `+async`; `complaint+async` and `ooto+async` too.
-pub fn magic_address(address: &str, default_flavor: Flavor) -> Option<Magic> {
-    let at = address.rfind('@')?;
-    let (name, tags) = magic_tags(&address[..at])?;
-    let flavor = tags.flavor.unwrap_or(default_flavor);
-    let found = plain_magic(name, flavor)?;
-    if !tags.later {
-        return found.spec.map(|spec| Magic {
-            spec,
-            phase: found.phase,
-            later: None,
-        });
-    }
-    let later = match &found.spec {
-        Some(spec) => LaterSpec::magic_bounce(spec.clone(), flavor),
-        None => LaterSpec {
-            fate: found.fate?,
-            flavor,
-        },
-    };
-    Some(Magic {
-        spec: found
-            .spec
-            .unwrap_or(ReplySpec::Inline(crate::smtp::reply::fixed::RECIPIENT_OK)),
-        phase: Phase::Rcpt,
-        later: Some(later),
-    })
-}
-
-/// A magic name without its tags: a reply, or (for `complaint`, `ooto`) a later fate only.
-struct PlainMagic {
-    spec: Option<ReplySpec>,
-    phase: Phase,
-    fate: Option<LaterFate>,
-}
-
-fn plain_magic(name: &str, flavor: Flavor) -> Option<PlainMagic> {
-    if let Some(fate) = magic_fate(name) {
-        return Some(PlainMagic {
-            spec: None,
-            phase: Phase::Rcpt,
-            fate: Some(fate),
-        });
-    }
-    let reply = |spec, phase| {
-        Some(PlainMagic {
-            spec: Some(spec),
-            phase,
-            fate: None,
-        })
-    };
-    let catalog = Catalog::builtin();
-    if let Some(entry) = catalog.get_ignore_case(name) {
-        let phase = if entry.phase >= Phase::Data {
-            entry.phase
-        } else {
-            Phase::Rcpt
-        };
-        return reply(ReplySpec::Catalog { entry, flavor }, phase);
-    }
-    let (code, status) = name.split_once('-')?;
-    let code: u16 = code.parse().ok().filter(|c| (400..600).contains(c))?;
-    let status = EnhancedStatus::parse(status).filter(|s| u16::from(s.class) == code / 100)?;
-    let text = catalog
-        .by_code(code, Some(status))
-        .map(|e| e.variant(Flavor::Generic).0.text.join(" "))
-        .filter(|t| !t.contains('{'))
-        .unwrap_or_else(|| "Requested action not taken".to_owned());
-    reply(
-        ReplySpec::Inline(Reply::new(code, Some(status), &[text]).ok()?),
-        Phase::Rcpt,
-    )
 }
 
 /// Whether every matcher of `rule` accepts the session at `phase` (the index only narrows).

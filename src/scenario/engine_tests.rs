@@ -258,9 +258,16 @@ fn magic_addresses() {
     );
     // Ordinary and malformed addresses are not magic.
     assert_eq!(code(&ask(Phase::Rcpt, "someone@x.example")), Some(250));
-    assert_eq!(code(&ask(Phase::Rcpt, "user_unknown+hotmail@x")), Some(250));
-    assert_eq!(code(&ask(Phase::Rcpt, "250-2.0.0@x")), Some(250));
-    assert_eq!(code(&ask(Phase::Rcpt, "550-4.1.1@x")), Some(250));
+    assert_eq!(code(&ask(Phase::Rcpt, "555-1234@x")), Some(250));
+    // Asking for what the checker refuses gets a 501 that says why, not a silent 250.
+    for refused in [
+        "user_unknown+hotmail@x",
+        "250-2.0.0@x",
+        "550-4.1.1@x",
+        "599-5.9.9@x",
+    ] {
+        assert_eq!(code(&ask(Phase::Rcpt, refused)), Some(501), "{refused}");
+    }
     // Off when the scenario says so.
     let e = engine("[server]\nmagic_addresses = false\n", 0);
     let d = e.decide(
@@ -341,9 +348,10 @@ fn async_magic_addresses_accept_now_and_bounce_later() {
         code(&ask(Phase::DataEnd, "spam_rejected+async@x")),
         Some(250)
     );
+    // A tag given twice asks for what no scenario could say: a 501 that says why.
     assert_eq!(
         code(&ask(Phase::Rcpt, "user_unknown+async+async@x")),
-        Some(250)
+        Some(501)
     );
 }
 

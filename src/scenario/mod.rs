@@ -9,6 +9,7 @@ pub mod flavor;
 pub(crate) mod index;
 pub mod later;
 pub mod live;
+pub mod magic;
 pub mod pattern;
 pub(crate) mod phase_codes;
 pub mod rule;

@@ -134,7 +134,7 @@ async fn run(
     debug!(implicit_tls, "connected");
     shared.journal.metrics().session_opened();
     let mut session = Session::new(shared.session_config.load_full(), id, peer, implicit_tls);
-    session.set_tracing(shared.journal.events().is_some());
+    session.set_tracing(shared.journal.events().is_some() || super::log::wanted());
     let policy = shared.policy.load().open(&connected);
     let never = far_future();
     let mut connection = Connection {
@@ -456,18 +456,24 @@ impl Connection {
         let recording = journal.events().is_some();
         for item in self.session.drain_trace() {
             match item {
-                Trace::Command(line) => self.events.push(EventKind::Command { line }),
+                Trace::Command(line) => {
+                    super::log::command(&line);
+                    if recording {
+                        self.events.push(EventKind::Command { line });
+                    }
+                }
                 Trace::Reply(reply) => {
                     metrics.replies_sent(reply.code, reply.times);
                     if reply.decided.as_ref().is_some_and(|d| d.limited) {
                         metrics.limit_refused(reply.times);
                     }
+                    super::log::reply(&reply);
                     if recording {
                         self.events.extend(EventKind::reply(reply));
                     }
                 }
                 Trace::Silent { action, decided } => {
-                    debug!(action = action.as_str(), phase = %decided.phase, "closed without a reply");
+                    super::log::silent(action, &decided);
                     if recording {
                         self.events.push(EventKind::silent(action, &decided));
                     }

@@ -6,6 +6,7 @@
 //! happened goes to the journal it is given.
 
 mod connection;
+mod log;
 pub mod tls;
 
 use std::net::SocketAddr;

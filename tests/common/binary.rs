@@ -130,6 +130,20 @@ impl Binary {
         (status, stderr, stdout)
     }
 
+    /// Stops the process with SIGTERM from async code, checks that it exited cleanly, and
+    /// returns its stderr (its whole log).
+    pub(crate) async fn terminate(self) -> String {
+        self.signal("TERM");
+        let (status, stderr) = tokio::task::spawn_blocking(move || self.wait())
+            .await
+            .expect("the wait does not panic");
+        assert!(
+            status.success(),
+            "exit status {status:?}; stderr:\n{stderr}"
+        );
+        stderr
+    }
+
     /// Waits (bounded) for the process to exit; returns its status and its stderr.
     pub(crate) fn wait(mut self) -> (ExitStatus, String) {
         let Some(status) = self.child.wait_within(Duration::from_secs(30)) else {

@@ -134,6 +134,36 @@ pub(crate) const FLUFL_BOUNCE: Tool = Tool {
     install: "apt-get install -y --no-install-recommends python3-flufl.bounce",
 };
 
+/// curl, which runs the README's API examples as written.
+pub(crate) const CURL: Tool = Tool {
+    name: "curl",
+    program: "curl",
+    env: None,
+    probe: &["--version"],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends curl",
+};
+
+/// pytest and requests in the system Python, which run the README's pytest example.
+pub(crate) const PYTEST: Tool = Tool {
+    name: "pytest + requests",
+    program: "/usr/bin/python3",
+    env: None,
+    probe: &["-c", "import pytest, requests"],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends python3-pytest python3-requests",
+};
+
+/// The system's CA bundle (a CA other than the development one, to show a check that fails).
+pub(crate) const SYSTEM_CAS: Tool = Tool {
+    name: "ca-certificates",
+    program: "/etc/ssl/certs/ca-certificates.crt",
+    env: None,
+    probe: &[],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends ca-certificates",
+};
+
 /// How many tests of this process skipped themselves, per missing tool.
 static SKIPS: Mutex<BTreeMap<&'static str, (usize, &'static str)>> = Mutex::new(BTreeMap::new());
 static SUMMARY: Once = Once::new();
