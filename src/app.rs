@@ -237,12 +237,13 @@ impl App {
                     journal: journal.clone(),
                     clock: clock.clone(),
                     scenario: reloader.clone(),
+                    listening: Some(listening),
                 };
                 let token = http.token.as_deref().map(Arc::<str>::from);
-                Some(tokio::spawn(api::serve_with_token(
+                let routes = api::router_with_token(state, token);
+                Some(tokio::spawn(api::serve(
                     listener,
-                    state,
-                    token,
+                    routes,
                     server.shutdown_signal(),
                 )))
             }

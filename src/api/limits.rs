@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::error::{json, ApiError};
 use super::ApiState;
-use crate::limits::Window;
+use crate::limits::{keys, Window};
 use crate::limits::{StoreError, Usage};
 use crate::scenario::engine::Engine;
 
@@ -46,10 +46,42 @@ struct LimitsView {
     messages_per_connection: Option<u32>,
 }
 
+/// One key's use, with its window: how full it is and when it frees its next use.
+#[derive(Serialize)]
+struct UsageView {
+    key: String,
+    used: u64,
+    max: Option<u64>,
+    /// When the oldest use leaves the window (ms since the epoch, on the server's clock).
+    frees_next_at_ms: Option<u64>,
+}
+
+impl UsageView {
+    fn new(usage: Usage, windows: &LimitsView) -> Self {
+        let window = if usage.key.starts_with(keys::ACCOUNT_PREFIX) {
+            windows.per_account.as_ref()
+        } else if usage.key.starts_with(keys::IP_PREFIX) {
+            windows.per_ip.as_ref()
+        } else {
+            None
+        };
+        Self {
+            frees_next_at_ms: window.map(|w| {
+                usage
+                    .oldest_ms
+                    .saturating_add((w.per_seconds * 1000.0) as u64)
+            }),
+            max: window.map(|w| w.max),
+            key: usage.key,
+            used: usage.used,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Limits {
     limits: Option<LimitsView>,
-    usage: Vec<Usage>,
+    usage: Vec<UsageView>,
 }
 
 /// `GET /api/limits`: the live scenario's limits and the use of every key.
@@ -70,7 +102,13 @@ pub(crate) async fn get(State(state): State<ApiState>) -> Result<Response, ApiEr
         connections_per_ip: settings.and_then(|l| l.connections_per_ip),
         messages_per_connection: settings.and_then(|l| l.messages_per_connection),
     };
-    let usage = engine.usage().await.map_err(unavailable)?;
+    let usage = engine
+        .usage()
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|u| UsageView::new(u, &limits))
+        .collect();
     Ok(json(
         StatusCode::OK,
         &Limits {

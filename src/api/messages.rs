@@ -5,9 +5,9 @@ use std::time::UNIX_EPOCH;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::error::{json, ApiError, PathParam};
+use super::error::{json, ApiError, PathParam, QueryParams};
 use super::ApiState;
 use crate::journal::StoredMessage;
 
@@ -25,6 +25,7 @@ pub(crate) struct MessageView<'a> {
     mail_from: &'a str,
     recipients: &'a [String],
     size: usize,
+    subject: Option<String>,
 }
 
 impl<'a> From<&'a StoredMessage> for MessageView<'a> {
@@ -45,6 +46,7 @@ impl<'a> From<&'a StoredMessage> for MessageView<'a> {
             mail_from: &m.mail_from,
             recipients: &m.recipients,
             size: m.data.len(),
+            subject: super::parts::subject(&m.data),
         }
     }
 }
@@ -56,21 +58,37 @@ struct List<'a> {
     dropped: u64,
 }
 
+/// `GET /api/messages` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// Only messages with a larger id (what a reader has not seen yet).
+    #[serde(default)]
+    since: u64,
+}
+
 /// `GET /api/messages`: the kept messages, oldest first.
-pub(crate) async fn list(State(state): State<ApiState>) -> Response {
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Response {
     let store = state.journal.messages();
     let kept = store.list();
     json(
         StatusCode::OK,
         &List {
-            messages: kept.iter().map(|m| MessageView::from(&**m)).collect(),
+            messages: kept
+                .iter()
+                .filter(|m| m.id > query.since)
+                .map(|m| MessageView::from(&**m))
+                .collect(),
             accepted: store.accepted(),
             dropped: store.dropped(),
         },
     )
 }
 
-fn find(state: &ApiState, id: u64) -> Result<std::sync::Arc<StoredMessage>, ApiError> {
+pub(crate) fn find(state: &ApiState, id: u64) -> Result<std::sync::Arc<StoredMessage>, ApiError> {
     state
         .journal
         .messages()

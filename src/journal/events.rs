@@ -64,6 +64,8 @@ pub enum EventKind {
         rule_at: Option<String>,
         /// The catalog name of the reply.
         catalog: Option<&'static str>,
+        /// The flavor whose wording the catalog reply uses (`gmail`, `generic`…).
+        flavor: Option<&'static str>,
     },
     /// A decision that wrote no reply: the session was closed, or stopped answering.
     Silent {
@@ -134,6 +136,7 @@ impl EventKind {
             rule_name: rule.and_then(|r| r.name.clone()),
             rule_at: rule.map(RuleRef::location),
             catalog: decided.as_ref().and_then(|d| d.catalog),
+            flavor: decided.as_ref().and_then(|d| d.flavor),
         })
     }
 
@@ -306,11 +309,12 @@ mod tests {
                 rule_name: None,
                 rule_at: None,
                 catalog: Some("user_unknown"),
+                flavor: Some("gmail"),
             },
         };
         assert_eq!(
             serde_json::to_string(&event).unwrap(),
-            r#"{"id":1,"at_ms":2,"session":3,"type":"reply","code":550,"status":"5.1.1","text":"a\nb","phase":"rcpt","rule":0,"rule_name":null,"rule_at":null,"catalog":"user_unknown"}"#
+            r#"{"id":1,"at_ms":2,"session":3,"type":"reply","code":550,"status":"5.1.1","text":"a\nb","phase":"rcpt","rule":0,"rule_name":null,"rule_at":null,"catalog":"user_unknown","flavor":"gmail"}"#
         );
     }
 

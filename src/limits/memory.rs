@@ -180,6 +180,7 @@ impl LimitStore for MemoryStore {
                     all.push(Usage {
                         key: key.clone(),
                         used: uses.len() as u64,
+                        oldest_ms: uses.iter().map(|(at, _)| *at).min().unwrap_or(now_ms),
                     });
                 }
                 !uses.is_empty()

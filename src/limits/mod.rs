@@ -61,6 +61,9 @@ pub struct Usage {
     pub key: String,
     /// Uses within the last window.
     pub used: u64,
+    /// When the oldest of them was taken (ms, on the store's clock): the window frees its next
+    /// use one window after this.
+    pub oldest_ms: u64,
 }
 
 /// Where limit, greylist and sequence state lives.

@@ -61,8 +61,10 @@ repeat
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
     local used = redis.call('ZCARD', key)
     if used > 0 then
+      local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
       table.insert(out, key)
       table.insert(out, used)
+      table.insert(out, oldest[2])
     end
   end
 until cursor == '0'
@@ -234,15 +236,22 @@ impl LimitStore for RedisStore {
                 .await
                 .map_err(store_error)?;
             let mut usage = Vec::new();
-            for pair in flat.chunks(2) {
-                if let [key, used] = pair {
+            for triple in flat.chunks(3) {
+                if let [key, used, oldest] = triple {
                     let key: String = redis::from_redis_value(key).map_err(store_error)?;
                     let used: u64 = redis::from_redis_value(used).map_err(store_error)?;
+                    // A score comes back as a string ("1700000000000", or in e-notation).
+                    let oldest: String = redis::from_redis_value(oldest).map_err(store_error)?;
+                    let oldest_ms = oldest.parse::<f64>().map_or(now_ms, |ms| ms as u64);
                     let key = key
                         .trim_start_matches(PREFIX)
                         .trim_start_matches("limit:")
                         .to_owned();
-                    usage.push(Usage { key, used });
+                    usage.push(Usage {
+                        key,
+                        used,
+                        oldest_ms,
+                    });
                 }
             }
             usage.sort_by(|a, b| a.key.cmp(&b.key));
