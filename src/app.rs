@@ -3,7 +3,8 @@
 //!
 //! [`App::start`] builds, once each and in this order, the clock, the limit store, the journal,
 //! the scenario's policy, the SMTP server, the scenario reloader (which reaches the server only
-//! through [`PolicyTarget`]) and the HTTP API. Nothing else assembles pieces: `main`,
+//! through [`PolicyTarget`]) and the HTTP listener, which serves the API and the web page behind
+//! the same layers. Nothing else assembles pieces: `main`,
 //! `testing::TestServer` and the test helpers all start through here, so that every way
 //! of running failmail is wired the same way, with one clock.
 
@@ -26,6 +27,7 @@ use crate::scenario::live::{PolicyTarget, Reloader, ScenarioOptions};
 use crate::server::{RunningServer, Server, ServerConfig, ServerControl, ServerError};
 use crate::smtp::policy::{AcceptAll, Policy};
 use crate::smtp::session::SessionConfig;
+use crate::web;
 
 /// Which scenario a failmail serves, and how it is tuned from the command line.
 #[derive(Debug, Clone, Default)]
@@ -240,7 +242,8 @@ impl App {
                     listening: Some(listening),
                 };
                 let token = http.token.as_deref().map(Arc::<str>::from);
-                let routes = api::router_with_token(state, token);
+                // One router, so that the layers `api::serve` adds guard the page and the API.
+                let routes = api::router_with_token(state, token).merge(web::router());
                 Some(tokio::spawn(api::serve(
                     listener,
                     routes,
