@@ -7,11 +7,19 @@ import { hostOf } from './format.js';
 export const MAX_SESSIONS = 20_000;
 export const MAX_EVENTS = 1_000;
 
+/** The address of `MAIL FROM:<a@b> SIZE=…` or `RCPT TO:<"x>y"@b>` (quotes respected). */
 const address = (line) => {
-  const match = /<([^>]*)>/.exec(line);
-  if (match) return match[1];
   const colon = line.indexOf(':');
-  return colon >= 0 ? line.slice(colon + 1).trim().split(/\s+/)[0] ?? '' : '';
+  const rest = colon >= 0 ? line.slice(colon + 1).trimStart() : '';
+  if (!rest.startsWith('<')) return rest.split(/\s+/)[0] ?? '';
+  let quoted = false;
+  for (let i = 1; i < rest.length; i += 1) {
+    const c = rest[i];
+    if (c === '\\' && quoted) i += 1;
+    else if (c === '"') quoted = !quoted;
+    else if (c === '>' && !quoted) return rest.slice(1, i);
+  }
+  return rest.slice(1);
 };
 
 /** One SMTP session as the page shows it. */

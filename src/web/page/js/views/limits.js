@@ -25,12 +25,21 @@ function chart(container, ctx) {
     height: 240,
     legend: { show: true, live: false },
     cursor: { drag: { x: false, y: false } },
-    scales: { x: { time: true, range: (u, min, max) => [Math.min(min, max - 300), max] }, y: { range: (u, min, max) => [0, Math.max(5, max * 1.15)] } },
+    // Up to the last five minutes of the browser's clock: at least one minute, more as the
+    // samples cover more.
+    scales: { x: { time: true, range: (u) => {
+      const now = Date.now() / 1000;
+      const first = u.data[0][0] ?? now;
+      return [now - Math.min(300, Math.max(60, now - first + 5)), now];
+    } }, y: { range: (u, min, max) => [0, Math.max(5, max * 1.15)] } },
     axes: [
       { stroke: '#667085', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e4e7ec' } },
       { stroke: '#667085', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e4e7ec' }, size: 50 },
     ],
-    series: [{}, ...SERIES.map((s) => ({ label: s.label, stroke: s.stroke, fill: s.fill, width: 2, dash: s.dash, points: { show: false } }))],
+    series: [{}, ...SERIES.map((s) => ({
+      label: s.label, stroke: s.stroke, fill: s.fill, width: 2, dash: s.dash,
+      points: { size: 5, show: (u) => u.data[0].length < 40 },
+    }))],
   }, data(), plotBox);
   const update = () => {
     plot.setData(data());
@@ -42,7 +51,7 @@ function chart(container, ctx) {
     replace(peaks,
       h('span', { text: `now: ${last ? last.accepted.toFixed(0) : 0} accepted/s, ${last ? last.refused.toFixed(0) : 0} refused/s` }),
       h('span', { text: `peak over ${duration(rates.length)}: ${peak('accepted').toFixed(0)} accepted/s, ${peak('refused').toFixed(0)} refused/s` }),
-      h('span', { text: `${last ? last.open : 0} sessions open` }));
+      h('span', { text: `${last ? last.open : 0} session${last?.open === 1 ? '' : 's'} open` }));
   };
   const resize = new ResizeObserver(() => plot.setSize({ width: width(), height: 240 }));
   resize.observe(container);
@@ -73,7 +82,7 @@ function usageTable(title, window, usage, ctx) {
 
 function mount(root, ctx) {
   const chartCard = h('section', { class: 'card chart-card' },
-    h('div', { class: 'card-head' }, h('h2', { text: 'Accepted and refused per second' }), h('span', { class: 'muted', text: 'last 5 minutes, one point a second' })));
+    h('div', { class: 'card-head' }, h('h2', { text: 'Accepted and refused per second' }), h('span', { class: 'muted', text: 'up to the last 5 minutes, one point a second' })));
   const config = h('div', { class: 'limits-config' });
   const tables = h('div', { class: 'usage-grid' });
   root.append(h('div', { class: 'page-narrow' }, chartCard, config, tables));

@@ -17,6 +17,7 @@ export function sandboxedFrame(html) {
     referrerpolicy: 'no-referrer',
     title: 'The HTML part, sandboxed: no script runs, nothing remote loads',
   });
+  frame.addEventListener('load', () => { frame.dataset.loaded = 'true'; });
   frame.srcdoc = `<meta http-equiv="Content-Security-Policy" content="${FRAME_POLICY}">${html}`;
   return frame;
 }
@@ -24,6 +25,68 @@ export function sandboxedFrame(html) {
 function createRow() {
   const cell = (name) => h('span', { class: `cell ${name}` });
   return h('a', { class: 'message-row', role: 'listitem' }, cell('time'), cell('from'), cell('to'), cell('subject'), cell('size'));
+}
+
+function fillRow(row, m, selected) {
+  const [time, from, to, subject, size] = row.children;
+  row.href = `#/messages/${m.id}`;
+  row.dataset.message = m.id;
+  row.classList.toggle('selected', m.id === selected);
+  time.textContent = dateTime(m.received_at_ms);
+  from.textContent = m.mail_from || '<>';
+  to.textContent = m.recipients.join(', ');
+  subject.textContent = m.subject ?? '(no subject)';
+  subject.classList.toggle('muted', !m.subject);
+  size.textContent = bytes(m.size);
+}
+
+async function download(ctx, id) {
+  const blob = await ctx.api.get(`/api/messages/${id}/raw`, { as: 'blob' });
+  const url = URL.createObjectURL(blob);
+  const link = h('a', { href: url, download: `failmail-message-${id}.eml`, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+function tabs(parts) {
+  const panels = [];
+  if (parts.html !== null) panels.push(['HTML', () => sandboxedFrame(parts.html)]);
+  if (parts.text !== null) panels.push(['Text', () => h('pre', { class: 'body-text', text: parts.text })]);
+  panels.push(['Headers', () => h('table', { class: 'headers' }, h('tbody', {},
+    parts.headers.map((header) => h('tr', {}, h('th', { text: header.name }), h('td', { text: header.value })))))]);
+  const body = h('div', { class: 'tab-body' });
+  const bar = h('div', { class: 'tabs', role: 'tablist' });
+  const show = (index) => {
+    [...bar.children].forEach((b, i) => b.setAttribute('aria-selected', String(i === index)));
+    replace(body, panels[index][1]());
+  };
+  panels.forEach(([name], index) => bar.append(h('button', { type: 'button', role: 'tab', text: name, data: { tab: name.toLowerCase() }, on: { click: () => show(index) } })));
+  show(0);
+  return [bar, body];
+}
+
+function detailContent(ctx, id, parts, envelope) {
+  return [
+    h('div', { class: 'detail-head' },
+      h('a', { class: 'back', href: '#/messages', text: '← Messages' }),
+      h('h2', { class: 'subject', text: parts.subject ?? '(no subject)' }),
+      h('button', { type: 'button', class: 'primary small', text: 'Download raw', on: { click: () => download(ctx, id) } })),
+    h('dl', { class: 'facts' },
+      h('dt', { text: 'From' }), h('dd', { text: parts.from ?? '—' }),
+      h('dt', { text: 'To' }), h('dd', { text: parts.to ?? '—' }),
+      h('dt', { text: 'Date' }), h('dd', { text: parts.date ?? '—' }),
+      h('dt', { text: 'Envelope' }), h('dd', { text: `MAIL FROM:<${envelope.mail_from}> → ${envelope.recipients.map((r) => `<${r}>`).join(' ')}` }),
+      h('dt', { text: 'Client' }), h('dd', {}, `${envelope.peer}${envelope.helo ? ` (HELO ${envelope.helo})` : ''}${envelope.tls ? ', TLS' : ''} — `,
+        h('a', { href: `#/sessions/${envelope.session}`, text: `session #${envelope.session}` })),
+      h('dt', { text: 'Queue id' }), h('dd', { text: `${envelope.queue_id} · ${bytes(envelope.size)}` })),
+    parts.attachments.length ? h('div', { class: 'attachments' },
+      h('h3', { text: `Attachments (${parts.attachments.length})` }),
+      h('ul', {}, parts.attachments.map((a) => h('li', {},
+        h('span', { class: 'file', text: a.filename ?? '(no name)' }),
+        h('span', { class: 'muted', text: ` ${a.content_type} · ${bytes(a.size)}${a.inline ? ' · inline' : ''}` }))))) : null,
+    ...tabs(parts)];
 }
 
 function mount(root, ctx, param) {
@@ -38,19 +101,7 @@ function mount(root, ctx, param) {
   const list = new VirtualList({
     className: 'messages',
     create: createRow,
-    render(row, i) {
-      const m = messages[messages.length - 1 - i];
-      const [time, from, to, subject, size] = row.children;
-      row.href = `#/messages/${m.id}`;
-      row.dataset.message = m.id;
-      row.classList.toggle('selected', m.id === selected);
-      time.textContent = dateTime(m.received_at_ms);
-      from.textContent = m.mail_from || '<>';
-      to.textContent = m.recipients.join(', ');
-      subject.textContent = m.subject ?? '(no subject)';
-      subject.classList.toggle('muted', !m.subject);
-      size.textContent = bytes(m.size);
-    },
+    render: (row, i) => fillRow(row, messages[messages.length - 1 - i], selected),
   });
   const header = h('div', { class: 'message-row head', 'aria-hidden': 'true' },
     ...['Received', 'Sender', 'Recipients', 'Subject', 'Size'].map((t) => h('span', { class: 'cell', text: t })));
@@ -88,33 +139,6 @@ function mount(root, ctx, param) {
     }
   }
 
-  async function download(id) {
-    const blob = await ctx.api.get(`/api/messages/${id}/raw`, { as: 'blob' });
-    const url = URL.createObjectURL(blob);
-    const link = h('a', { href: url, download: `failmail-message-${id}.eml`, hidden: true });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
-  }
-
-  function tabs(parts) {
-    const panels = [];
-    if (parts.html !== null) panels.push(['HTML', () => sandboxedFrame(parts.html)]);
-    if (parts.text !== null) panels.push(['Text', () => h('pre', { class: 'body-text', text: parts.text })]);
-    panels.push(['Headers', () => h('table', { class: 'headers' }, h('tbody', {},
-      parts.headers.map((header) => h('tr', {}, h('th', { text: header.name }), h('td', { text: header.value })))))]);
-    const body = h('div', { class: 'tab-body' });
-    const bar = h('div', { class: 'tabs', role: 'tablist' });
-    const show = (index) => {
-      [...bar.children].forEach((b, i) => b.setAttribute('aria-selected', String(i === index)));
-      replace(body, panels[index][1]());
-    };
-    panels.forEach(([name], index) => bar.append(h('button', { type: 'button', role: 'tab', text: name, data: { tab: name.toLowerCase() }, on: { click: () => show(index) } })));
-    show(0);
-    return [bar, body];
-  }
-
   async function drawDetail() {
     layout.classList.toggle('has-detail', selected !== null);
     if (selected === null) {
@@ -134,25 +158,7 @@ function mount(root, ctx, param) {
       return;
     }
     if (selected !== id) return;
-    replace(detail,
-      h('div', { class: 'detail-head' },
-        h('a', { class: 'back', href: '#/messages', text: '← Messages' }),
-        h('h2', { class: 'subject', text: parts.subject ?? '(no subject)' }),
-        h('button', { type: 'button', class: 'primary small', text: 'Download raw', on: { click: () => download(id) } })),
-      h('dl', { class: 'facts' },
-        h('dt', { text: 'From' }), h('dd', { text: parts.from ?? '—' }),
-        h('dt', { text: 'To' }), h('dd', { text: parts.to ?? '—' }),
-        h('dt', { text: 'Date' }), h('dd', { text: parts.date ?? '—' }),
-        h('dt', { text: 'Envelope' }), h('dd', { text: `MAIL FROM:<${envelope.mail_from}> → ${envelope.recipients.map((r) => `<${r}>`).join(' ')}` }),
-        h('dt', { text: 'Client' }), h('dd', {}, `${envelope.peer}${envelope.helo ? ` (HELO ${envelope.helo})` : ''}${envelope.tls ? ', TLS' : ''} — `,
-          h('a', { href: `#/sessions/${envelope.session}`, text: `session #${envelope.session}` })),
-        h('dt', { text: 'Queue id' }), h('dd', { text: `${envelope.queue_id} · ${bytes(envelope.size)}` })),
-      parts.attachments.length ? h('div', { class: 'attachments' },
-        h('h3', { text: `Attachments (${parts.attachments.length})` }),
-        h('ul', {}, parts.attachments.map((a) => h('li', {},
-          h('span', { class: 'file', text: a.filename ?? '(no name)' }),
-          h('span', { class: 'muted', text: ` ${a.content_type} · ${bytes(a.size)}${a.inline ? ' · inline' : ''}` }))))) : null,
-      ...tabs(parts));
+    replace(detail, ...detailContent(ctx, id, parts, envelope));
   }
 
   const refresh = frameThrottle(() => load());

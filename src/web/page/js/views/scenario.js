@@ -17,29 +17,53 @@ rcpt = "*@gone.example"
 reply = "user_unknown"
 `;
 
+/** The view's elements: the editor with its gutter, its status and buttons, and the side. */
+function elements() {
+  const el = {
+    gutter: h('div', { class: 'gutter', 'aria-hidden': 'true' }),
+    editor: h('textarea', { class: 'editor', spellcheck: 'false', autocapitalize: 'off', autocomplete: 'off', wrap: 'off', 'aria-label': 'Scenario (TOML)' }),
+    status: h('div', { class: 'check', role: 'status', 'aria-live': 'polite' }),
+    apply: h('button', { type: 'button', class: 'primary', text: 'Apply', disabled: true }),
+    revert: h('button', { type: 'button', text: 'Revert', disabled: true }),
+    reloadFile: h('button', { type: 'button', text: 'Reload the file', hidden: true }),
+    facts: h('dl', { class: 'facts' }),
+    history: h('tbody', {}),
+  };
+  el.root = h('div', { class: 'scenario-layout' },
+    h('section', { class: 'card editor-card' },
+      h('div', { class: 'card-head' }, h('h2', { text: 'Live scenario' }), h('div', { class: 'actions' }, el.reloadFile, el.revert, el.apply)),
+      h('div', { class: 'editor-box' }, el.gutter, el.editor),
+      el.status,
+      h('p', { class: 'muted small', text: 'Apply makes it live for new sessions (sessions in progress keep theirs). The file on disk is not changed: a later change of the file replaces it again.' })),
+    h('aside', { class: 'side' },
+      h('section', { class: 'card' }, h('h3', { text: 'Now live' }), el.facts),
+      h('section', { class: 'card' }, h('h3', { text: 'Loads and reloads' }),
+        h('table', { class: 'history' }, h('thead', {}, h('tr', {}, h('th', { text: 'When' }), h('th', { text: 'What' }), h('th', { text: 'Result' }))), el.history))));
+  return el;
+}
+
+/** The scenario's facts and its load history. */
+function showFacts(el, scenario) {
+  replace(el.facts,
+    h('dt', { text: 'Origin' }), h('dd', { text: scenario.origin }),
+    h('dt', { text: 'File' }), h('dd', { text: scenario.file ?? 'none (built-in or sent through the API)' }),
+    h('dt', { text: 'Rules' }), h('dd', { text: scenario.rules }),
+    h('dt', { text: 'Flavor' }), h('dd', { text: scenario.flavor }));
+  replace(el.history, scenario.reloads.map((r) => h('tr', { class: r.ok ? 'ok' : 'bad' },
+    h('td', { text: dateTime(r.at_ms) }),
+    h('td', { text: `${r.trigger}: ${r.origin}` }),
+    h('td', { text: r.ok ? `live, ${r.rules} rule${r.rules === 1 ? '' : 's'}` : r.error }))));
+  el.reloadFile.hidden = !scenario.file;
+}
+
 function mount(root, ctx) {
   let live = null;
   let check = null;
   let checking = 0;
 
-  const gutter = h('div', { class: 'gutter', 'aria-hidden': 'true' });
-  const editor = h('textarea', { class: 'editor', spellcheck: 'false', autocapitalize: 'off', autocomplete: 'off', wrap: 'off', 'aria-label': 'Scenario (TOML)' });
-  const status = h('div', { class: 'check', role: 'status', 'aria-live': 'polite' });
-  const apply = h('button', { type: 'button', class: 'primary', text: 'Apply', disabled: true });
-  const revert = h('button', { type: 'button', text: 'Revert', disabled: true });
-  const reloadFile = h('button', { type: 'button', text: 'Reload the file', hidden: true });
-  const facts = h('dl', { class: 'facts' });
-  const history = h('tbody', {});
-  root.append(h('div', { class: 'scenario-layout' },
-    h('section', { class: 'card editor-card' },
-      h('div', { class: 'card-head' }, h('h2', { text: 'Live scenario' }), h('div', { class: 'actions' }, reloadFile, revert, apply)),
-      h('div', { class: 'editor-box' }, gutter, editor),
-      status,
-      h('p', { class: 'muted small', text: 'Apply makes it live for new sessions (sessions in progress keep theirs). The file on disk is not changed: a later change of the file replaces it again.' })),
-    h('aside', { class: 'side' },
-      h('section', { class: 'card' }, h('h3', { text: 'Now live' }), facts),
-      h('section', { class: 'card' }, h('h3', { text: 'Loads and reloads' }),
-        h('table', { class: 'history' }, h('thead', {}, h('tr', {}, h('th', { text: 'When' }), h('th', { text: 'What' }), h('th', { text: 'Result' }))), history)))));
+  const el = elements();
+  const { gutter, editor, status, apply, revert, reloadFile } = el;
+  root.append(el.root);
 
   function drawGutter() {
     const lines = editor.value.split('\n').length;
@@ -105,16 +129,7 @@ function mount(root, ctx) {
 
   function showLive(scenario) {
     live = scenario;
-    replace(facts,
-      h('dt', { text: 'Origin' }), h('dd', { text: scenario.origin }),
-      h('dt', { text: 'File' }), h('dd', { text: scenario.file ?? 'none (built-in or sent through the API)' }),
-      h('dt', { text: 'Rules' }), h('dd', { text: scenario.rules }),
-      h('dt', { text: 'Flavor' }), h('dd', { text: scenario.flavor }));
-    replace(history, scenario.reloads.map((r) => h('tr', { class: r.ok ? 'ok' : 'bad' },
-      h('td', { text: dateTime(r.at_ms) }),
-      h('td', { text: `${r.trigger}: ${r.origin}` }),
-      h('td', { text: r.ok ? `live, ${r.rules} rule${r.rules === 1 ? '' : 's'}` : r.error }))));
-    reloadFile.hidden = !scenario.file;
+    showFacts(el, scenario);
   }
 
   async function loadLive(replaceText) {

@@ -89,6 +89,35 @@ function transcriptLine(event, startMs) {
   }
 }
 
+/** The filter bar: recipient, sender, outcome class, rule; `changed()` after each edit. */
+function filterBar(filter, changed) {
+  const input = (key, label, placeholder) => h('label', { class: 'field' }, h('span', { text: label }),
+    h('input', { type: 'search', placeholder, data: { filter: key }, on: { input: debounce((e) => { filter[key] = e.target.value.trim().toLowerCase(); changed(); }, 120) } }));
+  const klass = h('select', { data: { filter: 'klass' }, on: { change: (e) => { filter.klass = e.target.value; changed(); } } },
+    h('option', { value: '', text: 'any' }), h('option', { value: '2', text: '2xx accepted' }),
+    h('option', { value: '4', text: '4xx temporary' }), h('option', { value: '5', text: '5xx permanent' }));
+  const summary = h('span', { class: 'muted summary' });
+  const bar = h('div', { class: 'toolbar' },
+    input('rcpt', 'Recipient', 'user_unknown@…'), input('sender', 'Sender', 'app@…'),
+    h('label', { class: 'field' }, h('span', { text: 'Outcome' }), klass),
+    input('rule', 'Rule', 'name or file:line'), summary);
+  return { bar, summary };
+}
+
+/** The head of a session's detail: its number, outcome and facts, and room for the transcript. */
+function detailHead(session) {
+  return [
+    h('div', { class: 'detail-head' },
+      h('a', { class: 'back', href: '#/sessions', text: '← Sessions' }),
+      h('h2', { text: `Session #${session.id}` }),
+      outcomeBadge(session.outcome)),
+    h('dl', { class: 'facts' },
+      h('dt', { text: 'Client' }), h('dd', { text: session.peer || '—' }),
+      h('dt', { text: 'HELO' }), h('dd', { class: 'helo', text: session.helo ?? '—' }),
+      h('dt', { text: 'Started' }), h('dd', { text: session.startMs ? dateTime(session.startMs) : '—' })),
+    h('div', { class: 'transcript', role: 'log' })];
+}
+
 function mount(root, ctx, param) {
   const filter = { rcpt: '', sender: '', klass: '', rule: '' };
   let selected = param ? Number(param) : null;
@@ -97,16 +126,7 @@ function mount(root, ctx, param) {
   let drawnEvents = 0;
   let drawnSession = null;
 
-  const input = (key, label, placeholder) => h('label', { class: 'field' }, h('span', { text: label }),
-    h('input', { type: 'search', placeholder, data: { filter: key }, on: { input: debounce((e) => { filter[key] = e.target.value.trim().toLowerCase(); refilter(); }, 120) } }));
-  const klass = h('select', { data: { filter: 'klass' }, on: { change: (e) => { filter.klass = e.target.value; refilter(); } } },
-    h('option', { value: '', text: 'any' }), h('option', { value: '2', text: '2xx accepted' }),
-    h('option', { value: '4', text: '4xx temporary' }), h('option', { value: '5', text: '5xx permanent' }));
-  const summary = h('span', { class: 'muted summary' });
-  const toolbar = h('div', { class: 'toolbar' },
-    input('rcpt', 'Recipient', 'user_unknown@…'), input('sender', 'Sender', 'app@…'),
-    h('label', { class: 'field' }, h('span', { text: 'Outcome' }), klass),
-    input('rule', 'Rule', 'name or file:line'), summary);
+  const { bar: toolbar, summary } = filterBar(filter, () => refilter());
   const header = h('div', { class: 'session-row head', 'aria-hidden': 'true' },
     ...['Time', 'Session', 'Client', 'HELO', '', 'Sender', 'Recipients', 'Msgs', 'Outcome', 'Catalog · flavor'].map((t) => h('span', { class: 'cell', text: t })));
   const list = new VirtualList({ className: 'sessions', create: createRow, render: (row, i) => fillRow(row, shown[i], selected) });
@@ -143,8 +163,8 @@ function mount(root, ctx, param) {
   function drawDetail() {
     layout.classList.toggle('has-detail', selected !== null);
     if (selected === null) {
-      drawnSession = null;
-      replace(detail, h('div', { class: 'empty' }, h('p', { class: 'muted', text: 'Open a session to read its transcript.' })));
+      if (drawnSession !== 'none') replace(detail, h('div', { class: 'empty' }, h('p', { class: 'muted', text: 'Open a session to read its transcript.' })));
+      drawnSession = 'none';
       return;
     }
     const session = ctx.model.get(selected);
@@ -156,21 +176,18 @@ function mount(root, ctx, param) {
     if (drawnSession !== session) {
       drawnSession = session;
       drawnEvents = 0;
-      const reply = session.outcome;
-      replace(detail,
-        h('div', { class: 'detail-head' },
-          h('a', { class: 'back', href: '#/sessions', text: '← Sessions' }),
-          h('h2', { text: `Session #${session.id}` }),
-          outcomeBadge(reply)),
-        h('dl', { class: 'facts' },
-          h('dt', { text: 'Client' }), h('dd', { text: session.peer || '—' }),
-          h('dt', { text: 'HELO' }), h('dd', { class: 'helo', text: session.helo ?? '—' }),
-          h('dt', { text: 'Started' }), h('dd', { text: session.startMs ? dateTime(session.startMs) : '—' })),
-        h('div', { class: 'transcript', role: 'log' }));
+      replace(detail, ...detailHead(session));
     }
     const transcript = detail.querySelector('.transcript');
     const events = session.events;
-    for (; drawnEvents < events.length; drawnEvents += 1) transcript.append(transcriptLine(events[drawnEvents], session.startMs ?? events[0].at_ms));
+    const first = drawnEvents === 0;
+    for (; drawnEvents < events.length; drawnEvents += 1) {
+      const line = transcriptLine(events[drawnEvents], session.startMs ?? events[0].at_ms);
+      if (events[drawnEvents] === session.outcome) line.classList.add('outcome');
+      transcript.append(line);
+    }
+    // Opening a session shows the reply that decided it.
+    if (first) transcript.querySelector('.outcome.decided')?.scrollIntoView({ block: 'center' });
     const more = session.eventCount - events.length;
     let note = detail.querySelector('.more');
     if (more > 0) {
