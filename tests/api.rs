@@ -462,6 +462,17 @@ fn summary(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// Sends `body` as `content_type` (checked against the document like every call).
+async fn send(
+    api: &Api,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> HttpResponse {
+    api.call(method, path, Some((content_type, body))).await
+}
+
 /// A scenario answer without its load history (compared separately).
 fn without_reloads(mut scenario: Value) -> Value {
     scenario
@@ -1547,20 +1558,22 @@ async fn reply_events_name_the_flavor_whose_wording_was_sent() {
     harness.stop().await;
 }
 
+/// A session that delivered one message from a@example.com to b@example.net, still open.
+async fn delivered(smtp: SocketAddr, message: &[u8]) -> PlainConn {
+    let mut conn = PlainConn::ready(smtp).await;
+    conn.deliver("a@example.com", "b@example.net", message)
+        .await
+        .assert_code(250);
+    conn
+}
+
 const MULTIPART: &str = "From: Ann <ann@example.com>\r\nTo: bob@example.net\r\nSubject: =?UTF-8?Q?caf=C3=A9?= report\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: multipart/alternative; boundary=\"b2\"\r\n\r\n--b2\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nplain body\r\n--b2\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>html <script>x()</script>body</p>\r\n--b2--\r\n--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"report.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n.\r\n";
 
 #[tokio::test]
 async fn a_message_is_listed_since_an_id_and_taken_apart() {
     let harness = Harness::start(None).await;
     let api = &harness.api;
-    let mut smtp = PlainConn::ready(harness.smtp).await;
-    smtp.deliver(
-        "a@example.com",
-        "b@example.net",
-        b"Subject: first\r\n\r\nx\r\n.\r\n",
-    )
-    .await
-    .assert_code(250);
+    let mut smtp = delivered(harness.smtp, b"Subject: first\r\n\r\nx\r\n.\r\n").await;
     smtp.deliver("ann@example.com", "bob@example.net", MULTIPART.as_bytes())
         .await
         .assert_code(250);
@@ -1622,13 +1635,14 @@ async fn a_scenario_is_checked_without_going_live_and_loads_are_remembered() {
     assert_eq!(reloads[0]["rules"], 1);
 
     let check = |body: &'static str| async move {
-        let answer = api
-            .call(
-                "POST",
-                "/api/scenario/check",
-                Some(("application/toml", body.as_bytes())),
-            )
-            .await;
+        let answer = send(
+            api,
+            "POST",
+            "/api/scenario/check",
+            "application/toml",
+            body.as_bytes(),
+        )
+        .await;
         assert_eq!(answer.status, 200, "{}", answer.text());
         answer.json()
     };
@@ -1655,32 +1669,40 @@ async fn a_scenario_is_checked_without_going_live_and_loads_are_remembered() {
     );
     // Nothing went live.
     assert_eq!(api.get("/api/scenario").await, before);
-    let wrong_type = api
-        .call(
+    // A body that is not TOML is refused; then loads are remembered, newest first: a refused
+    // one and an applied one.
+    let bodies: [(&str, &str, &str, &[u8], u16); 3] = [
+        (
             "POST",
             "/api/scenario/check",
-            Some(("application/json", b"{}")),
-        )
-        .await;
-    assert_eq!(wrong_type.status, 415);
-
-    // Loads are remembered, newest first: a refused one and an applied one.
-    let refused = api
-        .call(
+            "application/json",
+            b"{}",
+            415,
+        ),
+        (
             "PUT",
             "/api/scenario",
-            Some(("application/toml", b"[[rule]\n")),
-        )
-        .await;
-    assert_eq!(refused.status, 400);
-    let applied = api
-        .call(
+            "application/toml",
+            b"[[rule]\n",
+            400,
+        ),
+        (
             "PUT",
             "/api/scenario",
-            Some(("application/toml", BLOCKING_SCENARIO.as_bytes())),
-        )
-        .await;
-    assert_eq!(applied.status, 200);
+            "application/toml",
+            BLOCKING_SCENARIO.as_bytes(),
+            200,
+        ),
+    ];
+    for (method, path, content_type, body, expected) in bodies {
+        let answer = send(api, method, path, content_type, body).await;
+        assert_eq!(
+            answer.status,
+            expected,
+            "{method} {path}: {}",
+            answer.text()
+        );
+    }
     let reloads = api.get("/api/scenario").await["reloads"].clone();
     let summary: Vec<(Value, Value, Value)> = reloads
         .as_array()
@@ -1714,14 +1736,7 @@ async fn a_scenario_is_checked_without_going_live_and_loads_are_remembered() {
 async fn the_counter_stream_sends_totals_at_once_and_every_second() {
     let harness = Harness::start(None).await;
     let api = &harness.api;
-    let mut smtp = PlainConn::ready(harness.smtp).await;
-    smtp.deliver(
-        "a@example.com",
-        "b@example.net",
-        b"Subject: x\r\n\r\nx\r\n.\r\n",
-    )
-    .await
-    .assert_code(250);
+    let mut smtp = delivered(harness.smtp, b"Subject: x\r\n\r\nx\r\n.\r\n").await;
     smtp.cmd("RCPT TO:<user_unknown@example.net>", 503, "5.5.1")
         .await;
     smtp.cmd_code("QUIT", 221).await;
