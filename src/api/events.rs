@@ -5,14 +5,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 
 use super::error::{json, ApiError, QueryParams};
@@ -24,6 +23,11 @@ use crate::server::ShutdownState;
 pub(crate) const DEFAULT_LIMIT: usize = 1000;
 /// Most events per page.
 pub(crate) const MAX_LIMIT: usize = 10_000;
+/// A stream with nothing to send says so this often (an SSE comment), so that proxies and
+/// readers know it is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The events ready at once are written together, up to about this many bytes per write.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 /// `GET /api/events` parameters.
 #[derive(Debug, Deserialize)]
@@ -107,16 +111,25 @@ enum Item {
 }
 
 impl Item {
-    fn into_sse(self) -> SseEvent {
+    /// Appends the item as one SSE message: `id:` and `data:` (one line of JSON) for an event,
+    /// a `:` comment for a lag notice.
+    fn write_sse(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
         match self {
             Item::Event(event) => {
-                let data = serde_json::to_string(&*event).unwrap_or_else(|_| "{}".to_owned());
-                SseEvent::default().id(event.id.to_string()).data(data)
+                let _ = write!(out, "id: {}\ndata: ", event.id);
+                if serde_json::to_writer(&mut *out, &**event).is_err() {
+                    out.extend_from_slice(b"{}");
+                }
+                out.extend_from_slice(b"\n\n");
             }
-            Item::Lagged { skipped, last_id } => SseEvent::default().comment(format!(
-                "lagged: {skipped} events were skipped; read them with GET \
-                 /api/events?since={last_id}"
-            )),
+            Item::Lagged { skipped, last_id } => {
+                let _ = write!(
+                    out,
+                    ": lagged: {skipped} events were skipped; read them with GET \
+                     /api/events?since={last_id}\n\n"
+                );
+            }
         }
     }
 }
@@ -137,34 +150,80 @@ impl Feed {
                 None => self.live.recv().await,
             };
             match received {
-                Ok(event) => {
-                    if event.id <= self.last_id || self.session.is_some_and(|s| s != event.session)
-                    {
-                        continue;
-                    }
-                    self.last_id = event.id;
-                    return Some(Item::Event(event));
-                }
-                Err(RecvError::Lagged(skipped)) => {
-                    return Some(Item::Lagged {
-                        skipped,
-                        last_id: self.last_id,
-                    });
-                }
+                Ok(event) => match self.accept(event) {
+                    Some(item) => return Some(item),
+                    None => continue,
+                },
+                Err(RecvError::Lagged(skipped)) => return Some(self.lagged(skipped)),
                 Err(RecvError::Closed) => return None,
             }
         }
     }
+
+    /// The next item if one is ready now, without waiting.
+    fn try_next(&mut self) -> Option<Item> {
+        if let Some(event) = self.backlog.pop_front() {
+            self.last_id = event.id;
+            return Some(Item::Event(event));
+        }
+        loop {
+            match self.live.try_recv() {
+                Ok(event) => {
+                    if let Some(item) = self.accept(event) {
+                        return Some(item);
+                    }
+                }
+                Err(TryRecvError::Lagged(skipped)) => return Some(self.lagged(skipped)),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// A live event, unless it was already sent (from the backlog) or is of another session.
+    fn accept(&mut self, event: Arc<Event>) -> Option<Item> {
+        if event.id <= self.last_id || self.session.is_some_and(|s| s != event.session) {
+            return None;
+        }
+        self.last_id = event.id;
+        Some(Item::Event(event))
+    }
+
+    fn lagged(&self, skipped: u64) -> Item {
+        Item::Lagged {
+            skipped,
+            last_id: self.last_id,
+        }
+    }
+
+    /// The next bytes to send: the next item and every other one ready now (up to about
+    /// [`CHUNK_BYTES`]), written at once; a keep-alive comment after [`KEEP_ALIVE`] without
+    /// any; `None` at shutdown.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        let first = match tokio::time::timeout(KEEP_ALIVE, self.next()).await {
+            Ok(item) => item?,
+            Err(_) => return Some(Bytes::from_static(b":\n\n")),
+        };
+        let mut out = Vec::with_capacity(1024);
+        first.write_sse(&mut out);
+        while out.len() < CHUNK_BYTES {
+            match self.try_next() {
+                Some(item) => item.write_sse(&mut out),
+                None => break,
+            }
+        }
+        Some(Bytes::from(out))
+    }
 }
 
 /// `GET /api/events/stream`: every new event as one `data:` line of JSON (with `id:`); a lagging
-/// reader gets a comment saying how many events it missed, and the stream goes on.
+/// reader gets a comment saying how many events it missed, and the stream goes on. The events
+/// ready at once are written together (a busy server sends one write per batch, not per event).
 pub(crate) async fn stream(
     State(state): State<ApiState>,
     QueryParams(query): QueryParams<StreamQuery>,
     shutdown: Option<Extension<ShutdownSignal>>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let log = journal(&state)?;
     let since = match query.since {
         Some(since) => Some(since),
@@ -196,11 +255,21 @@ pub(crate) async fn stream(
         session: query.session,
         shutdown: shutdown.map(|Extension(ShutdownSignal(rx))| rx),
     };
-    let events = futures_util::stream::unfold(feed, |mut feed| async move {
-        let item = feed.next().await?;
-        Some((Ok(item.into_sse()), feed))
+    let chunks = futures_util::stream::unfold(feed, |mut feed| async move {
+        let chunk = feed.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), feed))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
@@ -274,6 +343,21 @@ mod tests {
             last = e.id;
         }
         assert_eq!(last, 1101);
+    }
+
+    #[tokio::test]
+    async fn events_ready_together_are_written_together() {
+        let log = EventLog::new(100);
+        let mut feed = feed(&log, Vec::new(), 0, Some(1));
+        log.record(0, 1, [EventKind::TlsStarted, EventKind::TlsStarted]);
+        log.record(0, 2, [EventKind::TlsStarted]);
+        log.record(0, 1, [EventKind::TlsStarted]);
+        let chunk = feed.next_chunk().await.unwrap();
+        let text = std::str::from_utf8(&chunk).unwrap();
+        assert_eq!(text.matches("\n\n").count(), 3, "{text}");
+        assert!(text.starts_with("id: 1\ndata: {\"id\":1,"), "{text}");
+        assert!(!text.contains("id: 3\n"), "another session's event: {text}");
+        assert!(text.contains("id: 4\ndata: "), "{text}");
     }
 
     #[tokio::test]
