@@ -28,6 +28,11 @@ pub(crate) const MAX_LIMIT: usize = 10_000;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The events ready at once are written together, up to about this many bytes per write.
 const CHUNK_BYTES: usize = 64 * 1024;
+/// At most one write per reader this often: events that come in the meantime wait and go out
+/// together. While it waits, the reader is not woken by each new event, so a busy server pays a
+/// slot in the channel per event, not a wake-up and a write. (A reader that falls behind by more
+/// than the channel holds in this time is told what it missed, as always.)
+const WRITE_INTERVAL: Duration = Duration::from_millis(25);
 
 /// `GET /api/events` parameters.
 #[derive(Debug, Deserialize)]
@@ -99,6 +104,8 @@ struct Feed {
     last_id: u64,
     session: Option<u64>,
     shutdown: Option<watch::Receiver<ShutdownState>>,
+    /// When the last chunk was written.
+    last_write: Option<tokio::time::Instant>,
 }
 
 /// What a stream sends next.
@@ -195,14 +202,18 @@ impl Feed {
         }
     }
 
-    /// The next bytes to send: the next item and every other one ready now (up to about
-    /// [`CHUNK_BYTES`]), written at once; a keep-alive comment after [`KEEP_ALIVE`] without
-    /// any; `None` at shutdown.
+    /// The next bytes to send: the next item and every other one ready by [`WRITE_INTERVAL`]
+    /// after the last write (up to about [`CHUNK_BYTES`]), written at once; a keep-alive comment
+    /// after [`KEEP_ALIVE`] without any; `None` at shutdown.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         let first = match tokio::time::timeout(KEEP_ALIVE, self.next()).await {
             Ok(item) => item?,
             Err(_) => return Some(Bytes::from_static(b":\n\n")),
         };
+        if let Some(last) = self.last_write {
+            tokio::time::sleep_until(last + WRITE_INTERVAL).await;
+        }
+        self.last_write = Some(tokio::time::Instant::now());
         let mut out = Vec::with_capacity(1024);
         first.write_sse(&mut out);
         while out.len() < CHUNK_BYTES {
@@ -254,6 +265,7 @@ pub(crate) async fn stream(
         last_id,
         session: query.session,
         shutdown: shutdown.map(|Extension(ShutdownSignal(rx))| rx),
+        last_write: None,
     };
     let chunks = futures_util::stream::unfold(feed, |mut feed| async move {
         let chunk = feed.next_chunk().await?;
@@ -284,6 +296,7 @@ mod tests {
             last_id,
             session,
             shutdown: None,
+            last_write: None,
         }
     }
 
