@@ -127,6 +127,7 @@ function openStreams() {
         liveState(state);
       },
       refused(status, error) {
+        if (status === 401) askForToken(error);
         if (status === 409) {
           ctx.recordsEvents = false;
           liveState('off', 'no events');
