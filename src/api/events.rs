@@ -333,18 +333,19 @@ mod tests {
     async fn a_lagging_reader_is_told_and_goes_on() {
         let log = EventLog::new(10);
         let mut feed = feed(&log, Vec::new(), 0, None);
-        for _ in 0..1100 {
+        let capacity = EventLog::LIVE_CAPACITY as u64;
+        for _ in 0..capacity + 76 {
             log.record(0, 1, [EventKind::TlsStarted]);
         }
         assert_eq!(
             feed.next().await,
             Some(Item::Lagged {
-                skipped: 1100 - 1024,
+                skipped: 76,
                 last_id: 0
             })
         );
         // Then the oldest event still in the channel, and on.
-        assert_eq!(ids(&[feed.next().await.unwrap()]), [1100 - 1024 + 1]);
+        assert_eq!(ids(&[feed.next().await.unwrap()]), [77]);
         log.record(0, 1, [EventKind::TlsStarted]);
         let mut last = 0;
         while let Some(Item::Event(e)) =
@@ -355,7 +356,7 @@ mod tests {
         {
             last = e.id;
         }
-        assert_eq!(last, 1101);
+        assert_eq!(last, capacity + 76 + 1);
     }
 
     #[tokio::test]

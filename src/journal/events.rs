@@ -165,9 +165,15 @@ pub struct EventLog {
 }
 
 impl EventLog {
+    /// How many events a live reader may be behind before it misses some (and is told so):
+    /// about a quarter of a second of a very busy server (60,000 events a second), so that a
+    /// reader that writes a batch every few tens of milliseconds keeps up. Bounded: this many
+    /// pointers, whatever the number of readers.
+    pub const LIVE_CAPACITY: usize = 16_384;
+
     /// A journal keeping the latest `capacity` events.
     pub fn new(capacity: usize) -> Self {
-        let (live, _) = broadcast::channel(1024);
+        let (live, _) = broadcast::channel(Self::LIVE_CAPACITY);
         Self {
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             capacity,
