@@ -104,7 +104,7 @@ struct Feed {
     last_id: u64,
     session: Option<u64>,
     shutdown: Option<watch::Receiver<ShutdownState>>,
-    /// When the last chunk was written.
+    /// When the last chunk was written, unless it was full (then more is ready: no wait).
     last_write: Option<tokio::time::Instant>,
 }
 
@@ -213,15 +213,18 @@ impl Feed {
         if let Some(last) = self.last_write {
             tokio::time::sleep_until(last + WRITE_INTERVAL).await;
         }
-        self.last_write = Some(tokio::time::Instant::now());
+        let now = tokio::time::Instant::now();
         let mut out = Vec::with_capacity(1024);
         first.write_sse(&mut out);
-        while out.len() < CHUNK_BYTES {
+        let mut full = false;
+        while !full {
             match self.try_next() {
                 Some(item) => item.write_sse(&mut out),
                 None => break,
             }
+            full = out.len() >= CHUNK_BYTES;
         }
+        self.last_write = (!full).then_some(now);
         Some(Bytes::from(out))
     }
 }
