@@ -228,6 +228,8 @@ fn the_readme_shows_every_view() {
         "clock",
         "sessions-mobile",
         "token",
+        "xss-session",
+        "xss-message",
     ] {
         let path = format!("docs/screenshots/{name}.png");
         assert!(

@@ -329,7 +329,7 @@ def xss(page, args):
     shown = page.driver.find_element(By.ID, "shown").text
     page.driver.switch_to.default_content()
     check(shown == "The HTML part", f"the frame shows {shown!r}")
-    page.shot("message")
+    page.shot("xss-message")
     # Everything is on screen; a script of theirs would have run by now. A last round trip to
     # the server makes sure any request the frame made has arrived.
     api(args, "/api/info")
