@@ -3,6 +3,8 @@
 #
 #   bash benches/load.sh            # everything, about 15 minutes on 2 cores
 #   REPEAT=1 MSGS_1K=5000 MSGS_100K=500 bash benches/load.sh   # a quick look
+#   SERVERS="failmail-scenario failmail-streamed" MODES="new-conn-1KiB reused-1KiB" \
+#       SKIP_BENCHES=1 bash benches/load.sh                  # the cost of an open web page
 #
 # One run, loopback only, drives each server with the same external load generator, Postfix's
 # smtp-source (Debian package postfix; postfix itself is never started), and prints:
@@ -20,6 +22,12 @@
 #   failmail-scenario  the same without --no-store (journal and message store on) with
 #                      --scenario benches/scenario_1000.toml (1,000 rules that never match the
 #                      load) --limits ovh --limit-account 100000000/1h --limit-ip 100000000/1h
+#   failmail-streamed  failmail-scenario with the web page's two live streams read while the load
+#                      runs, as an open page would read them (not in SERVERS by default):
+#                      curl -sN http://HTTP/api/events/stream?since=0 and /api/counters/stream.
+#                      curl reads as fast as it can, so every event is sent: the most an open page
+#                      can cost. The table then adds failmail-streamed ÷ failmail-scenario per mode
+#                      (the web page's goal: at least 0.95). Needs curl.
 #   smtp-sink          /usr/sbin/smtp-sink -u nobody 127.0.0.1:PORT 1000   (1000 = listen backlog)
 #   aiosmtpd           /usr/bin/python3 -m aiosmtpd -n -l 127.0.0.1:PORT -c aiosmtpd.handlers.Sink
 # Modes (smtp-source(1): "-d  Don't disconnect after sending a message; send the next message
@@ -83,8 +91,9 @@ RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 SERVER_PID=""
 PORT=""
+HTTP_ADDR=""
 # Every server of the mode being measured: they run side by side, idle but for their turn.
-declare -A PIDS=() PORTS=()
+declare -A PIDS=() PORTS=() STREAMERS=()
 
 stop_server() {
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -99,7 +108,19 @@ stop_server() {
     SERVER_PID=""
 }
 
+stop_streamers() {
+    local name=$1 pid
+    for pid in ${STREAMERS[$name]:-}; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    unset "STREAMERS[$name]"
+}
+
 cleanup() {
+    for name in "${!STREAMERS[@]}"; do
+        stop_streamers "$name"
+    done
     stop_server
     for name in "${!PIDS[@]}"; do
         SERVER_PID=${PIDS[$name]}
@@ -135,6 +156,8 @@ wait_failmail() {
         if [[ $line == "failmail ready "* ]]; then
             PORT=${line#*smtp=127.0.0.1:}
             PORT=${PORT%% *}
+            HTTP_ADDR=${line#*http=}
+            HTTP_ADDR=${HTTP_ADDR%% *}
             return 0
         fi
         kill -0 "$SERVER_PID" 2>/dev/null || { cat "${out%.out}.err" >&2; return 1; }
@@ -148,7 +171,7 @@ server_command() {
     case $1 in
         failmail-sink)
             echo "$FAILMAIL --smtp 127.0.0.1:0 --http 127.0.0.1:0 --no-store" ;;
-        failmail-scenario)
+        failmail-scenario|failmail-streamed)
             echo "$FAILMAIL --smtp 127.0.0.1:0 --http 127.0.0.1:0 --scenario $SCENARIO --limits ovh --limit-account 100000000/1h --limit-ip 100000000/1h" ;;
         smtp-sink)
             echo "$SMTP_SINK -u nobody 127.0.0.1:PORT 1000" ;;
@@ -168,6 +191,13 @@ start_server() {
             $command >"$WORK/$name.out" 2>"$WORK/$name.err" &
             SERVER_PID=$!
             wait_failmail "$WORK/$name.out"
+            if [[ $name == failmail-streamed ]]; then
+                # The web page's two streams, read to the end of the run.
+                curl -sN "http://$HTTP_ADDR/api/events/stream?since=0" >/dev/null 2>&1 &
+                STREAMERS[$name]=$!
+                curl -sN "http://$HTTP_ADDR/api/counters/stream" >/dev/null 2>&1 &
+                STREAMERS[$name]+=" $!"
+            fi
             ;;
         *)
             PORT=$(free_port)
@@ -295,6 +325,7 @@ for mode in $MODES; do
         done
     done
     for server in "${server_list[@]}"; do
+        stop_streamers "$server"
         SERVER_PID=${PIDS[$server]}
         stop_server
         unset "PIDS[$server]"

@@ -88,6 +88,12 @@ def table(path):
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print(fmt(row))
+    # The cost of an open web page: the same server with its live streams read.
+    for server, mode in order:
+        plain = ("failmail-scenario", mode)
+        if server == "failmail-streamed" and median.get(plain):
+            print(f"failmail-streamed ÷ failmail-scenario, {mode}: "
+                  f"{median[(server, mode)] / median[plain]:.3f} (goal: at least 0.95)")
 
 
 RCPT_REPLIES = ["user_unknown", "mailbox_full", "mailbox_disabled", "mailbox_busy",

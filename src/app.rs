@@ -1,11 +1,12 @@
 //! The composition root: the one place that builds the pieces of a running failmail and wires
 //! them together.
 //!
-//! [`App::start`] builds, once each and in this order, the journal, the bounce scheduler with the
-//! clock (moving the clock wakes the scheduler), the limit store, the scenario's policy, the SMTP
-//! server (which hands accepted recipients' later fates to the scheduler), the scenario reloader
-//! (which reaches the server only through [`PolicyTarget`]) and the HTTP API, then starts the
-//! scheduler's task. Nothing else assembles pieces: `main`,
+//! [`App::start`] builds, once each and in this order, the limit store with the clock, the journal,
+//! the bounce scheduler (moving the clock wakes it), the scenario's policy, the SMTP server (which
+//! hands accepted recipients' later fates to the scheduler), the scenario reloader (which reaches
+//! the server only through [`PolicyTarget`]) and the HTTP listener, which serves the API and the
+//! web page behind the same layers; then it starts the scheduler's task. Nothing else assembles
+//! pieces: `main`,
 //! `testing::TestServer` and the test helpers all start through here, so that every way
 //! of running failmail is wired the same way, with one clock.
 
@@ -30,6 +31,7 @@ use crate::scenario::live::{PolicyTarget, Reloader, ScenarioOptions};
 use crate::server::{RunningServer, Server, ServerConfig, ServerControl, ServerError};
 use crate::smtp::policy::{AcceptAll, Policy};
 use crate::smtp::session::SessionConfig;
+use crate::web;
 
 /// Which scenario a failmail serves, and how it is tuned from the command line.
 #[derive(Debug, Clone, Default)]
@@ -288,12 +290,14 @@ impl App {
                     scenario: reloader.clone(),
                     server: server.control(),
                     bounces: Some(bounces.clone()),
+                    listening: Some(listening),
                 };
                 let token = http.token.as_deref().map(Arc::<str>::from);
-                Some(tokio::spawn(api::serve_with_token(
+                // One router, so that the layers `api::serve` adds guard the page and the API.
+                let routes = api::router_with_token(state, token).merge(web::router());
+                Some(tokio::spawn(api::serve(
                     listener,
-                    state,
-                    token,
+                    routes,
                     server.shutdown_signal(),
                 )))
             }

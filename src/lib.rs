@@ -16,6 +16,8 @@
 //!                                                    (memory | Redis)          messages, metrics)
 //!                                                                                     │
 //!                                                                  api (HTTP routes, event stream)
+//!                                                                                     │
+//!                                                                  web (the page at /, over the API)
 //! ```
 //!
 //! Layers, from the bottom up: a module uses only the layers below its own, never one above,
@@ -34,9 +36,11 @@
 //! 6. [`server`]: listeners and connection tasks that only carry bytes and events between
 //!    sockets, sessions, the policy and the journal.
 //! 7. [`api`]: the HTTP routes and event stream over the journal, clock and scenario.
-//! 8. [`app`]: the one composition root, which builds the pieces above once and wires them.
-//! 9. [`testing`]: [`testing::TestServer`], failmail inside a Rust test, started through
-//!    [`app`]. (`main.rs`, the command line, also starts through [`app`].)
+//! 8. [`web`]: the web page at `/`: files compiled into the binary that watch and steer the
+//!    server only through the API under `/api`.
+//! 9. [`app`]: the one composition root, which builds the pieces above once and wires them.
+//! 10. [`testing`]: [`testing::TestServer`], failmail inside a Rust test, started through
+//!     [`app`]. (`main.rs`, the command line, also starts through [`app`].)
 //!
 //! Where to look: "where is the RCPT reply decided?" — [`scenario::engine`]; "what does the
 //! server say on its own?" — [`smtp::session`] and [`smtp::reply::fixed`]; "where do I add a
@@ -53,5 +57,6 @@ pub mod scenario;
 pub mod server;
 pub mod smtp;
 pub mod testing;
+pub mod web;
 
 pub use app::{App, AppConfig, RunningApp};

@@ -462,6 +462,26 @@ fn summary(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// Sends `body` as `content_type` (checked against the document like every call).
+async fn send(
+    api: &Api,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> HttpResponse {
+    api.call(method, path, Some((content_type, body))).await
+}
+
+/// A scenario answer without its load history (compared separately).
+fn without_reloads(mut scenario: Value) -> Value {
+    scenario
+        .as_object_mut()
+        .expect("a scenario is an object")
+        .remove("reloads");
+    scenario
+}
+
 const BLOCKING_SCENARIO: &str = r#"[[rule]]
 name = "blocked"
 rcpt = "blocked@*"
@@ -704,7 +724,7 @@ async fn clock_advance_and_reset_make_a_limit_pass_without_waiting() {
 async fn a_bad_scenario_is_refused_with_its_position_and_a_good_one_goes_live() {
     let harness = Harness::start(Some(BLOCKING_SCENARIO)).await;
     let api = &harness.api;
-    let before = api.get("/api/scenario").await;
+    let before = without_reloads(api.get("/api/scenario").await);
     assert_eq!(before["origin"], harness.file.display().to_string());
     assert_eq!(before["source"], BLOCKING_SCENARIO);
     assert_eq!(before["rules"], 1);
@@ -737,7 +757,7 @@ async fn a_bad_scenario_is_refused_with_its_position_and_a_good_one_goes_live() 
     assert_eq!(refused.json()["line"], 1);
 
     // The old scenario is still live.
-    assert_eq!(api.get("/api/scenario").await, before);
+    assert_eq!(without_reloads(api.get("/api/scenario").await), before);
     let mut smtp = PlainConn::open(harness.smtp).await;
     smtp.cmd_code("EHLO c", 250).await;
     smtp.cmd_code("MAIL FROM:<a@example.com>", 250).await;
@@ -756,7 +776,7 @@ async fn a_bad_scenario_is_refused_with_its_position_and_a_good_one_goes_live() 
         .await;
     assert_eq!(accepted.status, 200, "{}", accepted.text());
     assert_eq!(
-        accepted.json(),
+        without_reloads(accepted.json()),
         json!({"origin": "<api>", "source": good, "rules": 1, "flavor": "gmail",
                "file": harness.file.display().to_string()})
     );
@@ -786,7 +806,7 @@ async fn a_bad_scenario_is_refused_with_its_position_and_a_good_one_goes_live() 
     // Reload reads the file again.
     let reloaded = api.call("POST", "/api/scenario/reload", None).await;
     assert_eq!(reloaded.status, 200);
-    assert_eq!(reloaded.json(), before);
+    assert_eq!(without_reloads(reloaded.json()), before);
     // A broken file: 400 with its position, the previous scenario stays.
     std::fs::write(&harness.file, "[server]\nflavor = \"nope\"\n").unwrap();
     let broken = api.call("POST", "/api/scenario/reload", None).await;
@@ -797,7 +817,7 @@ async fn a_bad_scenario_is_refused_with_its_position_and_a_good_one_goes_live() 
         .as_str()
         .unwrap()
         .starts_with(&format!("{}:2:", harness.file.display())));
-    assert_eq!(api.get("/api/scenario").await, before);
+    assert_eq!(without_reloads(api.get("/api/scenario").await), before);
     harness.stop().await;
 
     // Without a file there is nothing to reload.
@@ -1237,7 +1257,7 @@ async fn the_validator_catches_what_the_document_forbids() {
     let message = json!({"$ref": "#/components/schemas/Message"});
     let good = json!({"id": 1, "received_at_ms": 5, "session": 2, "queue_id": "Q", "peer": "p",
         "helo": null, "auth_user": null, "tls": false, "mail_from": "", "recipients": ["a@b"],
-        "size": 0});
+        "size": 0, "subject": null});
     assert_eq!(validate(doc, &message, &good, "m"), Vec::<String>::new());
     let mut missing = good.clone();
     missing.as_object_mut().unwrap().remove("size");
@@ -1250,7 +1270,8 @@ async fn the_validator_catches_what_the_document_forbids() {
     assert_eq!(validate(doc, &message, &wrong, "m").len(), 1);
     let event = json!({"$ref": "#/components/schemas/Event"});
     let reply = json!({"id": 1, "at_ms": 1, "session": 1, "type": "reply", "code": 250,
-        "status": null, "text": "ok", "phase": null, "rule": null, "catalog": null});
+        "status": null, "text": "ok", "phase": null, "rule": null, "catalog": null,
+        "flavor": null});
     assert!(validate(doc, &event, &reply, "e").is_empty());
     let mut unknown_type = reply.clone();
     unknown_type["type"] = json!("nope");
@@ -1279,6 +1300,7 @@ async fn a_token_is_required_when_configured_and_non_loopback_needs_one() {
         scenario: app.scenario().cloned(),
         server: app.control(),
         bounces: Some(app.bounces().clone()),
+        listening: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1736,5 +1758,327 @@ async fn events_filter_by_rule_type_and_catalog_and_read_newest_first() {
         .contains("session_start, command, reply"));
     let bad = api.call("GET", "/api/events?order=newest", None).await;
     assert_eq!(bad.status, 400);
+    harness.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The routes the web page reads.
+
+#[tokio::test]
+async fn info_and_catalog_describe_the_server() {
+    let harness = Harness::start(None).await;
+    let api = &harness.api;
+    let info = api.get("/api/info").await;
+    assert_eq!(info["smtp"], harness.smtp.to_string());
+    assert_eq!(info["records_events"], true);
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+
+    let catalog = api.get("/api/catalog").await;
+    let entries = catalog["entries"].as_array().unwrap();
+    let builtin = failmail::scenario::catalog::Catalog::builtin();
+    assert_eq!(entries.len(), builtin.entries().len());
+    let unknown = entries
+        .iter()
+        .find(|e| e["name"] == "user_unknown")
+        .unwrap();
+    assert_eq!(unknown["phase"], "rcpt");
+    let flavors: Vec<&str> = unknown["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["flavor"].as_str().unwrap())
+        .collect();
+    assert_eq!(flavors[0], "generic", "generic first: {flavors:?}");
+    let gmail = &unknown["variants"][flavors.iter().position(|f| *f == "gmail").unwrap()];
+    assert_eq!(
+        (gmail["code"].clone(), gmail["status"].clone()),
+        (json!(550), json!("5.1.1"))
+    );
+    assert!(!gmail["source"].as_str().unwrap().is_empty());
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn reply_events_name_the_flavor_whose_wording_was_sent() {
+    let harness = Harness::start(None).await;
+    let api = &harness.api;
+    // An entry and a flavor without wording of its own: the generic wording is sent, and said.
+    let builtin = failmail::scenario::catalog::Catalog::builtin();
+    let (entry, missing) = builtin
+        .entries()
+        .iter()
+        .filter(|e| e.phase == failmail::smtp::policy::Phase::Rcpt)
+        .find_map(|e| {
+            let own: Vec<_> = e.flavors().collect();
+            failmail::scenario::flavor::Flavor::ALL
+                .into_iter()
+                .find(|f| !own.contains(f))
+                .map(|f| (e.name.clone(), f))
+        })
+        .expect("some rcpt entry lacks some flavor");
+    let mut smtp = PlainConn::ready(harness.smtp).await;
+    let local = smtp.local_addr();
+    smtp.cmd_code("MAIL FROM:<a@example.com>", 250).await;
+    smtp.cmd("RCPT TO:<user_unknown+gmail@example.net>", 550, "5.1.1")
+        .await;
+    let other = smtp
+        .command(&format!("RCPT TO:<{entry}+{missing}@example.net>"))
+        .await;
+    assert!(other.code >= 400, "{:?}", other.wire);
+    smtp.cmd_code("QUIT", 221).await;
+    let session = session_of(api, local).await;
+    let events = api.ended(session).await;
+    let refusals: Vec<(Value, Value, Value)> = events
+        .iter()
+        .filter(|e| e["type"] == "reply" && e["code"].as_u64().unwrap() >= 400)
+        .map(|e| {
+            (
+                e["catalog"].clone(),
+                e["flavor"].clone(),
+                e["phase"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            (json!("user_unknown"), json!("gmail"), json!("rcpt")),
+            (json!(entry), json!("generic"), json!("rcpt")),
+        ]
+    );
+    let accept = events
+        .iter()
+        .find(|e| e["type"] == "reply" && e["code"] == 221)
+        .unwrap();
+    assert_eq!(accept["flavor"], Value::Null);
+    harness.stop().await;
+}
+
+/// A session that delivered one message from a@example.com to b@example.net, still open.
+async fn delivered(smtp: SocketAddr, message: &[u8]) -> PlainConn {
+    let mut conn = PlainConn::ready(smtp).await;
+    conn.deliver("a@example.com", "b@example.net", message)
+        .await
+        .assert_code(250);
+    conn
+}
+
+const MULTIPART: &str = "From: Ann <ann@example.com>\r\nTo: bob@example.net\r\nSubject: =?UTF-8?Q?caf=C3=A9?= report\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: multipart/alternative; boundary=\"b2\"\r\n\r\n--b2\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nplain body\r\n--b2\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>html <script>x()</script>body</p>\r\n--b2--\r\n--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"report.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n.\r\n";
+
+#[tokio::test]
+async fn a_message_is_listed_since_an_id_and_taken_apart() {
+    let harness = Harness::start(None).await;
+    let api = &harness.api;
+    let mut smtp = delivered(harness.smtp, b"Subject: first\r\n\r\nx\r\n.\r\n").await;
+    smtp.deliver("ann@example.com", "bob@example.net", MULTIPART.as_bytes())
+        .await
+        .assert_code(250);
+    smtp.cmd_code("QUIT", 221).await;
+
+    let all = api.get("/api/messages").await;
+    let messages = all["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["subject"], "first");
+    assert_eq!(messages[1]["subject"], "café report");
+    let first = messages[0]["id"].as_u64().unwrap();
+    let second = messages[1]["id"].as_u64().unwrap();
+    let newer = api.get(&format!("/api/messages?since={first}")).await;
+    let ids: Vec<&Value> = newer["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["id"])
+        .collect();
+    assert_eq!(ids, [&json!(second)]);
+    assert_eq!(
+        api.get(&format!("/api/messages?since={second}")).await["messages"],
+        json!([])
+    );
+    let refused = api.call("GET", "/api/messages?sinse=1", None).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+
+    let parts = api.get(&format!("/api/messages/{second}/parts")).await;
+    assert_eq!(parts["subject"], "café report");
+    assert_eq!(parts["from"], "Ann <ann@example.com>");
+    assert_eq!(parts["to"], "bob@example.net");
+    assert_eq!(parts["text"], "plain body");
+    assert_eq!(parts["html"], "<p>html <script>x()</script>body</p>");
+    assert_eq!(
+        parts["attachments"],
+        json!([{"filename": "report.pdf", "content_type": "application/pdf", "size": 5, "inline": false}])
+    );
+    let subject = parts["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "Subject")
+        .unwrap();
+    assert_eq!(subject["value"], "=?UTF-8?Q?caf=C3=A9?= report", "as sent");
+    let missing = api.call("GET", "/api/messages/999/parts", None).await;
+    assert_eq!(missing.status, 404);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_scenario_is_checked_without_going_live_and_loads_are_remembered() {
+    let harness = Harness::start(Some(BLOCKING_SCENARIO)).await;
+    let api = &harness.api;
+    let before = api.get("/api/scenario").await;
+    let reloads = before["reloads"].as_array().unwrap();
+    assert_eq!(reloads.len(), 1);
+    assert_eq!(reloads[0]["trigger"], "start");
+    assert_eq!(reloads[0]["ok"], true);
+    assert_eq!(reloads[0]["rules"], 1);
+
+    let check = |body: &'static str| async move {
+        let answer = send(
+            api,
+            "POST",
+            "/api/scenario/check",
+            "application/toml",
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()
+    };
+    let good = check("[server]\nflavor = \"gmail\"\n\n[[rule]]\nrcpt = \"a@*\"\nreply = \"user_unknown\"\n\n[[rule]]\nrcpt = \"b@*\"\nreply = \"mailbox_full\"\n").await;
+    assert_eq!(
+        good,
+        json!({"valid": true, "rules": 2, "flavor": "gmail", "error": null})
+    );
+    let bad = check("[[rule]]\nrcpt = \"a@*\"\nreply = \"no_such_reply\"\n").await;
+    assert_eq!(bad["valid"], false);
+    assert_eq!(bad["error"]["line"], 3, "{bad}");
+    assert!(bad["error"]["column"].as_u64().unwrap() >= 1, "{bad}");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_reply"),
+        "{bad}"
+    );
+    let broken = check("[[rule]\n").await;
+    assert_eq!(
+        (broken["valid"].clone(), broken["error"]["line"].clone()),
+        (json!(false), json!(1))
+    );
+    // Nothing went live.
+    assert_eq!(api.get("/api/scenario").await, before);
+    // A body that is not TOML is refused; then loads are remembered, newest first: a refused
+    // one and an applied one.
+    let bodies: [(&str, &str, &str, &[u8], u16); 3] = [
+        (
+            "POST",
+            "/api/scenario/check",
+            "application/json",
+            b"{}",
+            415,
+        ),
+        (
+            "PUT",
+            "/api/scenario",
+            "application/toml",
+            b"[[rule]\n",
+            400,
+        ),
+        (
+            "PUT",
+            "/api/scenario",
+            "application/toml",
+            BLOCKING_SCENARIO.as_bytes(),
+            200,
+        ),
+    ];
+    for (method, path, content_type, body, expected) in bodies {
+        let answer = send(api, method, path, content_type, body).await;
+        assert_eq!(
+            answer.status,
+            expected,
+            "{method} {path}: {}",
+            answer.text()
+        );
+    }
+    let reloads = api.get("/api/scenario").await["reloads"].clone();
+    let summary: Vec<(Value, Value, Value)> = reloads
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["trigger"].clone(), r["ok"].clone(), r["origin"].clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (json!("api"), json!(true), json!("<api>")),
+            (json!("api"), json!(false), json!("<api>")),
+            (
+                json!("start"),
+                json!(true),
+                json!(harness.file.display().to_string())
+            ),
+        ]
+    );
+    assert!(
+        reloads[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("<api>:1:"),
+        "{reloads}"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn the_counter_stream_sends_totals_at_once_and_every_second() {
+    let harness = Harness::start(None).await;
+    let api = &harness.api;
+    let mut smtp = delivered(harness.smtp, b"Subject: x\r\n\r\nx\r\n.\r\n").await;
+    smtp.cmd("RCPT TO:<user_unknown@example.net>", 503, "5.5.1")
+        .await;
+    smtp.cmd_code("QUIT", 221).await;
+
+    let mut stream = TcpStream::connect(api.addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/counters/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let ticks = tokio::time::timeout(IO_TIMEOUT, async {
+        loop {
+            let text = String::from_utf8_lossy(&received).to_string();
+            let ticks: Vec<Value> = text
+                .split('\n')
+                .filter_map(|l| l.trim_end_matches('\r').strip_prefix("data: "))
+                .filter_map(|d| serde_json::from_str(d).ok())
+                .collect();
+            if ticks.len() >= 2 {
+                return (text, ticks);
+            }
+            let mut buffer = [0u8; 4096];
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the stream ended early");
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("two ticks within 10 s");
+    let (text, ticks) = ticks;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text
+        .to_ascii_lowercase()
+        .contains("content-type: text/event-stream"));
+    for tick in &ticks {
+        let errors = validate(
+            document(),
+            &json!({"$ref": "#/components/schemas/Counters"}),
+            tick,
+            "tick",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    assert_eq!(ticks[0]["messages"], 1);
+    assert_eq!(ticks[0]["replies_5xx"], 1, "the 503");
+    assert_eq!(ticks[0]["sessions"], 1);
+    assert!(ticks[1]["at_ms"].as_u64() >= ticks[0]["at_ms"].as_u64());
     harness.stop().await;
 }

@@ -5,14 +5,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 
 use super::error::{json, ApiError, QueryParams};
@@ -24,6 +23,16 @@ use crate::server::ShutdownState;
 pub(crate) const DEFAULT_LIMIT: usize = 1000;
 /// Most events per page.
 pub(crate) const MAX_LIMIT: usize = 10_000;
+/// A stream with nothing to send says so this often (an SSE comment), so that proxies and
+/// readers know it is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The events ready at once are written together, up to about this many bytes per write.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// At most one write per reader this often: events that come in the meantime wait and go out
+/// together. While it waits, the reader is not woken by each new event, so a busy server pays a
+/// slot in the channel per event, not a wake-up and a write. (A reader that falls behind by more
+/// than the channel holds in this time is told what it missed, as always.)
+const WRITE_INTERVAL: Duration = Duration::from_millis(25);
 
 /// `GET /api/events` parameters.
 #[derive(Debug, Deserialize)]
@@ -151,6 +160,8 @@ struct Feed {
     /// What the reader wants (its `since` is 0: `last_id` moves on instead).
     filter: EventFilter,
     shutdown: Option<watch::Receiver<ShutdownState>>,
+    /// When the last chunk was written, unless it was full (then more is ready: no wait).
+    last_write: Option<tokio::time::Instant>,
 }
 
 /// What a stream sends next.
@@ -163,16 +174,25 @@ enum Item {
 }
 
 impl Item {
-    fn into_sse(self) -> SseEvent {
+    /// Appends the item as one SSE message: `id:` and `data:` (one line of JSON) for an event,
+    /// a `:` comment for a lag notice.
+    fn write_sse(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
         match self {
             Item::Event(event) => {
-                let data = serde_json::to_string(&*event).unwrap_or_else(|_| "{}".to_owned());
-                SseEvent::default().id(event.id.to_string()).data(data)
+                let _ = write!(out, "id: {}\ndata: ", event.id);
+                if serde_json::to_writer(&mut *out, &**event).is_err() {
+                    out.extend_from_slice(b"{}");
+                }
+                out.extend_from_slice(b"\n\n");
             }
-            Item::Lagged { skipped, last_id } => SseEvent::default().comment(format!(
-                "lagged: {skipped} events were skipped; read them with GET \
-                 /api/events?since={last_id}"
-            )),
+            Item::Lagged { skipped, last_id } => {
+                let _ = write!(
+                    out,
+                    ": lagged: {skipped} events were skipped; read them with GET \
+                     /api/events?since={last_id}\n\n"
+                );
+            }
         }
     }
 }
@@ -193,33 +213,88 @@ impl Feed {
                 None => self.live.recv().await,
             };
             match received {
-                Ok(event) => {
-                    if event.id <= self.last_id || !self.filter.matches(&event) {
-                        continue;
-                    }
-                    self.last_id = event.id;
-                    return Some(Item::Event(event));
-                }
-                Err(RecvError::Lagged(skipped)) => {
-                    return Some(Item::Lagged {
-                        skipped,
-                        last_id: self.last_id,
-                    });
-                }
+                Ok(event) => match self.accept(event) {
+                    Some(item) => return Some(item),
+                    None => continue,
+                },
+                Err(RecvError::Lagged(skipped)) => return Some(self.lagged(skipped)),
                 Err(RecvError::Closed) => return None,
             }
         }
     }
+
+    /// The next item if one is ready now, without waiting.
+    fn try_next(&mut self) -> Option<Item> {
+        if let Some(event) = self.backlog.pop_front() {
+            self.last_id = event.id;
+            return Some(Item::Event(event));
+        }
+        loop {
+            match self.live.try_recv() {
+                Ok(event) => {
+                    if let Some(item) = self.accept(event) {
+                        return Some(item);
+                    }
+                }
+                Err(TryRecvError::Lagged(skipped)) => return Some(self.lagged(skipped)),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// A live event, unless it was already sent (from the backlog) or the reader's filter
+    /// does not want it.
+    fn accept(&mut self, event: Arc<Event>) -> Option<Item> {
+        if event.id <= self.last_id || !self.filter.matches(&event) {
+            return None;
+        }
+        self.last_id = event.id;
+        Some(Item::Event(event))
+    }
+
+    fn lagged(&self, skipped: u64) -> Item {
+        Item::Lagged {
+            skipped,
+            last_id: self.last_id,
+        }
+    }
+
+    /// The next bytes to send: the next item and every other one ready by [`WRITE_INTERVAL`]
+    /// after the last write (up to about [`CHUNK_BYTES`]), written at once; a keep-alive comment
+    /// after [`KEEP_ALIVE`] without any; `None` at shutdown.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        let first = match tokio::time::timeout(KEEP_ALIVE, self.next()).await {
+            Ok(item) => item?,
+            Err(_) => return Some(Bytes::from_static(b":\n\n")),
+        };
+        if let Some(last) = self.last_write {
+            tokio::time::sleep_until(last + WRITE_INTERVAL).await;
+        }
+        let now = tokio::time::Instant::now();
+        let mut out = Vec::with_capacity(1024);
+        first.write_sse(&mut out);
+        let mut full = false;
+        while !full {
+            match self.try_next() {
+                Some(item) => item.write_sse(&mut out),
+                None => break,
+            }
+            full = out.len() >= CHUNK_BYTES;
+        }
+        self.last_write = (!full).then_some(now);
+        Some(Bytes::from(out))
+    }
 }
 
 /// `GET /api/events/stream`: every new event as one `data:` line of JSON (with `id:`); a lagging
-/// reader gets a comment saying how many events it missed, and the stream goes on.
+/// reader gets a comment saying how many events it missed, and the stream goes on. The events
+/// ready at once are written together (a busy server sends one write per batch, not per event).
 pub(crate) async fn stream(
     State(state): State<ApiState>,
     QueryParams(query): QueryParams<StreamQuery>,
     shutdown: Option<Extension<ShutdownSignal>>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let log = journal(&state)?;
     // A malformed header is refused whether or not `since` is given, so that a client never
     // resumes from somewhere it did not ask for.
@@ -257,12 +332,23 @@ pub(crate) async fn stream(
         last_id,
         filter,
         shutdown: shutdown.map(|Extension(ShutdownSignal(rx))| rx),
+        last_write: None,
     };
-    let events = futures_util::stream::unfold(feed, |mut feed| async move {
-        let item = feed.next().await?;
-        Some((Ok(item.into_sse()), feed))
+    let chunks = futures_util::stream::unfold(feed, |mut feed| async move {
+        let chunk = feed.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), feed))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
@@ -280,6 +366,7 @@ mod tests {
                 ..EventFilter::default()
             },
             shutdown: None,
+            last_write: None,
         }
     }
 
@@ -316,18 +403,19 @@ mod tests {
     async fn a_lagging_reader_is_told_and_goes_on() {
         let log = EventLog::new(10);
         let mut feed = feed(&log, Vec::new(), 0, None);
-        for _ in 0..1100 {
+        let capacity = EventLog::LIVE_CAPACITY as u64;
+        for _ in 0..capacity + 76 {
             log.record(0, 1, [EventKind::TlsStarted]);
         }
         assert_eq!(
             feed.next().await,
             Some(Item::Lagged {
-                skipped: 1100 - 1024,
+                skipped: 76,
                 last_id: 0
             })
         );
         // Then the oldest event still in the channel, and on.
-        assert_eq!(ids(&[feed.next().await.unwrap()]), [1100 - 1024 + 1]);
+        assert_eq!(ids(&[feed.next().await.unwrap()]), [77]);
         log.record(0, 1, [EventKind::TlsStarted]);
         let mut last = 0;
         while let Some(Item::Event(e)) =
@@ -338,7 +426,22 @@ mod tests {
         {
             last = e.id;
         }
-        assert_eq!(last, 1101);
+        assert_eq!(last, capacity + 76 + 1);
+    }
+
+    #[tokio::test]
+    async fn events_ready_together_are_written_together() {
+        let log = EventLog::new(100);
+        let mut feed = feed(&log, Vec::new(), 0, Some(1));
+        log.record(0, 1, [EventKind::TlsStarted, EventKind::TlsStarted]);
+        log.record(0, 2, [EventKind::TlsStarted]);
+        log.record(0, 1, [EventKind::TlsStarted]);
+        let chunk = feed.next_chunk().await.unwrap();
+        let text = std::str::from_utf8(&chunk).unwrap();
+        assert_eq!(text.matches("\n\n").count(), 3, "{text}");
+        assert!(text.starts_with("id: 1\ndata: {\"id\":1,"), "{text}");
+        assert!(!text.contains("id: 3\n"), "another session's event: {text}");
+        assert!(text.contains("id: 4\ndata: "), "{text}");
     }
 
     #[tokio::test]

@@ -5,9 +5,9 @@ use std::time::UNIX_EPOCH;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::error::{json, ApiError, PathParam};
+use super::error::{json, ApiError, PathParam, QueryParams};
 use super::ApiState;
 use crate::journal::StoredMessage;
 
@@ -28,6 +28,7 @@ pub(crate) struct MessageView<'a> {
     /// For a notification failmail made (a DSN, a complaint, an auto-reply): its bounce id.
     #[serde(skip_serializing_if = "Option::is_none")]
     bounce: Option<u64>,
+    subject: Option<String>,
 }
 
 impl<'a> From<&'a StoredMessage> for MessageView<'a> {
@@ -49,6 +50,7 @@ impl<'a> From<&'a StoredMessage> for MessageView<'a> {
             recipients: &m.recipients,
             size: m.data.len(),
             bounce: stored.bounce,
+            subject: super::parts::subject(&m.data),
         }
     }
 }
@@ -60,21 +62,37 @@ struct List<'a> {
     dropped: u64,
 }
 
+/// `GET /api/messages` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// Only messages with a larger id (what a reader has not seen yet).
+    #[serde(default)]
+    since: u64,
+}
+
 /// `GET /api/messages`: the kept messages, oldest first.
-pub(crate) async fn list(State(state): State<ApiState>) -> Response {
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Response {
     let store = state.journal.messages();
     let kept = store.list();
     json(
         StatusCode::OK,
         &List {
-            messages: kept.iter().map(|m| MessageView::from(&**m)).collect(),
+            messages: kept
+                .iter()
+                .filter(|m| m.id > query.since)
+                .map(|m| MessageView::from(&**m))
+                .collect(),
             accepted: store.accepted(),
             dropped: store.dropped(),
         },
     )
 }
 
-fn find(state: &ApiState, id: u64) -> Result<std::sync::Arc<StoredMessage>, ApiError> {
+pub(crate) fn find(state: &ApiState, id: u64) -> Result<std::sync::Arc<StoredMessage>, ApiError> {
     state
         .journal
         .messages()

@@ -1,4 +1,4 @@
-//! The HTTP API: health, events, captured messages, limits, clock, scenario, metrics.
+//! The HTTP API: health, events, captured messages, limits, clock, scenario, catalog, metrics.
 //!
 //! Served on `--http` (loopback by default; elsewhere only with a token, see [`check_bind`]).
 //! Handlers only read and steer what the server already keeps. Every route is listed once in
@@ -7,14 +7,18 @@
 
 pub(crate) mod auth;
 pub(crate) mod bounces;
+pub(crate) mod catalog;
 pub(crate) mod clock;
+pub(crate) mod counters;
 pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod health;
+pub(crate) mod info;
 pub(crate) mod limits;
 pub(crate) mod messages;
 pub(crate) mod metrics;
 pub mod openapi;
+pub(crate) mod parts;
 pub(crate) mod reset;
 pub(crate) mod scenario;
 
@@ -34,7 +38,7 @@ use crate::bounces::Bounces;
 use crate::clock::SharedClock;
 use crate::journal::Journal;
 use crate::scenario::live::Reloader;
-use crate::server::{ServerControl, ShutdownState};
+use crate::server::{Listening, ServerControl, ShutdownState};
 
 /// What the handlers work with: handed over by the composition root (`app`).
 #[derive(Clone)]
@@ -49,6 +53,8 @@ pub struct ApiState {
     pub server: ServerControl,
     /// The later notifications (absent: none are made).
     pub bounces: Option<Arc<Bounces>>,
+    /// Where the SMTP listeners listen (shown by `GET /api/info`).
+    pub listening: Option<Listening>,
 }
 
 /// One route of the API.
@@ -66,6 +72,11 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/healthz",
         handler: || get(health::get),
+    },
+    Route {
+        method: "GET",
+        path: "/api/info",
+        handler: || get(info::get),
     },
     Route {
         method: "GET",
@@ -96,6 +107,11 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/api/messages/{id}/raw",
         handler: || get(messages::raw),
+    },
+    Route {
+        method: "GET",
+        path: "/api/messages/{id}/parts",
+        handler: || get(parts::get),
     },
     Route {
         method: "GET",
@@ -144,6 +160,16 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "POST",
+        path: "/api/scenario/check",
+        handler: || post(scenario::check),
+    },
+    Route {
+        method: "GET",
+        path: "/api/catalog",
+        handler: || get(catalog::get),
+    },
+    Route {
+        method: "POST",
         path: "/api/reset",
         handler: || post(reset::reset),
     },
@@ -151,6 +177,11 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/metrics",
         handler: || get(metrics::get),
+    },
+    Route {
+        method: "GET",
+        path: "/api/counters/stream",
+        handler: || get(counters::stream),
     },
     Route {
         method: "GET",
@@ -203,16 +234,18 @@ async fn method_not_allowed(request: Request) -> ApiError {
     .hint("the Allow header lists the methods this route takes")
 }
 
-/// Serves HTTP on `listener` until shutdown starts; with a token, every route but `/healthz`
-/// needs it. Event streams end when shutdown starts.
-pub async fn serve_with_token(
+/// Serves `app` on `listener` until shutdown starts: the API's router, merged by the composition
+/// root with whatever else it serves on the same listener (the web page). Event streams end when
+/// shutdown starts.
+///
+/// Layers added here wrap every route, the API's and the page's alike: the place for guards that
+/// must hold for both (such as refusing cross-site requests and foreign `Host` headers).
+pub async fn serve(
     listener: TcpListener,
-    state: ApiState,
-    token: Option<Arc<str>>,
+    app: Router,
     mut shutdown: watch::Receiver<ShutdownState>,
 ) {
-    let app =
-        router_with_token(state, token).layer(Extension(events::ShutdownSignal(shutdown.clone())));
+    let app = app.layer(Extension(events::ShutdownSignal(shutdown.clone())));
     let stop = async move {
         let _ = shutdown.changed().await;
     };

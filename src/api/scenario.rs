@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::error::{json, ApiError};
 use super::ApiState;
 use crate::scenario::error::ScenarioError;
+use crate::scenario::history::ReloadRecord;
 use crate::scenario::live::Reloader;
 
 /// The origin given to scenarios sent with `PUT /api/scenario` (shown in their errors).
@@ -25,6 +26,25 @@ struct ScenarioView {
     rules: usize,
     flavor: &'static str,
     file: Option<String>,
+    reloads: Vec<ReloadRecord>,
+}
+
+/// The answer of `POST /api/scenario/check`.
+#[derive(Serialize)]
+struct Check {
+    valid: bool,
+    rules: Option<usize>,
+    flavor: Option<&'static str>,
+    error: Option<CheckError>,
+}
+
+/// Where a checked scenario fails.
+#[derive(Serialize)]
+struct CheckError {
+    message: String,
+    line: usize,
+    column: usize,
+    hint: Option<String>,
 }
 
 fn reloader(state: &ApiState) -> Result<&Reloader, ApiError> {
@@ -51,6 +71,7 @@ fn view(reloader: &Reloader) -> Result<Response, ApiError> {
                 .path
                 .as_ref()
                 .map(|p| p.display().to_string()),
+            reloads: reloader.history(),
         },
     ))
 }
@@ -72,13 +93,8 @@ pub(crate) async fn get(State(state): State<ApiState>) -> Result<Response, ApiEr
     view(reloader(&state)?)
 }
 
-/// `PUT /api/scenario`: checks the TOML body and makes it live for new sessions; on error the
-/// old scenario stays live.
-pub(crate) async fn put(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+/// The TOML text of a request body sent as `application/toml` or `text/plain`.
+fn toml_text(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -103,13 +119,55 @@ pub(crate) async fn put(
         .hint("send the file with Content-Type: application/toml (or text/plain)"));
     }
     let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-    let text = std::str::from_utf8(&body).map_err(|e| {
-        ApiError::bad_request(format!("the scenario is not UTF-8: {e}"))
+    String::from_utf8(body.to_vec()).map_err(|e| {
+        ApiError::bad_request(format!("the scenario is not UTF-8: {}", e.utf8_error()))
             .hint("scenario files are UTF-8 TOML")
-    })?;
+    })
+}
+
+/// `PUT /api/scenario`: checks the TOML body and makes it live for new sessions; on error the
+/// old scenario stays live.
+pub(crate) async fn put(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let text = toml_text(&headers, body)?;
     let reloader = reloader(&state)?;
-    reloader.replace(API_ORIGIN, text).map_err(invalid)?;
+    reloader.replace(API_ORIGIN, &text).map_err(invalid)?;
     view(reloader)
+}
+
+/// `POST /api/scenario/check`: compiles the TOML body as `PUT` would, without making it live;
+/// answers whether it is valid and, if not, its first error with line and column (what the web
+/// page's editor shows as you type).
+pub(crate) async fn check(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let text = toml_text(&headers, body)?;
+    let reloader = reloader(&state)?;
+    let answer = match reloader.check(API_ORIGIN, &text) {
+        Ok(scenario) => Check {
+            valid: true,
+            rules: Some(scenario.rules.len()),
+            flavor: Some(scenario.server.flavor.as_str()),
+            error: None,
+        },
+        Err(error) => Check {
+            valid: false,
+            rules: None,
+            flavor: None,
+            error: Some(CheckError {
+                message: error.message,
+                line: error.line,
+                column: error.column,
+                hint: error.hint,
+            }),
+        },
+    };
+    Ok(json(StatusCode::OK, &answer))
 }
 
 /// `POST /api/scenario/reload`: loads the scenario file again (as SIGHUP does).

@@ -64,6 +64,8 @@ pub enum EventKind {
         rule_at: Option<String>,
         /// The catalog name of the reply.
         catalog: Option<&'static str>,
+        /// The flavor whose wording the catalog reply uses (`gmail`, `generic`…).
+        flavor: Option<&'static str>,
     },
     /// A decision that wrote no reply: the session was closed, or stopped answering.
     Silent {
@@ -182,6 +184,7 @@ impl EventKind {
             rule_name: rule.and_then(|r| r.name.clone()),
             rule_at: rule.map(RuleRef::location),
             catalog: decided.as_ref().and_then(|d| d.catalog),
+            flavor: decided.as_ref().and_then(|d| d.flavor),
         })
     }
 
@@ -210,9 +213,15 @@ pub struct EventLog {
 }
 
 impl EventLog {
+    /// How many events a live reader may be behind before it misses some (and is told so):
+    /// about a quarter of a second of a very busy server (60,000 events a second), so that a
+    /// reader that writes a batch every few tens of milliseconds keeps up. Bounded: this many
+    /// pointers, whatever the number of readers.
+    pub const LIVE_CAPACITY: usize = 16_384;
+
     /// A journal keeping the latest `capacity` events.
     pub fn new(capacity: usize) -> Self {
-        let (live, _) = broadcast::channel(1024);
+        let (live, _) = broadcast::channel(Self::LIVE_CAPACITY);
         Self {
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             capacity,
@@ -359,11 +368,12 @@ mod tests {
                 rule_name: None,
                 rule_at: None,
                 catalog: Some("user_unknown"),
+                flavor: Some("gmail"),
             },
         };
         assert_eq!(
             serde_json::to_string(&event).unwrap(),
-            r#"{"id":1,"at_ms":2,"session":3,"type":"reply","code":550,"status":"5.1.1","text":"a\nb","phase":"rcpt","rule":0,"rule_name":null,"rule_at":null,"catalog":"user_unknown"}"#
+            r#"{"id":1,"at_ms":2,"session":3,"type":"reply","code":550,"status":"5.1.1","text":"a\nb","phase":"rcpt","rule":0,"rule_name":null,"rule_at":null,"catalog":"user_unknown","flavor":"gmail"}"#
         );
     }
 

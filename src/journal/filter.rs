@@ -124,6 +124,7 @@ mod tests {
             rule_name: rule.map(|r| Arc::from(r.1)),
             rule_at: None,
             catalog,
+            flavor: None,
         }
     }
 

@@ -8,6 +8,24 @@ use std::time::Duration;
 pub const LATENCY_BUCKETS: [f64; 10] =
     [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 
+/// The main counters at one moment, for a live view (totals since the start; a reader takes the
+/// differences between two snapshots for rates).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// SMTP sessions started.
+    pub sessions: u64,
+    /// SMTP sessions open now.
+    pub sessions_open: u64,
+    /// Messages accepted.
+    pub messages: u64,
+    /// Replies sent with a 4xx code.
+    pub replies_4xx: u64,
+    /// Replies sent with a 5xx code.
+    pub replies_5xx: u64,
+    /// Refusals by a rate or connection limit.
+    pub limit_refusals: u64,
+}
+
 /// Everything counted.
 #[derive(Debug)]
 pub struct Metrics {
@@ -91,6 +109,20 @@ impl Metrics {
         }
         add(&self.latency_count, 1);
         add(&self.latency_sum_ns, elapsed.as_nanos() as u64);
+    }
+
+    /// The main counters now (a few hundred relaxed loads: cheap enough to take every second).
+    pub fn counters(&self) -> Counters {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let class = |range: std::ops::Range<usize>| self.replies[range].iter().map(load).sum();
+        Counters {
+            sessions: load(&self.sessions),
+            sessions_open: load(&self.open_sessions),
+            messages: load(&self.messages),
+            replies_4xx: class(400..500),
+            replies_5xx: class(500..600),
+            limit_refusals: load(&self.limit_refusals),
+        }
     }
 
     /// Replies sent with this code.

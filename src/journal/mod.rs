@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub use events::{Event, EventKind, EventLog};
 pub use filter::{EventFilter, EVENT_TYPES};
 pub use messages::{MessageStore, StoredMessage};
-pub use metrics::Metrics;
+pub use metrics::{Counters, Metrics};
 
 use crate::smtp::session::Message;
 use maildir::Maildir;

@@ -180,11 +180,13 @@ impl Engine {
             Outcome::Reply(spec) => Decision {
                 verdict: Verdict::Reply(self.render(spec, view, ip)),
                 catalog: spec.catalog_name(),
+                flavor: spec.flavor_name(),
                 ..Decision::CONTINUE
             },
             Outcome::Abort(spec) => Decision {
                 verdict: Verdict::Abort(self.render(spec, view, ip)),
                 catalog: spec.catalog_name(),
+                flavor: spec.flavor_name(),
                 ..Decision::CONTINUE
             },
             Outcome::Later(spec) => Decision {
@@ -478,6 +480,7 @@ impl ScenarioSession {
                                 &self.peer_ip,
                             )),
                             catalog: greylisting.reply.catalog_name(),
+                            flavor: greylisting.reply.flavor_name(),
                             delay: accepted.delay,
                             ..Decision::CONTINUE
                         });
@@ -514,6 +517,7 @@ impl ScenarioSession {
             Decision {
                 verdict: Verdict::Reply(engine.render(&spec, view, &self.peer_ip)),
                 catalog: spec.catalog_name(),
+                flavor: spec.flavor_name(),
                 limited: true,
                 ..Decision::CONTINUE
             }
@@ -585,6 +589,7 @@ impl ScenarioSession {
             Reserve::Full(_) => Ok(Some(Decision {
                 verdict: Verdict::Reply(engine.render(&limits.reply, view, &self.peer_ip)),
                 catalog: limits.reply.catalog_name(),
+                flavor: limits.reply.flavor_name(),
                 limited: true,
                 ..Decision::CONTINUE
             })),

@@ -10,6 +10,7 @@ use tracing::{error, info};
 use super::compile::Scenario;
 use super::engine::{Engine, ScenarioPolicy};
 use super::error::ScenarioError;
+use super::history::{ReloadHistory, ReloadRecord};
 use crate::clock::{OffsetClock, SharedClock};
 use crate::limits::memory::MemoryStore;
 use crate::limits::{LimitOverrides, LimitStore};
@@ -126,6 +127,7 @@ pub struct Reloader {
     options: ScenarioOptions,
     target: Arc<dyn PolicyTarget>,
     live: Arc<ArcSwap<Live>>,
+    history: Arc<ReloadHistory>,
 }
 
 impl Reloader {
@@ -148,11 +150,38 @@ impl Reloader {
 
     /// A reloader for the server behind `target`, where `live` is already installed.
     pub fn new(options: ScenarioOptions, target: Arc<dyn PolicyTarget>, live: Live) -> Self {
+        let history = ReloadHistory::default();
+        let scenario = live.policy.engine().scenario();
+        history.push(ReloadRecord::loaded(
+            options.clock.now_ms(),
+            "start",
+            &scenario.origin,
+            scenario.rules.len(),
+        ));
         Self {
             options,
             target,
             live: Arc::new(ArcSwap::from_pointee(live)),
+            history: Arc::new(history),
         }
+    }
+
+    /// The latest loads of a scenario (at start, reloads, replacements), newest first.
+    pub fn history(&self) -> Vec<ReloadRecord> {
+        self.history.list()
+    }
+
+    /// Records a load that `result` tells of.
+    fn record(&self, trigger: &'static str, result: &Result<(), ScenarioError>) {
+        let at_ms = self.options.clock.now_ms();
+        self.history.push(match result {
+            Ok(()) => {
+                let live = self.live.load();
+                let scenario = live.policy.engine().scenario();
+                ReloadRecord::loaded(at_ms, trigger, &scenario.origin, scenario.rules.len())
+            }
+            Err(error) => ReloadRecord::failed(at_ms, trigger, error),
+        });
     }
 
     /// The scenario live now (for new sessions).
@@ -184,9 +213,12 @@ impl Reloader {
 
     /// Loads the file again and makes it live for new sessions; on error the old one stays.
     pub fn reload(&self) -> Result<(), ScenarioError> {
-        let scenario = self.options.load()?;
-        self.install(scenario, read_source(&self.options), false);
-        Ok(())
+        let result = self
+            .options
+            .load()
+            .map(|scenario| self.install(scenario, read_source(&self.options), false));
+        self.record("file", &result);
+        result
     }
 
     /// Puts the command line's scenario (its file, or the built-in one) back if
@@ -203,10 +235,19 @@ impl Reloader {
     /// Makes `text` the live scenario (checked first; on error the old one stays). The file on
     /// disk, if any, is not changed: a later change of the file replaces this again.
     pub fn replace(&self, origin: &str, text: &str) -> Result<(), ScenarioError> {
+        let result = self
+            .check(origin, text)
+            .map(|scenario| self.install(scenario, Some(text.to_owned()), true));
+        self.record("api", &result);
+        result
+    }
+
+    /// Compiles `text` as [`Reloader::replace`] would, without making it live: the first error
+    /// with its line and column, or the scenario.
+    pub fn check(&self, origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
         let mut scenario = Scenario::parse(origin, text)?;
         self.options.prepare(&mut scenario);
-        self.install(scenario, Some(text.to_owned()), true);
-        Ok(())
+        Ok(scenario)
     }
 
     /// Reloads on `hangup` (SIGHUP, installed by the caller before it announces readiness) and

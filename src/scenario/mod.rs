@@ -6,6 +6,7 @@ pub mod engine;
 pub mod error;
 pub(crate) mod file;
 pub mod flavor;
+pub mod history;
 pub(crate) mod index;
 pub mod later;
 pub mod live;

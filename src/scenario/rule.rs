@@ -33,6 +33,15 @@ impl ReplySpec {
         }
     }
 
+    /// The flavor whose wording the reply uses (the generic one when the entry has no wording
+    /// of the asked flavor), for the journal.
+    pub fn flavor_name(&self) -> Option<&'static str> {
+        match self {
+            ReplySpec::Catalog { entry, flavor } => Some(entry.variant(*flavor).1.as_str()),
+            ReplySpec::Inline(_) => None,
+        }
+    }
+
     /// The reply code the spec produces.
     pub fn code(&self) -> u16 {
         match self {

@@ -127,6 +127,8 @@ pub struct Decision {
     pub rule: Option<Arc<RuleRef>>,
     /// The catalog name of the reply, for the journal.
     pub catalog: Option<&'static str>,
+    /// The flavor whose wording the catalog reply uses, for the journal.
+    pub flavor: Option<&'static str>,
     /// Whether a rate or connection limit refused (for the metrics).
     pub limited: bool,
     /// At the rcpt phase, for a recipient accepted now: what becomes of it later (a bounce, a
@@ -187,6 +189,7 @@ impl Decision {
         verdict: Verdict::Continue,
         rule: None,
         catalog: None,
+        flavor: None,
         limited: false,
         later: None,
     };

@@ -164,6 +164,36 @@ pub(crate) const SYSTEM_CAS: Tool = Tool {
     install: "apt-get install -y --no-install-recommends ca-certificates",
 };
 
+/// Debian's Chromium, which the web page's browser tests drive headless.
+pub(crate) const CHROMIUM: Tool = Tool {
+    name: "chromium",
+    program: "/usr/bin/chromium",
+    env: None,
+    probe: &[],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends chromium",
+};
+
+/// The ChromeDriver that matches Debian's Chromium.
+pub(crate) const CHROMEDRIVER: Tool = Tool {
+    name: "chromedriver",
+    program: "/usr/bin/chromedriver",
+    env: None,
+    probe: &[],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends chromium-driver",
+};
+
+/// Selenium for the system Python, which drives the browser.
+pub(crate) const SELENIUM: Tool = Tool {
+    name: "selenium",
+    program: "/usr/bin/python3",
+    env: None,
+    probe: &["-c", "import selenium"],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends python3-selenium",
+};
+
 /// How many tests of this process skipped themselves, per missing tool.
 static SKIPS: Mutex<BTreeMap<&'static str, (usize, &'static str)>> = Mutex::new(BTreeMap::new());
 static SUMMARY: Once = Once::new();

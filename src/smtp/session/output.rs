@@ -108,6 +108,8 @@ pub struct Decided {
     pub rule: Option<Arc<RuleRef>>,
     /// The catalog name of the reply.
     pub catalog: Option<&'static str>,
+    /// The flavor whose wording the catalog reply uses.
+    pub flavor: Option<&'static str>,
     /// Whether a rate or connection limit refused.
     pub limited: bool,
 }
@@ -119,6 +121,7 @@ impl Decided {
             phase,
             rule: decision.rule.clone(),
             catalog: decision.catalog,
+            flavor: decision.flavor,
             limited: decision.limited,
         }
     }
