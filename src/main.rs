@@ -14,6 +14,7 @@ use failmail::journal::JournalConfig;
 use failmail::limits::{LimitOverrides, Window};
 use failmail::scenario::catalog::Catalog;
 use failmail::scenario::compile::Scenario;
+use failmail::scenario::domains::DomainFlavors;
 use failmail::scenario::flavor::Flavor;
 use failmail::server::tls::CertificateSource;
 use failmail::server::{ServerConfig, Timeouts};
@@ -48,12 +49,20 @@ enum Commands {
     },
     /// List the reply catalog.
     Catalog {
-        /// Show this flavor's wording (generic, ovh, gmail, outlook, yahoo, postfix, exim).
+        /// Show this flavor's wording (generic, ovh, gmail, outlook, yahoo, postfix, exim,
+        /// exchange, icloud, zoho, gmx, orange, yandex, mailru).
         #[arg(long, default_value = "generic")]
         flavor: Flavor,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: CatalogFormat,
+        /// List instead which recipient domains answer in which flavor (the built-in table,
+        /// extended by the `flavor_by_domain` of `--scenario` when given).
+        #[arg(long)]
+        domains: bool,
+        /// With `--domains`: the scenario whose `flavor_by_domain` extends the table.
+        #[arg(long, requires = "domains")]
+        scenario: Option<PathBuf>,
     },
 }
 
@@ -61,6 +70,10 @@ enum Commands {
 enum LimitPreset {
     /// OVHcloud: 200 mails/hour/account, 300 mails/hour/IP.
     Ovh,
+    /// Gmail's receiving limit: 60 messages/minute per recipient mailbox.
+    Gmail,
+    /// Exchange Online's receiving limit: 3,600 messages/hour per recipient mailbox.
+    Exchange,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -81,7 +94,9 @@ struct ServeArgs {
     /// Turn magic addresses (user_unknown@…, 550-5.1.1@…) off.
     #[arg(long)]
     no_magic: bool,
-    /// Preset sending limits: `ovh` = 200 mails/hour/account and 300 mails/hour/IP.
+    /// Preset limits: `ovh` = 200 mails/hour/account and 300 mails/hour/IP (sending);
+    /// `gmail` = 60 messages/minute per recipient, `exchange` = 3,600/hour per recipient
+    /// (receiving).
     #[arg(long, value_enum)]
     limits: Option<LimitPreset>,
     /// Limit per account (AUTH identity, else MAIL FROM): MAX/WINDOW, e.g. 200/1h.
@@ -90,6 +105,12 @@ struct ServeArgs {
     /// Limit per client IP: MAX/WINDOW, e.g. 300/1h.
     #[arg(long, value_parser = Window::parse)]
     limit_ip: Option<Window>,
+    /// Receiving limit per recipient mailbox: MAX/WINDOW, e.g. 60/1m.
+    #[arg(long, value_parser = Window::parse)]
+    limit_recipient: Option<Window>,
+    /// Receiving limit per recipient domain: MAX/WINDOW, e.g. 1000/1h.
+    #[arg(long, value_parser = Window::parse)]
+    limit_recipient_domain: Option<Window>,
     /// Where limit, greylist and sequence state lives: `memory` or `redis://HOST:PORT`. With
     /// Redis, several failmail instances act as one server.
     #[arg(long, default_value = "memory")]
@@ -194,13 +215,22 @@ impl ServeArgs {
         };
         let mut limits = match self.limits {
             Some(LimitPreset::Ovh) => LimitOverrides::OVH,
+            Some(LimitPreset::Gmail) => LimitOverrides::GMAIL,
+            Some(LimitPreset::Exchange) => LimitOverrides::EXCHANGE,
             None => LimitOverrides::default(),
         };
-        if self.limit_account.is_some() {
-            limits.per_account = self.limit_account;
-        }
-        if self.limit_ip.is_some() {
-            limits.per_ip = self.limit_ip;
+        for (limit, given) in [
+            (&mut limits.per_account, self.limit_account),
+            (&mut limits.per_ip, self.limit_ip),
+            (&mut limits.per_recipient, self.limit_recipient),
+            (
+                &mut limits.per_recipient_domain,
+                self.limit_recipient_domain,
+            ),
+        ] {
+            if given.is_some() {
+                *limit = given;
+            }
         }
         Ok(AppConfig {
             server: ServerConfig {
@@ -264,7 +294,13 @@ fn main() -> anyhow::Result<()> {
         Some(Commands::Serve(args)) => *args,
         None => cli.serve,
         Some(Commands::Check { files }) => return check(&files),
-        Some(Commands::Catalog { flavor, format }) => return catalog(flavor, format),
+        Some(Commands::Catalog {
+            domains: true,
+            scenario,
+            format,
+            ..
+        }) => return domain_table(scenario.as_deref(), format),
+        Some(Commands::Catalog { flavor, format, .. }) => return catalog(flavor, format),
     };
     let threads = args
         .threads
@@ -383,6 +419,47 @@ fn catalog(flavor: Flavor, format: CatalogFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `failmail catalog --domains`: which recipient domains answer in which voice.
+fn domain_table(scenario: Option<&std::path::Path>, format: CatalogFormat) -> anyhow::Result<()> {
+    let table = match scenario {
+        Some(path) => Scenario::load(path)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .server
+            .domains
+            .clone(),
+        None => Arc::new(DomainFlavors::builtin()),
+    };
+    let text = match format {
+        CatalogFormat::Json => {
+            let rows: Vec<serde_json::Value> = table
+                .entries()
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "domain": e.domain,
+                        "flavor": e.flavor.as_str(),
+                        "origin": e.origin.as_str(),
+                    })
+                })
+                .collect();
+            serde_json::to_string_pretty(&rows)? + "\n"
+        }
+        CatalogFormat::Table => {
+            let mut text = format!("{:<24} {:<9} FROM\n", "DOMAIN", "FLAVOR");
+            for e in table.entries() {
+                text += &format!(
+                    "{:<24} {:<9} {}\n",
+                    e.domain,
+                    e.flavor.as_str(),
+                    e.origin.as_str()
+                );
+            }
+            text
+        }
+    };
+    print_out(&text)
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.

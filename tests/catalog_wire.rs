@@ -1,7 +1,7 @@
 //! Every reply of the catalog, on the wire.
 //!
 //! The expectations come from `src/scenario/catalog.toml` itself, parsed here with `toml`, not from
-//! the renderer: for every entry and every one of the seven flavors, a server runs a one-rule
+//! the renderer: for every entry and every flavor, a server runs a one-rule
 //! scenario acting at the entry's phase, a raw TCP client drives a real SMTP conversation to that
 //! phase, and the whole (multi-line) reply must be exactly `CODE-STATUS text` ... `CODE STATUS text`
 //! with the flavor's own lines (or the generic ones where the flavor has none) and every
@@ -23,9 +23,10 @@ use serde::Deserialize;
 /// The catalog data, read by the test itself.
 const CATALOG_TOML: &str = include_str!("../src/scenario/catalog.toml");
 
-/// The seven flavors, in the catalog's order.
-const FLAVORS: [&str; 7] = [
-    "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim",
+/// Every flavor, in the catalog's order.
+const FLAVORS: [&str; 14] = [
+    "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim", "exchange", "icloud", "zoho",
+    "gmx", "orange", "yandex", "mailru",
 ];
 
 /// The phases, in session order.
@@ -92,10 +93,10 @@ impl EntryFile {
     }
 }
 
-/// The `{id}` a flavor renders: Outlook's is `<ISO-8601 UTC time> <16 upper-case hex>` (as the
-/// catalog documents); the others are one token.
+/// The `{id}` a flavor renders: Outlook's and Exchange's are `<ISO-8601 UTC time> <16 upper-case
+/// hex>` (as the catalog documents); the others are one token.
 fn id_pattern(used_flavor: &str) -> &'static str {
-    if used_flavor == "outlook" {
+    if matches!(used_flavor, "outlook" | "exchange") {
         r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z [0-9A-F]{16}"
     } else {
         r"[^ \[\]]+"
@@ -262,7 +263,7 @@ fn catalog_data_is_consistent_with_the_phases() {
     }
 }
 
-/// Every entry × all seven flavors, each on its own server: the exact reply lines.
+/// Every entry × every flavor, each on its own server: the exact reply lines.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_catalog_entry_in_every_flavor_on_the_wire() {
     let entries = catalog();

@@ -14,6 +14,7 @@ use std::task::{Context, Poll, Waker};
 use super::catalog::{Catalog, ReplyContext};
 use super::compile::Scenario;
 use super::flavor::Flavor;
+use super::receiving;
 use super::rule::{Action, Outcome, ReplySpec, Rule};
 use super::settings::LimitSettings;
 use crate::clock::Clock;
@@ -98,6 +99,8 @@ impl Engine {
         for (prefix, window) in [
             (keys::ACCOUNT_PREFIX, limits.per_account),
             (keys::IP_PREFIX, limits.per_ip),
+            (keys::RECIPIENT_PREFIX, limits.per_recipient),
+            (keys::RECIPIENT_DOMAIN_PREFIX, limits.per_recipient_domain),
         ] {
             if let Some(window) = window {
                 all.extend(self.store.usage(now, prefix, window.per).await?);
@@ -190,12 +193,21 @@ impl Engine {
         }
     }
 
-    /// Renders a reply for this session.
+    /// Renders a reply for this session: in the recipient domain's voice when the reply names
+    /// no flavor of its own and the domain has one.
     pub fn render(&self, spec: &ReplySpec, view: &SessionView<'_>, ip: &PeerIp) -> Reply {
         match spec {
             ReplySpec::Inline(reply) => reply.clone(),
-            ReplySpec::Catalog { entry, flavor } => {
-                let (variant, used) = entry.variant(*flavor);
+            ReplySpec::Catalog {
+                entry,
+                flavor,
+                by_domain,
+            } => {
+                let flavor = match view.rcpt {
+                    Some(rcpt) if *by_domain => self.voice_of(rcpt, *flavor),
+                    _ => *flavor,
+                };
+                let (variant, used) = entry.variant(flavor);
                 variant.render(
                     used,
                     &ReplyContext {
@@ -212,16 +224,26 @@ impl Engine {
         }
     }
 
-    /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients.
+    /// The flavor a recipient's domain has in the table, else `fallback`.
+    fn voice_of(&self, rcpt: &str, fallback: Flavor) -> Flavor {
+        self.scenario
+            .server
+            .domains
+            .lookup_address(rcpt)
+            .unwrap_or(fallback)
+    }
+
+    /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients; without `+flavor`
+    /// in the voice of the recipient's domain, else of the server.
     fn magic(&self, phase: Phase, view: &SessionView<'_>, ip: &PeerIp) -> Option<Decision> {
+        let server = self.scenario.server.flavor;
+        let read = |rcpt: &str| magic_address(rcpt, self.voice_of(rcpt, server));
         let found = match phase {
-            Phase::Rcpt => view
-                .rcpt
-                .and_then(|rcpt| magic_address(rcpt, self.scenario.server.flavor))
-                .filter(|m| m.phase == Phase::Rcpt),
-            Phase::Data | Phase::DataEnd => view.recipients.iter().find_map(|rcpt| {
-                magic_address(rcpt, self.scenario.server.flavor).filter(|m| m.phase == phase)
-            }),
+            Phase::Rcpt => view.rcpt.and_then(read).filter(|m| m.phase == Phase::Rcpt),
+            Phase::Data | Phase::DataEnd => view
+                .recipients
+                .iter()
+                .find_map(|rcpt| read(rcpt).filter(|m| m.phase == phase)),
             _ => None,
         }?;
         Some(self.outcome(&Outcome::Reply(found.spec), view, ip))
@@ -253,7 +275,11 @@ pub fn magic_address(address: &str, default_flavor: Flavor) -> Option<Magic> {
             Phase::Rcpt
         };
         return Some(Magic {
-            spec: ReplySpec::Catalog { entry, flavor },
+            spec: ReplySpec::Catalog {
+                entry,
+                flavor,
+                by_domain: false,
+            },
             phase,
         });
     }
@@ -539,6 +565,7 @@ impl ScenarioSession {
             let spec = ReplySpec::Catalog {
                 entry,
                 flavor: engine.scenario.server.flavor,
+                by_domain: true,
             };
             Decision {
                 verdict: Verdict::Reply(engine.render(&spec, view, &self.peer_ip)),
@@ -578,23 +605,36 @@ impl ScenarioSession {
             limits.check_at
         };
         let per_transaction = limits.count == Count::Messages;
-        if phase != check_at || (per_transaction && !self.reserved.is_empty()) {
+        // A transaction counts once against per-message sending limits: at RCPT, every earlier
+        // reservation of this transaction held them.
+        let sending = phase == check_at && !(per_transaction && !self.reserved.is_empty());
+        let receiving = phase == Phase::Rcpt && receiving::any(limits);
+        if !sending && !receiving {
             return Ok(None);
         }
-        let mut checks = Vec::with_capacity(2);
-        if let Some(window) = limits.per_account {
+        let mut checks = Vec::with_capacity(4);
+        let mut replies = Vec::with_capacity(4);
+        if let (true, Some(rcpt)) = (receiving, view.rcpt) {
+            for (check, reply) in receiving::receiving_checks(limits, rcpt) {
+                checks.push(check);
+                replies.push(reply);
+            }
+        }
+        if let (true, Some(window)) = (sending, limits.per_account) {
             checks.push(LimitCheck {
                 key: keys::account_key(view.auth_user, view.mail_from),
                 max: window.max,
                 per: window.per,
             });
+            replies.push(&limits.reply);
         }
-        if let Some(window) = limits.per_ip {
+        if let (true, Some(window)) = (sending, limits.per_ip) {
             checks.push(LimitCheck {
                 key: keys::ip_key(self.peer_ip.ip(), limits.ipv6_prefix),
                 max: window.max,
                 per: window.per,
             });
+            replies.push(&limits.reply);
         }
         if checks.is_empty() {
             return Ok(None);
@@ -611,12 +651,15 @@ impl ScenarioSession {
                     .push((checks.into_iter().map(|c| c.key).collect(), token));
                 Ok(None)
             }
-            Reserve::Full(_) => Ok(Some(Decision {
-                verdict: Verdict::Reply(engine.render(&limits.reply, view, &self.peer_ip)),
-                catalog: limits.reply.catalog_name(),
-                limited: true,
-                ..Decision::CONTINUE
-            })),
+            Reserve::Full(index) => {
+                let reply = replies.get(index).copied().unwrap_or(&limits.reply);
+                Ok(Some(Decision {
+                    verdict: Verdict::Reply(engine.render(reply, view, &self.peer_ip)),
+                    catalog: reply.catalog_name(),
+                    limited: true,
+                    ..Decision::CONTINUE
+                }))
+            }
         }
     }
 

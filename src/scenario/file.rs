@@ -39,6 +39,8 @@ pub(crate) struct ServerSection {
     pub auth: Option<Spanned<String>>,
     /// Whether `user_unknown@…`-style addresses answer with their failure (default true).
     pub magic_addresses: Option<bool>,
+    /// Recipient domain (or glob) → flavor; extends the built-in table.
+    pub flavor_by_domain: Option<Spanned<toml::Table>>,
 }
 
 /// `[limits]`.
@@ -49,6 +51,10 @@ pub(crate) struct LimitsSection {
     pub per_account: Option<Spanned<LimitFile>>,
     /// Messages per client IP per window.
     pub per_ip: Option<Spanned<LimitFile>>,
+    /// Messages each recipient mailbox receives per window (checked at RCPT).
+    pub per_recipient: Option<Spanned<LimitFile>>,
+    /// Messages each recipient domain receives per window (checked at RCPT).
+    pub per_recipient_domain: Option<Spanned<LimitFile>>,
     /// Open connections per client IP.
     pub connections_per_ip: Option<u32>,
     /// Messages per connection.

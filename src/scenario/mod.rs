@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod compile;
+pub mod domains;
 pub mod engine;
 pub mod error;
 pub(crate) mod file;
@@ -10,5 +11,6 @@ pub(crate) mod index;
 pub mod live;
 pub mod pattern;
 pub(crate) mod phase_codes;
+pub(crate) mod receiving;
 pub mod rule;
 pub mod settings;
