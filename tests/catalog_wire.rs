@@ -39,7 +39,6 @@ const HOST: &str = "mx.wire.test";
 const HELO: &str = "client.example";
 const SENDER: &str = "alice@client.example";
 const RCPT: &str = "bob@dest.example";
-const DOMAIN: &str = "dest.example";
 const SENDER_DOMAIN: &str = "client.example";
 const IP: &str = "127.0.0.1";
 
@@ -106,17 +105,23 @@ fn id_pattern(used_flavor: &str) -> &'static str {
 /// One regex per expected wire line: every line `CODE-STATUS text` but the last `CODE STATUS text`,
 /// with the placeholders filled in literally and `{id}` as a wildcard.
 fn expected_lines(variant: &VariantFile, used_flavor: &str) -> Vec<Regex> {
+    expected_lines_to(variant, used_flavor, RCPT)
+}
+
+/// [`expected_lines`] for a recipient other than [`RCPT`].
+fn expected_lines_to(variant: &VariantFile, used_flavor: &str, rcpt: &str) -> Vec<Regex> {
     const ID_MARK: char = '\u{1}';
+    let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
     let count = variant.text.len().max(1);
     (0..count)
         .map(|index| {
             let text = variant.text.get(index).map(String::as_str).unwrap_or("");
             let filled = text
-                .replace("{rcpt}", RCPT)
+                .replace("{rcpt}", rcpt)
                 .replace("{sender}", SENDER)
                 .replace("{ip}", IP)
                 .replace("{host}", HOST)
-                .replace("{domain}", DOMAIN)
+                .replace("{domain}", domain)
                 .replace("{sender_domain}", SENDER_DOMAIN)
                 .replace("{helo}", HELO)
                 .replace("{id}", &ID_MARK.to_string());
@@ -460,4 +465,140 @@ async fn no_magic_accepts_every_magic_address() {
     assert_eq!(server.messages().list().len(), 1, "the message was stored");
     client.quit_221().await;
     server.shutdown().await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Each provider's voice by recipient domain
+
+/// The reply to `RCPT TO:<rcpt>` must be `flavor`'s `user_unknown`, exactly.
+async fn assert_user_unknown_in(client: &mut PlainConn, rcpt: &str, flavor: &str) {
+    let entries = catalog();
+    let (variant, used) = entry(&entries, "user_unknown").variant(flavor);
+    assert_eq!(used, flavor, "user_unknown has a {flavor} variant");
+    let reply = client.command(&format!("RCPT TO:<{rcpt}>")).await;
+    let expected = expected_lines_to(variant, used, rcpt);
+    if let Err(difference) = compare(&reply.wire, &expected) {
+        panic!("{rcpt} should answer as {flavor}: {difference}");
+    }
+}
+
+/// With no scenario at all, `user_unknown@gmail.com`, `@outlook.com` and `@yahoo.com` (and the
+/// other providers' domains) answer in their provider's wording; elsewhere the server's.
+#[tokio::test]
+async fn provider_domains_answer_in_their_voice_with_no_scenario() {
+    let mut no_scenario = config(false);
+    no_scenario.session.hostname = HOST.to_owned();
+    let server = common::start(no_scenario).await;
+    let mut client = PlainConn::ready(server.addresses().smtp).await;
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
+    for (rcpt, flavor) in [
+        ("user_unknown@gmail.com", "gmail"),
+        ("user_unknown@outlook.com", "outlook"),
+        ("user_unknown@yahoo.com", "yahoo"),
+        ("User_Unknown@Hotmail.co.uk", "outlook"),
+        ("user_unknown@aol.com", "yahoo"),
+        ("user_unknown@contoso.onmicrosoft.com", "exchange"),
+        ("user_unknown@icloud.com", "icloud"),
+        ("user_unknown@zohomail.eu", "zoho"),
+        ("user_unknown@orange.fr", "orange"),
+        ("user_unknown@yandex.ru", "yandex"),
+        ("user_unknown@mail.ru", "mailru"),
+        ("user_unknown@ovh.net", "ovh"),
+        ("user_unknown@dest.example", "generic"),
+        // A flavor named in the address wins over the domain's.
+        ("user_unknown+postfix@gmail.com", "postfix"),
+    ] {
+        assert_user_unknown_in(&mut client, rcpt, flavor).await;
+    }
+    client.quit_221().await;
+    server.shutdown().await;
+}
+
+/// `[server] flavor_by_domain` extends the table and wins over it, for magic addresses and for
+/// rules that name no flavor; a rule's own flavor wins over both.
+#[tokio::test]
+async fn flavor_by_domain_extends_and_overrides_the_table() {
+    let server = start_toml(
+        "[server]\nhostname = \"mx.wire.test\"\nflavor_by_domain = { \"gmail.com\" = \"postfix\", \"corp.example\" = \"exchange\" }\n\n\
+         [[rule]]\nrcpt = \"lost@*\"\nreply = \"user_unknown\"\n\n\
+         [[rule]]\nrcpt = \"pinned@*\"\nreply = \"user_unknown\"\nflavor = \"gmail\"\n",
+    )
+    .await;
+    let mut client = PlainConn::ready(server.addresses().smtp).await;
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
+    for (rcpt, flavor) in [
+        ("user_unknown@gmail.com", "postfix"),
+        ("user_unknown@corp.example", "exchange"),
+        ("user_unknown@googlemail.com", "gmail"),
+        ("lost@gmail.com", "postfix"),
+        ("lost@corp.example", "exchange"),
+        ("lost@yahoo.com", "yahoo"),
+        ("lost@dest.example", "generic"),
+        ("pinned@yahoo.com", "gmail"),
+    ] {
+        assert_user_unknown_in(&mut client, rcpt, flavor).await;
+    }
+    client.quit_221().await;
+    server.shutdown().await;
+}
+
+/// `failmail catalog --domains` lists the table, the scenario's entries first; a bad flavor in
+/// `flavor_by_domain` is refused with the file's position.
+#[test]
+fn catalog_domains_lists_the_table() {
+    let run = |args: &[&str]| {
+        let output = common::binary::binary_command(&[], args)
+            .output()
+            .expect("failmail runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, table, _) = run(&["catalog", "--domains"]);
+    assert!(ok);
+    for row in [
+        "gmail.com",
+        "hotmail.*",
+        "*.onmicrosoft.com",
+        "yandex.*",
+        "orange.fr",
+    ] {
+        assert!(
+            table.lines().any(|l| l.starts_with(row)),
+            "{row} in\n{table}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("corp.toml");
+    std::fs::write(
+        &file,
+        "[server]\nflavor_by_domain = { \"corp.example\" = \"exchange\" }\n",
+    )
+    .unwrap();
+    let (ok, json, _) = run(&[
+        "catalog",
+        "--domains",
+        "--format",
+        "json",
+        "--scenario",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok);
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows[0]["domain"], "corp.example");
+    assert_eq!(rows[0]["flavor"], "exchange");
+    assert_eq!(rows[0]["origin"], "scenario");
+    std::fs::write(
+        &file,
+        "[server]\nflavor_by_domain = { \"corp.example\" = \"lotus\" }\n",
+    )
+    .unwrap();
+    let (ok, _, error) = run(&["catalog", "--domains", "--scenario", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        error.contains("corp.toml:2:") && error.contains("lotus"),
+        "{error}"
+    );
 }
