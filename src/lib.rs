@@ -28,12 +28,14 @@
 //!    stores (memory, Redis) that hold limits, greylisting and sequence state.
 //! 4. [`scenario`]: scenario files, their compiler and rule index, the reply catalog, and the
 //!    engine that turns them into a policy; the live scenario and its reloads.
-//! 5. [`journal`]: what happened: events, captured messages, the Maildir, metrics.
-//! 6. [`server`]: listeners and connection tasks that only carry bytes and events between
+//! 5. [`import`]: real bounces read back into scenario rules (`failmail import`): the reply,
+//!    its phase and recipient, written as rules or magic addresses.
+//! 6. [`journal`]: what happened: events, captured messages, the Maildir, metrics.
+//! 7. [`server`]: listeners and connection tasks that only carry bytes and events between
 //!    sockets, sessions, the policy and the journal.
-//! 7. [`api`]: the HTTP routes and event stream over the journal, clock and scenario.
-//! 8. [`app`]: the one composition root, which builds the pieces above once and wires them.
-//! 9. [`testing`]: [`testing::TestServer`], failmail inside a Rust test, started through
+//! 8. [`api`]: the HTTP routes and event stream over the journal, clock and scenario.
+//! 9. [`app`]: the one composition root, which builds the pieces above once and wires them.
+//! 10. [`testing`]: [`testing::TestServer`], failmail inside a Rust test, started through
 //!    [`app`]. (`main.rs`, the command line, also starts through [`app`].)
 //!
 //! Where to look: "where is the RCPT reply decided?" — [`scenario::engine`]; "what does the
@@ -44,6 +46,7 @@ pub mod api;
 pub mod app;
 pub mod clock;
 pub mod eventual;
+pub mod import;
 pub mod journal;
 pub mod limits;
 pub mod scenario;

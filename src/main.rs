@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use failmail::app::{App, AppConfig, HttpConfig, ScenarioConfig, StateConfig};
 use failmail::clock::OffsetClock;
+use failmail::import::{emit, ImportError};
 use failmail::journal::JournalConfig;
 use failmail::limits::{LimitOverrides, Window};
 use failmail::scenario::catalog::Catalog;
@@ -46,6 +47,20 @@ enum Commands {
         /// The scenario files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Read real bounces and print a scenario whose rules reproduce each failed recipient's
+    /// reply (or add the rules to a scenario, or print magic addresses).
+    Import {
+        /// Bounces: RFC 5322 messages (DSNs and the common MTA formats), MTA log excerpts or SMTP
+        /// reply transcripts; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Add the rules to this scenario file, keeping its comments, instead of printing.
+        #[arg(long, conflicts_with = "as_magic")]
+        into: Option<PathBuf>,
+        /// Print, for each failure, a magic address that reproduces it, instead of a scenario.
+        #[arg(long)]
+        as_magic: bool,
     },
     /// List the reply catalog.
     Catalog {
@@ -294,6 +309,11 @@ fn main() -> anyhow::Result<()> {
         Some(Commands::Serve(args)) => *args,
         None => cli.serve,
         Some(Commands::Check { files }) => return check(&files),
+        Some(Commands::Import {
+            files,
+            into,
+            as_magic,
+        }) => return import(&files, into.as_deref(), as_magic),
         Some(Commands::Catalog {
             domains: true,
             scenario,
@@ -419,6 +439,59 @@ fn catalog(flavor: Flavor, format: CatalogFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `failmail import`: every bounce read (what cannot be read is said on stderr, the rest still
+/// imported), then the scenario, the scenario file updated, or the magic addresses.
+fn import(files: &[String], into: Option<&std::path::Path>, as_magic: bool) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut bounces = Vec::new();
+    for file in files {
+        let mut raw = Vec::new();
+        let limit = failmail::import::MAX_BOUNCE_BYTES as u64;
+        let read = if file == "-" {
+            std::io::stdin().lock().take(limit).read_to_end(&mut raw)
+        } else {
+            std::fs::File::open(file).and_then(|f| f.take(limit).read_to_end(&mut raw))
+        };
+        let bounce = read
+            .map_err(|source| ImportError::Read {
+                file: file.clone(),
+                source,
+            })
+            .and_then(|_| failmail::import::read_bounce(file, &raw));
+        match bounce {
+            Ok(bounce) => {
+                for problem in &bounce.problems {
+                    eprintln!("{file}: {problem}");
+                }
+                bounces.push(bounce);
+            }
+            Err(error) => eprintln!("{error}"),
+        }
+    }
+    if bounces.is_empty() {
+        anyhow::bail!("nothing imported from {} file(s)", files.len());
+    }
+    let (text, problems) = match (into, as_magic) {
+        (_, true) => (
+            emit::magic_addresses(&bounces).join("\n") + "\n",
+            Vec::new(),
+        ),
+        (Some(path), false) => {
+            let origin = path.display().to_string();
+            let existing =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {origin}"))?;
+            let (text, problems) = emit::add_to_scenario(&origin, &existing, &bounces)?;
+            std::fs::write(path, text).with_context(|| format!("cannot write {origin}"))?;
+            (String::new(), problems)
+        }
+        (None, false) => emit::new_scenario(&bounces),
+    };
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    print_out(&text)
 }
 
 /// `failmail catalog --domains`: which recipient domains answer in which voice.

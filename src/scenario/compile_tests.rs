@@ -1,6 +1,7 @@
 //! Loading scenario files: good ones compile, bad ones name line and column.
 
 use super::*;
+use crate::limits::Window;
 
 fn error(source: &str) -> ScenarioError {
     Scenario::parse("test.toml", source).expect_err("the scenario should be refused")
