@@ -360,3 +360,102 @@ fn the_check_catches_a_wrong_reply() {
         assert!(check(&record, &reply(&[wrong]), raw).is_err(), "{wrong}");
     }
 }
+
+/// What `failmail import` cannot read is named on stderr with its file and why, and the rest is
+/// still imported; `--into` adds the rules to a scenario and keeps its comments; `--as-magic`
+/// reads standard input (`-`) and names a magic address where the catalog has the very reply.
+#[tokio::test]
+async fn the_command_line_reads_what_it_can_and_says_what_it_cannot() {
+    let good = Path::new(FIXTURES).join("sisimai/rhost-apple-01.eml");
+    let no_reply = Path::new(FIXTURES).join("sisimai/qmail-07.eml");
+    let files = [
+        good.to_str().unwrap(),
+        no_reply.to_str().unwrap(),
+        "/nonexistent/bounce.eml",
+    ];
+    let mut args = vec!["import"];
+    args.extend(files);
+    let output = run_tool(
+        binary_command(&[], &args),
+        "failmail import",
+        Duration::from_secs(30),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("qmail-07.eml: it quotes no SMTP failure reply"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/nonexistent/bounce.eml: cannot read it"),
+        "{stderr}"
+    );
+    let scenario = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        scenario.contains("rcpt = \"kijitora@example.jp\""),
+        "{scenario}"
+    );
+    assert!(
+        scenario.contains("text = [\"recipient no longer on server: kijitora@example.jp\"]"),
+        "{scenario}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let into = dir.path().join("mine.toml");
+    let mine = "# my own scenario\n[server]\nhostname = \"mx.mine.test\" # stays\n";
+    std::fs::write(&into, mine).unwrap();
+    let args = [
+        "import",
+        good.to_str().unwrap(),
+        "--into",
+        into.to_str().unwrap(),
+    ];
+    let output = run_tool(
+        binary_command(&[], &args),
+        "failmail import --into",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let updated = std::fs::read_to_string(&into).unwrap();
+    assert!(updated.starts_with(mine), "{updated}");
+    assert!(
+        updated.contains("[[rule]]") && updated.contains("5.1.6"),
+        "{updated}"
+    );
+
+    let mut command = binary_command(&[], &["import", "--as-magic", "-"]);
+    let transcript = "<a@gmail.com>: host gmail-smtp-in.l.google.com said:\n550-5.1.1 The email account that you tried to reach does not exist. Please try\n550-5.1.1 double-checking the recipient's email address for typos or\n550-5.1.1 unnecessary spaces. Learn more at\n550 5.1.1  https://support.google.com/mail/?p=NoSuchUser abc - gsmtp\n";
+    let input = dir.path().join("transcript.txt");
+    std::fs::write(&input, transcript).unwrap();
+    command.stdin(std::fs::File::open(&input).unwrap());
+    let output = run_tool(
+        command,
+        "failmail import --as-magic -",
+        Duration::from_secs(30),
+    )
+    .await;
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        printed.trim(),
+        "-: a@gmail.com: user_unknown+gmail@gmail.com (the same code, status and text)"
+    );
+
+    let output = run_tool(
+        binary_command(&[], &["import", no_reply.to_str().unwrap()]),
+        "failmail import",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!output.status.success(), "nothing imported is a failure");
+}
