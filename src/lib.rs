@@ -36,7 +36,7 @@
 //! 8. [`api`]: the HTTP routes and event stream over the journal, clock and scenario.
 //! 9. [`app`]: the one composition root, which builds the pieces above once and wires them.
 //! 10. [`testing`]: [`testing::TestServer`], failmail inside a Rust test, started through
-//!    [`app`]. (`main.rs`, the command line, also starts through [`app`].)
+//!     [`app`]. (`main.rs`, the command line, also starts through [`app`].)
 //!
 //! Where to look: "where is the RCPT reply decided?" — [`scenario::engine`]; "what does the
 //! server say on its own?" — [`smtp::session`] and [`smtp::reply::fixed`]; "where do I add a

@@ -212,22 +212,8 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn into_config(self) -> anyhow::Result<AppConfig> {
-        let certificate = match (self.no_tls, self.tls_cert, self.tls_key) {
-            (true, _, _) => None,
-            (false, Some(cert), Some(key)) => Some(CertificateSource::Files { cert, key }),
-            _ => Some(CertificateSource::Development),
-        };
-        let state = if self.state == "memory" {
-            StateConfig::Memory
-        } else if self.state.starts_with("redis://") || self.state.starts_with("rediss://") {
-            StateConfig::Redis(self.state)
-        } else {
-            anyhow::bail!(
-                "--state is `memory` or a redis:// URL, not {:?}",
-                self.state
-            );
-        };
+    /// The preset's limits, each one replaced by its own flag when given.
+    fn limit_overrides(&self) -> LimitOverrides {
         let mut limits = match self.limits {
             Some(LimitPreset::Ovh) => LimitOverrides::OVH,
             Some(LimitPreset::Gmail) => LimitOverrides::GMAIL,
@@ -247,6 +233,26 @@ impl ServeArgs {
                 *limit = given;
             }
         }
+        limits
+    }
+
+    fn into_config(self) -> anyhow::Result<AppConfig> {
+        let limits = self.limit_overrides();
+        let certificate = match (self.no_tls, self.tls_cert, self.tls_key) {
+            (true, _, _) => None,
+            (false, Some(cert), Some(key)) => Some(CertificateSource::Files { cert, key }),
+            _ => Some(CertificateSource::Development),
+        };
+        let state = if self.state == "memory" {
+            StateConfig::Memory
+        } else if self.state.starts_with("redis://") || self.state.starts_with("rediss://") {
+            StateConfig::Redis(self.state)
+        } else {
+            anyhow::bail!(
+                "--state is `memory` or a redis:// URL, not {:?}",
+                self.state
+            );
+        };
         Ok(AppConfig {
             server: ServerConfig {
                 smtp: self.smtp,

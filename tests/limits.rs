@@ -1023,7 +1023,7 @@ fn binary_refuses_bad_limit_flags() {
             "x/1h",
             "the maximum must be a whole number of at least 1",
         ),
-        ("--limits", "gmail", "invalid value 'gmail' for '--limits"),
+        ("--limits", "yahoo", "invalid value 'yahoo' for '--limits"),
     ] {
         let output = binary_command(&[], &LOOPBACK)
             .args([flag, value])

@@ -33,7 +33,7 @@ fn what_is_not_a_bounce_is_said_so() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.starts_with("note.txt: no failed recipient"),
+        error.starts_with("note.txt: it quotes no SMTP failure reply"),
         "{error}"
     );
     let error = read_bounce("dns.eml", b"Content-Type: multipart/report; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nFinal-Recipient: rfc822; c@x\r\nAction: failed\r\nStatus: 5.4.4\r\nDiagnostic-Code: X-Postfix; Host not found\r\n--B--\r\n").unwrap_err().to_string();

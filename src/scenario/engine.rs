@@ -607,7 +607,7 @@ impl ScenarioSession {
         let per_transaction = limits.count == Count::Messages;
         // A transaction counts once against per-message sending limits: at RCPT, every earlier
         // reservation of this transaction held them.
-        let sending = phase == check_at && !(per_transaction && !self.reserved.is_empty());
+        let sending = phase == check_at && (!per_transaction || self.reserved.is_empty());
         let receiving = phase == Phase::Rcpt && receiving::any(limits);
         if !sending && !receiving {
             return Ok(None);
