@@ -482,6 +482,17 @@ async fn assert_user_unknown_in(client: &mut PlainConn, rcpt: &str, flavor: &str
     }
 }
 
+/// One transaction that asks for every `(recipient, flavor)`: each gets `flavor`'s
+/// `user_unknown`.
+async fn assert_voices(server: &RunningApp, cases: &[(&str, &str)]) {
+    let mut client = PlainConn::ready(server.addresses().smtp).await;
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
+    for (rcpt, flavor) in cases {
+        assert_user_unknown_in(&mut client, rcpt, flavor).await;
+    }
+    client.quit_221().await;
+}
+
 /// With no scenario at all, `user_unknown@gmail.com`, `@outlook.com` and `@yahoo.com` (and the
 /// other providers' domains) answer in their provider's wording; elsewhere the server's.
 #[tokio::test]
@@ -489,28 +500,27 @@ async fn provider_domains_answer_in_their_voice_with_no_scenario() {
     let mut no_scenario = config(false);
     no_scenario.session.hostname = HOST.to_owned();
     let server = common::start(no_scenario).await;
-    let mut client = PlainConn::ready(server.addresses().smtp).await;
-    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
-    for (rcpt, flavor) in [
-        ("user_unknown@gmail.com", "gmail"),
-        ("user_unknown@outlook.com", "outlook"),
-        ("user_unknown@yahoo.com", "yahoo"),
-        ("User_Unknown@Hotmail.co.uk", "outlook"),
-        ("user_unknown@aol.com", "yahoo"),
-        ("user_unknown@contoso.onmicrosoft.com", "exchange"),
-        ("user_unknown@icloud.com", "icloud"),
-        ("user_unknown@zohomail.eu", "zoho"),
-        ("user_unknown@orange.fr", "orange"),
-        ("user_unknown@yandex.ru", "yandex"),
-        ("user_unknown@mail.ru", "mailru"),
-        ("user_unknown@ovh.net", "ovh"),
-        ("user_unknown@dest.example", "generic"),
-        // A flavor named in the address wins over the domain's.
-        ("user_unknown+postfix@gmail.com", "postfix"),
-    ] {
-        assert_user_unknown_in(&mut client, rcpt, flavor).await;
-    }
-    client.quit_221().await;
+    assert_voices(
+        &server,
+        &[
+            ("user_unknown@gmail.com", "gmail"),
+            ("user_unknown@outlook.com", "outlook"),
+            ("user_unknown@yahoo.com", "yahoo"),
+            ("User_Unknown@Hotmail.co.uk", "outlook"),
+            ("user_unknown@aol.com", "yahoo"),
+            ("user_unknown@contoso.onmicrosoft.com", "exchange"),
+            ("user_unknown@icloud.com", "icloud"),
+            ("user_unknown@zohomail.eu", "zoho"),
+            ("user_unknown@orange.fr", "orange"),
+            ("user_unknown@yandex.ru", "yandex"),
+            ("user_unknown@mail.ru", "mailru"),
+            ("user_unknown@ovh.net", "ovh"),
+            ("user_unknown@dest.example", "generic"),
+            // A flavor named in the address wins over the domain's.
+            ("user_unknown+postfix@gmail.com", "postfix"),
+        ],
+    )
+    .await;
     server.shutdown().await;
 }
 
@@ -524,21 +534,20 @@ async fn flavor_by_domain_extends_and_overrides_the_table() {
          [[rule]]\nrcpt = \"pinned@*\"\nreply = \"user_unknown\"\nflavor = \"gmail\"\n",
     )
     .await;
-    let mut client = PlainConn::ready(server.addresses().smtp).await;
-    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
-    for (rcpt, flavor) in [
-        ("user_unknown@gmail.com", "postfix"),
-        ("user_unknown@corp.example", "exchange"),
-        ("user_unknown@googlemail.com", "gmail"),
-        ("lost@gmail.com", "postfix"),
-        ("lost@corp.example", "exchange"),
-        ("lost@yahoo.com", "yahoo"),
-        ("lost@dest.example", "generic"),
-        ("pinned@yahoo.com", "gmail"),
-    ] {
-        assert_user_unknown_in(&mut client, rcpt, flavor).await;
-    }
-    client.quit_221().await;
+    assert_voices(
+        &server,
+        &[
+            ("user_unknown@gmail.com", "postfix"),
+            ("user_unknown@corp.example", "exchange"),
+            ("user_unknown@googlemail.com", "gmail"),
+            ("lost@gmail.com", "postfix"),
+            ("lost@corp.example", "exchange"),
+            ("lost@yahoo.com", "yahoo"),
+            ("lost@dest.example", "generic"),
+            ("pinned@yahoo.com", "gmail"),
+        ],
+    )
+    .await;
     server.shutdown().await;
 }
 

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::binary::{binary_command, run_tool, start_binary_with};
+use common::binary::{binary_command, run_tool, run_tool_ok, start_binary_with};
 use common::{PlainConn, Reply};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bounces");
@@ -63,12 +63,7 @@ async fn sisimai(files: &[PathBuf]) -> Vec<SisimaiRecord> {
     common::require_tool("/usr/share/perl5/Sisimai.pm", "libsisimai-perl");
     let mut command = Command::new("/usr/bin/perl");
     command.arg(SISIMAI_SCRIPT).args(files);
-    let output = run_tool(command, "sisimai", Duration::from_secs(120)).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_tool_ok(command, "sisimai", Duration::from_secs(120)).await;
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| {
@@ -90,13 +85,7 @@ async fn sisimai(files: &[PathBuf]) -> Vec<SisimaiRecord> {
 /// `failmail import FILE`: the scenario it prints.
 async fn import(file: &Path) -> String {
     let command = binary_command(&[], &["import", file.to_str().unwrap()]);
-    let output = run_tool(command, "failmail import", Duration::from_secs(30)).await;
-    assert!(
-        output.status.success(),
-        "failmail import {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_tool_ok(command, "failmail import", Duration::from_secs(30)).await;
     String::from_utf8(output.stdout).expect("UTF-8 scenario")
 }
 
@@ -375,31 +364,22 @@ async fn the_command_line_reads_what_it_can_and_says_what_it_cannot() {
     ];
     let mut args = vec!["import"];
     args.extend(files);
-    let output = run_tool(
-        binary_command(&[], &args),
-        "failmail import",
-        Duration::from_secs(30),
-    )
-    .await;
+    let output = import_with(binary_command(&[], &args)).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("qmail-07.eml: it quotes no SMTP failure reply"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("/nonexistent/bounce.eml: cannot read it"),
-        "{stderr}"
-    );
+    for said in [
+        "qmail-07.eml: it quotes no SMTP failure reply",
+        "/nonexistent/bounce.eml: cannot read it",
+    ] {
+        assert!(stderr.contains(said), "{stderr}");
+    }
     let scenario = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        scenario.contains("rcpt = \"kijitora@example.jp\""),
-        "{scenario}"
-    );
-    assert!(
-        scenario.contains("text = [\"recipient no longer on server: kijitora@example.jp\"]"),
-        "{scenario}"
-    );
+    for rule_part in [
+        "rcpt = \"kijitora@example.jp\"",
+        "text = [\"recipient no longer on server: kijitora@example.jp\"]",
+    ] {
+        assert!(scenario.contains(rule_part), "{scenario}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let into = dir.path().join("mine.toml");
@@ -411,17 +391,10 @@ async fn the_command_line_reads_what_it_can_and_says_what_it_cannot() {
         "--into",
         into.to_str().unwrap(),
     ];
-    let output = run_tool(
-        binary_command(&[], &args),
-        "failmail import --into",
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(import_with(binary_command(&[], &args))
+        .await
+        .status
+        .success());
     let updated = std::fs::read_to_string(&into).unwrap();
     assert!(updated.starts_with(mine), "{updated}");
     assert!(
@@ -434,28 +407,17 @@ async fn the_command_line_reads_what_it_can_and_says_what_it_cannot() {
     let input = dir.path().join("transcript.txt");
     std::fs::write(&input, transcript).unwrap();
     command.stdin(std::fs::File::open(&input).unwrap());
-    let output = run_tool(
-        command,
-        "failmail import --as-magic -",
-        Duration::from_secs(30),
-    )
-    .await;
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = import_with(command).await;
     assert_eq!(
-        printed.trim(),
+        String::from_utf8_lossy(&output.stdout).trim(),
         "-: a@gmail.com: user_unknown+gmail@gmail.com (the same code, status and text)"
     );
 
-    let output = run_tool(
-        binary_command(&[], &["import", no_reply.to_str().unwrap()]),
-        "failmail import",
-        Duration::from_secs(30),
-    )
-    .await;
+    let output = import_with(binary_command(&[], &["import", no_reply.to_str().unwrap()])).await;
     assert!(!output.status.success(), "nothing imported is a failure");
+}
+
+/// Runs a `failmail import` command (bounded), whatever its exit status.
+async fn import_with(command: Command) -> std::process::Output {
+    run_tool(command, "failmail import", Duration::from_secs(30)).await
 }

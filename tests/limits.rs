@@ -239,6 +239,17 @@ async fn serve(config: AppConfig, origin: &str, text: &str) -> Instance {
     }
 }
 
+/// Starts a server for the scenario `text` (named `origin`), with the memory store, the real
+/// clock and no command-line limits.
+async fn serve_in_memory(origin: &str, text: &str) -> Instance {
+    let config = options(
+        Arc::new(OffsetClock::new()),
+        Arc::new(MemoryStore::new()),
+        LimitOverrides::default(),
+    );
+    serve(config, origin, text).await
+}
+
 /// Starts a server for the built-in scenario with the command line's limits.
 async fn serve_builtin(config: AppConfig) -> Instance {
     Instance {
@@ -921,12 +932,7 @@ async fn connection_cap_holds_across_a_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn count_recipient_reserves_one_use_per_rcpt() {
-    let server = serve(
-        options(
-            Arc::new(OffsetClock::new()),
-            Arc::new(MemoryStore::new()),
-            LimitOverrides::default(),
-        ),
+    let server = serve_in_memory(
         "recipients.toml",
         "[limits]\nper_account = { max = 5, per = \"1h\" }\ncount = \"recipient\"\n",
     )
@@ -1267,12 +1273,7 @@ for_each_store! {
 /// limit takes no sending use.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn receiving_limits_from_the_scenario_share_the_reservation() {
-    let server = serve(
-        options(
-            Arc::new(OffsetClock::new()),
-            Arc::new(MemoryStore::new()),
-            LimitOverrides::default(),
-        ),
+    let server = serve_in_memory(
         "receiving.toml",
         "[limits]\nper_ip = { max = 10, per = \"1h\" }\ncount = \"recipient\"\n\
          per_recipient = { max = 2, per = \"1h\" }\nper_recipient_domain = { max = 5, per = \"1h\" }\n",

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use common::binary::run_tool;
+use common::binary::run_tool_ok;
 use serde::Deserialize;
 
 const CATALOG_TOML: &str = include_str!("../src/scenario/catalog.toml");
@@ -20,23 +20,38 @@ const TABLE_TOML: &str = include_str!("sisimai/reasons.toml");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sisimai/reasons.pl");
 const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
 
-#[derive(Deserialize)]
-struct CatalogFile {
-    entry: Vec<EntryFile>,
-}
-
-#[derive(Deserialize)]
-struct EntryFile {
-    name: String,
-    flavor: BTreeMap<String, VariantFile>,
-}
-
-#[derive(Deserialize)]
-struct VariantFile {
-    code: u16,
+/// One catalog reply, read from the data with `toml::Value` (not the golden test's structs).
+struct CatalogReply {
+    entry: String,
+    flavor: String,
+    code: i64,
     status: String,
     text: Vec<String>,
     source: String,
+}
+
+/// Every reply of `catalog.toml`, in catalog order.
+fn catalog_replies() -> Vec<CatalogReply> {
+    let data: toml::Value = toml::from_str(CATALOG_TOML).expect("catalog.toml");
+    let mut replies = Vec::new();
+    for entry in data["entry"].as_array().expect("entries") {
+        let name = entry["name"].as_str().expect("a name");
+        for (flavor, variant) in entry["flavor"].as_table().expect("flavors") {
+            let text = variant["text"].as_array().expect("text lines");
+            replies.push(CatalogReply {
+                entry: name.to_owned(),
+                flavor: flavor.clone(),
+                code: variant["code"].as_integer().expect("a code"),
+                status: variant["status"].as_str().expect("a status").to_owned(),
+                text: text
+                    .iter()
+                    .map(|l| l.as_str().unwrap_or("").to_owned())
+                    .collect(),
+                source: variant["source"].as_str().expect("a source").to_owned(),
+            });
+        }
+    }
+    replies
 }
 
 #[derive(Deserialize)]
@@ -56,7 +71,7 @@ struct Disagreement {
 }
 
 /// The reply as it goes on the wire, on one line, placeholders filled as the server fills them.
-fn wire_text(variant: &VariantFile) -> String {
+fn wire_text(variant: &CatalogReply) -> String {
     let mut text = variant.text.join(" ");
     for (placeholder, value) in [
         ("{rcpt}", "bob@dest.example"),
@@ -85,17 +100,12 @@ async fn sisimai_reasons(replies: &[(String, String)]) -> BTreeMap<String, Strin
     command
         .arg(SCRIPT)
         .stdin(std::fs::File::open(&input).unwrap());
-    let output = run_tool(
+    let output = run_tool_ok(
         command,
         "the Sisimai reason matcher",
         Duration::from_secs(60),
     )
     .await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| l.split_once('\t'))
@@ -115,57 +125,56 @@ fn figure(agree: usize, total: usize, sourced_agree: usize, sourced: usize) -> S
 
 #[tokio::test]
 async fn sisimai_reads_every_reply_as_its_name_intends_or_the_table_says_why_not() {
-    let catalog: CatalogFile = toml::from_str(CATALOG_TOML).expect("catalog.toml");
+    let catalog = catalog_replies();
     let table: Table = toml::from_str(TABLE_TOML).expect("tests/sisimai/reasons.toml");
-    let mut replies = Vec::new();
-    for entry in &catalog.entry {
-        assert!(
-            table.intended.contains_key(&entry.name),
-            "reasons.toml: no intended reason for {}",
-            entry.name
-        );
-        for (flavor, variant) in &entry.flavor {
-            replies.push((format!("{}/{flavor}", entry.name), wire_text(variant)));
-        }
-    }
-    let read = sisimai_reasons(&replies).await;
-    assert_eq!(read.len(), replies.len(), "a reason for every reply");
+    let keyed: Vec<(String, String)> = catalog
+        .iter()
+        .map(|r| (format!("{}/{}", r.entry, r.flavor), wire_text(r)))
+        .collect();
+    let read = sisimai_reasons(&keyed).await;
+    assert_eq!(read.len(), keyed.len(), "a reason for every reply");
     let (mut agree, mut sourced, mut sourced_agree) = (0, 0, 0);
     let mut problems = Vec::new();
     let mut listed: Vec<&Disagreement> = table.disagreement.iter().collect();
-    for entry in &catalog.entry {
-        let intended = &table.intended[&entry.name];
-        for (flavor, variant) in &entry.flavor {
-            let reason = &read[&format!("{}/{flavor}", entry.name)];
-            let own = flavor == "generic" || variant.source.contains("failmail wording");
-            if !own {
-                sourced += 1;
+    for reply in &catalog {
+        let Some(intended) = table.intended.get(&reply.entry) else {
+            problems.push(format!(
+                "reasons.toml: no intended reason for {}",
+                reply.entry
+            ));
+            continue;
+        };
+        let reason = &read[&format!("{}/{}", reply.entry, reply.flavor)];
+        let own = reply.flavor == "generic" || reply.source.contains("failmail wording");
+        sourced += usize::from(!own);
+        let position = listed
+            .iter()
+            .position(|d| d.entry == reply.entry && d.flavor == reply.flavor);
+        let expected = Disagreement {
+            entry: reply.entry.clone(),
+            flavor: reply.flavor.clone(),
+            sisimai: reason.clone(),
+            own,
+            source: reply.source.clone(),
+        };
+        match (reason == intended, position) {
+            (true, None) => {
+                agree += 1;
+                sourced_agree += usize::from(!own);
             }
-            let position = listed
-                .iter()
-                .position(|d| d.entry == entry.name && &d.flavor == flavor);
-            match (reason == intended, position) {
-                (true, None) => {
-                    agree += 1;
-                    sourced_agree += usize::from(!own);
-                }
-                (true, Some(_)) => problems.push(format!("{}/{flavor}: listed, but Sisimai now reads {reason} as intended", entry.name)),
-                (false, None) => problems.push(format!(
-                    "{}/{flavor}: Sisimai reads {reason:?}, {intended:?} is intended: list it with its source ({:?})",
-                    entry.name, variant.source
-                )),
-                (false, Some(at)) => {
-                    let record = listed.remove(at);
-                    let expected = Disagreement {
-                        entry: entry.name.clone(),
-                        flavor: flavor.clone(),
-                        sisimai: reason.clone(),
-                        own,
-                        source: variant.source.clone(),
-                    };
-                    if *record != expected {
-                        problems.push(format!("{record:?} should read {expected:?}"));
-                    }
+            (true, Some(_)) => problems.push(format!(
+                "{}/{}: listed, but Sisimai now reads {reason} as intended",
+                reply.entry, reply.flavor
+            )),
+            (false, None) => problems.push(format!(
+                "{}/{}: Sisimai reads {reason:?} where {intended:?} is intended: list it \
+                 (with its source) in tests/sisimai/reasons.toml: {expected:?}",
+                reply.entry, reply.flavor
+            )),
+            (false, Some(at)) => {
+                let record = listed.remove(at);
+                if *record != expected {
+                    problems.push(format!("{record:?} should read {expected:?}"));
                 }
             }
         }
@@ -176,7 +185,7 @@ async fn sisimai_reads_every_reply_as_its_name_intends_or_the_table_says_why_not
             stale.entry, stale.flavor
         ));
     }
-    let sentence = figure(agree, replies.len(), sourced_agree, sourced);
+    let sentence = figure(agree, catalog.len(), sourced_agree, sourced);
     eprintln!("{sentence}");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let readme = std::fs::read_to_string(README).expect("README.md");

@@ -5,29 +5,33 @@
 
 use super::rule::ReplySpec;
 use super::settings::LimitSettings;
-use crate::limits::{keys, LimitCheck};
+use crate::limits::{keys, LimitCheck, Window};
 
 /// The receiving checks for `rcpt`, each with the reply that refuses it when its window is full.
 pub(crate) fn receiving_checks<'a>(
     limits: &'a LimitSettings,
     rcpt: &str,
 ) -> impl Iterator<Item = (LimitCheck, &'a ReplySpec)> + 'a {
-    let mailbox = limits.per_recipient.map(|window| {
-        let check = LimitCheck {
-            key: keys::recipient_key(rcpt),
-            max: window.max,
-            per: window.per,
-        };
-        (check, &limits.recipient_reply)
-    });
-    let domain = limits.per_recipient_domain.map(|window| {
-        let check = LimitCheck {
-            key: keys::recipient_domain_key(rcpt),
-            max: window.max,
-            per: window.per,
-        };
-        (check, &limits.domain_reply)
-    });
+    let check = |window: Option<Window>, key: fn(&str) -> String, reply: &'a ReplySpec| {
+        window.map(|window| {
+            let check = LimitCheck {
+                key: key(rcpt),
+                max: window.max,
+                per: window.per,
+            };
+            (check, reply)
+        })
+    };
+    let mailbox = check(
+        limits.per_recipient,
+        keys::recipient_key,
+        &limits.recipient_reply,
+    );
+    let domain = check(
+        limits.per_recipient_domain,
+        keys::recipient_domain_key,
+        &limits.domain_reply,
+    );
     mailbox.into_iter().chain(domain)
 }
 
