@@ -30,16 +30,18 @@
 //!    stores (memory, Redis) that hold limits, greylisting and sequence state.
 //! 4. [`scenario`]: scenario files, their compiler and rule index, the reply catalog, and the
 //!    engine that turns them into a policy; the live scenario and its reloads.
-//! 5. [`journal`], [`bounces`]: what happened: events, captured messages, the Maildir,
+//! 5. [`import`]: real bounces read back into scenario rules (`failmail import`): the reply,
+//!    its phase and recipient, written as rules or magic addresses.
+//! 6. [`journal`], [`bounces`]: what happened: events, captured messages, the Maildir,
 //!    metrics; and the later notifications (RFC 3464 DSNs, complaints, auto-replies) scheduled
 //!    on the clock and stored through the journal (the journal never uses bounces).
-//! 6. [`server`]: listeners and connection tasks that only carry bytes and events between
+//! 7. [`server`]: listeners and connection tasks that only carry bytes and events between
 //!    sockets, sessions, the policy and the journal.
-//! 7. [`api`]: the HTTP routes and event stream over the journal, clock and scenario.
-//! 8. [`web`]: the web page at `/`: files compiled into the binary that watch and steer the
+//! 8. [`api`]: the HTTP routes and event stream over the journal, clock and scenario.
+//! 9. [`web`]: the web page at `/`: files compiled into the binary that watch and steer the
 //!    server only through the API under `/api`.
-//! 9. [`app`]: the one composition root, which builds the pieces above once and wires them.
-//! 10. [`testing`]: [`testing::TestServer`], failmail inside a Rust test, started through
+//! 10. [`app`]: the one composition root, which builds the pieces above once and wires them.
+//! 11. [`testing`]: [`testing::TestServer`], failmail inside a Rust test, started through
 //!     [`app`]. (`main.rs`, the command line, also starts through [`app`].)
 //!
 //! Where to look: "where is the RCPT reply decided?" — [`scenario::engine`]; "what does the
@@ -51,6 +53,7 @@ pub mod app;
 pub mod bounces;
 pub mod clock;
 pub mod eventual;
+pub mod import;
 pub mod journal;
 pub mod limits;
 pub mod scenario;

@@ -11,10 +11,12 @@ use std::sync::Arc;
 use failmail::app::{App, AppConfig, HttpConfig, ScenarioConfig, StateConfig};
 use failmail::bounces::{BounceConfig, ForwardConfig};
 use failmail::clock::OffsetClock;
+use failmail::import::{emit, ImportError};
 use failmail::journal::JournalConfig;
 use failmail::limits::{LimitOverrides, Window};
 use failmail::scenario::catalog::Catalog;
 use failmail::scenario::compile::Scenario;
+use failmail::scenario::domains::DomainFlavors;
 use failmail::scenario::flavor::Flavor;
 use failmail::server::tls::CertificateSource;
 use failmail::server::{ServerConfig, Timeouts};
@@ -54,14 +56,36 @@ enum Commands {
         #[arg(long, default_value = "127.0.0.1:8025")]
         http: SocketAddr,
     },
+    /// Read real bounces and print a scenario whose rules reproduce each failed recipient's
+    /// reply (or add the rules to a scenario, or print magic addresses).
+    Import {
+        /// Bounces: RFC 5322 messages (DSNs and the common MTA formats), MTA log excerpts or SMTP
+        /// reply transcripts; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Add the rules to this scenario file, keeping its comments, instead of printing.
+        #[arg(long, conflicts_with = "as_magic")]
+        into: Option<PathBuf>,
+        /// Print, for each failure, a magic address that reproduces it, instead of a scenario.
+        #[arg(long)]
+        as_magic: bool,
+    },
     /// List the reply catalog.
     Catalog {
-        /// Show this flavor's wording (generic, ovh, gmail, outlook, yahoo, postfix, exim).
+        /// Show this flavor's wording (generic, ovh, gmail, outlook, yahoo, postfix, exim,
+        /// exchange, icloud, zoho, gmx, orange, yandex, mailru).
         #[arg(long, default_value = "generic")]
         flavor: Flavor,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: CatalogFormat,
+        /// List instead which recipient domains answer in which flavor (the built-in table,
+        /// extended by the `flavor_by_domain` of `--scenario` when given).
+        #[arg(long)]
+        domains: bool,
+        /// With `--domains`: the scenario whose `flavor_by_domain` extends the table.
+        #[arg(long, requires = "domains")]
+        scenario: Option<PathBuf>,
     },
 }
 
@@ -71,6 +95,10 @@ enum LimitPreset {
     Ovh,
     /// No per-account or per-IP limit, whatever the scenario says.
     None,
+    /// Gmail's receiving limit: 60 messages/minute per recipient mailbox.
+    Gmail,
+    /// Exchange Online's receiving limit: 3,600 messages/hour per recipient mailbox.
+    Exchange,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -91,9 +119,10 @@ struct ServeArgs {
     /// Turn magic addresses (user_unknown@…, 550-5.1.1@…) off.
     #[arg(long)]
     no_magic: bool,
-    /// Sending limits. Without this flag: OVHcloud's (200 mails/hour/account, 300
-    /// mails/hour/IP) unless the scenario has a [limits] section. `ovh`: OVHcloud's whatever the
-    /// scenario says; `none`: no per-account or per-IP limit.
+    /// Preset limits. Without this flag: OVHcloud's sending limits (200 mails/hour/account,
+    /// 300 mails/hour/IP) unless the scenario has a [limits] section. `ovh`: OVHcloud's whatever
+    /// the scenario says; `none`: no limit; `gmail` (60 messages/minute per recipient) and
+    /// `exchange` (3,600/hour per recipient): receiving limits, with the default sending ones.
     #[arg(long, value_enum)]
     limits: Option<LimitPreset>,
     /// Limit per account (AUTH identity, else MAIL FROM): MAX/WINDOW, e.g. 200/1h.
@@ -102,6 +131,12 @@ struct ServeArgs {
     /// Limit per client IP: MAX/WINDOW, e.g. 300/1h.
     #[arg(long, value_parser = Window::parse)]
     limit_ip: Option<Window>,
+    /// Receiving limit per recipient mailbox: MAX/WINDOW, e.g. 60/1m.
+    #[arg(long, value_parser = Window::parse)]
+    limit_recipient: Option<Window>,
+    /// Receiving limit per recipient domain: MAX/WINDOW, e.g. 1000/1h.
+    #[arg(long, value_parser = Window::parse)]
+    limit_recipient_domain: Option<Window>,
     /// Where limit, greylist and sequence state lives: `memory` or `redis://HOST:PORT`. With
     /// Redis, several failmail instances act as one server.
     #[arg(long, default_value = "memory")]
@@ -202,7 +237,36 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The preset's limits, each one replaced by its own flag when given.
+    /// The limits the command line sets, and those that apply to a scenario that sets none of
+    /// its own (OVHcloud's sending limits unless `--limits` says otherwise).
+    fn limit_overrides(&self) -> (LimitOverrides, LimitOverrides) {
+        let none = LimitOverrides::default();
+        let (mut limits, default_limits) = match self.limits {
+            Some(LimitPreset::Ovh) => (LimitOverrides::OVH, none),
+            Some(LimitPreset::None) => (none, none),
+            Some(LimitPreset::Gmail) => (LimitOverrides::GMAIL, LimitOverrides::OVH),
+            Some(LimitPreset::Exchange) => (LimitOverrides::EXCHANGE, LimitOverrides::OVH),
+            None => (none, LimitOverrides::OVH),
+        };
+        for (limit, given) in [
+            (&mut limits.per_account, self.limit_account),
+            (&mut limits.per_ip, self.limit_ip),
+            (&mut limits.per_recipient, self.limit_recipient),
+            (
+                &mut limits.per_recipient_domain,
+                self.limit_recipient_domain,
+            ),
+        ] {
+            if given.is_some() {
+                *limit = given;
+            }
+        }
+        (limits, default_limits)
+    }
+
     fn into_config(self) -> anyhow::Result<AppConfig> {
+        let (limits, default_limits) = self.limit_overrides();
         let certificate = match (self.tls, self.tls_cert, self.tls_key) {
             (_, Some(cert), Some(key)) => Some(CertificateSource::Files { cert, key }),
             (true, _, _) => Some(CertificateSource::Development),
@@ -218,18 +282,6 @@ impl ServeArgs {
                 self.state
             );
         };
-        // Without --limits, OVHcloud's limits apply to a scenario that sets none of its own.
-        let (mut limits, default_limits) = match self.limits {
-            Some(LimitPreset::Ovh) => (LimitOverrides::OVH, LimitOverrides::default()),
-            Some(LimitPreset::None) => (LimitOverrides::default(), LimitOverrides::default()),
-            None => (LimitOverrides::default(), LimitOverrides::OVH),
-        };
-        if self.limit_account.is_some() {
-            limits.per_account = self.limit_account;
-        }
-        if self.limit_ip.is_some() {
-            limits.per_ip = self.limit_ip;
-        }
         Ok(AppConfig {
             server: ServerConfig {
                 smtp: self.smtp,
@@ -317,7 +369,18 @@ fn run() -> anyhow::Result<()> {
         None => cli.serve,
         Some(Commands::Check { files }) => return check(&files),
         Some(Commands::Health { http }) => return health(http),
-        Some(Commands::Catalog { flavor, format }) => return catalog(flavor, format),
+        Some(Commands::Import {
+            files,
+            into,
+            as_magic,
+        }) => return import(&files, into.as_deref(), as_magic),
+        Some(Commands::Catalog {
+            domains: true,
+            scenario,
+            format,
+            ..
+        }) => return domain_table(scenario.as_deref(), format),
+        Some(Commands::Catalog { flavor, format, .. }) => return catalog(flavor, format),
     };
     let threads = args
         .threads
@@ -497,6 +560,100 @@ fn variants(entry: &failmail::scenario::catalog::Entry) -> serde_json::Value {
         })
         .collect::<serde_json::Map<_, _>>()
         .into()
+}
+
+/// `failmail import`: every bounce read (what cannot be read is said on stderr, the rest still
+/// imported), then the scenario, the scenario file updated, or the magic addresses.
+fn import(files: &[String], into: Option<&std::path::Path>, as_magic: bool) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut bounces = Vec::new();
+    for file in files {
+        let mut raw = Vec::new();
+        let limit = failmail::import::MAX_BOUNCE_BYTES as u64;
+        let read = if file == "-" {
+            std::io::stdin().lock().take(limit).read_to_end(&mut raw)
+        } else {
+            std::fs::File::open(file).and_then(|f| f.take(limit).read_to_end(&mut raw))
+        };
+        let bounce = read
+            .map_err(|source| ImportError::Read {
+                file: file.clone(),
+                source,
+            })
+            .and_then(|_| failmail::import::read_bounce(file, &raw));
+        match bounce {
+            Ok(bounce) => {
+                for problem in &bounce.problems {
+                    eprintln!("{file}: {problem}");
+                }
+                bounces.push(bounce);
+            }
+            Err(error) => eprintln!("{error}"),
+        }
+    }
+    if bounces.is_empty() {
+        anyhow::bail!("nothing imported from {} file(s)", files.len());
+    }
+    let (text, problems) = match (into, as_magic) {
+        (_, true) => (
+            emit::magic_addresses(&bounces).join("\n") + "\n",
+            Vec::new(),
+        ),
+        (Some(path), false) => {
+            let origin = path.display().to_string();
+            let existing =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {origin}"))?;
+            let (text, problems) = emit::add_to_scenario(&origin, &existing, &bounces)?;
+            std::fs::write(path, text).with_context(|| format!("cannot write {origin}"))?;
+            (String::new(), problems)
+        }
+        (None, false) => emit::new_scenario(&bounces),
+    };
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    print_out(&text)
+}
+
+/// `failmail catalog --domains`: which recipient domains answer in which voice.
+fn domain_table(scenario: Option<&std::path::Path>, format: CatalogFormat) -> anyhow::Result<()> {
+    let table = match scenario {
+        Some(path) => Scenario::load(path)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .server
+            .domains
+            .clone(),
+        None => Arc::new(DomainFlavors::builtin()),
+    };
+    let text = match format {
+        CatalogFormat::Json => {
+            let rows: Vec<serde_json::Value> = table
+                .entries()
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "domain": e.domain,
+                        "flavor": e.flavor.as_str(),
+                        "origin": e.origin.as_str(),
+                    })
+                })
+                .collect();
+            serde_json::to_string_pretty(&rows)? + "\n"
+        }
+        CatalogFormat::Table => {
+            let mut text = format!("{:<24} {:<9} FROM\n", "DOMAIN", "FLAVOR");
+            for e in table.entries() {
+                text += &format!(
+                    "{:<24} {:<9} {}\n",
+                    e.domain,
+                    e.flavor.as_str(),
+                    e.origin.as_str()
+                );
+            }
+            text
+        }
+    };
+    print_out(&text)
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.

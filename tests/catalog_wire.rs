@@ -1,7 +1,7 @@
 //! Every reply of the catalog, on the wire.
 //!
 //! The expectations come from `src/scenario/catalog.toml` itself, parsed here with `toml`, not from
-//! the renderer: for every entry and every one of the seven flavors, a server runs a one-rule
+//! the renderer: for every entry and every flavor, a server runs a one-rule
 //! scenario acting at the entry's phase, a raw TCP client drives a real SMTP conversation to that
 //! phase, and the whole (multi-line) reply must be exactly `CODE-STATUS text` ... `CODE STATUS text`
 //! with the flavor's own lines (or the generic ones where the flavor has none) and every
@@ -23,9 +23,10 @@ use serde::Deserialize;
 /// The catalog data, read by the test itself.
 const CATALOG_TOML: &str = include_str!("../src/scenario/catalog.toml");
 
-/// The seven flavors, in the catalog's order.
-const FLAVORS: [&str; 7] = [
-    "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim",
+/// Every flavor, in the catalog's order.
+const FLAVORS: [&str; 14] = [
+    "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim", "exchange", "icloud", "zoho",
+    "gmx", "orange", "yandex", "mailru",
 ];
 
 /// The phases, in session order.
@@ -38,7 +39,6 @@ const HOST: &str = "mx.wire.test";
 const HELO: &str = "client.example";
 const SENDER: &str = "alice@client.example";
 const RCPT: &str = "bob@dest.example";
-const DOMAIN: &str = "dest.example";
 const SENDER_DOMAIN: &str = "client.example";
 const IP: &str = "127.0.0.1";
 
@@ -92,10 +92,10 @@ impl EntryFile {
     }
 }
 
-/// The `{id}` a flavor renders: Outlook's is `<ISO-8601 UTC time> <16 upper-case hex>` (as the
-/// catalog documents); the others are one token.
+/// The `{id}` a flavor renders: Outlook's and Exchange's are `<ISO-8601 UTC time> <16 upper-case
+/// hex>` (as the catalog documents); the others are one token.
 fn id_pattern(used_flavor: &str) -> &'static str {
-    if used_flavor == "outlook" {
+    if matches!(used_flavor, "outlook" | "exchange") {
         r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z [0-9A-F]{16}"
     } else {
         r"[^ \[\]]+"
@@ -105,17 +105,23 @@ fn id_pattern(used_flavor: &str) -> &'static str {
 /// One regex per expected wire line: every line `CODE-STATUS text` but the last `CODE STATUS text`,
 /// with the placeholders filled in literally and `{id}` as a wildcard.
 fn expected_lines(variant: &VariantFile, used_flavor: &str) -> Vec<Regex> {
+    expected_lines_to(variant, used_flavor, RCPT)
+}
+
+/// [`expected_lines`] for a recipient other than [`RCPT`].
+fn expected_lines_to(variant: &VariantFile, used_flavor: &str, rcpt: &str) -> Vec<Regex> {
     const ID_MARK: char = '\u{1}';
+    let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
     let count = variant.text.len().max(1);
     (0..count)
         .map(|index| {
             let text = variant.text.get(index).map(String::as_str).unwrap_or("");
             let filled = text
-                .replace("{rcpt}", RCPT)
+                .replace("{rcpt}", rcpt)
                 .replace("{sender}", SENDER)
                 .replace("{ip}", IP)
                 .replace("{host}", HOST)
-                .replace("{domain}", DOMAIN)
+                .replace("{domain}", domain)
                 .replace("{sender_domain}", SENDER_DOMAIN)
                 .replace("{helo}", HELO)
                 .replace("{id}", &ID_MARK.to_string());
@@ -262,7 +268,7 @@ fn catalog_data_is_consistent_with_the_phases() {
     }
 }
 
-/// Every entry × all seven flavors, each on its own server: the exact reply lines.
+/// Every entry × every flavor, each on its own server: the exact reply lines.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_catalog_entry_in_every_flavor_on_the_wire() {
     let entries = catalog();
@@ -500,4 +506,149 @@ async fn magic_addresses_the_checker_refuses_say_why() {
     client.cmd_code("DATA", 554).await;
     client.quit_221().await;
     server.shutdown().await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Each provider's voice by recipient domain
+
+/// The reply to `RCPT TO:<rcpt>` must be `flavor`'s `user_unknown`, exactly.
+async fn assert_user_unknown_in(client: &mut PlainConn, rcpt: &str, flavor: &str) {
+    let entries = catalog();
+    let (variant, used) = entry(&entries, "user_unknown").variant(flavor);
+    assert_eq!(used, flavor, "user_unknown has a {flavor} variant");
+    let reply = client.command(&format!("RCPT TO:<{rcpt}>")).await;
+    let expected = expected_lines_to(variant, used, rcpt);
+    if let Err(difference) = compare(&reply.wire, &expected) {
+        panic!("{rcpt} should answer as {flavor}: {difference}");
+    }
+}
+
+/// One transaction that asks for every `(recipient, flavor)`: each gets `flavor`'s
+/// `user_unknown`.
+async fn assert_voices(server: &RunningApp, cases: &[(&str, &str)]) {
+    let mut client = PlainConn::ready(server.addresses().smtp).await;
+    client.cmd_code(&format!("MAIL FROM:<{SENDER}>"), 250).await;
+    for (rcpt, flavor) in cases {
+        assert_user_unknown_in(&mut client, rcpt, flavor).await;
+    }
+    client.quit_221().await;
+}
+
+/// With no scenario at all, `user_unknown@gmail.com`, `@outlook.com` and `@yahoo.com` (and the
+/// other providers' domains) answer in their provider's wording; elsewhere the server's.
+#[tokio::test]
+async fn provider_domains_answer_in_their_voice_with_no_scenario() {
+    let mut no_scenario = config(false);
+    no_scenario.session.hostname = HOST.to_owned();
+    let server = common::start(no_scenario).await;
+    assert_voices(
+        &server,
+        &[
+            ("user_unknown@gmail.com", "gmail"),
+            ("user_unknown@outlook.com", "outlook"),
+            ("user_unknown@yahoo.com", "yahoo"),
+            ("User_Unknown@Hotmail.co.uk", "outlook"),
+            ("user_unknown@aol.com", "yahoo"),
+            ("user_unknown@contoso.onmicrosoft.com", "exchange"),
+            ("user_unknown@icloud.com", "icloud"),
+            ("user_unknown@zohomail.eu", "zoho"),
+            ("user_unknown@orange.fr", "orange"),
+            ("user_unknown@yandex.ru", "yandex"),
+            ("user_unknown@mail.ru", "mailru"),
+            ("user_unknown@ovh.net", "ovh"),
+            ("user_unknown@dest.example", "generic"),
+            // A flavor named in the address wins over the domain's.
+            ("user_unknown+postfix@gmail.com", "postfix"),
+        ],
+    )
+    .await;
+    server.shutdown().await;
+}
+
+/// `[server] flavor_by_domain` extends the table and wins over it, for magic addresses and for
+/// rules that name no flavor; a rule's own flavor wins over both.
+#[tokio::test]
+async fn flavor_by_domain_extends_and_overrides_the_table() {
+    let server = start_toml(
+        "[server]\nhostname = \"mx.wire.test\"\nflavor_by_domain = { \"gmail.com\" = \"postfix\", \"corp.example\" = \"exchange\" }\n\n\
+         [[rule]]\nrcpt = \"lost@*\"\nreply = \"user_unknown\"\n\n\
+         [[rule]]\nrcpt = \"pinned@*\"\nreply = \"user_unknown\"\nflavor = \"gmail\"\n",
+    )
+    .await;
+    assert_voices(
+        &server,
+        &[
+            ("user_unknown@gmail.com", "postfix"),
+            ("user_unknown@corp.example", "exchange"),
+            ("user_unknown@googlemail.com", "gmail"),
+            ("lost@gmail.com", "postfix"),
+            ("lost@corp.example", "exchange"),
+            ("lost@yahoo.com", "yahoo"),
+            ("lost@dest.example", "generic"),
+            ("pinned@yahoo.com", "gmail"),
+        ],
+    )
+    .await;
+    server.shutdown().await;
+}
+
+/// `failmail catalog --domains` lists the table, the scenario's entries first; a bad flavor in
+/// `flavor_by_domain` is refused with the file's position.
+#[test]
+fn catalog_domains_lists_the_table() {
+    let run = |args: &[&str]| {
+        let output = common::binary::binary_command(&[], args)
+            .output()
+            .expect("failmail runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, table, _) = run(&["catalog", "--domains"]);
+    assert!(ok);
+    for row in [
+        "gmail.com",
+        "hotmail.*",
+        "*.onmicrosoft.com",
+        "yandex.*",
+        "orange.fr",
+    ] {
+        assert!(
+            table.lines().any(|l| l.starts_with(row)),
+            "{row} in\n{table}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("corp.toml");
+    std::fs::write(
+        &file,
+        "[server]\nflavor_by_domain = { \"corp.example\" = \"exchange\" }\n",
+    )
+    .unwrap();
+    let (ok, json, _) = run(&[
+        "catalog",
+        "--domains",
+        "--format",
+        "json",
+        "--scenario",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok);
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows[0]["domain"], "corp.example");
+    assert_eq!(rows[0]["flavor"], "exchange");
+    assert_eq!(rows[0]["origin"], "scenario");
+    std::fs::write(
+        &file,
+        "[server]\nflavor_by_domain = { \"corp.example\" = \"lotus\" }\n",
+    )
+    .unwrap();
+    let (ok, _, error) = run(&["catalog", "--domains", "--scenario", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        error.contains("corp.toml:2:") && error.contains("lotus"),
+        "{error}"
+    );
 }

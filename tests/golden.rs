@@ -17,8 +17,9 @@ use common::PlainConn;
 use failmail::testing::TestServer;
 use serde::Deserialize;
 
-const FLAVORS: [&str; 7] = [
-    "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim",
+const FLAVORS: [&str; 14] = [
+    "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim", "exchange", "icloud", "zoho",
+    "gmx", "orange", "yandex", "mailru",
 ];
 
 const CATALOG_TOML: &str = include_str!("../src/scenario/catalog.toml");

@@ -532,17 +532,45 @@ async fn the_ci_example_and_its_pytest_hold_for_every_seed() {
 #[test]
 fn shipped_files_cite_public_sources() {
     let private = ["shared", "/REFERENCE.md"].concat();
-    let mut files = vec![
-        repo_root().join("README.md"),
-        repo_root().join("src/scenario/catalog.toml"),
-    ];
-    for entry in std::fs::read_dir(repo_root().join("scenarios")).unwrap() {
-        files.push(entry.unwrap().path());
+    let this_file = repo_root().join("tests/readme.rs");
+    let mut files = vec![repo_root().join("README.md")];
+    for dir in [
+        "src",
+        "scenarios",
+        "tests",
+        "benches",
+        "release",
+        ".ci",
+        "fuzz/fuzz_targets",
+    ] {
+        shipped_text_files(&repo_root().join(dir), &mut files);
     }
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
+    assert!(files.len() > 50, "walked too few files: {}", files.len());
+    for file in files.into_iter().filter(|f| *f != this_file) {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue; // not text
+        };
         for needle in [private.as_str(), "shared/seeds", "REFERENCE.md"] {
             assert!(!text.contains(needle), "{} cites {needle}", file.display());
+        }
+    }
+}
+
+/// Every file under `dir` that ships with the project (not build output or installed packages).
+fn shipped_text_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "node_modules" || name == "target" || name == "corpus" || name == "artifacts" {
+            continue;
+        }
+        if path.is_dir() {
+            shipped_text_files(&path, out);
+        } else {
+            out.push(path);
         }
     }
 }

@@ -32,7 +32,7 @@ async fn instance(redis: &RedisServer) -> RunningApp {
                 max: LIMIT,
                 per: Duration::from_secs(3600),
             }),
-            per_ip: None,
+            ..LimitOverrides::default()
         },
         ..ScenarioConfig::default()
     });

@@ -12,6 +12,22 @@ pub const ACCOUNT_PREFIX: &str = "account:";
 /// The prefix of every per-IP key.
 pub const IP_PREFIX: &str = "ip:";
 
+/// The prefix of every per-recipient (receiving) key.
+pub const RECIPIENT_PREFIX: &str = "rcpt:";
+/// The prefix of every per-recipient-domain (receiving) key.
+pub const RECIPIENT_DOMAIN_PREFIX: &str = "rcpt-domain:";
+
+/// The mailbox a received message counts against: the recipient address, case-folded.
+pub fn recipient_key(rcpt: &str) -> String {
+    format!("{RECIPIENT_PREFIX}{}", rcpt.to_lowercase())
+}
+
+/// The domain a received message counts against: the recipient's domain, case-folded.
+pub fn recipient_domain_key(rcpt: &str) -> String {
+    let domain = rcpt.rsplit_once('@').map_or("", |(_, domain)| domain);
+    format!("{RECIPIENT_DOMAIN_PREFIX}{}", domain.to_lowercase())
+}
+
 /// The account a message counts against: the AUTH identity, else the MAIL FROM address,
 /// case-folded; the null sender is `<>`.
 pub fn account_key(auth_user: Option<&str>, mail_from: Option<&str>) -> String {
@@ -80,5 +96,11 @@ mod tests {
             "192.0.2.0/a@x/b@y"
         );
         assert_eq!(greylist_key(v6, None, Some("b@y")), "2001:db8::/64//b@y");
+        assert_eq!(recipient_key("Bob@Gmail.com"), "rcpt:bob@gmail.com");
+        assert_eq!(
+            recipient_domain_key("Bob@Gmail.com"),
+            "rcpt-domain:gmail.com"
+        );
+        assert!(!recipient_domain_key("x@y").starts_with(RECIPIENT_PREFIX));
     }
 }

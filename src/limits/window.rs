@@ -1,5 +1,6 @@
 //! What a limit is: `max` uses per sliding window, what one use counts, and the limits the
-//! command line sets (`--limits ovh`, `--limit-account`, `--limit-ip`).
+//! command line sets (`--limits ovh|gmail|exchange`, `--limit-account`, `--limit-ip`,
+//! `--limit-recipient`, `--limit-recipient-domain`).
 
 use std::time::Duration;
 
@@ -41,16 +42,28 @@ pub enum Count {
     Recipients,
 }
 
-/// Limits given on the command line; they replace a scenario's `per_account` / `per_ip`.
+/// Limits given on the command line; each one given replaces the scenario's limit of that kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LimitOverrides {
     /// Per account.
     pub per_account: Option<Window>,
     /// Per client IP.
     pub per_ip: Option<Window>,
+    /// Per recipient mailbox (receiving).
+    pub per_recipient: Option<Window>,
+    /// Per recipient domain (receiving).
+    pub per_recipient_domain: Option<Window>,
 }
 
 impl LimitOverrides {
+    /// No limit.
+    const NONE: LimitOverrides = LimitOverrides {
+        per_account: None,
+        per_ip: None,
+        per_recipient: None,
+        per_recipient_domain: None,
+    };
+
     /// OVHcloud's sending limits: 200 mails per hour per account, 300 per hour per IP.
     pub const OVH: LimitOverrides = LimitOverrides {
         per_account: Some(Window {
@@ -61,11 +74,33 @@ impl LimitOverrides {
             max: 300,
             per: Duration::from_secs(3600),
         }),
+        ..Self::NONE
+    };
+
+    /// Gmail's receiving limit: 60 messages per minute per mailbox (Google Workspace Admin Help,
+    /// "Gmail receiving limits in Google Workspace", support.google.com/a/answer/1366776: 60 per
+    /// minute, 3,600 per hour, 86,400 per day, which the per-minute window implies).
+    pub const GMAIL: LimitOverrides = LimitOverrides {
+        per_recipient: Some(Window {
+            max: 60,
+            per: Duration::from_secs(60),
+        }),
+        ..Self::NONE
+    };
+
+    /// Exchange Online's receiving limit: 3,600 messages per hour per mailbox (Microsoft's
+    /// "Exchange Online limits", receiving limits).
+    pub const EXCHANGE: LimitOverrides = LimitOverrides {
+        per_recipient: Some(Window {
+            max: 3600,
+            per: Duration::from_secs(3600),
+        }),
+        ..Self::NONE
     };
 
     /// Whether these set any limit.
     pub fn is_empty(&self) -> bool {
-        self.per_account.is_none() && self.per_ip.is_none()
+        *self == Self::NONE
     }
 }
 

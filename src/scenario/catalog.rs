@@ -166,13 +166,27 @@ impl Variant {
     }
 }
 
-/// A provider-style trace id, stable per session: Outlook's `<ISO time> <16 hex>`, else Gmail's
-/// `d75a77b69052e-4e8a3b3c2f1si12345qtb.123`.
+/// A provider-style trace id, stable per session: Outlook's and Exchange's
+/// `<ISO time> <16 hex>`, Orange's 13 letters and digits (`hhtzumeItI371`), Yandex's
+/// `<epoch-like number>-<12 letters and digits>`, else Gmail's `d75a77b69052e-4e8a3b3c2f1si12345qtb.123`.
 fn trace_id(flavor: Flavor, session_id: u64, now_unix_ms: u64) -> String {
     let a = mix(session_id);
     let b = mix(a);
-    if flavor == Flavor::Outlook {
-        return format!("{} {:016X}", iso_time(now_unix_ms), a);
+    match flavor {
+        Flavor::Outlook | Flavor::Exchange => {
+            return format!("{} {:016X}", iso_time(now_unix_ms), a)
+        }
+        Flavor::Orange => return alphanumeric(a, 13),
+        // An epoch-like number (2020-2026) drawn from the session, not the clock, so that a
+        // session's replies are the same whenever it runs.
+        Flavor::Yandex => {
+            return format!(
+                "{}-{}",
+                1_600_000_000 + a % 200_000_000,
+                alphanumeric(b, 12)
+            )
+        }
+        _ => {}
     }
     format!(
         "{:013x}-{:011x}si{}qtb.{}",
@@ -181,6 +195,21 @@ fn trace_id(flavor: Flavor, session_id: u64, now_unix_ms: u64) -> String {
         b % 10_000_000,
         session_id % 1000
     )
+}
+
+/// `len` letters and digits drawn from `bits` (mixed again for every 10 characters).
+fn alphanumeric(mut bits: u64, len: usize) -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    (0..len)
+        .map(|i| {
+            if i > 0 && i % 10 == 0 {
+                bits = mix(bits);
+            }
+            let c = ALPHABET[(bits % 62) as usize] as char;
+            bits /= 62;
+            c
+        })
+        .collect()
 }
 
 /// `2026-08-05T12:37:17.626Z` from milliseconds since the epoch (proleptic Gregorian, UTC).
@@ -269,12 +298,19 @@ impl Catalog {
                 variants,
             });
         }
-        let mut accepted = Vec::new();
+        let mut accepted: Vec<Accepted> = Vec::new();
         for flavor in Flavor::ALL {
-            let file = file
-                .accepted
-                .get(flavor.as_str())
-                .ok_or_else(|| CatalogError(format!("no [accepted.{flavor}]")))?;
+            // A flavor without a public source for its 250 uses the generic wording.
+            let file = match file.accepted.get(flavor.as_str()) {
+                Some(file) => file,
+                None if flavor == Flavor::Generic => {
+                    return Err(CatalogError("no [accepted.generic]".to_owned()))
+                }
+                None => {
+                    accepted.push(accepted[Flavor::Generic as usize].clone());
+                    continue;
+                }
+            };
             let status = EnhancedStatus::parse(&file.status)
                 .filter(|s| s.class == 2)
                 .ok_or_else(|| {
@@ -520,6 +556,22 @@ mod tests {
         assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
         assert!(trace_id(Flavor::Outlook, 1, 0).starts_with("1970-01-01T00:00:00.000Z "));
         assert!(trace_id(Flavor::Gmail, 1, 0).contains("si"));
+        let orange = trace_id(Flavor::Orange, 1, 0);
+        assert_eq!(orange.len(), 13, "{orange}");
+        assert!(
+            orange.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{orange}"
+        );
+        let yandex = trace_id(Flavor::Yandex, 1, 0);
+        let (number, token) = yandex.split_once('-').expect("number-token");
+        assert_eq!(number.len(), 10, "{yandex}");
+        assert!(number.chars().all(|c| c.is_ascii_digit()), "{yandex}");
+        assert_eq!(token.len(), 12, "{yandex}");
+        assert_eq!(
+            yandex,
+            trace_id(Flavor::Yandex, 1, 9_999_999),
+            "not from the clock"
+        );
     }
 
     #[test]

@@ -8,21 +8,25 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::catalog::Catalog;
+use super::domains::DomainFlavors;
 use super::error::closest_name;
-use super::file::{GreylistSection, LimitFile, LimitsSection, ScenarioFile, ServerSection};
+use super::file::{GreylistSection, ScenarioFile, ServerSection};
 use super::flavor::Flavor;
 use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
 use super::phase_codes;
-use super::rule::{catalog_reply, ReplySpec, Rule};
+use super::rule::{catalog_reply, ReplySpec, Rule, Voice};
 use super::settings::{GreylistSettings, LimitSettings, ServerSettings};
 use crate::clock::parse_duration;
-use crate::limits::{Count, LimitOverrides, Window};
+use crate::limits::LimitOverrides;
 use crate::smtp::policy::{Phase, SessionView};
 use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::AuthPolicy;
 
 use super::error::{ScenarioError, ScenarioErrors};
+
+#[path = "compile_limits.rs"]
+mod limits;
 
 /// A loaded scenario, ready to evaluate.
 #[derive(Debug, Clone, Default)]
@@ -106,12 +110,13 @@ impl Scenario {
         let server = errors
             .keep(context.server(file.server.unwrap_or_default()))
             .unwrap_or_else(|| Scenario::builtin().server);
+        let voice = Voice::default_for(server.flavor);
         let limits = file
             .limits
-            .and_then(|limits| errors.keep(context.limits(limits, server.flavor)));
+            .and_then(|limits| errors.keep(context.limits(limits, voice)));
         let greylisting = match file.greylisting {
             Some(section) if section.enabled != Some(false) => {
-                errors.keep(context.greylisting(section, server.flavor))
+                errors.keep(context.greylisting(section, voice))
             }
             _ => None,
         };
@@ -136,8 +141,8 @@ impl Scenario {
         })
     }
 
-    /// Puts the command line's limits into this scenario: they replace its `per_account` /
-    /// `per_ip`.
+    /// Puts the command line's limits into this scenario: each one given replaces the
+    /// scenario's limit of that kind.
     pub fn apply_overrides(&mut self, overrides: &LimitOverrides) {
         if overrides.is_empty() {
             return;
@@ -145,11 +150,19 @@ impl Scenario {
         let limits = self
             .limits
             .get_or_insert_with(|| LimitSettings::new(self.server.flavor));
-        if overrides.per_account.is_some() {
-            limits.per_account = overrides.per_account;
-        }
-        if overrides.per_ip.is_some() {
-            limits.per_ip = overrides.per_ip;
+        let pairs = [
+            (&mut limits.per_account, overrides.per_account),
+            (&mut limits.per_ip, overrides.per_ip),
+            (&mut limits.per_recipient, overrides.per_recipient),
+            (
+                &mut limits.per_recipient_domain,
+                overrides.per_recipient_domain,
+            ),
+        ];
+        for (limit, given) in pairs {
+            if given.is_some() {
+                *limit = given;
+            }
         }
     }
 
@@ -252,6 +265,10 @@ impl Context<'_> {
                 }
             }),
         };
+        let domains = match &section.flavor_by_domain {
+            Some(table) => Arc::new(self.domain_flavors(table)?),
+            None => Arc::default(),
+        };
         Ok(ServerSettings {
             hostname: section.hostname,
             greeting: section.greeting,
@@ -261,7 +278,14 @@ impl Context<'_> {
             auth,
             magic_addresses: section.magic_addresses.unwrap_or(true),
             tls: section.tls,
+            domains,
         })
+    }
+
+    /// `flavor_by_domain = { "corp.example" = "exchange" }`: the built-in table, extended.
+    fn domain_flavors(&self, table: &Spanned<toml::Table>) -> Result<DomainFlavors, ScenarioError> {
+        DomainFlavors::from_table(table.get_ref())
+            .map_err(|(message, hint)| self.error(table.span(), message, Some(&hint)))
     }
 
     fn flavor(&self, name: &Spanned<String>) -> Result<Flavor, ScenarioError> {
@@ -271,7 +295,7 @@ impl Context<'_> {
                 self.error(
                     name.span(),
                     e.to_string(),
-                    Some("flavors: generic, ovh, gmail, outlook, yahoo, postfix, exim"),
+                    Some(&format!("flavors: {}", Flavor::names())),
                 )
             })
     }
@@ -286,88 +310,10 @@ impl Context<'_> {
         })
     }
 
-    fn window(&self, limit: &Spanned<LimitFile>) -> Result<Window, ScenarioError> {
-        let file = limit.get_ref();
-        let per = parse_duration(&file.per)
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                self.error(
-                    limit.span(),
-                    format!("bad window {:?}", file.per),
-                    Some("e.g. per = \"1h\""),
-                )
-            })?;
-        if file.max == 0 {
-            return Err(self.error(
-                limit.span(),
-                "max must be at least 1",
-                Some("remove the limit to turn it off"),
-            ));
-        }
-        Ok(Window { max: file.max, per })
-    }
-
-    fn limits(
-        &self,
-        section: LimitsSection,
-        flavor: Flavor,
-    ) -> Result<LimitSettings, ScenarioError> {
-        let check_at = match &section.check_at {
-            None => Phase::Mail,
-            Some(value) => match value.get_ref().as_str() {
-                "mail" => Phase::Mail,
-                "rcpt" => Phase::Rcpt,
-                other => {
-                    return Err(self.error(
-                        value.span(),
-                        format!("limits are checked at mail or rcpt, not {other:?}"),
-                        None,
-                    ))
-                }
-            },
-        };
-        let count = match &section.count {
-            None => Count::Messages,
-            Some(value) => match value.get_ref().as_str() {
-                "message" | "messages" => Count::Messages,
-                "recipient" | "recipients" => Count::Recipients,
-                other => {
-                    return Err(self.error(
-                        value.span(),
-                        format!("count is message or recipient, not {other:?}"),
-                        None,
-                    ))
-                }
-            },
-        };
-        let reply = match &section.reply {
-            Some(value) => self.reply(value, check_at, flavor)?,
-            None => catalog_reply("rate_limited", flavor),
-        };
-        Ok(LimitSettings {
-            per_account: section
-                .per_account
-                .as_ref()
-                .map(|w| self.window(w))
-                .transpose()?,
-            per_ip: section
-                .per_ip
-                .as_ref()
-                .map(|w| self.window(w))
-                .transpose()?,
-            connections_per_ip: section.connections_per_ip,
-            messages_per_connection: section.messages_per_connection,
-            reply,
-            count,
-            check_at,
-            ipv6_prefix: section.ipv6_prefix.unwrap_or(128).min(128),
-        })
-    }
-
     fn greylisting(
         &self,
         section: GreylistSection,
-        flavor: Flavor,
+        voice: Voice,
     ) -> Result<GreylistSettings, ScenarioError> {
         Ok(GreylistSettings {
             delay: match &section.delay {
@@ -379,8 +325,8 @@ impl Context<'_> {
                 None => Duration::from_secs(2 * 86_400),
             },
             reply: match &section.reply {
-                Some(value) => self.reply(value, Phase::Rcpt, flavor)?,
-                None => catalog_reply("greylisted", flavor),
+                Some(value) => self.reply(value, Phase::Rcpt, voice)?,
+                None => catalog_reply("greylisted", voice),
             },
             rcpt: section
                 .rcpt
@@ -395,7 +341,7 @@ impl Context<'_> {
         &self,
         value: &Spanned<toml::Value>,
         phase: Phase,
-        flavor: Flavor,
+        voice: Voice,
     ) -> Result<ReplySpec, ScenarioError> {
         let span = value.span();
         let spec = match value.get_ref() {
@@ -410,7 +356,11 @@ impl Context<'_> {
                         )),
                     )
                 })?;
-                ReplySpec::Catalog { entry, flavor }
+                ReplySpec::Catalog {
+                    entry,
+                    flavor: voice.flavor,
+                    by_domain: voice.by_domain,
+                }
             }
             toml::Value::Table(table) => {
                 ReplySpec::Inline(self.inline_reply(table, phase, span.clone())?)

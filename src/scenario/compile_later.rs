@@ -8,8 +8,8 @@ use toml::Spanned;
 use super::Context;
 use crate::scenario::error::ScenarioError;
 use crate::scenario::file::{BounceFile, RuleFile};
-use crate::scenario::flavor::Flavor;
 use crate::scenario::later::{LaterFate, LaterSpec, DEFAULT_AFTER, DEFAULT_GIVE_UP};
+use crate::scenario::rule::Voice;
 use crate::smtp::policy::Phase;
 
 const LATER_HINT: &str = "a rule with bounce or deliver accepts the recipient now; the later reply goes inside: bounce = { reply = \"user_unknown\", after = \"10m\" }";
@@ -20,7 +20,7 @@ impl Context<'_> {
     pub(super) fn later(
         &self,
         rule: &RuleFile,
-        flavor: Flavor,
+        voice: Voice,
     ) -> Result<Option<LaterSpec>, ScenarioError> {
         let (bounce, deliver) = (&rule.bounce, &rule.deliver);
         match (bounce, deliver) {
@@ -54,22 +54,25 @@ impl Context<'_> {
             ));
         }
         let fate = match (bounce, deliver) {
-            (Some(bounce), _) => self.bounce(bounce, flavor)?,
+            (Some(bounce), _) => self.bounce(bounce, voice)?,
             (None, Some(deliver)) => LaterFate::Deliver {
                 after: self.later_duration(deliver.get_ref().after.as_ref(), DEFAULT_AFTER)?,
             },
             (None, None) => return Ok(None),
         };
-        Ok(Some(LaterSpec { fate, flavor }))
+        Ok(Some(LaterSpec {
+            fate,
+            flavor: voice.flavor,
+        }))
     }
 
     fn bounce(
         &self,
         spanned: &Spanned<BounceFile>,
-        flavor: Flavor,
+        voice: Voice,
     ) -> Result<LaterFate, ScenarioError> {
         let bounce = spanned.get_ref();
-        let reply = self.reply(&bounce.reply, Phase::Rcpt, flavor)?;
+        let reply = self.reply(&bounce.reply, Phase::Rcpt, voice)?;
         let after = self.later_duration(bounce.after.as_ref(), DEFAULT_AFTER)?;
         let retried = (400..500).contains(&reply.code());
         let give_up = match (&bounce.give_up, retried) {

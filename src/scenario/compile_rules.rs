@@ -10,7 +10,7 @@ use super::super::catalog::{parse_phase, Catalog};
 use super::super::error::closest;
 use super::super::file::RuleFile;
 use super::super::flavor::Flavor;
-use super::super::rule::{Action, Matchers, Outcome, Rule};
+use super::super::rule::{Action, Matchers, Outcome, Rule, Voice};
 use super::{Context, ScenarioError};
 use crate::smtp::policy::{Phase, RuleRef};
 
@@ -29,16 +29,19 @@ impl Context<'_> {
         let span = spanned.span();
         let rule = spanned.into_inner();
         let header = self.error(span.clone(), "", None);
-        let flavor = match &rule.flavor {
-            Some(name) => self.flavor(name)?,
-            None => server_flavor,
+        let voice = match &rule.flavor {
+            Some(name) => Voice {
+                flavor: self.flavor(name)?,
+                by_domain: false,
+            },
+            None => Voice::default_for(server_flavor),
         };
         let matchers = self.matchers(&rule)?;
-        let (phase, action) = match self.later(&rule, flavor)? {
+        let (phase, action) = match self.later(&rule, voice)? {
             Some(later) => (Phase::Rcpt, Action::Always(Outcome::Later(later))),
             None => {
                 let phase = self.rule_phase(&rule, span.clone())?;
-                (phase, self.action(&rule, phase, flavor, span)?)
+                (phase, self.action(&rule, phase, voice, span)?)
             }
         };
         let probability = self.probability(rule.probability.as_ref())?;
@@ -172,7 +175,7 @@ impl Context<'_> {
         &self,
         rule: &RuleFile,
         phase: Phase,
-        flavor: Flavor,
+        voice: Voice,
         span: Range<usize>,
     ) -> Result<Action, ScenarioError> {
         let then = rule.then.as_ref();
@@ -194,7 +197,7 @@ impl Context<'_> {
                 let steps = sequence
                     .get_ref()
                     .iter()
-                    .map(|item| self.sequence_item(item, phase, flavor))
+                    .map(|item| self.sequence_item(item, phase, voice))
                     .collect::<Result<_, _>>()?;
                 Ok(Action::Sequence(steps))
             }
@@ -206,7 +209,7 @@ impl Context<'_> {
                 let Some(reply) = reply else {
                     return Err(self.error(then.span(), "abort needs a reply", Some("e.g. reply = \"spam_rejected\"")));
                 };
-                Ok(Action::Always(Outcome::Abort(self.reply(reply, phase, flavor)?)))
+                Ok(Action::Always(Outcome::Abort(self.reply(reply, phase, voice)?)))
             }
             (Some(reply), None, Some(other)) => Err(self.error(
                 then.expect("matched").span(),
@@ -229,7 +232,7 @@ impl Context<'_> {
                     }),
                 )),
             },
-            (Some(reply), None, None) => Ok(Action::Always(Outcome::Reply(self.reply(reply, phase, flavor)?))),
+            (Some(reply), None, None) => Ok(Action::Always(Outcome::Reply(self.reply(reply, phase, voice)?))),
             (None, None, None) => Err(self.error(
                 span,
                 "this rule does nothing",
@@ -242,7 +245,7 @@ impl Context<'_> {
         &self,
         item: &Spanned<toml::Value>,
         phase: Phase,
-        flavor: Flavor,
+        voice: Voice,
     ) -> Result<Outcome, ScenarioError> {
         match item.get_ref().as_str() {
             Some("accept") => Ok(Outcome::Accept),
@@ -255,10 +258,10 @@ impl Context<'_> {
                         format!("unknown sequence step {word:?}"),
                         Some(&format!("did you mean {best:?}? a step is a catalog name, an inline reply, \"accept\", \"disconnect\" or \"hang\"")),
                     )),
-                    None => Ok(Outcome::Reply(self.reply(item, phase, flavor)?)),
+                    None => Ok(Outcome::Reply(self.reply(item, phase, voice)?)),
                 }
             }
-            _ => Ok(Outcome::Reply(self.reply(item, phase, flavor)?)),
+            _ => Ok(Outcome::Reply(self.reply(item, phase, voice)?)),
         }
     }
 }

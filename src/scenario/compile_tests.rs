@@ -1,6 +1,7 @@
 //! Loading scenario files: good ones compile, bad ones name line and column.
 
 use super::*;
+use crate::limits::Window;
 use crate::scenario::rule::{Action, Outcome};
 
 fn error(source: &str) -> ScenarioError {

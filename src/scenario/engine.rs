@@ -13,7 +13,9 @@ use std::task::{Context, Poll, Waker};
 
 use super::catalog::{Catalog, ReplyContext};
 use super::compile::Scenario;
+use super::flavor::Flavor;
 use super::magic::magic_address;
+use super::receiving;
 use super::rule::{Action, Outcome, ReplySpec, Rule};
 use super::settings::LimitSettings;
 use crate::clock::Clock;
@@ -98,6 +100,8 @@ impl Engine {
         for (prefix, window) in [
             (keys::ACCOUNT_PREFIX, limits.per_account),
             (keys::IP_PREFIX, limits.per_ip),
+            (keys::RECIPIENT_PREFIX, limits.per_recipient),
+            (keys::RECIPIENT_DOMAIN_PREFIX, limits.per_recipient_domain),
         ] {
             if let Some(window) = window {
                 all.extend(self.store.usage(now, prefix, window.per).await?);
@@ -177,18 +181,17 @@ impl Engine {
                 verdict: Verdict::Hang,
                 ..Decision::CONTINUE
             },
-            Outcome::Reply(spec) => Decision {
-                verdict: Verdict::Reply(self.render(spec, view, ip)),
-                catalog: spec.catalog_name(),
-                flavor: spec.flavor_name(),
-                ..Decision::CONTINUE
-            },
-            Outcome::Abort(spec) => Decision {
-                verdict: Verdict::Abort(self.render(spec, view, ip)),
-                catalog: spec.catalog_name(),
-                flavor: spec.flavor_name(),
-                ..Decision::CONTINUE
-            },
+            Outcome::Reply(spec) => self.refusal(spec, view, ip),
+            Outcome::Abort(spec) => {
+                let refusal = self.refusal(spec, view, ip);
+                match refusal.verdict {
+                    Verdict::Reply(reply) => Decision {
+                        verdict: Verdict::Abort(reply),
+                        ..refusal
+                    },
+                    _ => refusal,
+                }
+            }
             Outcome::Later(spec) => Decision {
                 later: Some(Arc::new(spec.render(|reply| self.render(reply, view, ip)))),
                 ..Decision::CONTINUE
@@ -196,13 +199,49 @@ impl Engine {
         }
     }
 
-    /// Renders a reply for this session.
+    /// A refusal with `spec` for this session: the reply rendered, named by its catalog entry
+    /// and by the flavor whose wording it took.
+    pub(crate) fn refusal(
+        &self,
+        spec: &ReplySpec,
+        view: &SessionView<'_>,
+        ip: &PeerIp,
+    ) -> Decision {
+        let (reply, flavor) = self.render_in_voice(spec, view, ip);
+        Decision {
+            verdict: Verdict::Reply(reply),
+            catalog: spec.catalog_name(),
+            flavor: flavor.map(Flavor::as_str),
+            ..Decision::CONTINUE
+        }
+    }
+
+    /// Renders a reply for this session: in the recipient domain's voice when the reply names
+    /// no flavor of its own and the domain has one.
     pub fn render(&self, spec: &ReplySpec, view: &SessionView<'_>, ip: &PeerIp) -> Reply {
+        self.render_in_voice(spec, view, ip).0
+    }
+
+    /// [`Engine::render`], with the flavor whose wording was used (none for an inline reply).
+    fn render_in_voice(
+        &self,
+        spec: &ReplySpec,
+        view: &SessionView<'_>,
+        ip: &PeerIp,
+    ) -> (Reply, Option<Flavor>) {
         match spec {
-            ReplySpec::Inline(reply) => reply.clone(),
-            ReplySpec::Catalog { entry, flavor } => {
-                let (variant, used) = entry.variant(*flavor);
-                variant.render(
+            ReplySpec::Inline(reply) => (reply.clone(), None),
+            ReplySpec::Catalog {
+                entry,
+                flavor,
+                by_domain,
+            } => {
+                let flavor = match view.rcpt {
+                    Some(rcpt) if *by_domain => self.voice_of(rcpt, *flavor),
+                    _ => *flavor,
+                };
+                let (variant, used) = entry.variant(flavor);
+                let reply = variant.render(
                     used,
                     &ReplyContext {
                         rcpt: view.rcpt,
@@ -213,28 +252,39 @@ impl Engine {
                         session_id: view.session_id,
                         now_unix_ms: self.clock.now_ms(),
                     },
-                )
+                );
+                (reply, Some(used))
             }
         }
     }
 
-    /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients; at RCPT, one
-    /// that asks for what the checker refuses gets a reply saying why.
+    /// The flavor a recipient's domain has in the table, else `fallback`.
+    fn voice_of(&self, rcpt: &str, fallback: Flavor) -> Flavor {
+        self.scenario
+            .server
+            .domains
+            .lookup_address(rcpt)
+            .unwrap_or(fallback)
+    }
+
+    /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients, without `+flavor`
+    /// in the voice of the recipient's domain, else of the server; at RCPT, one that asks for
+    /// what the checker refuses gets a reply saying why.
     fn magic(&self, phase: Phase, view: &SessionView<'_>, ip: &PeerIp) -> Option<Decision> {
-        let flavor = self.scenario.server.flavor;
+        let server = self.scenario.server.flavor;
+        let read = |rcpt: &str| magic_address(rcpt, self.voice_of(rcpt, server));
         let found = match phase {
             Phase::Rcpt => {
                 let rcpt = view.rcpt?;
-                match magic_address(rcpt, flavor)? {
+                match read(rcpt)? {
                     Ok(magic) => Some(magic).filter(|m| m.phase == Phase::Rcpt),
                     Err(bad) => return Some(Decision::reply(bad.reply(rcpt))),
                 }
             }
-            Phase::Data | Phase::DataEnd => view.recipients.iter().find_map(|rcpt| {
-                magic_address(rcpt, flavor)
-                    .and_then(Result::ok)
-                    .filter(|m| m.phase == phase)
-            }),
+            Phase::Data | Phase::DataEnd => view
+                .recipients
+                .iter()
+                .find_map(|rcpt| read(rcpt).and_then(Result::ok).filter(|m| m.phase == phase)),
             _ => None,
         }?;
         let outcome = match found.later {
@@ -474,15 +524,8 @@ impl ScenarioSession {
                         == Greylist::Wait
                     {
                         return Ok(Decision {
-                            verdict: Verdict::Reply(engine.render(
-                                &greylisting.reply,
-                                view,
-                                &self.peer_ip,
-                            )),
-                            catalog: greylisting.reply.catalog_name(),
-                            flavor: greylisting.reply.flavor_name(),
                             delay: accepted.delay,
-                            ..Decision::CONTINUE
+                            ..engine.refusal(&greylisting.reply, view, &self.peer_ip)
                         });
                     }
                 }
@@ -513,13 +556,11 @@ impl ScenarioSession {
             let spec = ReplySpec::Catalog {
                 entry,
                 flavor: engine.scenario.server.flavor,
+                by_domain: true,
             };
             Decision {
-                verdict: Verdict::Reply(engine.render(&spec, view, &self.peer_ip)),
-                catalog: spec.catalog_name(),
-                flavor: spec.flavor_name(),
                 limited: true,
-                ..Decision::CONTINUE
+                ..engine.refusal(&spec, view, &self.peer_ip)
             }
         };
         match phase {
@@ -553,23 +594,36 @@ impl ScenarioSession {
             limits.check_at
         };
         let per_transaction = limits.count == Count::Messages;
-        if phase != check_at || (per_transaction && !self.reserved.is_empty()) {
+        // A transaction counts once against per-message sending limits: at RCPT, every earlier
+        // reservation of this transaction held them.
+        let sending = phase == check_at && (!per_transaction || self.reserved.is_empty());
+        let receiving = phase == Phase::Rcpt && receiving::any(limits);
+        if !sending && !receiving {
             return Ok(None);
         }
-        let mut checks = Vec::with_capacity(2);
-        if let Some(window) = limits.per_account {
+        let mut checks = Vec::with_capacity(4);
+        let mut replies = Vec::with_capacity(4);
+        if let (true, Some(rcpt)) = (receiving, view.rcpt) {
+            for (check, reply) in receiving::receiving_checks(limits, rcpt) {
+                checks.push(check);
+                replies.push(reply);
+            }
+        }
+        if let (true, Some(window)) = (sending, limits.per_account) {
             checks.push(LimitCheck {
                 key: keys::account_key(view.auth_user, view.mail_from),
                 max: window.max,
                 per: window.per,
             });
+            replies.push(&limits.reply);
         }
-        if let Some(window) = limits.per_ip {
+        if let (true, Some(window)) = (sending, limits.per_ip) {
             checks.push(LimitCheck {
                 key: keys::ip_key(self.peer_ip.ip(), limits.ipv6_prefix),
                 max: window.max,
                 per: window.per,
             });
+            replies.push(&limits.reply);
         }
         if checks.is_empty() {
             return Ok(None);
@@ -586,13 +640,13 @@ impl ScenarioSession {
                     .push((checks.into_iter().map(|c| c.key).collect(), token));
                 Ok(None)
             }
-            Reserve::Full(_) => Ok(Some(Decision {
-                verdict: Verdict::Reply(engine.render(&limits.reply, view, &self.peer_ip)),
-                catalog: limits.reply.catalog_name(),
-                flavor: limits.reply.flavor_name(),
-                limited: true,
-                ..Decision::CONTINUE
-            })),
+            Reserve::Full(index) => {
+                let reply = replies.get(index).copied().unwrap_or(&limits.reply);
+                Ok(Some(Decision {
+                    limited: true,
+                    ..engine.refusal(reply, view, &self.peer_ip)
+                }))
+            }
         }
     }
 

@@ -42,6 +42,8 @@ pub(crate) struct ServerSection {
     /// Offer STARTTLS (the command line's certificate, else the development one); absent: as the
     /// command line says (`--tls`, `--tls-cert`), which is off by default.
     pub tls: Option<bool>,
+    /// Recipient domain (or glob) → flavor; extends the built-in table.
+    pub flavor_by_domain: Option<Spanned<toml::Table>>,
 }
 
 /// `[limits]`.
@@ -52,6 +54,10 @@ pub(crate) struct LimitsSection {
     pub per_account: Option<Spanned<LimitFile>>,
     /// Messages per client IP per window.
     pub per_ip: Option<Spanned<LimitFile>>,
+    /// Messages each recipient mailbox receives per window (checked at RCPT).
+    pub per_recipient: Option<Spanned<LimitFile>>,
+    /// Messages each recipient domain receives per window (checked at RCPT).
+    pub per_recipient_domain: Option<Spanned<LimitFile>>,
     /// Open connections per client IP.
     pub connections_per_ip: Option<u32>,
     /// Messages per connection.

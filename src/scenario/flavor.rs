@@ -13,7 +13,7 @@ pub enum Flavor {
     Ovh,
     /// Gmail / Google Workspace.
     Gmail,
-    /// Outlook.com / Exchange Online.
+    /// Outlook.com (Microsoft's consumer mail: hotmail.com, live.com, msn.com).
     Outlook,
     /// Yahoo / AOL.
     Yahoo,
@@ -21,11 +21,25 @@ pub enum Flavor {
     Postfix,
     /// Exim defaults.
     Exim,
+    /// Exchange Online (Microsoft 365) and Exchange Server.
+    Exchange,
+    /// iCloud Mail (icloud.com, me.com, mac.com).
+    Icloud,
+    /// Zoho Mail.
+    Zoho,
+    /// GMX and WEB.DE (United Internet).
+    Gmx,
+    /// Orange (orange.fr, wanadoo.fr).
+    Orange,
+    /// Yandex Mail.
+    Yandex,
+    /// Mail.ru.
+    Mailru,
 }
 
 impl Flavor {
     /// Every flavor, generic first.
-    pub const ALL: [Flavor; 7] = [
+    pub const ALL: [Flavor; 14] = [
         Flavor::Generic,
         Flavor::Ovh,
         Flavor::Gmail,
@@ -33,6 +47,13 @@ impl Flavor {
         Flavor::Yahoo,
         Flavor::Postfix,
         Flavor::Exim,
+        Flavor::Exchange,
+        Flavor::Icloud,
+        Flavor::Zoho,
+        Flavor::Gmx,
+        Flavor::Orange,
+        Flavor::Yandex,
+        Flavor::Mailru,
     ];
 
     /// The name used in scenario files, magic addresses and the catalog.
@@ -45,7 +66,20 @@ impl Flavor {
             Flavor::Yahoo => "yahoo",
             Flavor::Postfix => "postfix",
             Flavor::Exim => "exim",
+            Flavor::Exchange => "exchange",
+            Flavor::Icloud => "icloud",
+            Flavor::Zoho => "zoho",
+            Flavor::Gmx => "gmx",
+            Flavor::Orange => "orange",
+            Flavor::Yandex => "yandex",
+            Flavor::Mailru => "mailru",
         }
+    }
+
+    /// Every flavor's name, comma separated, for help texts and error hints.
+    pub fn names() -> String {
+        let names: Vec<&str> = Flavor::ALL.iter().map(|f| f.as_str()).collect();
+        names.join(", ")
     }
 }
 
@@ -57,7 +91,7 @@ impl fmt::Display for Flavor {
 
 /// The name is not a known flavor.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown flavor {0:?} (known: generic, ovh, gmail, outlook, yahoo, postfix, exim)")]
+#[error("unknown flavor {0:?} (known: {names})", names = Flavor::names())]
 pub struct UnknownFlavor(pub String);
 
 impl FromStr for Flavor {
@@ -68,5 +102,20 @@ impl FromStr for Flavor {
             .into_iter()
             .find(|f| f.as_str().eq_ignore_ascii_case(text))
             .ok_or_else(|| UnknownFlavor(text.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_parses_back() {
+        for flavor in Flavor::ALL {
+            assert_eq!(flavor.as_str().parse::<Flavor>(), Ok(flavor));
+            assert_eq!(Flavor::ALL[flavor as usize], flavor, "ALL is in enum order");
+        }
+        let error = "hotmail".parse::<Flavor>().unwrap_err().to_string();
+        assert!(error.contains("mailru"), "{error}");
     }
 }

@@ -124,7 +124,14 @@ fn tagged(
         Asked::Entry(_) | Asked::Fate(_) => flavor_tag(tags, default_flavor)?,
     };
     let (spec, phase) = match asked {
-        Asked::Entry(entry) => (ReplySpec::Catalog { entry, flavor }, entry.phase),
+        Asked::Entry(entry) => (
+            ReplySpec::Catalog {
+                entry,
+                flavor,
+                by_domain: false,
+            },
+            entry.phase,
+        ),
         Asked::Code(name) => {
             let (code, status) = name.split_once('-').expect("checked by looks_like_code");
             (

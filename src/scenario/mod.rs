@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod compile;
+pub mod domains;
 pub mod engine;
 pub mod error;
 pub(crate) mod file;
@@ -13,5 +14,6 @@ pub mod live;
 pub mod magic;
 pub mod pattern;
 pub(crate) mod phase_codes;
+pub(crate) mod receiving;
 pub mod rule;
 pub mod settings;

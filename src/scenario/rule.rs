@@ -17,8 +17,11 @@ pub enum ReplySpec {
     Catalog {
         /// The entry.
         entry: &'static Entry,
-        /// Whose wording.
+        /// Whose wording (when `by_domain`: unless the recipient's domain has a voice).
         flavor: Flavor,
+        /// Whether the recipient's domain picks the wording (see [`super::domains`]): no flavor
+        /// was named for this reply.
+        by_domain: bool,
     },
     /// A reply written in the scenario.
     Inline(Reply),
@@ -33,19 +36,10 @@ impl ReplySpec {
         }
     }
 
-    /// The flavor whose wording the reply uses (the generic one when the entry has no wording
-    /// of the asked flavor), for the journal.
-    pub fn flavor_name(&self) -> Option<&'static str> {
-        match self {
-            ReplySpec::Catalog { entry, flavor } => Some(entry.variant(*flavor).1.as_str()),
-            ReplySpec::Inline(_) => None,
-        }
-    }
-
     /// The reply code the spec produces.
     pub fn code(&self) -> u16 {
         match self {
-            ReplySpec::Catalog { entry, flavor } => entry.variant(*flavor).0.code,
+            ReplySpec::Catalog { entry, flavor, .. } => entry.variant(*flavor).0.code,
             ReplySpec::Inline(reply) => reply.code(),
         }
     }
@@ -117,10 +111,30 @@ pub struct Rule {
     pub reference: Arc<RuleRef>,
 }
 
+/// Whose wording a reply takes: a flavor, and whether the recipient's domain may choose instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Voice {
+    /// The flavor named (a rule's `flavor`), else the server's.
+    pub flavor: Flavor,
+    /// True when no flavor was named for the reply: the recipient's domain decides first.
+    pub by_domain: bool,
+}
+
+impl Voice {
+    /// The server's flavor, unless the recipient's domain has a voice of its own.
+    pub fn default_for(flavor: Flavor) -> Self {
+        Self {
+            flavor,
+            by_domain: true,
+        }
+    }
+}
+
 /// A catalog entry as a reply: the defaults of `[limits]` and `[greylisting]` name one.
-pub(super) fn catalog_reply(name: &str, flavor: Flavor) -> ReplySpec {
+pub(super) fn catalog_reply(name: &str, voice: Voice) -> ReplySpec {
     ReplySpec::Catalog {
         entry: Catalog::builtin().get(name).expect("built-in catalog name"),
-        flavor,
+        flavor: voice.flavor,
+        by_domain: voice.by_domain,
     }
 }

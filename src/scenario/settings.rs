@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use super::domains::DomainFlavors;
 use super::flavor::Flavor;
 use super::pattern::PatternList;
-use super::rule::{catalog_reply, ReplySpec};
+use super::rule::{catalog_reply, ReplySpec, Voice};
 use crate::limits::{Count, Window};
 use crate::smtp::policy::Phase;
 use crate::smtp::session::AuthPolicy;
@@ -17,6 +20,14 @@ pub struct LimitSettings {
     pub per_account: Option<Window>,
     /// Per client IP.
     pub per_ip: Option<Window>,
+    /// Per recipient mailbox (receiving), checked at RCPT.
+    pub per_recipient: Option<Window>,
+    /// Per recipient domain (receiving), checked at RCPT.
+    pub per_recipient_domain: Option<Window>,
+    /// The refusal when a recipient's window is full (default `recipient_rate_limited`).
+    pub recipient_reply: ReplySpec,
+    /// The refusal when a recipient domain's window is full (default `rate_limited`).
+    pub domain_reply: ReplySpec,
     /// Open connections per IP.
     pub connections_per_ip: Option<u32>,
     /// Messages per connection.
@@ -32,14 +43,20 @@ pub struct LimitSettings {
 }
 
 impl LimitSettings {
-    /// No limit set yet, refusals with the flavor's `rate_limited`, checked at MAIL.
+    /// No limit set yet; refusals in the flavor's (or the recipient domain's) wording; sending
+    /// limits checked at MAIL.
     pub fn new(flavor: Flavor) -> Self {
+        let voice = Voice::default_for(flavor);
         Self {
             per_account: None,
             per_ip: None,
+            per_recipient: None,
+            per_recipient_domain: None,
+            recipient_reply: catalog_reply("recipient_rate_limited", voice),
+            domain_reply: catalog_reply("rate_limited", voice),
             connections_per_ip: None,
             messages_per_connection: None,
-            reply: catalog_reply("rate_limited", flavor),
+            reply: catalog_reply("rate_limited", voice),
             count: Count::Messages,
             check_at: Phase::Mail,
             ipv6_prefix: 128,
@@ -79,4 +96,6 @@ pub struct ServerSettings {
     pub magic_addresses: bool,
     /// STARTTLS on or off; `None` keeps the command line's choice.
     pub tls: Option<bool>,
+    /// Whose voice each recipient domain gets: the built-in table and `flavor_by_domain`.
+    pub domains: Arc<DomainFlavors>,
 }

@@ -267,6 +267,21 @@ pub(crate) async fn run_tool(
         .unwrap_or_else(|e| panic!("cannot run {what}: {e} (.ci/run installs it)"))
 }
 
+/// [`run_tool`], and the tool must succeed (its stderr is the failure message).
+pub(crate) async fn run_tool_ok(
+    command: Command,
+    what: &str,
+    limit: Duration,
+) -> std::process::Output {
+    let output = run_tool(command, what, limit).await;
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// `GET path` over a raw HTTP/1.1 connection: (status line, body).
 pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
     http_request(addr, "GET", path, None).await

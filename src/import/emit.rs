@@ -1,0 +1,258 @@
+//! Writing imported failures out: as a new scenario, as rules added to an existing scenario
+//! (edited with the `toml_edit` crate, so its comments, order and layout stay as they were), or
+//! as magic addresses. Every rule is checked by the scenario compiler before it is written.
+
+use toml_edit::{value, Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value};
+
+use super::{Bounce, Failure, ImportError, StatusFrom};
+use crate::scenario::catalog::Catalog;
+use crate::scenario::compile::Scenario;
+use crate::scenario::flavor::Flavor;
+use crate::smtp::policy::Phase;
+
+/// A new scenario holding a rule for every failure; with the failures the compiler refused, one
+/// sentence each.
+pub fn new_scenario(bounces: &[Bounce]) -> (String, Vec<String>) {
+    let mut doc = DocumentMut::new();
+    doc.decor_mut().set_prefix(
+        "# Imported by `failmail import`: each rule answers one recipient with the exact reply its\n\
+         # bounce quotes, at the phase the bounce names. Serve it with\n\
+         # `failmail serve --scenario FILE`.\n",
+    );
+    let problems = add_rules(&mut doc, bounces);
+    (doc.to_string(), problems)
+}
+
+/// `existing` (a scenario's text) with a rule added for every failure, its comments kept; the
+/// result must load as a scenario, else nothing is added.
+pub fn add_to_scenario(
+    origin: &str,
+    existing: &str,
+    bounces: &[Bounce],
+) -> Result<(String, Vec<String>), ImportError> {
+    let refused = |why: String| ImportError::Scenario {
+        file: origin.to_owned(),
+        why,
+    };
+    let mut doc: DocumentMut = existing
+        .parse()
+        .map_err(|e: toml_edit::TomlError| refused(format!("not valid TOML: {e}")))?;
+    if doc.get("rule").is_some_and(|r| !r.is_array_of_tables()) {
+        return Err(refused(
+            "`rule` is not a list of [[rule]] tables".to_owned(),
+        ));
+    }
+    let problems = add_rules(&mut doc, bounces);
+    let text = doc.to_string();
+    Scenario::parse(origin, &text)
+        .map_err(|e| refused(format!("the result would not load: {e}")))?;
+    Ok((text, problems))
+}
+
+/// Appends a `[[rule]]` per failure that the compiler takes; returns why the others were not.
+fn add_rules(doc: &mut DocumentMut, bounces: &[Bounce]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut rules = ArrayOfTables::new();
+    for bounce in bounces {
+        for failure in &bounce.failures {
+            let rule = rule_table(bounce, failure);
+            let mut alone = DocumentMut::new();
+            let mut one = ArrayOfTables::new();
+            one.push(rule.clone());
+            alone.insert("rule", Item::ArrayOfTables(one));
+            match Scenario::parse(&bounce.origin, &alone.to_string()) {
+                Ok(_) => rules.push(rule),
+                Err(e) => problems.push(format!(
+                    "{}: {}: cannot be served: {}",
+                    bounce.origin,
+                    failure.rcpt.as_deref().unwrap_or("the reply"),
+                    e.message
+                )),
+            }
+        }
+    }
+    match doc.get_mut("rule").and_then(Item::as_array_of_tables_mut) {
+        Some(existing) => existing.extend(rules),
+        None => {
+            doc.insert("rule", Item::ArrayOfTables(rules));
+        }
+    }
+    problems
+}
+
+/// One failure's `[[rule]]`, its comment citing the bounce.
+fn rule_table(bounce: &Bounce, failure: &Failure) -> Table {
+    let mut table = Table::new();
+    table.decor_mut().set_prefix(comment(bounce, failure));
+    let rcpt = failure.rcpt.as_deref().unwrap_or("*");
+    table.insert(
+        "name",
+        value(format!("{}: {rcpt}", file_name(&bounce.origin))),
+    );
+    // Before RCPT no recipient is known: the rule matches every transaction there.
+    if failure.phase >= Phase::Rcpt {
+        table.insert("rcpt", value(rcpt_pattern(failure.rcpt.as_deref())));
+    }
+    table.insert("at", value(failure.phase.as_str()));
+    let last = reply_value(failure.code, &failure.status.to_string(), &failure.lines);
+    if failure.earlier.is_empty() {
+        table.insert("reply", value(last));
+    } else {
+        let mut steps = Array::new();
+        for earlier in &failure.earlier {
+            let status = earlier
+                .status
+                .map_or_else(|| format!("{}.0.0", earlier.code / 100), |s| s.to_string());
+            steps.push(reply_value(earlier.code, &status, &earlier.lines));
+        }
+        steps.push(last);
+        table.insert("sequence", value(steps));
+    }
+    table
+}
+
+/// `{ code = 550, status = "5.1.1", text = [...] }`.
+fn reply_value(code: u16, status: &str, lines: &[String]) -> Value {
+    let mut reply = InlineTable::new();
+    reply.insert("code", i64::from(code).into());
+    reply.insert("status", status.into());
+    let text: Array = lines.iter().map(String::as_str).collect();
+    reply.insert("text", Value::Array(text));
+    Value::InlineTable(reply)
+}
+
+/// The comment above a rule: which file, which MTA reported it, where the phase and the status
+/// come from.
+fn comment(bounce: &Bounce, failure: &Failure) -> String {
+    let mut lines = vec![format!(
+        "# From {} (reported by {}{})",
+        bounce.origin,
+        bounce.reporter.as_deref().unwrap_or("an unnamed MTA"),
+        failure
+            .remote_mta
+            .as_deref()
+            .map(|mta| format!("; the reply came from {mta}"))
+            .unwrap_or_default()
+    )];
+    if !failure.phase_named {
+        lines.push(format!(
+            "# The bounce names no SMTP phase: answered at {}, the first the code fits.",
+            failure.phase
+        ));
+    }
+    match failure.status_from {
+        StatusFrom::Reply => {}
+        StatusFrom::StatusField => lines.push(
+            "# The reply carries no enhanced status code: this one is the bounce's Status field."
+                .to_owned(),
+        ),
+        StatusFrom::CodeClass => lines.push(
+            "# Neither the reply nor the bounce gives an enhanced status code: X.0.0 of its class."
+                .to_owned(),
+        ),
+    }
+    if !failure.earlier.is_empty() {
+        lines.push(
+            "# The bounce shows temporary failures first: the sequence repeats them in order."
+                .to_owned(),
+        );
+    }
+    if failure.phase < Phase::Rcpt {
+        lines.push(format!(
+            "# Refused at {} before any recipient was named: every transaction gets it there.",
+            failure.phase
+        ));
+    }
+    if failure.rcpt.is_none() {
+        lines.push("# The input names no recipient: every recipient gets it.".to_owned());
+    }
+    format!("\n{}\n", lines.join("\n"))
+}
+
+/// The recipient as a pattern: the address (exact, case ignored), as a regex when it holds a
+/// glob character; `*` when there is none.
+fn rcpt_pattern(rcpt: Option<&str>) -> String {
+    match rcpt {
+        None => "*".to_owned(),
+        Some(rcpt) if rcpt.contains(['*', '?']) || rcpt.starts_with('/') => {
+            format!("/(?i)^{}$/", regex::escape(rcpt))
+        }
+        Some(rcpt) => rcpt.to_owned(),
+    }
+}
+
+/// The last path component, for rule names.
+fn file_name(origin: &str) -> &str {
+    origin.rsplit(['/', '\\']).next().unwrap_or(origin)
+}
+
+/// For each failure, a magic address that reproduces it where one does: a catalog entry in a
+/// flavor whose reply has the same code, status and text; else `CODE-X.Y.Z@…` (the same code and
+/// status, in failmail's words), said so.
+pub fn magic_addresses(bounces: &[Bounce]) -> Vec<String> {
+    let mut out = Vec::new();
+    for bounce in bounces {
+        for failure in &bounce.failures {
+            let rcpt = failure.rcpt.as_deref().unwrap_or("");
+            let domain = rcpt.rsplit_once('@').map_or("example.com", |(_, d)| d);
+            let line = match catalog_match(failure) {
+                Some((name, flavor)) => format!(
+                    "{rcpt}: {name}+{flavor}@{domain} (the same code, status and text)"
+                ),
+                None => format!(
+                    "{rcpt}: {}-{}@{domain} (the same code and status; no catalog entry words it this way: import the bounce as a scenario for its text)",
+                    failure.code, failure.status
+                ),
+            };
+            out.push(format!("{}: {line}", bounce.origin));
+        }
+    }
+    out
+}
+
+/// The catalog entry and flavor whose reply is this failure's, placeholders standing for any
+/// text; only where a magic address answers at the failure's phase.
+fn catalog_match(failure: &Failure) -> Option<(String, Flavor)> {
+    let wanted = super::reply::fold(&failure.lines.join(" "));
+    for entry in Catalog::builtin().entries() {
+        let magic_phase = if entry.phase >= Phase::Data {
+            entry.phase
+        } else {
+            Phase::Rcpt
+        };
+        if magic_phase != failure.phase {
+            continue;
+        }
+        for flavor in entry.flavors() {
+            let (variant, _) = entry.variant(flavor);
+            if variant.code != failure.code || variant.status != failure.status {
+                continue;
+            }
+            let pattern = placeholder_regex(&variant.text.join(" "));
+            if pattern.is_some_and(|p| p.is_match(&wanted)) {
+                return Some((entry.name.clone(), flavor));
+            }
+        }
+    }
+    None
+}
+
+/// A catalog text as a whole-string regex, whitespace folded, each placeholder any text.
+fn placeholder_regex(text: &str) -> Option<regex::Regex> {
+    let folded = super::reply::fold(text);
+    let mut pattern = String::from("^");
+    let mut rest = folded.as_str();
+    while let Some(open) = rest.find('{') {
+        pattern.push_str(&regex::escape(&rest[..open]));
+        let close = rest[open..].find('}')? + open;
+        pattern.push_str(".+?");
+        rest = &rest[close + 1..];
+    }
+    pattern.push_str(&regex::escape(rest));
+    pattern.push('$');
+    regex::Regex::new(&pattern).ok()
+}
+
+#[cfg(test)]
+#[path = "emit_tests.rs"]
+mod tests;

@@ -1,0 +1,239 @@
+//! Whose voice a recipient's domain gets: `user_unknown@gmail.com` answers as Gmail does, with
+//! no scenario.
+//!
+//! The built-in table maps the large providers' own domains to their flavor; a scenario's
+//! `[server] flavor_by_domain = { "corp.example" = "exchange" }` extends it, and its entries win
+//! over the built-in ones (map a built-in domain to `"generic"` to silence it). A key is a domain
+//! (`gmail.com`), or a glob (`hotmail.*` is any domain that starts with `hotmail.`,
+//! `*.onmicrosoft.com` any subdomain); case is ignored. Exact names are tried before globs, the
+//! scenario's before the built-in ones, and among globs the longer first, so the most specific
+//! entry decides.
+
+use super::flavor::Flavor;
+use super::pattern::{Pattern, PatternError};
+
+/// The built-in table: each provider's own mail domains (the ones whose MX is the provider's).
+pub const BUILTIN: &[(&str, Flavor)] = &[
+    ("gmail.com", Flavor::Gmail),
+    ("googlemail.com", Flavor::Gmail),
+    ("outlook.com", Flavor::Outlook),
+    ("outlook.*", Flavor::Outlook),
+    ("hotmail.*", Flavor::Outlook),
+    ("live.*", Flavor::Outlook),
+    ("msn.com", Flavor::Outlook),
+    ("*.onmicrosoft.com", Flavor::Exchange),
+    ("yahoo.*", Flavor::Yahoo),
+    ("ymail.com", Flavor::Yahoo),
+    ("rocketmail.com", Flavor::Yahoo),
+    ("aol.com", Flavor::Yahoo),
+    ("aim.com", Flavor::Yahoo),
+    ("ovh.com", Flavor::Ovh),
+    ("ovh.net", Flavor::Ovh),
+    ("ovhcloud.com", Flavor::Ovh),
+    ("icloud.com", Flavor::Icloud),
+    ("me.com", Flavor::Icloud),
+    ("mac.com", Flavor::Icloud),
+    ("zoho.*", Flavor::Zoho),
+    ("zohomail.*", Flavor::Zoho),
+    ("gmx.*", Flavor::Gmx),
+    ("web.de", Flavor::Gmx),
+    ("orange.fr", Flavor::Orange),
+    ("wanadoo.fr", Flavor::Orange),
+    ("yandex.*", Flavor::Yandex),
+    ("ya.ru", Flavor::Yandex),
+    ("mail.ru", Flavor::Mailru),
+    ("inbox.ru", Flavor::Mailru),
+    ("list.ru", Flavor::Mailru),
+    ("bk.ru", Flavor::Mailru),
+];
+
+/// Where an entry of the table comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The scenario's `flavor_by_domain`.
+    Scenario,
+    /// The built-in table.
+    Builtin,
+}
+
+impl Origin {
+    /// `scenario` or `built-in`, for listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Scenario => "scenario",
+            Origin::Builtin => "built-in",
+        }
+    }
+}
+
+/// One row: a domain or domain glob, its flavor and where it comes from.
+#[derive(Debug, Clone)]
+pub struct DomainEntry {
+    /// The key as written (`hotmail.*`).
+    pub domain: String,
+    /// The voice its recipients get.
+    pub flavor: Flavor,
+    /// Built-in or from the scenario.
+    pub origin: Origin,
+    pattern: Pattern,
+}
+
+/// The table, in lookup order.
+#[derive(Debug, Clone)]
+pub struct DomainFlavors {
+    entries: Vec<DomainEntry>,
+}
+
+impl Default for DomainFlavors {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl DomainFlavors {
+    /// The built-in table alone.
+    pub fn builtin() -> Self {
+        Self::with(&[]).expect("the built-in domains are valid patterns (tested)")
+    }
+
+    /// The built-in table extended by a scenario's entries, which win for their domains.
+    pub fn with(scenario: &[(String, Flavor)]) -> Result<Self, PatternError> {
+        let mut entries = Vec::with_capacity(scenario.len() + BUILTIN.len());
+        let mut add = |domain: &str, flavor: Flavor, origin: Origin| -> Result<(), PatternError> {
+            entries.push(DomainEntry {
+                domain: domain.to_ascii_lowercase(),
+                flavor,
+                origin,
+                pattern: Pattern::compile(domain)?,
+            });
+            Ok(())
+        };
+        for (domain, flavor) in scenario {
+            add(domain, *flavor, Origin::Scenario)?;
+        }
+        for (domain, flavor) in BUILTIN {
+            add(domain, *flavor, Origin::Builtin)?;
+        }
+        // Exact before glob, scenario before built-in, longer globs first; stable otherwise.
+        entries.sort_by_key(|e| {
+            (
+                !matches!(e.pattern, Pattern::Exact(_)),
+                e.origin == Origin::Builtin,
+                std::cmp::Reverse(e.domain.len()),
+            )
+        });
+        Ok(Self { entries })
+    }
+
+    /// The table extended by a scenario's `flavor_by_domain`; a refusal is (message, hint).
+    pub fn from_table(table: &toml::Table) -> Result<Self, (String, String)> {
+        let mut entries = Vec::with_capacity(table.len());
+        for (domain, value) in table {
+            let flavor = value
+                .as_str()
+                .and_then(|name| name.parse::<Flavor>().ok())
+                .ok_or_else(|| {
+                    (
+                        format!("flavor_by_domain: {domain:?} = {value}: not a flavor name"),
+                        format!("flavors: {}", Flavor::names()),
+                    )
+                })?;
+            if domain.is_empty() || domain.contains(['@', ' ', '/']) {
+                return Err((
+                    format!("flavor_by_domain: {domain:?} is not a domain"),
+                    "write a domain (\"corp.example\") or a glob (\"*.corp.example\")".to_owned(),
+                ));
+            }
+            entries.push((domain.clone(), flavor));
+        }
+        Self::with(&entries).map_err(|e| (e.to_string(), "write a domain or a glob".to_owned()))
+    }
+
+    /// The flavor of recipients at `domain`, if the table names it. Does not allocate.
+    pub fn lookup(&self, domain: &str) -> Option<Flavor> {
+        if domain.is_empty() {
+            return None;
+        }
+        self.entries
+            .iter()
+            .find(|e| e.pattern.matches(domain))
+            .map(|e| e.flavor)
+    }
+
+    /// The flavor of `address`'s domain, if the table names it.
+    pub fn lookup_address(&self, address: &str) -> Option<Flavor> {
+        let domain = address.rsplit_once('@')?.1;
+        self.lookup(domain.trim_end_matches('>'))
+    }
+
+    /// Every row, in lookup order.
+    pub fn entries(&self) -> &[DomainEntry] {
+        &self.entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_are_known_by_their_domains() {
+        let table = DomainFlavors::builtin();
+        for (address, flavor) in [
+            ("user_unknown@gmail.com", Flavor::Gmail),
+            ("x@GoogleMail.com", Flavor::Gmail),
+            ("x@hotmail.co.uk", Flavor::Outlook),
+            ("x@live.fr", Flavor::Outlook),
+            ("x@msn.com", Flavor::Outlook),
+            ("x@contoso.onmicrosoft.com", Flavor::Exchange),
+            ("x@yahoo.co.jp", Flavor::Yahoo),
+            ("x@aol.com", Flavor::Yahoo),
+            ("x@me.com", Flavor::Icloud),
+            ("x@zohomail.eu", Flavor::Zoho),
+            ("x@web.de", Flavor::Gmx),
+            ("x@gmx.net", Flavor::Gmx),
+            ("x@wanadoo.fr", Flavor::Orange),
+            ("x@yandex.ru", Flavor::Yandex),
+            ("x@bk.ru", Flavor::Mailru),
+            ("x@ovh.net", Flavor::Ovh),
+        ] {
+            assert_eq!(table.lookup_address(address), Some(flavor), "{address}");
+        }
+        for address in [
+            "x@example.com",
+            "x@notgmail.com",
+            "x@onmicrosoft.com",
+            "nodomain",
+            "x@",
+        ] {
+            assert_eq!(table.lookup_address(address), None, "{address}");
+        }
+    }
+
+    #[test]
+    fn a_scenario_extends_and_overrides_the_table() {
+        let table = DomainFlavors::with(&[
+            ("corp.example".to_owned(), Flavor::Exchange),
+            ("gmail.com".to_owned(), Flavor::Generic),
+            ("*.corp.example".to_owned(), Flavor::Postfix),
+        ])
+        .unwrap();
+        assert_eq!(table.lookup("corp.example"), Some(Flavor::Exchange));
+        assert_eq!(table.lookup("mx.corp.example"), Some(Flavor::Postfix));
+        assert_eq!(
+            table.lookup("gmail.com"),
+            Some(Flavor::Generic),
+            "the scenario wins"
+        );
+        assert_eq!(
+            table.lookup("googlemail.com"),
+            Some(Flavor::Gmail),
+            "the rest stays"
+        );
+        let first = &table.entries()[0];
+        assert_eq!(
+            (first.origin, first.domain.as_str()),
+            (Origin::Scenario, "corp.example")
+        );
+    }
+}
