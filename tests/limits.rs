@@ -327,6 +327,18 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) with `kill(1)`: SIGSTOP freezes Redis with its sockets
+    /// open, as a stalled server or a paused VM does.
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{signal} redis-server failed");
+    }
+
     /// Kills the server now (its data is gone: it keeps nothing on disk).
     fn kill(&mut self) {
         // Dropping the guard kills and reaps the process.
@@ -1107,5 +1119,106 @@ async fn redis_outage_gives_451_4_3_0_and_recovers() {
         .await
         .assert_refused_at_mail(&rate_limited());
     assert_eq!(server.used("account:alice").await, 5);
+    quit_session(client).await;
+}
+
+/// Redis frozen (SIGSTOP) while MAILs wait for their reservation: each gets 451 4.3.0 after the
+/// store's response timeout, but the scripts stay queued in Redis's socket buffer and run when it
+/// resumes (SIGCONT). None of them may leave a use behind: once Redis answers again the limit is
+/// exactly as before the stall, and every allowed message still gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_stall_leaves_the_limit_as_it_was() {
+    let redis = RedisServer::start();
+    let server = serve_builtin(options(
+        Arc::new(OffsetClock::new()),
+        redis_store(&redis).await,
+        LimitOverrides {
+            per_account: None,
+            per_ip: Some(Window { max: 10, per: HOUR }),
+        },
+    ))
+    .await;
+    let addr = server.addr();
+    let mut client = open(addr, None).await;
+    for _ in 0..2 {
+        client
+            .message("a@a.example", &["rcpt@dest.example"])
+            .await
+            .assert_accepted();
+    }
+    assert_eq!(server.used(IP_KEY).await, 2);
+
+    redis.signal("STOP");
+    // Three MAILs at once, on three connections: each waits for the store's 2 s response timeout.
+    let stalled: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut client = open(addr, None).await;
+                let tx = client.message("b@b.example", &["rcpt@dest.example"]).await;
+                tx.mail.assert(451, "4.3.0");
+                assert!(tx.end.is_none(), "{tx:?}");
+                quit_session(client).await;
+            })
+        })
+        .collect();
+    for session in stalled {
+        session.await.expect("a stalled session ends with 451");
+    }
+    redis.signal("CONT");
+
+    // Bounded: the queued scripts run at once when Redis resumes, and their cancellations after.
+    let mut used = 0;
+    for _ in 0..100 {
+        used = server.used(IP_KEY).await;
+        if used == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        used,
+        2,
+        "the stall left {} phantom uses",
+        used.saturating_sub(2)
+    );
+    for _ in 0..8 {
+        client
+            .message("a@a.example", &["rcpt@dest.example"])
+            .await
+            .assert_accepted();
+    }
+    client
+        .message("a@a.example", &["rcpt@dest.example"])
+        .await
+        .assert_refused_at_mail(&rate_limited());
+    assert_eq!(server.used(IP_KEY).await, 10);
+    quit_session(client).await;
+}
+
+/// Redis restarted while the store's connection was idle: the first call finds the connection
+/// dropped ("broken pipe") and is sent once more on a new connection, so the first MAIL after
+/// the restart is accepted instead of refused with 451.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_mail_after_a_redis_restart_is_served() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let server = serve_builtin(options(
+        Arc::new(OffsetClock::new()),
+        redis_store(&redis).await,
+        per_account(5),
+    ))
+    .await;
+    let mut client = open(server.addr(), Some("alice")).await;
+    client
+        .message("a@a.example", &["rcpt@dest.example"])
+        .await
+        .assert_accepted();
+    redis.kill();
+    let _redis = RedisServer::start_on(port);
+    client
+        .message("a@a.example", &["rcpt@dest.example"])
+        .await
+        .assert_accepted();
+    assert_eq!(server.used("account:alice").await, 1);
     quit_session(client).await;
 }

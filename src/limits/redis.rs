@@ -4,21 +4,43 @@
 //! Keys live under `failmail:` (limits: sorted sets of `token` scored by time; greylist: first
 //! sight; sequences: counters). When Redis is unreachable, operations fail with [`StoreError`],
 //! which the policy answers with a temporary 451 4.3.0: never "accept without limits".
+//!
+//! A reservation whose answer did not come is cancelled in the background ([`cancel`]), so
+//! that a frozen Redis that later runs the queued script leaves no use behind. A call that
+//! finds the connection dropped (Redis restarted while the connection was idle) is sent once
+//! more on the new connection, instead of being answered 451 at once.
 
+mod cancel;
+
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::Script;
+use redis::{RedisResult, Script};
+
+use cancel::{Cancel, Canceller};
 
 use super::{Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
 use crate::eventual::Eventual;
 
 const PREFIX: &str = "failmail:";
 
+/// KEYS: the limit keys, then the token's cancellation mark. Returns 0 (reserved), the 1-based
+/// index of the full key, or -1 (the token was cancelled: its answer was given up on). A second
+/// run with the same token (a retry) finds its use and takes no other.
 const RESERVE: &str = r"
 local now = tonumber(ARGV[1])
 local token = ARGV[2]
-for i, key in ipairs(KEYS) do
+local limits = #KEYS - 1
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then
+  return -1
+end
+if redis.call('ZSCORE', KEYS[1], token) then
+  return 0
+end
+for i = 1, limits do
+  local key = KEYS[i]
   local window = tonumber(ARGV[1 + 2 * i])
   local max = tonumber(ARGV[2 + 2 * i])
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
@@ -26,10 +48,10 @@ for i, key in ipairs(KEYS) do
     return i
   end
 end
-for i, key in ipairs(KEYS) do
+for i = 1, limits do
   local window = tonumber(ARGV[1 + 2 * i])
-  redis.call('ZADD', key, now, token)
-  redis.call('PEXPIRE', key, window)
+  redis.call('ZADD', KEYS[i], now, token)
+  redis.call('PEXPIRE', KEYS[i], window)
 end
 return 0
 ";
@@ -89,6 +111,8 @@ pub struct RedisStore {
     greylist: Script,
     usage: Script,
     reset: Script,
+    cancel: Script,
+    canceller: Arc<Canceller>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -99,6 +123,23 @@ impl std::fmt::Debug for RedisStore {
 
 fn store_error(error: redis::RedisError) -> StoreError {
     StoreError(error.to_string())
+}
+
+/// Runs `call` on the connection; when it fails because the connection was dropped (Redis
+/// restarted since the last call), runs it once more: the connection manager reconnects on that
+/// error, and the second call waits for the new connection.
+async fn retry_once<T, F, Fut>(connection: &ConnectionManager, mut call: F) -> RedisResult<T>
+where
+    F: FnMut(ConnectionManager) -> Fut,
+    Fut: Future<Output = RedisResult<T>>,
+{
+    match call(connection.clone()).await {
+        Err(error) if error.is_connection_dropped() => {
+            tracing::debug!(%error, "Redis connection dropped; sending again");
+            call(connection.clone()).await
+        }
+        other => other,
+    }
 }
 
 impl RedisStore {
@@ -113,17 +154,36 @@ impl RedisStore {
             .await
             .map_err(store_error)?;
         Ok(Self {
+            canceller: Arc::new(Canceller::start(connection.clone())),
             connection,
             reserve: Script::new(RESERVE),
             greylist: Script::new(GREYLIST),
             usage: Script::new(USAGE),
             reset: Script::new(RESET),
+            cancel: Script::new(cancel::CANCEL),
         })
     }
 }
 
 fn limit_key(key: &str) -> String {
     format!("{PREFIX}limit:{key}")
+}
+
+impl RedisStore {
+    /// Runs a script, once more if the connection had dropped.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> RedisResult<T> {
+        retry_once(&self.connection, |mut connection| async move {
+            invocation.invoke_async(&mut connection).await
+        })
+        .await
+    }
+}
+
+fn mark_key(token: u64) -> String {
+    format!("{PREFIX}cancelled:{token:016x}")
 }
 
 impl LimitStore for RedisStore {
@@ -139,17 +199,28 @@ impl LimitStore for RedisStore {
             invocation.key(limit_key(&check.key));
             invocation.arg(check.per.as_millis() as u64).arg(check.max);
         }
-        let mut connection = self.connection.clone();
+        invocation.key(mark_key(token));
         Eventual::later(async move {
-            let full: usize = invocation
-                .invoke_async(&mut connection)
-                .await
-                .map_err(store_error)?;
-            Ok(if full == 0 {
-                Reserve::Reserved
-            } else {
-                Reserve::Full(full - 1)
-            })
+            match self.invoke::<i64>(&invocation).await {
+                Ok(0) => Ok(Reserve::Reserved),
+                Ok(full) if full > 0 => Ok(Reserve::Full(full as usize - 1)),
+                Ok(_) => Err(StoreError("the reservation was cancelled".to_owned())),
+                Err(error) => {
+                    // Unknown outcome: the script may still run. Cancel it, whichever comes first.
+                    self.canceller.push(Cancel {
+                        keys: checks.iter().map(|c| limit_key(&c.key)).collect(),
+                        mark_key: mark_key(token),
+                        token,
+                        mark_ms: checks
+                            .iter()
+                            .map(|c| c.per.as_millis() as u64)
+                            .max()
+                            .unwrap_or(0)
+                            .max(1),
+                    });
+                    Err(store_error(error))
+                }
+            }
         })
     }
 
@@ -158,15 +229,23 @@ impl LimitStore for RedisStore {
         keys: &'a [String],
         token: u64,
     ) -> Eventual<'a, Result<(), StoreError>> {
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("ZREM").arg(limit_key(key)).arg(token).ignore();
-        }
-        let mut connection = self.connection.clone();
+        let release = Cancel {
+            keys: keys.iter().map(|k| limit_key(k)).collect(),
+            mark_key: mark_key(token),
+            token,
+            mark_ms: 0,
+        };
         Eventual::later(async move {
-            pipe.query_async::<()>(&mut connection)
-                .await
-                .map_err(store_error)
+            let done = retry_once(&self.connection, |mut connection| {
+                let release = &release;
+                async move { cancel::run(&self.cancel, &mut connection, release).await }
+            })
+            .await;
+            done.map_err(|error| {
+                // Given back later, when Redis answers again.
+                self.canceller.push(release.clone());
+                store_error(error)
+            })
         })
     }
 
@@ -183,12 +262,8 @@ impl LimitStore for RedisStore {
             .arg(now_ms)
             .arg(delay.as_millis() as u64)
             .arg(retry_window.as_millis() as u64);
-        let mut connection = self.connection.clone();
         Eventual::later(async move {
-            let pass: u8 = invocation
-                .invoke_async(&mut connection)
-                .await
-                .map_err(store_error)?;
+            let pass: u8 = self.invoke(&invocation).await.map_err(store_error)?;
             Ok(if pass == 1 {
                 Greylist::Pass
             } else {
@@ -199,19 +274,21 @@ impl LimitStore for RedisStore {
 
     fn bump<'a>(&'a self, key: &'a str) -> Eventual<'a, Result<u64, StoreError>> {
         let key = format!("{PREFIX}seq:{key}");
-        let mut connection = self.connection.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("INCR")
+            .arg(&key)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(35 * 86_400)
+            .ignore();
         Eventual::later(async move {
-            let (count,): (u64,) = redis::pipe()
-                .atomic()
-                .cmd("INCR")
-                .arg(&key)
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(35 * 86_400)
-                .ignore()
-                .query_async(&mut connection)
-                .await
-                .map_err(store_error)?;
+            let (count,): (u64,) = retry_once(&self.connection, |mut connection| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut connection).await }
+            })
+            .await
+            .map_err(store_error)?;
             Ok(count - 1)
         })
     }
@@ -227,12 +304,8 @@ impl LimitStore for RedisStore {
             .arg(now_ms)
             .arg(window.as_millis() as u64)
             .arg(format!("{PREFIX}limit:{prefix}*"));
-        let mut connection = self.connection.clone();
         Eventual::later(async move {
-            let flat: Vec<redis::Value> = invocation
-                .invoke_async(&mut connection)
-                .await
-                .map_err(store_error)?;
+            let flat: Vec<redis::Value> = self.invoke(&invocation).await.map_err(store_error)?;
             let mut usage = Vec::new();
             for pair in flat.chunks(2) {
                 if let [key, used] = pair {
@@ -253,13 +326,7 @@ impl LimitStore for RedisStore {
     fn reset<'a>(&'a self) -> Eventual<'a, Result<(), StoreError>> {
         let mut invocation = self.reset.prepare_invoke();
         invocation.arg(format!("{PREFIX}*"));
-        let mut connection = self.connection.clone();
-        Eventual::later(async move {
-            invocation
-                .invoke_async::<()>(&mut connection)
-                .await
-                .map_err(store_error)
-        })
+        Eventual::later(async move { self.invoke::<()>(&invocation).await.map_err(store_error) })
     }
 
     fn is_immediate(&self) -> bool {
