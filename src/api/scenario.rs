@@ -108,7 +108,10 @@ pub(crate) async fn put(
             .hint("scenario files are UTF-8 TOML")
     })?;
     let reloader = reloader(&state)?;
-    reloader.replace(API_ORIGIN, text).map_err(invalid)?;
+    reloader
+        .replace_text(API_ORIGIN, text.to_owned())
+        .await
+        .map_err(invalid)?;
     view(reloader)
 }
 
@@ -121,6 +124,6 @@ pub(crate) async fn reload(State(state): State<ApiState>) -> Result<Response, Ap
                 .hint("start it with --scenario FILE, or send the scenario with PUT /api/scenario"),
         );
     }
-    reloader.reload().map_err(invalid)?;
+    reloader.reload_file().await.map_err(invalid)?;
     view(reloader)
 }

@@ -1,5 +1,11 @@
 //! The live scenario of a running server: building its policy, and reloading it on SIGHUP or
 //! when its file changes. A file that fails to load is reported and the old scenario stays live.
+//!
+//! Reloads from the server's own tasks ([`Reloader::reload_file`], [`Reloader::replace_text`]:
+//! the file watcher, SIGHUP and the HTTP API) read and compile on a blocking thread and swap the
+//! result in when it is ready, so that sessions and the API go on meanwhile, however large the
+//! scenario; the old scenario is also freed off the event loop. They run one at a time, in the
+//! order they were asked for.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +16,7 @@ use tracing::{error, info};
 use super::compile::Scenario;
 use super::engine::{Engine, ScenarioPolicy};
 use super::error::ScenarioError;
+use super::source::{self, ReadGate};
 use crate::clock::{OffsetClock, SharedClock};
 use crate::limits::memory::MemoryStore;
 use crate::limits::{LimitOverrides, LimitStore};
@@ -51,17 +58,31 @@ impl Default for ScenarioOptions {
 }
 
 impl ScenarioOptions {
-    /// Loads the scenario named by the options.
-    pub fn load(&self) -> Result<Scenario, ScenarioError> {
-        let mut scenario = match &self.path {
-            Some(path) => Scenario::load(path)?,
-            None => Scenario::builtin(),
-        };
+    /// Loads the scenario named by the options (the file is read once); returns it with the
+    /// text it came from.
+    pub fn load(&self) -> Result<(Scenario, Option<String>), ScenarioError> {
+        match &self.path {
+            Some(path) => {
+                let text = source::read_file(path)?;
+                let scenario = self.parse(&path.display().to_string(), &text)?;
+                Ok((scenario, Some(text)))
+            }
+            None => Ok((self.adjust(Scenario::builtin()), None)),
+        }
+    }
+
+    /// Checks and compiles `text` (named `origin` in errors), with the command line's settings.
+    pub fn parse(&self, origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        Ok(self.adjust(Scenario::parse(origin, text)?))
+    }
+
+    /// What the command line changes in every scenario: magic addresses off, its limits.
+    fn adjust(&self, mut scenario: Scenario) -> Scenario {
         if self.no_magic {
             scenario.server.magic_addresses = false;
         }
         scenario.apply_overrides(&self.limits);
-        Ok(scenario)
+        scenario
     }
 
     /// The policy and session settings for a loaded scenario.
@@ -76,6 +97,28 @@ impl ScenarioOptions {
         );
         (ScenarioPolicy::new(Arc::new(engine)), config)
     }
+
+    /// Compiles `text` and builds its policy: the work of a reload, done on a blocking thread.
+    fn prepare(&self, origin: &str, text: String) -> Result<Prepared, ScenarioError> {
+        let scenario = self.parse(origin, &text)?;
+        let rules = scenario.rules.len();
+        let (policy, session) = self.build(scenario);
+        Ok(Prepared {
+            live: Live {
+                policy,
+                source: Some(text),
+            },
+            session,
+            rules,
+        })
+    }
+}
+
+/// A scenario compiled and built, ready to go live.
+struct Prepared {
+    live: Live,
+    session: SessionConfig,
+    rules: usize,
 }
 
 /// The scenario live on a server right now: its policy and the text it came from.
@@ -101,14 +144,17 @@ pub struct Reloader {
     options: ScenarioOptions,
     target: Arc<dyn PolicyTarget>,
     live: Arc<ArcSwap<Live>>,
+    /// One reload at a time, in the order asked (a later one never loses to an earlier one).
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// One read of the file at a time, even when a read hangs past its time limit.
+    reading: ReadGate,
 }
 
 impl Reloader {
     /// Loads the scenario `options` name and builds its policy and session settings, for the
     /// first [`Reloader::new`].
     pub fn first(options: &ScenarioOptions) -> Result<(Live, SessionConfig), ScenarioError> {
-        let scenario = options.load()?;
-        let source = read_source(options);
+        let (scenario, source) = options.load()?;
         let (policy, session) = options.build(scenario);
         Ok((Live { policy, source }, session))
     }
@@ -119,6 +165,8 @@ impl Reloader {
             options,
             target,
             live: Arc::new(ArcSwap::from_pointee(live)),
+            turn: Arc::default(),
+            reading: ReadGate::default(),
         }
     }
 
@@ -137,62 +185,104 @@ impl Reloader {
         &self.options
     }
 
-    fn install(&self, scenario: Scenario, source: Option<String>) {
-        let rules = scenario.rules.len();
-        let (policy, config) = self.options.build(scenario);
-        self.target.install(Box::new(policy.clone()), config);
-        self.live.store(Arc::new(Live { policy, source }));
+    /// Makes `prepared` live for new sessions; the old scenario is freed off the event loop.
+    fn install(&self, prepared: Prepared) {
+        let Prepared {
+            live,
+            session,
+            rules,
+        } = prepared;
+        self.target.install(Box::new(live.policy.clone()), session);
+        let old = self.live.swap(Arc::new(live));
         info!(rules, "scenario loaded");
+        // The last reference to a large scenario takes a while to free: not on the event loop.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || drop(old));
+        }
     }
 
-    /// Loads the file again and makes it live for new sessions; on error the old one stays.
+    /// Loads the file again on this thread and makes it live for new sessions; on error the
+    /// old one stays. From the server's own tasks, use [`Reloader::reload_file`].
     pub fn reload(&self) -> Result<(), ScenarioError> {
-        let scenario = self.options.load()?;
-        self.install(scenario, read_source(&self.options));
+        let (scenario, source) = self.options.load()?;
+        let rules = scenario.rules.len();
+        let (policy, session) = self.options.build(scenario);
+        self.install(Prepared {
+            live: Live { policy, source },
+            session,
+            rules,
+        });
         Ok(())
     }
 
-    /// Makes `text` the live scenario (checked first; on error the old one stays). The file on
-    /// disk, if any, is not changed: a later change of the file replaces this again.
+    /// Makes `text` the live scenario, compiled on this thread (checked first; on error the old
+    /// one stays). The file on disk, if any, is not changed: a later change of the file replaces
+    /// this again. From the server's own tasks, use [`Reloader::replace_text`].
     pub fn replace(&self, origin: &str, text: &str) -> Result<(), ScenarioError> {
-        let mut scenario = Scenario::parse(origin, text)?;
-        if self.options.no_magic {
-            scenario.server.magic_addresses = false;
-        }
-        scenario.apply_overrides(&self.options.limits);
-        self.install(scenario, Some(text.to_owned()));
+        let prepared = self.options.prepare(origin, text.to_owned())?;
+        self.install(prepared);
+        Ok(())
+    }
+
+    /// Like [`Reloader::reload`], without blocking the caller's thread: the file is read (once,
+    /// within [`source::READ_LIMIT`]) and compiled on a blocking thread, then swapped in.
+    pub async fn reload_file(&self) -> Result<(), ScenarioError> {
+        let _turn = self.turn.lock().await;
+        let Some(path) = self.options.path.clone() else {
+            return self.reload();
+        };
+        let origin = path.display().to_string();
+        let text = self.reading.read(path, source::READ_LIMIT).await?;
+        self.prepare_and_install(origin, text).await
+    }
+
+    /// Like [`Reloader::replace`], without blocking the caller's thread: `text` is compiled on
+    /// a blocking thread, then swapped in.
+    pub async fn replace_text(&self, origin: &str, text: String) -> Result<(), ScenarioError> {
+        let _turn = self.turn.lock().await;
+        self.prepare_and_install(origin.to_owned(), text).await
+    }
+
+    async fn prepare_and_install(&self, origin: String, text: String) -> Result<(), ScenarioError> {
+        let options = self.options.clone();
+        let prepared = tokio::task::spawn_blocking(move || options.prepare(&origin, text))
+            .await
+            .map_err(|join| ScenarioError {
+                origin: "<reload>".to_owned(),
+                line: 1,
+                column: 1,
+                message: format!("the scenario could not be compiled: {join}"),
+                hint: None,
+            })??;
+        self.install(prepared);
         Ok(())
     }
 
     /// Reloads on `hangup` (SIGHUP, installed by the caller before it announces readiness) and
     /// whenever the file's size or modification time changes (checked every `interval`).
     pub async fn watch(self, mut hangup: Option<tokio::signal::unix::Signal>, interval: Duration) {
-        let mut seen = self.fingerprint();
+        let mut seen = self.fingerprint().await;
         let mut ticker = tokio::time::interval(interval);
         loop {
             let by_signal = tokio::select! {
                 _ = ticker.tick() => false,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
             };
-            let now = self.fingerprint();
+            let now = self.fingerprint().await;
             if by_signal || now != seen {
                 seen = now;
-                if let Err(e) = self.reload() {
+                if let Err(e) = self.reload_file().await {
                     error!("scenario not reloaded, the previous one stays live:\n{e}");
                 }
             }
         }
     }
 
-    fn fingerprint(&self) -> Option<(u64, SystemTime)> {
-        let metadata = std::fs::metadata(self.options.path.as_ref()?).ok()?;
+    /// The file's size and modification time (read off the event loop).
+    async fn fingerprint(&self) -> Option<(u64, SystemTime)> {
+        let metadata = tokio::fs::metadata(self.options.path.as_ref()?)
+            .await
+            .ok()?;
         Some((metadata.len(), metadata.modified().ok()?))
     }
-}
-
-fn read_source(options: &ScenarioOptions) -> Option<String> {
-    options
-        .path
-        .as_ref()
-        .and_then(|p| std::fs::read_to_string(p).ok())
 }

@@ -12,3 +12,4 @@ pub mod pattern;
 pub(crate) mod phase_codes;
 pub mod rule;
 pub mod settings;
+pub mod source;
