@@ -7,6 +7,7 @@
 
 mod connection;
 pub mod tls;
+mod tls_stream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
