@@ -59,6 +59,8 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// Bearer token every route but `/healthz` requires; mandatory when `addr` is not loopback.
     pub token: Option<String>,
+    /// Host names the API is also reached by (`--http-host`), besides its IP and `localhost`.
+    pub hosts: Vec<String>,
 }
 
 /// Everything a running failmail is built from: the one configuration tree.
@@ -90,6 +92,7 @@ impl Default for AppConfig {
             http: Some(HttpConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 8025)),
                 token: None,
+                hosts: Vec::new(),
             }),
             scenario: Some(ScenarioConfig::default()),
             state: StateConfig::default(),
@@ -106,6 +109,7 @@ impl AppConfig {
             http: Some(HttpConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 token: None,
+                hosts: Vec::new(),
             }),
             ..Self::default()
         }
@@ -243,6 +247,7 @@ impl App {
                     listener,
                     state,
                     token,
+                    http.hosts,
                     server.shutdown_signal(),
                 )))
             }

@@ -173,6 +173,10 @@ struct ServeArgs {
     /// not a loopback address.
     #[arg(long)]
     http_token: Option<String>,
+    /// A host name the HTTP API is reached by, besides its IP address and localhost (repeat for
+    /// more): other `Host` values are refused, against DNS rebinding.
+    #[arg(long = "http-host", value_name = "NAME")]
+    http_hosts: Vec<String>,
 }
 
 impl ServeArgs {
@@ -239,6 +243,7 @@ impl ServeArgs {
             http: Some(HttpConfig {
                 addr: self.http,
                 token: self.http_token,
+                hosts: self.http_hosts,
             }),
             scenario: Some(ScenarioConfig {
                 path: self.scenario,

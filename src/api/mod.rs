@@ -9,6 +9,7 @@ pub(crate) mod auth;
 pub(crate) mod clock;
 pub(crate) mod error;
 pub(crate) mod events;
+pub(crate) mod guard;
 pub(crate) mod limits;
 pub(crate) mod messages;
 pub(crate) mod metrics;
@@ -186,15 +187,26 @@ async fn method_not_allowed(request: Request) -> ApiError {
 }
 
 /// Serves HTTP on `listener` until shutdown starts; with a token, every route but `/healthz`
-/// needs it. Event streams end when shutdown starts.
+/// needs it. Requests from other sites and `Host`s that do not name the listener (or one of
+/// `hosts`) are refused as [`guard`] says. Event streams end when shutdown starts.
 pub async fn serve_with_token(
     listener: TcpListener,
     state: ApiState,
     token: Option<Arc<str>>,
+    hosts: Vec<String>,
     mut shutdown: watch::Receiver<ShutdownState>,
 ) {
-    let app =
-        router_with_token(state, token).layer(Extension(events::ShutdownSignal(shutdown.clone())));
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let guard = Arc::new(guard::Guard::new(
+        local,
+        &hosts,
+        token.as_ref().is_some_and(|t| !t.trim().is_empty()),
+    ));
+    let app = router_with_token(state, token)
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
+        .layer(Extension(events::ShutdownSignal(shutdown.clone())));
     let stop = async move {
         let _ = shutdown.changed().await;
     };
