@@ -17,7 +17,9 @@ use failmail::scenario::compile::Scenario;
 use failmail::scenario::flavor::Flavor;
 use failmail::server::tls::CertificateSource;
 use failmail::server::{ServerConfig, Timeouts};
-use failmail::smtp::session::{AuthPolicy, SessionConfig, DEFAULT_MAX_ERRORS};
+use failmail::smtp::session::{
+    AuthPolicy, SessionConfig, DEFAULT_MAX_ERRORS, DEFAULT_MAX_JUNK_COMMANDS,
+};
 use tracing_subscriber::EnvFilter;
 
 /// An SMTP test server that answers with the realistic failures real mail providers send.
@@ -143,6 +145,10 @@ struct ServeArgs {
     /// Syntax errors allowed per session before 421 4.7.0 and close (0: no limit).
     #[arg(long, default_value_t = DEFAULT_MAX_ERRORS)]
     max_errors: usize,
+    /// NOOP, RSET, VRFY, EXPN and HELP allowed per session without a transaction start before
+    /// each more counts as an error (0: no limit).
+    #[arg(long, default_value_t = DEFAULT_MAX_JUNK_COMMANDS)]
+    max_junk_commands: usize,
     /// Seconds a shutdown waits for messages being received.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
@@ -230,6 +236,7 @@ impl ServeArgs {
                     required: self.require_auth,
                 },
                 max_errors: self.max_errors,
+                max_junk_commands: self.max_junk_commands,
                 ..SessionConfig::default()
             },
             journal: JournalConfig {
