@@ -1535,3 +1535,38 @@ async fn other_sites_can_neither_reset_nor_read_through_a_rebound_name() {
     assert_eq!(api.get("/api/messages").await["messages"], json!([]));
     server.shutdown().await;
 }
+
+/// `dropped` in `GET /api/events` counts the events that fell out of the ring since the last
+/// `POST /api/reset`, so that a test isolated by a reset sees only its own; the metric
+/// `failmail_events_dropped_total` stays a counter.
+#[tokio::test]
+async fn reset_starts_the_dropped_count_over() {
+    let mut config = AppConfig::loopback();
+    config.journal.event_capacity = 3;
+    let server = App::start(config).await.expect("the server starts");
+    let api = Api {
+        addr: server.addresses().http.expect("an HTTP listener"),
+        token: None,
+    };
+    let mut smtp = PlainConn::ready(server.addresses().smtp).await;
+    smtp.quit().await;
+    let mut dropped = 0;
+    for _ in 0..200 {
+        dropped = api.get("/api/events").await["dropped"].as_u64().unwrap();
+        if dropped > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(dropped > 0, "a session makes more than 3 events");
+    assert_eq!(api.call("POST", "/api/reset", None).await.status, 204);
+    assert_eq!(api.get("/api/events").await["dropped"], 0);
+    let metrics = api.call("GET", "/metrics", None).await.text();
+    let total = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("failmail_events_dropped_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("the dropped counter");
+    assert!(total >= dropped, "{metrics}");
+    server.shutdown().await;
+}
