@@ -75,6 +75,8 @@ fn spawn(options: &Options, scenario: &std::path::Path) -> Server {
         .arg(options.threads.to_string())
         .arg("--scenario")
         .arg(scenario)
+        // The probe sends nothing but NOOPs.
+        .args(["--max-junk-commands", "0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

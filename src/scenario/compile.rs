@@ -9,9 +9,7 @@ use toml::Spanned;
 
 use super::catalog::{parse_phase, Catalog};
 use super::error::closest_name;
-use super::file::{
-    GreylistSection, LimitFile, LimitsSection, RuleFile, ScenarioFile, ServerSection,
-};
+use super::file::{GreylistSection, LimitFile, LimitsSection, RuleFile, ServerSection};
 use super::flavor::Flavor;
 use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
@@ -25,6 +23,8 @@ use crate::smtp::reply::{EnhancedStatus, Reply};
 use crate::smtp::session::AuthPolicy;
 
 use super::error::ScenarioError;
+
+mod pieces;
 
 /// A loaded scenario, ready to evaluate.
 #[derive(Debug, Clone, Default)]
@@ -70,45 +70,15 @@ impl Scenario {
         Self::parse(&origin, &source)
     }
 
-    /// Checks and compiles scenario text; `origin` names it in errors.
+    /// Checks and compiles scenario text; `origin` names it in errors. A large file is parsed in
+    /// pieces of rules when its layout allows ([`pieces`]).
     pub fn parse(origin: &str, source: &str) -> Result<Self, ScenarioError> {
-        let line_starts = std::iter::once(0)
-            .chain(memchr::memchr_iter(b'\n', source.as_bytes()).map(|i| i + 1))
-            .collect();
-        let context = Context {
-            origin,
-            source,
-            line_starts,
-        };
-        let file: ScenarioFile = toml::from_str(source).map_err(|e| context.toml_error(&e))?;
-        let server = context.server(file.server.unwrap_or_default())?;
-        let limits = match file.limits {
-            Some(limits) => Some(context.limits(limits, server.flavor)?),
-            None => None,
-        };
-        let greylisting = match file.greylisting {
-            Some(section) if section.enabled != Some(false) => {
-                Some(context.greylisting(section, server.flavor)?)
+        if let Some(pieces) = pieces::split(source) {
+            if let Ok(scenario) = Self::parse_pieces(origin, source, &pieces) {
+                return Ok(scenario);
             }
-            _ => None,
-        };
-        let mut rules = Vec::with_capacity(file.rules.len());
-        let mut by_phase: [Vec<u32>; Phase::ALL.len()] = Default::default();
-        for (index, rule) in file.rules.into_iter().enumerate() {
-            let rule = context.rule(index as u32, rule, server.flavor)?;
-            by_phase[rule.phase as usize].push(rule.index);
-            rules.push(rule);
         }
-        let index = Arc::new(RuleIndex::build(&rules));
-        Ok(Self {
-            origin: origin.to_owned(),
-            server,
-            limits,
-            greylisting,
-            rules,
-            by_phase,
-            index,
-        })
+        Self::parse_pieces(origin, source, &[0..source.len()])
     }
 
     /// Puts the command line's limits into this scenario: they replace its `per_account` /
@@ -151,9 +121,11 @@ impl Scenario {
 struct Context<'a> {
     origin: &'a str,
     source: &'a str,
+    /// Where the piece being parsed starts in `source`: spans are counted from there.
+    base: usize,
     /// Where each line starts, so that a position is found in O(log lines): every rule asks for
     /// its header's line, and counting from the start each time made loading quadratic.
-    line_starts: Vec<usize>,
+    line_starts: &'a [usize],
 }
 
 const REFERENCE_HINT: &str = "see \"Scenario reference\" in README.md for every key";
@@ -165,7 +137,7 @@ impl Context<'_> {
         message: impl Into<String>,
         hint: Option<&str>,
     ) -> ScenarioError {
-        let mut offset = span.start.min(self.source.len());
+        let mut offset = (self.base + span.start).min(self.source.len());
         while !self.source.is_char_boundary(offset) {
             offset -= 1;
         }
