@@ -125,6 +125,16 @@ async fn binary_garbage_gets_500s_and_the_session_stays_usable() {
     server.shutdown().await;
 }
 
+/// `421 4.7.0 <hostname> Error: too many errors`, then the close.
+async fn expect_too_many_errors(conn: &mut PlainConn) {
+    let reply = conn.expect(421, "4.7.0").await;
+    assert_eq!(
+        reply.lines,
+        [format!("4.7.0 {HOSTNAME} Error: too many errors")]
+    );
+    conn.expect_closed().await;
+}
+
 /// Past `max_errors` (20 by default, as Postfix's `smtpd_hard_error_limit`) syntax errors the
 /// twentieth 500 is followed by `421 4.7.0 <hostname> Error: too many errors` and the close.
 #[tokio::test]
@@ -138,12 +148,7 @@ async fn binary_garbage_past_the_error_limit_gets_421_4_7_0_and_is_closed() {
     for status in statuses {
         conn.expect(500, status).await;
     }
-    let reply = conn.expect(421, "4.7.0").await;
-    assert_eq!(
-        reply.lines,
-        [format!("4.7.0 {HOSTNAME} Error: too many errors")]
-    );
-    conn.expect_closed().await;
+    expect_too_many_errors(&mut conn).await;
     full_transaction(addr, "after").await;
     assert_stored(&server, &["during", "after"]);
     wait_until_all_closed(&server).await;
@@ -177,12 +182,7 @@ async fn keep_alive_commands_past_the_junk_limit_get_421_4_7_0_and_are_closed() 
     }
     conn.send("NOOP\r\n").await;
     conn.expect(250, "2.0.0").await;
-    let reply = conn.expect(421, "4.7.0").await;
-    assert_eq!(
-        reply.lines,
-        [format!("4.7.0 {HOSTNAME} Error: too many errors")]
-    );
-    conn.expect_closed().await;
+    expect_too_many_errors(&mut conn).await;
     full_transaction(addr, "after").await;
     server.shutdown().await;
 }

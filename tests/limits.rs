@@ -150,6 +150,22 @@ async fn quit_session(mut client: PlainConn) {
     client.command("QUIT").await.assert(221, "2.0.0");
 }
 
+/// `left` more messages, each accepted, then one refused at MAIL with the rate-limit reply;
+/// `key` is then used `max` times (waited for, bounded: releases go back in the background).
+async fn use_up(server: &Instance, client: &mut PlainConn, key: &str, left: usize, max: u64) {
+    for _ in 0..left {
+        client
+            .message("a@a.example", &["rcpt@dest.example"])
+            .await
+            .assert_accepted();
+    }
+    client
+        .message("a@a.example", &["rcpt@dest.example"])
+        .await
+        .assert_refused_at_mail(&rate_limited());
+    server.wait_used(key, max).await;
+}
+
 /// Sends `count` messages from `from` on one connection (authenticated as `user` if given);
 /// returns how many were accepted and the first refusal seen at MAIL.
 async fn send_many(
@@ -539,15 +555,7 @@ async fn reservations_are_given_back(store: Arc<dyn LimitStore>) {
         client.command("RSET").await.assert(250, "2.0.0");
     }
     // Still room for exactly one more message.
-    client
-        .message("a@a.example", &["rcpt@dest.example"])
-        .await
-        .assert_accepted();
-    client
-        .message("a@a.example", &["rcpt@dest.example"])
-        .await
-        .assert_refused_at_mail(&rate_limited());
-    server.wait_used("account:alice", 3).await;
+    use_up(&server, &mut client, "account:alice", 1, 3).await;
     quit_session(client).await;
 
     // Refused MAILs take nothing, not even from the IP limit that had room.
@@ -1060,22 +1068,29 @@ fn binary_refuses_bad_limit_flags() {
 // ---------------------------------------------------------------------------------------------
 // 9. Redis down: temporary refusals, never unlimited; back when Redis is.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_outage_gives_451_4_3_0_and_recovers() {
-    let mut redis = RedisServer::start();
-    let port = redis.port;
+/// A Redis of its own, a server whose account limit (5 per hour) lives there, and alice's
+/// session with one message accepted.
+async fn alice_on_redis() -> (RedisServer, Instance, PlainConn) {
+    let redis = RedisServer::start();
     let server = serve_builtin(options(
         Arc::new(OffsetClock::new()),
         redis_store(&redis).await,
         per_account(5),
     ))
     .await;
-    let addr = server.addr();
-    let mut client = open(addr, Some("alice")).await;
+    let mut client = open(server.addr(), Some("alice")).await;
     client
         .message("a@a.example", &["rcpt@dest.example"])
         .await
         .assert_accepted();
+    (redis, server, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_outage_gives_451_4_3_0_and_recovers() {
+    let (mut redis, server, mut client) = alice_on_redis().await;
+    let port = redis.port;
+    let addr = server.addr();
 
     redis.kill();
     // Every MAIL is refused temporarily while Redis is away: never accepted without limits.
@@ -1108,17 +1123,7 @@ async fn redis_outage_gives_451_4_3_0_and_recovers() {
     assert!(recovered, "MAIL still refused 5 s after Redis came back");
     // Counting is right again: 1 used since the restart, so 4 more, then refused.
     assert_eq!(server.used("account:alice").await, 1);
-    for _ in 0..4 {
-        client
-            .message("a@a.example", &["rcpt@dest.example"])
-            .await
-            .assert_accepted();
-    }
-    client
-        .message("a@a.example", &["rcpt@dest.example"])
-        .await
-        .assert_refused_at_mail(&rate_limited());
-    assert_eq!(server.used("account:alice").await, 5);
+    use_up(&server, &mut client, "account:alice", 4, 5).await;
     quit_session(client).await;
 }
 
@@ -1181,17 +1186,7 @@ async fn redis_stall_leaves_the_limit_as_it_was() {
         "the stall left {} phantom uses",
         used.saturating_sub(2)
     );
-    for _ in 0..8 {
-        client
-            .message("a@a.example", &["rcpt@dest.example"])
-            .await
-            .assert_accepted();
-    }
-    client
-        .message("a@a.example", &["rcpt@dest.example"])
-        .await
-        .assert_refused_at_mail(&rate_limited());
-    assert_eq!(server.used(IP_KEY).await, 10);
+    use_up(&server, &mut client, IP_KEY, 8, 10).await;
     quit_session(client).await;
 }
 
@@ -1200,19 +1195,8 @@ async fn redis_stall_leaves_the_limit_as_it_was() {
 /// the restart is accepted instead of refused with 451.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn first_mail_after_a_redis_restart_is_served() {
-    let mut redis = RedisServer::start();
+    let (mut redis, server, mut client) = alice_on_redis().await;
     let port = redis.port;
-    let server = serve_builtin(options(
-        Arc::new(OffsetClock::new()),
-        redis_store(&redis).await,
-        per_account(5),
-    ))
-    .await;
-    let mut client = open(server.addr(), Some("alice")).await;
-    client
-        .message("a@a.example", &["rcpt@dest.example"])
-        .await
-        .assert_accepted();
     redis.kill();
     let _redis = RedisServer::start_on(port);
     client

@@ -111,14 +111,41 @@ async fn finish_session(session: &mut PlainConn, http: SocketAddr) {
     );
 }
 
-#[tokio::test]
-async fn a_large_reload_on_sighup_lets_a_running_session_complete() {
+/// A server on [`SMALL`] in a directory of its own, and a session opened on it (EHLO said).
+struct Serving {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    binary: Binary,
+    http: SocketAddr,
+    session: PlainConn,
+}
+
+async fn serving() -> Serving {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("live.toml");
     replace_file(&path, SMALL);
     let binary = start(&path);
     let http = binary.address("http");
-    let mut session = PlainConn::greeted_ehlo(binary.address("smtp")).await;
+    let session = PlainConn::greeted_ehlo(binary.address("smtp")).await;
+    Serving {
+        _dir: dir,
+        path,
+        binary,
+        http,
+        session,
+    }
+}
+
+#[tokio::test]
+async fn a_large_reload_on_sighup_lets_a_running_session_complete() {
+    let Serving {
+        path,
+        binary,
+        http,
+        mut session,
+        _dir,
+        ..
+    } = serving().await;
 
     replace_file(&path, &large_scenario(LARGE));
     binary.signal("HUP");
@@ -146,12 +173,13 @@ async fn http_put_toml(addr: SocketAddr, path: &str, body: &str) -> String {
 
 #[tokio::test]
 async fn a_large_put_lets_a_running_session_complete() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("live.toml");
-    replace_file(&path, SMALL);
-    let binary = start(&path);
-    let http = binary.address("http");
-    let mut session = PlainConn::greeted_ehlo(binary.address("smtp")).await;
+    let Serving {
+        binary: _binary,
+        http,
+        mut session,
+        _dir,
+        ..
+    } = serving().await;
 
     // Just under the API's 2 MiB body limit.
     let rules = 19_000;
@@ -170,11 +198,14 @@ async fn a_large_put_lets_a_running_session_complete() {
 
 #[tokio::test]
 async fn a_fifo_at_the_scenario_path_is_refused_and_the_server_keeps_serving() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("live.toml");
-    replace_file(&path, SMALL);
-    let binary = start(&path);
-    let (smtp, http) = (binary.address("smtp"), binary.address("http"));
+    let Serving {
+        _dir,
+        path,
+        binary,
+        http,
+        ..
+    } = serving().await;
+    let smtp = binary.address("smtp");
 
     std::fs::remove_file(&path).unwrap();
     let made = std::process::Command::new("mkfifo")
