@@ -78,7 +78,7 @@ impl Scenario {
                 return Ok(scenario);
             }
         }
-        Self::parse_pieces(origin, source, &[0..source.len()])
+        Self::parse_whole(origin, source)
     }
 
     /// Puts the command line's limits into this scenario: they replace its `per_account` /

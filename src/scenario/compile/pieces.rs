@@ -57,6 +57,11 @@ pub(super) fn split(source: &str) -> Option<Vec<Range<usize>>> {
 }
 
 impl Scenario {
+    /// Checks and compiles `source` in one piece.
+    pub(super) fn parse_whole(origin: &str, source: &str) -> Result<Self, ScenarioError> {
+        Self::parse_pieces(origin, source, std::slice::from_ref(&(0..source.len())))
+    }
+
     /// Checks and compiles `source` in `pieces` (see [`split`]): the first holds the sections,
     /// the others only `[[rule]]` tables.
     pub(super) fn parse_pieces(
@@ -151,7 +156,7 @@ mod tests {
             assert!(source[piece.clone()].starts_with("[[rule]]"));
         }
         assert_eq!(pieces.last().unwrap().end, source.len());
-        let whole = Scenario::parse_pieces("s", &source, &[0..source.len()]).unwrap();
+        let whole = Scenario::parse_whole("s", &source).unwrap();
         let cut = Scenario::parse_pieces("s", &source, &pieces).unwrap();
         assert_eq!(whole.rules.len(), cut.rules.len());
         assert_eq!(
@@ -180,7 +185,7 @@ mod tests {
         let mut source = rules(2500);
         source.push_str("[[rule]]\nrcpt = \"z@x.example\"\nreply = \"no_such_reply\"\n");
         let error = Scenario::parse("s.toml", &source).unwrap_err();
-        let whole = Scenario::parse_pieces("s.toml", &source, &[0..source.len()]).unwrap_err();
+        let whole = Scenario::parse_whole("s.toml", &source).unwrap_err();
         assert_eq!(error, whole);
         assert_eq!(error.line, 2500 * 4 + 3);
         let pieces = split(&source).unwrap();
