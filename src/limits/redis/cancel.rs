@@ -123,18 +123,22 @@ async fn work(
             wake.notified().await;
             continue;
         };
-        match run(&script, &mut connection, &cancel).await {
-            Ok(()) => {
-                let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
-                if queue.front().is_some_and(|c| c.token == cancel.token) {
-                    queue.pop_front();
-                }
-                tracing::debug!(token = cancel.token, "limit reservation cancelled");
-            }
-            Err(error) => {
-                tracing::debug!(%error, "cannot cancel a limit reservation yet; retrying");
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
+        let result = run(&script, &mut connection, &cancel).await;
+        let unreachable = result.as_ref().is_err_and(|error| {
+            error.is_io_error() || error.is_timeout() || error.is_connection_refusal()
+        });
+        if unreachable {
+            tracing::debug!("cannot cancel a limit reservation yet; retrying");
+            tokio::time::sleep(RETRY_PAUSE).await;
+            continue;
+        }
+        // Done, or refused by Redis itself (retrying would not help): next.
+        if let Err(error) = result {
+            tracing::warn!(%error, "a limit reservation could not be cancelled");
+        }
+        let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.front().is_some_and(|c| c.token == cancel.token) {
+            queue.pop_front();
         }
     }
 }
