@@ -94,6 +94,8 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// Bearer token every route but `/healthz` requires; mandatory when `addr` is not loopback.
     pub token: Option<String>,
+    /// Host names the API is also reached by (`--http-host`), besides its IP and `localhost`.
+    pub hosts: Vec<String>,
 }
 
 /// Everything a running failmail is built from: the one configuration tree. Its
@@ -133,6 +135,7 @@ impl Default for AppConfig {
             http: Some(HttpConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 8025)),
                 token: None,
+                hosts: Vec::new(),
             }),
             scenario: Some(ScenarioConfig {
                 default_limits: LimitOverrides::OVH,
@@ -155,6 +158,7 @@ impl AppConfig {
             http: Some(HttpConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 token: None,
+                hosts: Vec::new(),
             }),
             ..Self::default()
         }
@@ -292,12 +296,19 @@ impl App {
                     bounces: Some(bounces.clone()),
                     listening: Some(listening),
                 };
-                let token = http.token.as_deref().map(Arc::<str>::from);
+                let token = http
+                    .token
+                    .as_deref()
+                    .filter(|t| !t.trim().is_empty())
+                    .map(Arc::<str>::from);
+                let token_protected = token.is_some();
                 // One router, so that the layers `api::serve` adds guard the page and the API.
                 let routes = api::router_with_token(state, token).merge(web::router());
                 Some(tokio::spawn(api::serve(
                     listener,
                     routes,
+                    http.hosts,
+                    token_protected,
                     server.shutdown_signal(),
                 )))
             }

@@ -20,7 +20,9 @@ use failmail::scenario::domains::DomainFlavors;
 use failmail::scenario::flavor::Flavor;
 use failmail::server::tls::CertificateSource;
 use failmail::server::{ServerConfig, Timeouts};
-use failmail::smtp::session::{AuthPolicy, SessionConfig, DEFAULT_MAX_ERRORS};
+use failmail::smtp::session::{
+    AuthPolicy, SessionConfig, DEFAULT_MAX_ERRORS, DEFAULT_MAX_JUNK_COMMANDS,
+};
 use tracing_subscriber::EnvFilter;
 
 /// An SMTP test server that answers with the realistic failures real mail providers send.
@@ -195,6 +197,10 @@ struct ServeArgs {
     /// Syntax errors allowed per session before 421 4.7.0 and close (0: no limit).
     #[arg(long, default_value_t = DEFAULT_MAX_ERRORS)]
     max_errors: usize,
+    /// NOOP, RSET, VRFY, EXPN and HELP allowed per session without a transaction start before
+    /// each more counts as an error (0: no limit).
+    #[arg(long, default_value_t = DEFAULT_MAX_JUNK_COMMANDS)]
+    max_junk_commands: usize,
     /// Seconds a shutdown waits for messages being received.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
@@ -225,6 +231,10 @@ struct ServeArgs {
     /// not a loopback address.
     #[arg(long, env = "FAILMAIL_HTTP_TOKEN", hide_env_values = true)]
     http_token: Option<String>,
+    /// A host name the HTTP API and web page are reached by, besides its IP address and localhost (repeat for
+    /// more): other `Host` values are refused, against DNS rebinding.
+    #[arg(long = "http-host", value_name = "NAME")]
+    http_hosts: Vec<String>,
     /// Also deliver every later bounce (DSN, complaint, auto-reply) by SMTP to this address,
     /// e.g. smtp://127.0.0.1:2525 (your application's inbound bounce endpoint), with retries.
     /// The only outbound SMTP failmail makes; without it nothing leaves the machine.
@@ -237,7 +247,6 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The preset's limits, each one replaced by its own flag when given.
     /// The limits the command line sets, and those that apply to a scenario that sets none of
     /// its own (OVHcloud's sending limits unless `--limits` says otherwise).
     fn limit_overrides(&self) -> (LimitOverrides, LimitOverrides) {
@@ -307,6 +316,7 @@ impl ServeArgs {
                     required: self.require_auth,
                 },
                 max_errors: self.max_errors,
+                max_junk_commands: self.max_junk_commands,
                 ..SessionConfig::default()
             },
             journal: JournalConfig {
@@ -320,6 +330,7 @@ impl ServeArgs {
             http: Some(HttpConfig {
                 addr: self.http,
                 token: self.http_token,
+                hosts: self.http_hosts,
             }),
             scenario: Some(ScenarioConfig {
                 path: self.scenario,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::*;
-use failmail::smtp::session::DEFAULT_MAX_ERRORS;
+use failmail::smtp::session::{DEFAULT_MAX_ERRORS, DEFAULT_MAX_JUNK_COMMANDS};
 use failmail::RunningApp;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
@@ -125,6 +125,16 @@ async fn binary_garbage_gets_500s_and_the_session_stays_usable() {
     server.shutdown().await;
 }
 
+/// `421 4.7.0 <hostname> Error: too many errors`, then the close.
+async fn expect_too_many_errors(conn: &mut PlainConn) {
+    let reply = conn.expect(421, "4.7.0").await;
+    assert_eq!(
+        reply.lines,
+        [format!("4.7.0 {HOSTNAME} Error: too many errors")]
+    );
+    conn.expect_closed().await;
+}
+
 /// Past `max_errors` (20 by default, as Postfix's `smtpd_hard_error_limit`) syntax errors the
 /// twentieth 500 is followed by `421 4.7.0 <hostname> Error: too many errors` and the close.
 #[tokio::test]
@@ -138,15 +148,42 @@ async fn binary_garbage_past_the_error_limit_gets_421_4_7_0_and_is_closed() {
     for status in statuses {
         conn.expect(500, status).await;
     }
-    let reply = conn.expect(421, "4.7.0").await;
-    assert_eq!(
-        reply.lines,
-        [format!("4.7.0 {HOSTNAME} Error: too many errors")]
-    );
-    conn.expect_closed().await;
+    expect_too_many_errors(&mut conn).await;
     full_transaction(addr, "after").await;
     assert_stored(&server, &["during", "after"]);
     wait_until_all_closed(&server).await;
+    server.shutdown().await;
+}
+
+/// A client that only keeps its connection alive (Postfix's "junk commands": NOOP, RSET, VRFY,
+/// EXPN, HELP): the first 100 since the last transaction start are plain commands, each one past
+/// that counts as an error too, so the 20th of those is followed by `421 4.7.0` and the close. A
+/// MAIL answered 250 starts the count over.
+#[tokio::test]
+async fn keep_alive_commands_past_the_junk_limit_get_421_4_7_0_and_are_closed() {
+    let server = start_loopback().await;
+    let addr = server.addresses().smtp;
+    let mut conn = PlainConn::greeted(addr).await;
+    conn.cmd_code("EHLO client.example", 250).await;
+    for n in 0..DEFAULT_MAX_JUNK_COMMANDS {
+        let verb = ["NOOP", "RSET", "VRFY someone", "HELP"][n % 4];
+        conn.command(verb)
+            .await
+            .assert_code([250, 250, 252, 214][n % 4]);
+    }
+    // A transaction start: the count starts over.
+    conn.cmd("MAIL FROM:<keeper@client.example>", 250, "2.1.0")
+        .await;
+    for _ in 0..DEFAULT_MAX_JUNK_COMMANDS {
+        conn.cmd("NOOP", 250, "2.0.0").await;
+    }
+    for _ in 1..DEFAULT_MAX_ERRORS {
+        conn.cmd("NOOP", 250, "2.0.0").await;
+    }
+    conn.send("NOOP\r\n").await;
+    conn.expect(250, "2.0.0").await;
+    expect_too_many_errors(&mut conn).await;
+    full_transaction(addr, "after").await;
     server.shutdown().await;
 }
 
@@ -250,7 +287,8 @@ async fn one_mebibyte_line_that_never_ends_gets_421_4_4_2() {
 #[tokio::test]
 async fn ten_thousand_pipelined_commands_get_ten_thousand_replies_in_order() {
     const COMMANDS: usize = 10_000;
-    let server = start_loopback().await;
+    // Commands that move no mail: without the junk-command limit, which would close the session.
+    let server = start(sink_with(|c| c.session.max_junk_commands = 0)).await;
     let addr = server.addresses().smtp;
     let mut batch = Vec::new();
     for n in 0..COMMANDS {

@@ -51,7 +51,11 @@ struct Driver {
 
 impl Driver {
     fn new() -> Self {
-        let config = Arc::new(SessionConfig::default());
+        // Thousands of NOOPs in a row: without the junk-command limit, which would close.
+        let config = Arc::new(SessionConfig {
+            max_junk_commands: 0,
+            ..SessionConfig::default()
+        });
         let mut driver = Self {
             session: Session::new(config, 1, "127.0.0.1:4000".parse().unwrap(), false),
             // As the connection task sizes them.

@@ -62,8 +62,13 @@ async fn http(
 ) -> HttpResponse {
     tokio::time::timeout(IO_TIMEOUT, async {
         let mut stream = TcpStream::connect(addr).await.expect("connect to the API");
-        let mut request =
-            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            request.push_str(&format!("Host: {addr}\r\n"));
+        }
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -1374,7 +1379,7 @@ async fn the_event_stream_sends_each_event_as_json() {
     let api = &harness.api;
     let mut stream = TcpStream::connect(api.addr).await.unwrap();
     stream
-        .write_all(b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /api/events/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let mut received = Vec::new();
@@ -1442,7 +1447,7 @@ async fn the_event_stream_sends_each_event_as_json() {
     // With since=0 the kept events come first (replay), then new ones.
     let mut replay = TcpStream::connect(api.addr).await.unwrap();
     replay
-        .write_all(b"GET /api/events/stream?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /api/events/stream?since=0 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let mut data = Vec::new();
@@ -1708,9 +1713,11 @@ async fn events_filter_by_rule_type_and_catalog_and_read_newest_first() {
     let api = &harness.api;
     let mut smtp = PlainConn::ready(harness.smtp).await;
     smtp.cmd_code("MAIL FROM:<a@client.example>", 250).await;
-    // Over a thousand events before the one looked for.
-    for _ in 0..600 {
-        smtp.cmd_code("NOOP", 250).await;
+    // Over a thousand events before the one looked for (a new transaction every few commands,
+    // so that the junk-command limit is not reached).
+    for _ in 0..300 {
+        smtp.cmd_code("RSET", 250).await;
+        smtp.cmd_code("MAIL FROM:<a@client.example>", 250).await;
     }
     smtp.cmd_code("RCPT TO:<blocked@dest.example>", 550).await;
     smtp.cmd_code("RCPT TO:<user_unknown@dest.example>", 550)
@@ -2039,7 +2046,7 @@ async fn the_counter_stream_sends_totals_at_once_and_every_second() {
 
     let mut stream = TcpStream::connect(api.addr).await.unwrap();
     stream
-        .write_all(b"GET /api/counters/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /api/counters/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let mut received = Vec::new();
@@ -2081,4 +2088,135 @@ async fn the_counter_stream_sends_totals_at_once_and_every_second() {
     assert_eq!(ticks[0]["sessions"], 1);
     assert!(ticks[1]["at_ms"].as_u64() >= ticks[0]["at_ms"].as_u64());
     harness.stop().await;
+}
+
+/// The browser guard (`src/api/guard.rs`): a cross-site form post or `no-cors` fetch to
+/// `POST /api/reset` is refused and wipes nothing; a page reached through a rebound name
+/// (`Host: rebind.attacker.example`) cannot read a captured message; the listener's IP,
+/// `localhost` and `--http-host` names can, any `Host` may ask `/healthz`, and programs (no
+/// `Origin`) and same-site JSON requests work as before.
+#[tokio::test]
+async fn other_sites_can_neither_reset_nor_read_through_a_rebound_name() {
+    let mut config = AppConfig::loopback();
+    config.http.as_mut().expect("HTTP is on").hosts = vec!["failmail.test".into()];
+    let server = App::start(config).await.expect("the server starts");
+    let addr = server.addresses().http.expect("an HTTP listener");
+    let api = Api { addr, token: None };
+    let mut smtp = PlainConn::ready(server.addresses().smtp).await;
+    smtp.deliver(
+        "app@example.com",
+        "user@example.net",
+        b"Subject: reset your password\r\n\r\nhttps://app.example/reset?t=s3cret\r\n.\r\n",
+    )
+    .await
+    .assert_code(250);
+    let id = api.get("/api/messages").await["messages"][0]["id"]
+        .as_u64()
+        .expect("a message id");
+    let raw = format!("/api/messages/{id}/raw");
+
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    for headers in [
+        vec![("Origin", "http://evil.example"), form],
+        vec![("Origin", "null"), ("Content-Type", "text/plain")],
+        vec![("Sec-Fetch-Site", "cross-site")],
+    ] {
+        let refused = http(addr, "POST", "/api/reset", &headers, b"x=1").await;
+        check_documented("POST", "/api/reset", &refused);
+        assert_eq!(refused.status, 403, "{headers:?}: {}", refused.text());
+        assert!(refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("another site"));
+    }
+    assert_eq!(
+        api.get("/api/messages").await["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let rebound = http(
+        addr,
+        "GET",
+        &raw,
+        &[("Host", "rebind.attacker.example")],
+        b"",
+    )
+    .await;
+    check_documented("GET", "/api/messages/{id}/raw", &rebound);
+    assert_eq!(rebound.status, 403);
+    assert!(!rebound.text().contains("s3cret"), "{}", rebound.text());
+    let health = http(
+        addr,
+        "GET",
+        "/healthz",
+        &[("Host", "rebind.attacker.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert!(health.text().starts_with("ok"), "{}", health.text());
+    for host in [
+        addr.to_string(),
+        format!("localhost:{}", addr.port()),
+        "failmail.test:8025".to_owned(),
+    ] {
+        let read = http(addr, "GET", &raw, &[("Host", host.as_str())], b"").await;
+        assert_eq!(read.status, 200, "Host {host}");
+        assert!(read.text().contains("s3cret"));
+    }
+
+    let same_site = http(
+        addr,
+        "POST",
+        "/api/clock/advance",
+        &[
+            ("Origin", "http://localhost:3000"),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"seconds": 60}"#,
+    )
+    .await;
+    assert_eq!(same_site.status, 200, "{}", same_site.text());
+    let reset = api.call("POST", "/api/reset", None).await;
+    assert_eq!(reset.status, 204, "{}", reset.text());
+    assert_eq!(api.get("/api/messages").await["messages"], json!([]));
+    server.shutdown().await;
+}
+
+/// `dropped` in `GET /api/events` counts the events that fell out of the ring since the last
+/// `POST /api/reset`, so that a test isolated by a reset sees only its own; the metric
+/// `failmail_events_dropped_total` stays a counter.
+#[tokio::test]
+async fn reset_starts_the_dropped_count_over() {
+    let mut config = AppConfig::loopback();
+    config.journal.event_capacity = 3;
+    let server = App::start(config).await.expect("the server starts");
+    let api = Api {
+        addr: server.addresses().http.expect("an HTTP listener"),
+        token: None,
+    };
+    let mut smtp = PlainConn::ready(server.addresses().smtp).await;
+    smtp.quit().await;
+    let mut dropped = 0;
+    for _ in 0..200 {
+        dropped = api.get("/api/events").await["dropped"].as_u64().unwrap();
+        if dropped > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(dropped > 0, "a session makes more than 3 events");
+    assert_eq!(api.call("POST", "/api/reset", None).await.status, 204);
+    assert_eq!(api.get("/api/events").await["dropped"], 0);
+    let metrics = api.call("GET", "/metrics", None).await.text();
+    let total = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("failmail_events_dropped_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("the dropped counter");
+    assert!(total >= dropped, "{metrics}");
+    server.shutdown().await;
 }

@@ -151,6 +151,22 @@ async fn quit_session(mut client: PlainConn) {
     client.command("QUIT").await.assert(221, "2.0.0");
 }
 
+/// `left` more messages, each accepted, then one refused at MAIL with the rate-limit reply;
+/// `key` is then used `max` times (waited for, bounded: releases go back in the background).
+async fn use_up(server: &Instance, client: &mut PlainConn, key: &str, left: usize, max: u64) {
+    for _ in 0..left {
+        client
+            .message("a@a.example", &["rcpt@dest.example"])
+            .await
+            .assert_accepted();
+    }
+    client
+        .message("a@a.example", &["rcpt@dest.example"])
+        .await
+        .assert_refused_at_mail(&rate_limited());
+    server.wait_used(key, max).await;
+}
+
 /// Sends `count` messages from `from` on one connection (authenticated as `user` if given);
 /// returns how many were accepted and the first refusal seen at MAIL.
 async fn send_many(
@@ -452,15 +468,7 @@ async fn reservations_are_given_back(store: Arc<dyn LimitStore>) {
         client.command("RSET").await.assert(250, "2.0.0");
     }
     // Still room for exactly one more message.
-    client
-        .message("a@a.example", &["rcpt@dest.example"])
-        .await
-        .assert_accepted();
-    client
-        .message("a@a.example", &["rcpt@dest.example"])
-        .await
-        .assert_refused_at_mail(&rate_limited());
-    server.wait_used("account:alice", 3).await;
+    use_up(&server, &mut client, "account:alice", 1, 3).await;
     quit_session(client).await;
 
     // Refused MAILs take nothing, not even from the IP limit that had room.
@@ -987,23 +995,30 @@ fn binary_refuses_bad_limit_flags() {
 // ---------------------------------------------------------------------------------------------
 // 9. Redis down: temporary refusals, never unlimited; back when Redis is.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_outage_gives_451_4_3_0_and_recovers() {
-    let Some(mut redis) = RedisServer::start() else {
-        return;
-    };
+/// A Redis of its own, a server whose account limit (5 per hour) lives there, and alice's
+/// session with one message accepted; `None` (skip) without `redis-server`.
+async fn alice_on_redis() -> Option<(RedisServer, Instance, PlainConn)> {
+    let redis = RedisServer::start()?;
     let server = serve_builtin(options(
         Arc::new(OffsetClock::new()),
         redis_store(&redis).await,
         per_account(5),
     ))
     .await;
-    let addr = server.addr();
-    let mut client = open(addr, Some("alice")).await;
+    let mut client = open(server.addr(), Some("alice")).await;
     client
         .message("a@a.example", &["rcpt@dest.example"])
         .await
         .assert_accepted();
+    Some((redis, server, client))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_outage_gives_451_4_3_0_and_recovers() {
+    let Some((mut redis, server, mut client)) = alice_on_redis().await else {
+        return;
+    };
+    let addr = server.addr();
 
     redis.kill();
     // Every MAIL is refused temporarily while Redis is away: never accepted without limits.
@@ -1036,22 +1051,95 @@ async fn redis_outage_gives_451_4_3_0_and_recovers() {
     assert!(recovered, "MAIL still refused 5 s after Redis came back");
     // Counting is right again: 1 used since the restart, so 4 more, then refused.
     assert_eq!(server.used("account:alice").await, 1);
-    for _ in 0..4 {
+    use_up(&server, &mut client, "account:alice", 4, 5).await;
+    quit_session(client).await;
+}
+
+/// Redis frozen (SIGSTOP) while MAILs wait for their reservation: each gets 451 4.3.0 after the
+/// store's response timeout, but the scripts stay queued in Redis's socket buffer and run when it
+/// resumes (SIGCONT). None of them may leave a use behind: once Redis answers again the limit is
+/// exactly as before the stall, and every allowed message still gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_stall_leaves_the_limit_as_it_was() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = serve_builtin(options(
+        Arc::new(OffsetClock::new()),
+        redis_store(&redis).await,
+        LimitOverrides {
+            per_ip: Some(Window { max: 10, per: HOUR }),
+            ..LimitOverrides::default()
+        },
+    ))
+    .await;
+    let addr = server.addr();
+    let mut client = open(addr, None).await;
+    for _ in 0..2 {
         client
             .message("a@a.example", &["rcpt@dest.example"])
             .await
             .assert_accepted();
     }
+    assert_eq!(server.used(IP_KEY).await, 2);
+
+    redis.signal("STOP");
+    // Three MAILs at once, on three connections: each waits for the store's 2 s response timeout.
+    let stalled: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut client = open(addr, None).await;
+                let tx = client.message("b@b.example", &["rcpt@dest.example"]).await;
+                tx.mail.assert(451, "4.3.0");
+                assert!(tx.end.is_none(), "{tx:?}");
+                quit_session(client).await;
+            })
+        })
+        .collect();
+    for session in stalled {
+        session.await.expect("a stalled session ends with 451");
+    }
+    redis.signal("CONT");
+
+    // Bounded: the queued scripts run at once when Redis resumes, and their cancellations after.
+    let mut used = 0;
+    for _ in 0..100 {
+        used = server.used(IP_KEY).await;
+        if used == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        used,
+        2,
+        "the stall left {} phantom uses",
+        used.saturating_sub(2)
+    );
+    use_up(&server, &mut client, IP_KEY, 8, 10).await;
+    quit_session(client).await;
+}
+
+/// Redis restarted while the store's connection was idle: the first call finds the connection
+/// dropped ("broken pipe") and is sent once more on a new connection, so the first MAIL after
+/// the restart is accepted instead of refused with 451.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_mail_after_a_redis_restart_is_served() {
+    let Some((mut redis, server, mut client)) = alice_on_redis().await else {
+        return;
+    };
+    redis.kill();
+    let _redis = redis.restart();
     client
         .message("a@a.example", &["rcpt@dest.example"])
         .await
-        .assert_refused_at_mail(&rate_limited());
-    assert_eq!(server.used("account:alice").await, 5);
+        .assert_accepted();
+    assert_eq!(server.used("account:alice").await, 1);
     quit_session(client).await;
 }
 
 // ---------------------------------------------------------------------------------------------
-// 9. Receiving limits: what one recipient mailbox (or domain) takes per window, answered in the
+// 10. Receiving limits: what one recipient mailbox (or domain) takes per window, answered in the
 //    recipient's provider's voice.
 
 /// The receiving limits alone.

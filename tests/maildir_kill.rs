@@ -1,6 +1,7 @@
 //! The Maildir promise, against the real binary: a message the client saw accepted (250) is on
 //! disk, byte for byte, even when the process is SIGKILLed right after that 250; and a SIGTERM
-//! that arrives in the middle of DATA lets that message finish, store it, and exit 0.
+//! that arrives in the middle of DATA lets that message finish, store it, and exit 0; a message
+//! that cannot be written gets 451 and leaves nothing behind in `tmp/`.
 //!
 //! Every wait is bounded by a tokio timeout; nothing asserts on timing.
 
@@ -216,4 +217,65 @@ async fn sigterm_during_data_lets_the_message_finish() {
     let found = delivered(&maildir);
     assert_eq!(found.get(&body), Some(&1), "the message is in new/");
     assert_eq!(found.len(), 1);
+}
+
+/// The files in `maildir/tmp`.
+fn leftovers(maildir: &Path) -> Vec<String> {
+    std::fs::read_dir(maildir.join("tmp"))
+        .expect("tmp/ exists")
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// `new/` cannot take the message: each attempt gets `451 4.3.0` and leaves no file in `tmp/`;
+/// once `new/` is back, the next one is stored. `new/` is made read-only when the tests do not run
+/// as root (root writes there anyway), and in any case replaced by a plain file, which fails the
+/// rename into it for root too.
+#[tokio::test]
+async fn a_message_that_cannot_be_stored_leaves_nothing_in_tmp() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let failmail = start(&maildir, &[]);
+    let addr = failmail.address("smtp");
+    let new = maildir.join("new");
+    let mut broken = Vec::new();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o555)).unwrap();
+        broken.push("read-only new/");
+    }
+    let mut client = connect(addr).await;
+    client.cmd_code("EHLO client.example", 250).await;
+    for (n, how) in broken
+        .into_iter()
+        .chain(["new/ not a directory"])
+        .enumerate()
+    {
+        if how == "new/ not a directory" {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::remove_dir(&new).unwrap();
+            std::fs::write(&new, b"").unwrap();
+        }
+        client
+            .begin_data("sender@example.com", "rcpt@example.com")
+            .await;
+        client
+            .send(on_the_wire(&message(&format!("lost {n}"))))
+            .await;
+        client.reply().await.assert(451, "4.3.0");
+        assert_eq!(leftovers(&maildir), Vec::<String>::new(), "after {how}");
+    }
+    std::fs::remove_file(&new).unwrap();
+    std::fs::create_dir(&new).unwrap();
+    let stored = message("stored");
+    client
+        .begin_data("sender@example.com", "rcpt@example.com")
+        .await;
+    client.send(on_the_wire(&stored)).await;
+    client.reply().await.assert(250, "2.0.0");
+    assert_eq!(delivered(&maildir), HashMap::from([(stored, 1)]));
+    assert!(leftovers(&maildir).is_empty());
+    client.quit().await;
 }

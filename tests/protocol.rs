@@ -564,3 +564,23 @@ async fn bare_lf_or_cr_before_the_dot_does_not_end_data() {
     assert_eq!(messages[0].message.mail_from, "alice@client.example");
     server.shutdown().await;
 }
+
+/// EHLO and HELO take a name or an address literal: a malformed literal gets `501 5.5.4`, as in
+/// RCPT, and the session goes on; a well-formed one, or any plain word, is greeted.
+#[tokio::test]
+async fn malformed_address_literals_in_ehlo_get_501_5_5_4() {
+    let server = start_loopback().await;
+    let mut conn = PlainConn::greeted(server.addresses().smtp).await;
+    for bad in [
+        "EHLO [300.0.0.1]",
+        "HELO [IPv6:not-an-address]",
+        "EHLO [192.0.2.1",
+    ] {
+        conn.cmd(bad, 501, "5.5.4").await;
+    }
+    conn.cmd_code("EHLO [IPv6:2001:db8::1]", 250).await;
+    conn.cmd_code("HELO [192.0.2.1]", 250).await;
+    conn.cmd_code("EHLO my_host", 250).await;
+    transaction_on(&mut conn, "literals").await;
+    server.shutdown().await;
+}

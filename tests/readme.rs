@@ -407,6 +407,7 @@ async fn the_curl_examples_print_what_the_readme_shows() {
     config.http = Some(failmail::app::HttpConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         token: None,
+        hosts: Vec::new(),
     });
     let server = common::start(config).await;
     let http = server.addresses().http.expect("an HTTP listener");

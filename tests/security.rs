@@ -217,3 +217,69 @@ for name in ["TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"]:
     assert_eq!(lines[3], "TLSv1_3 greeted TLSv1.3 220");
     server.shutdown().await;
 }
+
+/// A TLS 1.2 client that asks to renegotiate (`R` in `openssl s_client`) gets the server's
+/// `no_renegotiation` alert at once, not when the command timeout (60 s here) ends the session:
+/// the TLS layer's own records are sent after every read. The wait for it is bounded well below
+/// the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_renegotiation_is_answered_at_once() {
+    let Some(openssl) = tools::need(&tools::OPENSSL) else {
+        return;
+    };
+    let server = start(sink_with(|c| {
+        c.server.timeouts.command = Duration::from_secs(60);
+    }))
+    .await;
+    let smtp = server.addresses().smtp;
+    let mut child = ChildGuard(
+        Command::new(openssl)
+            .args(["s_client", "-tls1_2", "-starttls", "smtp", "-crlf", "-msg"])
+            .args(["-connect", &smtp.to_string(), "-CAfile"])
+            .arg(ca_path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl runs"),
+    );
+    let mut stdin = child.0.stdin.take().expect("piped stdin");
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Bounded: every wait ends by IO_TIMEOUT (10 s), far below the 60 s command timeout.
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + IO_TIMEOUT;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match received.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no {needle:?} from openssl within {IO_TIMEOUT:?}:\n{}",
+            seen.join("\n")
+        );
+    };
+    use std::io::Write;
+    // After the handshake, a command over TLS; its reply shows the session is up.
+    wait_for("Verify return code: 0 (ok)");
+    stdin.write_all(b"EHLO renegotiator.example\n").unwrap();
+    wait_for("250 ");
+    stdin.write_all(b"R\n").unwrap();
+    wait_for("no_renegotiation");
+    drop(stdin);
+    server.shutdown().await;
+}

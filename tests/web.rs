@@ -177,6 +177,7 @@ async fn with_a_token_the_page_and_its_stream_refuse_requests_without_it() {
     config.http = Some(HttpConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         token: Some("s3cret-token".into()),
+        hosts: Vec::new(),
     });
     let app = common::start(config).await;
     let http = app.addresses().http.unwrap();
@@ -196,7 +197,6 @@ async fn with_a_token_the_page_and_its_stream_refuse_requests_without_it() {
 }
 
 #[tokio::test]
-#[ignore = "needs the API guard of issue 17"]
 async fn a_cross_site_form_post_is_refused() {
     let app = start().await;
     let mut smtp = PlainConn::ready(app.addresses().smtp).await;

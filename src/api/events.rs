@@ -126,7 +126,7 @@ pub(crate) async fn list(
         StatusCode::OK,
         &Page {
             events: events.iter().map(|e| &**e).collect(),
-            dropped: log.dropped(),
+            dropped: log.dropped_since_clear(),
         },
     ))
 }

@@ -12,6 +12,7 @@ pub(crate) mod clock;
 pub(crate) mod counters;
 pub(crate) mod error;
 pub(crate) mod events;
+pub(crate) mod guard;
 pub(crate) mod health;
 pub(crate) mod info;
 pub(crate) mod limits;
@@ -238,14 +239,23 @@ async fn method_not_allowed(request: Request) -> ApiError {
 /// root with whatever else it serves on the same listener (the web page). Event streams end when
 /// shutdown starts.
 ///
-/// Layers added here wrap every route, the API's and the page's alike: the place for guards that
-/// must hold for both (such as refusing cross-site requests and foreign `Host` headers).
+/// The layers added here wrap every route, the API's and the page's alike: requests from other
+/// sites and `Host`s that name neither the listener nor one of `hosts` are refused as [`guard`]
+/// says (the `Host` check is off when `token_protected`, as the token then guards the API).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    hosts: Vec<String>,
+    token_protected: bool,
     mut shutdown: watch::Receiver<ShutdownState>,
 ) {
-    let app = app.layer(Extension(events::ShutdownSignal(shutdown.clone())));
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let guard = Arc::new(guard::Guard::new(local, &hosts, token_protected));
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
+        .layer(Extension(events::ShutdownSignal(shutdown.clone())));
     let stop = async move {
         let _ = shutdown.changed().await;
     };

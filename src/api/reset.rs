@@ -64,7 +64,7 @@ pub(crate) async fn reset(
     // The scenario first: the limits reset below is then the restored scenario's.
     if parts.scenario {
         if let Some(reloader) = &state.scenario {
-            reloader.restore().map_err(|error| {
+            reloader.restore().await.map_err(|error| {
                 let mut api = scenario::invalid(error);
                 api.status = StatusCode::CONFLICT;
                 api.hint(

@@ -134,7 +134,10 @@ pub(crate) async fn put(
 ) -> Result<Response, ApiError> {
     let text = toml_text(&headers, body)?;
     let reloader = reloader(&state)?;
-    reloader.replace(API_ORIGIN, &text).map_err(invalid)?;
+    reloader
+        .replace_text(API_ORIGIN, text)
+        .await
+        .map_err(invalid)?;
     view(reloader)
 }
 
@@ -148,7 +151,7 @@ pub(crate) async fn check(
 ) -> Result<Response, ApiError> {
     let text = toml_text(&headers, body)?;
     let reloader = reloader(&state)?;
-    let answer = match reloader.check(API_ORIGIN, &text) {
+    let answer = match reloader.check(API_ORIGIN, text).await {
         Ok(scenario) => Check {
             valid: true,
             rules: Some(scenario.rules.len()),
@@ -179,6 +182,6 @@ pub(crate) async fn reload(State(state): State<ApiState>) -> Result<Response, Ap
                 .hint("start it with --scenario FILE, or send the scenario with PUT /api/scenario"),
         );
     }
-    reloader.reload().map_err(invalid)?;
+    reloader.reload_file().await.map_err(invalid)?;
     view(reloader)
 }

@@ -208,6 +208,8 @@ pub struct EventLog {
     capacity: usize,
     next_id: AtomicU64,
     dropped: AtomicU64,
+    /// `dropped` when the journal was last cleared: what the API's count starts from.
+    dropped_at_clear: AtomicU64,
     live: broadcast::Sender<Arc<Event>>,
     file: Option<mpsc::Sender<Arc<Event>>>,
 }
@@ -227,6 +229,7 @@ impl EventLog {
             capacity,
             next_id: AtomicU64::new(1),
             dropped: AtomicU64::new(0),
+            dropped_at_clear: AtomicU64::new(0),
             live,
             file: None,
         }
@@ -306,14 +309,26 @@ impl EventLog {
         self.live.subscribe()
     }
 
-    /// Forgets the kept events (ids go on increasing).
+    /// Forgets the kept events (ids go on increasing) and starts [`EventLog::dropped_since_clear`]
+    /// over.
     pub fn clear(&self) {
-        self.ring.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.clear();
+        self.dropped_at_clear
+            .store(self.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
-    /// Events that fell out of the ring or could not be written.
+    /// Events that fell out of the ring or could not be written, since the start (a counter for
+    /// the metrics: it never goes down).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events dropped since the journal was last cleared (`POST /api/reset`): what the API shows
+    /// next to the events, so that a test isolated by a reset sees only its own drops.
+    pub fn dropped_since_clear(&self) -> u64 {
+        self.dropped()
+            .saturating_sub(self.dropped_at_clear.load(Ordering::Relaxed))
     }
 
     /// Events recorded in all.
@@ -344,12 +359,19 @@ mod tests {
         }
         assert_eq!(log.len(), 3);
         assert_eq!(log.dropped(), 2);
+        assert_eq!(log.dropped_since_clear(), 2);
         assert_eq!(log.recorded(), 5);
         let ids: Vec<u64> = log.list(None, 0, 10).iter().map(|e| e.id).collect();
         assert_eq!(ids, [3, 4, 5]);
         assert_eq!(log.list(Some(4), 0, 10).len(), 1);
         assert_eq!(log.list(None, 4, 10).len(), 1);
         assert_eq!(log.list(None, 0, 2).len(), 2);
+        log.clear();
+        assert_eq!((log.dropped(), log.dropped_since_clear()), (2, 0));
+        for session in 6..=10 {
+            log.record(0, session, [EventKind::TlsStarted]);
+        }
+        assert_eq!((log.dropped(), log.dropped_since_clear()), (4, 2));
     }
 
     #[test]

@@ -5,11 +5,22 @@
 //! sight; sequences: counters; the offset of the clock the instances share, see
 //! [`super::shared_clock`]). When Redis is unreachable, operations fail with [`StoreError`],
 //! which the policy answers with a temporary 451 4.3.0: never "accept without limits".
+//!
+//! A reservation whose answer did not come is cancelled in the background ([`cancel`]), so
+//! that a frozen Redis that later runs the queued script leaves no use behind. A call that
+//! finds the connection dropped (Redis restarted while the connection was idle) is sent once
+//! more on the new connection, instead of being answered 451 at once.
 
+mod cancel;
+
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::Script;
+use redis::{RedisResult, Script};
+
+use cancel::{Cancel, Canceller};
 
 use super::shared_clock::RedisClock;
 use super::{Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
@@ -32,11 +43,21 @@ macro_rules! now_lua {
     };
 }
 
+/// KEYS: [`CLOCK_KEY`], the limit keys, then the token's cancellation mark. Returns 0
+/// (reserved), the 1-based index of the full limit, or -1 (the token was cancelled: its answer
+/// was given up on). A second run with the same token (a retry) finds its use and takes no other.
 const RESERVE: &str = concat!(
     now_lua!(),
     r"
 local token = ARGV[3]
-for i = 2, #KEYS do
+local last = #KEYS - 1
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then
+  return -1
+end
+if last >= 2 and redis.call('ZSCORE', KEYS[2], token) then
+  return 0
+end
+for i = 2, last do
   local window = tonumber(ARGV[2 * i])
   local max = tonumber(ARGV[1 + 2 * i])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
@@ -44,7 +65,7 @@ for i = 2, #KEYS do
     return i - 1
   end
 end
-for i = 2, #KEYS do
+for i = 2, last do
   local window = tonumber(ARGV[2 * i])
   redis.call('ZADD', KEYS[i], now, token)
   redis.call('PEXPIRE', KEYS[i], window)
@@ -119,6 +140,8 @@ pub struct RedisStore {
     greylist: Script,
     usage: Script,
     reset: Script,
+    cancel: Script,
+    canceller: Arc<Canceller>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -129,6 +152,23 @@ impl std::fmt::Debug for RedisStore {
 
 fn store_error(error: redis::RedisError) -> StoreError {
     StoreError(error.to_string())
+}
+
+/// Runs `call` on the connection; when it fails because the connection was dropped (Redis
+/// restarted since the last call), runs it once more: the connection manager reconnects on that
+/// error, and the second call waits for the new connection.
+async fn retry_once<T, F, Fut>(connection: &ConnectionManager, mut call: F) -> RedisResult<T>
+where
+    F: FnMut(ConnectionManager) -> Fut,
+    Fut: Future<Output = RedisResult<T>>,
+{
+    match call(connection.clone()).await {
+        Err(error) if error.is_connection_dropped() => {
+            tracing::debug!(%error, "Redis connection dropped; sending again");
+            call(connection.clone()).await
+        }
+        other => other,
+    }
 }
 
 impl RedisStore {
@@ -144,11 +184,13 @@ impl RedisStore {
             .map_err(store_error)?;
         Ok(Self {
             client,
+            canceller: Arc::new(Canceller::start(connection.clone())),
             connection,
             reserve: Script::new(RESERVE),
             greylist: Script::new(GREYLIST),
             usage: Script::new(USAGE),
             reset: Script::new(RESET),
+            cancel: Script::new(cancel::CANCEL),
         })
     }
 
@@ -161,6 +203,23 @@ impl RedisStore {
 
 fn limit_key(key: &str) -> String {
     format!("{PREFIX}limit:{key}")
+}
+
+impl RedisStore {
+    /// Runs a script, once more if the connection had dropped.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> RedisResult<T> {
+        retry_once(&self.connection, |mut connection| async move {
+            invocation.invoke_async(&mut connection).await
+        })
+        .await
+    }
+}
+
+fn mark_key(token: u64) -> String {
+    format!("{PREFIX}cancelled:{token:016x}")
 }
 
 impl LimitStore for RedisStore {
@@ -180,17 +239,28 @@ impl LimitStore for RedisStore {
             invocation.key(limit_key(&check.key));
             invocation.arg(check.per.as_millis() as u64).arg(check.max);
         }
-        let mut connection = self.connection.clone();
+        invocation.key(mark_key(token));
         Eventual::later(async move {
-            let full: usize = invocation
-                .invoke_async(&mut connection)
-                .await
-                .map_err(store_error)?;
-            Ok(if full == 0 {
-                Reserve::Reserved
-            } else {
-                Reserve::Full(full - 1)
-            })
+            match self.invoke::<i64>(&invocation).await {
+                Ok(0) => Ok(Reserve::Reserved),
+                Ok(full) if full > 0 => Ok(Reserve::Full(full as usize - 1)),
+                Ok(_) => Err(StoreError("the reservation was cancelled".to_owned())),
+                Err(error) => {
+                    // Unknown outcome: the script may still run. Cancel it, whichever comes first.
+                    self.canceller.push(Cancel {
+                        keys: checks.iter().map(|c| limit_key(&c.key)).collect(),
+                        mark_key: mark_key(token),
+                        token,
+                        mark_ms: checks
+                            .iter()
+                            .map(|c| c.per.as_millis() as u64)
+                            .max()
+                            .unwrap_or(0)
+                            .max(1),
+                    });
+                    Err(store_error(error))
+                }
+            }
         })
     }
 
@@ -199,15 +269,23 @@ impl LimitStore for RedisStore {
         keys: &'a [String],
         token: u64,
     ) -> Eventual<'a, Result<(), StoreError>> {
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("ZREM").arg(limit_key(key)).arg(token).ignore();
-        }
-        let mut connection = self.connection.clone();
+        let release = Cancel {
+            keys: keys.iter().map(|k| limit_key(k)).collect(),
+            mark_key: mark_key(token),
+            token,
+            mark_ms: 0,
+        };
         Eventual::later(async move {
-            pipe.query_async::<()>(&mut connection)
-                .await
-                .map_err(store_error)
+            let done = retry_once(&self.connection, |mut connection| {
+                let release = &release;
+                async move { cancel::run(&self.cancel, &mut connection, release).await }
+            })
+            .await;
+            done.map_err(|error| {
+                // Given back later, when Redis answers again.
+                self.canceller.push(release.clone());
+                store_error(error)
+            })
         })
     }
 
@@ -226,12 +304,8 @@ impl LimitStore for RedisStore {
             .arg(now.shared_offset_ms)
             .arg(delay.as_millis() as u64)
             .arg(retry_window.as_millis() as u64);
-        let mut connection = self.connection.clone();
         Eventual::later(async move {
-            let pass: u8 = invocation
-                .invoke_async(&mut connection)
-                .await
-                .map_err(store_error)?;
+            let pass: u8 = self.invoke(&invocation).await.map_err(store_error)?;
             Ok(if pass == 1 {
                 Greylist::Pass
             } else {
@@ -242,19 +316,21 @@ impl LimitStore for RedisStore {
 
     fn bump<'a>(&'a self, key: &'a str) -> Eventual<'a, Result<u64, StoreError>> {
         let key = format!("{PREFIX}seq:{key}");
-        let mut connection = self.connection.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("INCR")
+            .arg(&key)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(35 * 86_400)
+            .ignore();
         Eventual::later(async move {
-            let (count,): (u64,) = redis::pipe()
-                .atomic()
-                .cmd("INCR")
-                .arg(&key)
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(35 * 86_400)
-                .ignore()
-                .query_async(&mut connection)
-                .await
-                .map_err(store_error)?;
+            let (count,): (u64,) = retry_once(&self.connection, |mut connection| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut connection).await }
+            })
+            .await
+            .map_err(store_error)?;
             Ok(count - 1)
         })
     }
@@ -272,12 +348,8 @@ impl LimitStore for RedisStore {
             .arg(now.shared_offset_ms)
             .arg(window.as_millis() as u64)
             .arg(format!("{PREFIX}limit:{prefix}*"));
-        let mut connection = self.connection.clone();
         Eventual::later(async move {
-            let flat: Vec<redis::Value> = invocation
-                .invoke_async(&mut connection)
-                .await
-                .map_err(store_error)?;
+            let flat: Vec<redis::Value> = self.invoke(&invocation).await.map_err(store_error)?;
             let mut usage = Vec::new();
             for triple in flat.chunks(3) {
                 if let [key, used, oldest] = triple {
@@ -303,13 +375,7 @@ impl LimitStore for RedisStore {
     fn reset<'a>(&'a self) -> Eventual<'a, Result<(), StoreError>> {
         let mut invocation = self.reset.prepare_invoke();
         invocation.arg(format!("{PREFIX}*")).arg(CLOCK_KEY);
-        let mut connection = self.connection.clone();
-        Eventual::later(async move {
-            invocation
-                .invoke_async::<()>(&mut connection)
-                .await
-                .map_err(store_error)
-        })
+        Eventual::later(async move { self.invoke::<()>(&invocation).await.map_err(store_error) })
     }
 
     fn is_immediate(&self) -> bool {

@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::catalog::Catalog;
 use super::domains::DomainFlavors;
 use super::error::closest_name;
-use super::file::{GreylistSection, ScenarioFile, ServerSection};
+use super::file::{GreylistSection, ServerSection};
 use super::flavor::Flavor;
 use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
@@ -27,6 +27,9 @@ use super::error::{ScenarioError, ScenarioErrors};
 
 #[path = "compile_limits.rs"]
 mod limits;
+
+#[path = "compile_pieces.rs"]
+mod pieces;
 
 /// A loaded scenario, ready to evaluate.
 #[derive(Debug, Clone, Default)]
@@ -84,61 +87,27 @@ impl Scenario {
 
     /// Checks and compiles scenario text; every error found, in file order. When the file does
     /// not fit the format (an unknown key, a wrong type), each section and rule is then checked
-    /// on its own, so that the errors of the others are found too.
+    /// on its own, so that the errors of the others are found too. A large file is parsed in
+    /// pieces of rules when its layout allows ([`pieces`]); one with errors is checked again
+    /// whole, so that the errors are the same either way.
     pub fn check(origin: &str, source: &str) -> Result<Self, ScenarioErrors> {
+        if let Some(pieces) = pieces::split(source) {
+            if let Ok(scenario) = Self::check_pieces(origin, source, &pieces, false) {
+                return Ok(scenario);
+            }
+        }
         Self::check_one(origin, source, true)
     }
 
-    /// [`Scenario::check`]; with `recover` false, a file that does not fit the format gives that
-    /// one error.
+    /// [`Scenario::check`] in one piece; with `recover` false, a file that does not fit the
+    /// format gives that one error.
     fn check_one(origin: &str, source: &str, recover: bool) -> Result<Self, ScenarioErrors> {
-        let line_starts = std::iter::once(0)
-            .chain(memchr::memchr_iter(b'\n', source.as_bytes()).map(|i| i + 1))
-            .collect();
-        let context = Context {
+        Self::check_pieces(
             origin,
             source,
-            line_starts,
-        };
-        let file: ScenarioFile = match toml::from_str(source) {
-            Ok(file) => file,
-            Err(error) if recover => return Err(recover::each_part(&context, &error)),
-            Err(error) => return Err(context.toml_error(&error).into()),
-        };
-        let mut errors = ScenarioErrors::default();
-        // A broken section is reported, and the rest checked as if it were the default.
-        let server = errors
-            .keep(context.server(file.server.unwrap_or_default()))
-            .unwrap_or_else(|| Scenario::builtin().server);
-        let voice = Voice::default_for(server.flavor);
-        let limits = file
-            .limits
-            .and_then(|limits| errors.keep(context.limits(limits, voice)));
-        let greylisting = match file.greylisting {
-            Some(section) if section.enabled != Some(false) => {
-                errors.keep(context.greylisting(section, voice))
-            }
-            _ => None,
-        };
-        let mut rules = Vec::with_capacity(file.rules.len());
-        let mut by_phase: [Vec<u32>; Phase::ALL.len()] = Default::default();
-        for (index, rule) in file.rules.into_iter().enumerate() {
-            if let Some(rule) = errors.keep(context.rule(index as u32, rule, server.flavor)) {
-                by_phase[rule.phase as usize].push(rule.index);
-                rules.push(rule);
-            }
-        }
-        errors.into_result()?;
-        let index = Arc::new(RuleIndex::build(&rules));
-        Ok(Self {
-            origin: origin.to_owned(),
-            server,
-            limits,
-            greylisting,
-            rules,
-            by_phase,
-            index,
-        })
+            std::slice::from_ref(&(0..source.len())),
+            recover,
+        )
     }
 
     /// Puts the command line's limits into this scenario: each one given replaces the
@@ -189,9 +158,11 @@ impl Scenario {
 struct Context<'a> {
     origin: &'a str,
     source: &'a str,
+    /// Where the piece being parsed starts in `source`: spans are counted from there.
+    base: usize,
     /// Where each line starts, so that a position is found in O(log lines): every rule asks for
     /// its header's line, and counting from the start each time made loading quadratic.
-    line_starts: Vec<usize>,
+    line_starts: &'a [usize],
 }
 
 const REFERENCE_HINT: &str = "see \"Scenario reference\" in README.md for every key";
@@ -203,7 +174,7 @@ impl Context<'_> {
         message: impl Into<String>,
         hint: Option<&str>,
     ) -> ScenarioError {
-        let mut offset = span.start.min(self.source.len());
+        let mut offset = (self.base + span.start).min(self.source.len());
         while !self.source.is_char_boundary(offset) {
             offset -= 1;
         }

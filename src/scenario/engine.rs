@@ -430,7 +430,7 @@ fn release_later(engine: Arc<Engine>, pending: Vec<(Vec<String>, u64)>) {
         runtime.spawn(async move {
             for (keys, token) in &pending {
                 if let Err(e) = engine.store.release(keys, *token).await {
-                    tracing::warn!(%e, "could not release a limit reservation; it expires with its window");
+                    tracing::warn!(%e, "could not release a limit reservation now; the store gives it back later");
                 }
             }
         });
@@ -650,11 +650,15 @@ impl ScenarioSession {
         }
     }
 
+    /// Gives back every reservation (all are tried; the first error is returned).
     async fn release_all(&mut self) -> Result<(), StoreError> {
+        let mut result = Ok(());
         for (keys, token) in std::mem::take(&mut self.reserved) {
-            self.engine.store.release(&keys, token).await?;
+            if let Err(error) = self.engine.store.release(&keys, token).await {
+                result = Err(error);
+            }
         }
-        Ok(())
+        result
     }
 }
 
@@ -679,7 +683,7 @@ impl SessionPolicy for ScenarioSession {
         }
         Eventual::later(async move {
             if let Err(e) = self.release_all().await {
-                tracing::warn!(%e, "could not release a limit reservation; it expires with its window");
+                tracing::warn!(%e, "could not release a limit reservation now; the store gives it back later");
             }
         })
     }

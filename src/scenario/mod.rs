@@ -17,3 +17,4 @@ pub(crate) mod phase_codes;
 pub(crate) mod receiving;
 pub mod rule;
 pub mod settings;
+pub mod source;

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, warn, Instrument};
 
+use super::tls_stream::FlushingTls;
 use super::{Shared, ShutdownState};
 use crate::bounces::{Full, Reservation};
 use crate::journal::EventKind;
@@ -186,14 +187,11 @@ async fn run(
 }
 
 impl Connection {
-    async fn handshake(
-        &self,
-        stream: TcpStream,
-    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    async fn handshake(&self, stream: TcpStream) -> Option<FlushingTls<TcpStream>> {
         let acceptor = self.shared.tls.acceptor()?;
         let handshake = acceptor.accept(stream);
         let result = match tokio::time::timeout(self.shared.timeouts.command, handshake).await {
-            Ok(Ok(tls)) => Some(tls),
+            Ok(Ok(tls)) => Some(FlushingTls(tls)),
             Ok(Err(error)) => {
                 debug!(%error, "TLS handshake failed");
                 None

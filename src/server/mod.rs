@@ -8,6 +8,7 @@
 mod connection;
 mod log;
 pub mod tls;
+mod tls_stream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -184,7 +184,8 @@ pub(crate) fn is_domain(domain: &str) -> bool {
         })
 }
 
-fn is_address_literal(domain: &str) -> bool {
+/// `[192.0.2.1]` or `[IPv6:2001:db8::1]` (RFC 5321 §4.1.3), as RCPT and EHLO take it.
+pub(crate) fn is_address_literal(domain: &str) -> bool {
     let Some(inner) = domain
         .strip_prefix('[')
         .and_then(|rest| rest.strip_suffix(']'))

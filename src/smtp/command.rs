@@ -227,9 +227,12 @@ fn no_arguments(args: &str, command: Command<'static>) -> Result<Command<'static
 }
 
 fn helo_argument(args: &str) -> Result<&str, ParseError> {
-    // RFC 5321 says EHLO takes a domain or address literal; real servers accept any single word.
+    // RFC 5321 says EHLO takes a domain or address literal; real servers accept any single word
+    // as a name (Windows hosts send underscores), but a bracketed word must be an address
+    // literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`), as in RCPT.
     let domain = args.split(' ').next().unwrap_or("");
-    if domain.is_empty() {
+    let bracketed = domain.starts_with('[') || domain.ends_with(']');
+    if domain.is_empty() || (bracketed && !super::address::is_address_literal(domain)) {
         Err(ParseError::HeloSyntax)
     } else {
         Ok(domain)
@@ -467,6 +470,38 @@ mod tests {
         );
         assert_eq!(parse("EHLO"), Err(ParseError::HeloSyntax));
         assert_eq!(parse("HELO   "), Err(ParseError::HeloSyntax));
+        for bad in [
+            "[300.0.0.1]",
+            "[192.0.2.1",
+            "192.0.2.1]",
+            "[IPv6:not-an-ip]",
+            "[]",
+            "[a.example]",
+        ] {
+            assert_eq!(
+                parse(&format!("EHLO {bad}")),
+                Err(ParseError::HeloSyntax),
+                "{bad}"
+            );
+            assert_eq!(
+                parse(&format!("HELO {bad}")),
+                Err(ParseError::HeloSyntax),
+                "{bad}"
+            );
+        }
+        for good in [
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+            "my_host",
+            "192.0.2.1",
+            "client.example",
+        ] {
+            assert_eq!(
+                parse(&format!("EHLO {good}")),
+                Ok(Command::Ehlo(good)),
+                "{good}"
+            );
+        }
         assert_eq!(parse("DATA now"), Err(ParseError::NoArguments));
         assert_eq!(parse("QUIT now"), Err(ParseError::NoArguments));
         assert_eq!(parse("RSET x"), Err(ParseError::NoArguments));

@@ -75,6 +75,18 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) with `kill(1)`: SIGSTOP freezes Redis with its sockets
+    /// open, as a stalled server or a paused VM does.
+    pub(crate) fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{signal} redis-server failed");
+    }
+
     /// Kills the server now (its data is gone: it keeps nothing on disk).
     pub(crate) fn kill(&mut self) {
         // Dropping the guard kills and reaps the process.

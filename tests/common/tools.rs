@@ -154,6 +154,16 @@ pub(crate) const PYTEST: Tool = Tool {
     install: "apt-get install -y --no-install-recommends python3-pytest python3-requests",
 };
 
+/// OpenSSL's command-line client, which can ask for a TLS 1.2 renegotiation.
+pub(crate) const OPENSSL: Tool = Tool {
+    name: "openssl",
+    program: "/usr/bin/openssl",
+    env: None,
+    probe: &["version"],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends openssl",
+};
+
 /// The system's CA bundle (a CA other than the development one, to show a check that fails).
 pub(crate) const SYSTEM_CAS: Tool = Tool {
     name: "ca-certificates",

@@ -127,6 +127,7 @@ impl Session {
                 self.transaction.from = Some(std::mem::replace(&mut self.candidate, spare));
                 self.transaction.smtputf8 = self.candidate_smtputf8;
                 self.transaction.binary = self.candidate_binary;
+                self.junk = 0;
                 reply_or(self, &fixed::SENDER_OK);
             }
             Pending::Rcpt => {

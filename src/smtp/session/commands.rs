@@ -53,13 +53,13 @@ impl Session {
             Command::Bdat { size, last } => self.bdat(size, last, out),
             Command::Rset => {
                 self.transaction.clear();
-                self.refuse(&fixed::OK, out)
+                self.junk(&fixed::OK, out)
             }
-            Command::Noop => self.refuse(&fixed::OK, out),
+            Command::Noop => self.junk(&fixed::OK, out),
             Command::Quit => self.closing(&fixed::BYE, out),
-            Command::Vrfy(_) => self.refuse(&fixed::CANNOT_VRFY, out),
-            Command::Expn(_) => self.refuse(&fixed::EXPN_NOT_IMPLEMENTED, out),
-            Command::Help => self.refuse(&HELP, out),
+            Command::Vrfy(_) => self.junk(&fixed::CANNOT_VRFY, out),
+            Command::Expn(_) => self.junk(&fixed::EXPN_NOT_IMPLEMENTED, out),
+            Command::Help => self.junk(&HELP, out),
             Command::StartTls => self.starttls(out),
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial, out),
         }
@@ -70,6 +70,19 @@ impl Session {
     fn refuse(&mut self, reply: &Reply, out: &mut BytesMut) -> Option<Step> {
         self.send(out, reply);
         None
+    }
+
+    /// Answers a command that moves no mail (NOOP, RSET, VRFY, EXPN, HELP) with `reply`; past
+    /// [`SessionConfig::max_junk_commands`](super::SessionConfig::max_junk_commands) since the
+    /// last transaction start, it also counts as an error, which may close the session.
+    fn junk(&mut self, reply: &Reply, out: &mut BytesMut) -> Option<Step> {
+        self.junk = self.junk.saturating_add(1);
+        let max = self.config.max_junk_commands;
+        if max > 0 && self.junk > max {
+            self.syntax_error(reply, out);
+            return None;
+        }
+        self.refuse(reply, out)
     }
 
     /// Writes `reply` and closes.

@@ -13,6 +13,8 @@ pub const MAX_COMMAND_LINE: usize = 512;
 pub const MAX_AUTH_LINE: usize = 12288;
 /// Default of [`SessionConfig::max_errors`]: Postfix's `smtpd_hard_error_limit`.
 pub const DEFAULT_MAX_ERRORS: usize = 20;
+/// Default of [`SessionConfig::max_junk_commands`]: Postfix's `smtpd_junk_command_limit`.
+pub const DEFAULT_MAX_JUNK_COMMANDS: usize = 100;
 /// When AUTH is offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthPolicy {
@@ -55,6 +57,11 @@ pub struct SessionConfig {
     /// starts the count over; refusals by the policy and bad sequence (503) do not count. 0 means
     /// no limit.
     pub max_errors: usize,
+    /// NOOP, RSET, VRFY, EXPN and HELP commands a client may send without starting a transaction
+    /// (a MAIL answered 250) before each further one also counts as an error, as Postfix's
+    /// `smtpd_junk_command_limit` does: a client that only keeps its connection alive meets
+    /// [`SessionConfig::max_errors`] and is closed with `421 4.7.0`. 0 means no limit.
+    pub max_junk_commands: usize,
 }
 
 impl Default for SessionConfig {
@@ -68,6 +75,7 @@ impl Default for SessionConfig {
             auth: AuthPolicy::default(),
             accepted: AcceptedReply::default(),
             max_errors: DEFAULT_MAX_ERRORS,
+            max_junk_commands: DEFAULT_MAX_JUNK_COMMANDS,
         }
     }
 }

@@ -31,7 +31,8 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 
 pub use config::{
-    AuthPolicy, Message, SessionConfig, DEFAULT_MAX_ERRORS, MAX_AUTH_LINE, MAX_COMMAND_LINE,
+    AuthPolicy, Message, SessionConfig, DEFAULT_MAX_ERRORS, DEFAULT_MAX_JUNK_COMMANDS,
+    MAX_AUTH_LINE, MAX_COMMAND_LINE,
 };
 pub use dsn::{DsnEnvelope, DsnRecipient};
 pub use output::{Decided, ReplyTrace, SilentAction, Step, StoreFailed, Trace, Waiting};
@@ -127,6 +128,8 @@ pub struct Session {
     discarding: bool,
     /// Syntax errors since the session began or the last accepted message.
     errors: usize,
+    /// NOOP, RSET, VRFY, EXPN and HELP since the session began or the last transaction start.
+    junk: usize,
     /// Complete lines read in the line modes (commands, AUTH responses, overlong lines).
     lines: u64,
     accepted: u64,
@@ -159,6 +162,7 @@ impl Session {
             shutting_down: false,
             discarding: false,
             errors: 0,
+            junk: 0,
             lines: 0,
             accepted: 0,
             tracing: false,
