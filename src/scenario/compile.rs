@@ -16,7 +16,7 @@ use super::flavor::Flavor;
 use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
 use super::phase_codes;
-use super::rule::{catalog_reply, Action, Matchers, Outcome, ReplySpec, Rule};
+use super::rule::{catalog_reply, Action, Matchers, Outcome, ReplySpec, Rule, LOSE_REPLY};
 use super::settings::{GreylistSettings, LimitSettings, ServerSettings};
 use crate::clock::parse_duration;
 use crate::limits::{Count, LimitOverrides, Window};
@@ -490,8 +490,18 @@ impl Context<'_> {
         }
     }
 
-    /// The phase where the rule's catalog reply naturally happens, if it names one.
+    /// The phase where the rule's catalog reply naturally happens, if it names one (a lost
+    /// reply happens at the end of data).
     fn natural_phase(&self, rule: &RuleFile) -> Option<Phase> {
+        let loses_reply = rule.then.as_ref().is_some_and(|t| t.get_ref() == LOSE_REPLY)
+            || rule.sequence.as_ref().is_some_and(|s| {
+                s.get_ref()
+                    .iter()
+                    .any(|v| v.get_ref().as_str() == Some(LOSE_REPLY))
+            });
+        if loses_reply {
+            return Some(Phase::DataEnd);
+        }
         let catalog = Catalog::builtin();
         let first_name =
             |value: &toml::Value| value.as_str().and_then(|n| catalog.get(n)).map(|e| e.phase);
@@ -559,10 +569,11 @@ impl Context<'_> {
                 "accept" => Ok(Action::Always(Outcome::Accept)),
                 "disconnect" => Ok(Action::Always(Outcome::Disconnect)),
                 "hang" => Ok(Action::Always(Outcome::Hang)),
+                LOSE_REPLY => Ok(Action::Always(self.lose_reply(then.expect("matched").span(), phase)?)),
                 other => Err(self.error(
                     then.expect("matched").span(),
                     format!("unknown action {other:?}"),
-                    Some("then is one of: accept, disconnect, hang, abort"),
+                    Some("then is one of: accept, disconnect, hang, abort, lose_reply"),
                 )),
             },
             (Some(reply), None, None) => Ok(Action::Always(Outcome::Reply(self.reply(reply, phase, flavor)?))),
@@ -584,8 +595,21 @@ impl Context<'_> {
             Some("accept") => Ok(Outcome::Accept),
             Some("disconnect") => Ok(Outcome::Disconnect),
             Some("hang") => Ok(Outcome::Hang),
+            Some(LOSE_REPLY) => self.lose_reply(item.span(), phase),
             _ => Ok(Outcome::Reply(self.reply(item, phase, flavor)?)),
         }
+    }
+
+    /// `lose_reply`: only the end of data has a reply to lose.
+    fn lose_reply(&self, span: Range<usize>, phase: Phase) -> Result<Outcome, ScenarioError> {
+        if phase != Phase::DataEnd {
+            return Err(self.error(
+                span,
+                format!("lose_reply acts at data_end, not {phase}"),
+                Some("use at = \"data_end\", or leave at out"),
+            ));
+        }
+        Ok(Outcome::LoseReply)
     }
 
     /// A catalog name or `{ code, status, text }`, checked for the phase.

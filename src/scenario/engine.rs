@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use super::catalog::{Catalog, ReplyContext};
 use super::compile::Scenario;
 use super::flavor::Flavor;
-use super::rule::{Action, Outcome, ReplySpec, Rule};
+use super::rule::{Action, Outcome, ReplySpec, Rule, LOSE_REPLY};
 use super::settings::LimitSettings;
 use crate::clock::Clock;
 use crate::eventual::Eventual;
@@ -177,6 +177,10 @@ impl Engine {
                 verdict: Verdict::Hang,
                 ..Decision::CONTINUE
             },
+            Outcome::LoseReply => Decision {
+                verdict: Verdict::LoseReply,
+                ..Decision::CONTINUE
+            },
             Outcome::Reply(spec) => Decision {
                 verdict: Verdict::Reply(self.render(spec, view, ip)),
                 catalog: spec.catalog_name(),
@@ -212,8 +216,12 @@ impl Engine {
         }
     }
 
-    /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients.
+    /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients, and
+    /// `lose_reply@…` at the end of data.
     fn magic(&self, phase: Phase, view: &SessionView<'_>, ip: &PeerIp) -> Option<Decision> {
+        if phase == Phase::DataEnd && view.recipients.iter().any(|r| loses_reply(r)) {
+            return Some(self.outcome(&Outcome::LoseReply, view, ip));
+        }
         let found = match phase {
             Phase::Rcpt => view
                 .rcpt
@@ -270,6 +278,13 @@ pub fn magic_address(address: &str, default_flavor: Flavor) -> Option<Magic> {
         spec: ReplySpec::Inline(reply),
         phase: Phase::Rcpt,
     })
+}
+
+/// Whether `address` is the magic `lose_reply@…` (case ignored).
+fn loses_reply(address: &str) -> bool {
+    address
+        .rsplit_once('@')
+        .is_some_and(|(local, _)| local.eq_ignore_ascii_case(LOSE_REPLY))
 }
 
 /// Whether every matcher of `rule` accepts the session at `phase` (the index only narrows).

@@ -55,7 +55,13 @@ pub enum Outcome {
     Reply(ReplySpec),
     /// At data: 354, then this failure as soon as the body starts, then close.
     Abort(ReplySpec),
+    /// At data_end: store the message as accepted, then close without its 250.
+    LoseReply,
 }
+
+/// The word for [`Outcome::LoseReply`] in `then` and in sequences, and the local part of its
+/// magic address.
+pub const LOSE_REPLY: &str = "lose_reply";
 
 /// A rule's action.
 #[derive(Debug, Clone)]

@@ -447,6 +447,7 @@ impl Connection {
                         self.events.push(EventKind::silent(action, &decided));
                     }
                 }
+                Trace::Envelope(_) => {}
             }
         }
         if let (Some(events), false) = (journal.events(), self.events.is_empty()) {
