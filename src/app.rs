@@ -1,8 +1,8 @@
 //! The composition root: the one place that builds the pieces of a running failmail and wires
 //! them together.
 //!
-//! [`App::start`] builds, once each and in this order, the clock, the limit store, the journal,
-//! the scenario's policy, the SMTP server, the scenario reloader (which reaches the server only
+//! [`App::start`] builds, once each and in this order, the clock, the limit store, the journal
+//! (with the attempt history), the scenario's policy, the SMTP server, the scenario reloader (which reaches the server only
 //! through [`PolicyTarget`]) and the HTTP API. Nothing else assembles pieces: `main`,
 //! `testing::TestServer` and the test helpers all start through here, so that every way
 //! of running failmail is wired the same way, with one clock.
@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
 use crate::clock::{OffsetClock, SharedClock};
-use crate::journal::{Journal, JournalConfig, MessageStore};
+use crate::journal::{AttemptsConfig, Journal, JournalConfig, MessageStore};
 use crate::limits::memory::MemoryStore;
 use crate::limits::redis::RedisStore;
 use crate::limits::LimitOverrides;
@@ -70,6 +70,8 @@ pub struct AppConfig {
     pub session: SessionConfig,
     /// What is kept of what happened.
     pub journal: JournalConfig,
+    /// The attempt history behind the retry report: what it follows and how it judges.
+    pub attempts: AttemptsConfig,
     /// The HTTP API, if wanted.
     pub http: Option<HttpConfig>,
     /// The scenario; `None` serves the plain sink (every phase accepted, no magic addresses,
@@ -87,6 +89,7 @@ impl Default for AppConfig {
             server: ServerConfig::default(),
             session: SessionConfig::default(),
             journal: JournalConfig::default(),
+            attempts: AttemptsConfig::default(),
             http: Some(HttpConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 8025)),
                 token: None,
@@ -189,7 +192,7 @@ impl App {
         }
         let clock = config.clock;
         let store = open_store(config.state).await?;
-        let journal = Arc::new(Journal::open(&config.journal)?);
+        let journal = Arc::new(Journal::open(&config.journal)?.with_attempts(&config.attempts));
         let (policy, session, scenario) = match config.scenario {
             None => (Box::new(AcceptAll) as Box<dyn Policy>, config.session, None),
             Some(scenario) => {

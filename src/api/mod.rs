@@ -1,11 +1,14 @@
-//! The HTTP API: health, events, captured messages, limits, clock, scenario, metrics.
+//! The HTTP API: health, events, captured messages, attempts and the retry report, limits,
+//! clock, scenario, metrics.
 //!
 //! Served on `--http` (loopback by default; elsewhere only with a token, see [`check_bind`]).
 //! Handlers only read and steer what the server already keeps. Every route is listed once in
 //! [`ROUTES`], which builds the router and is checked against `/api/openapi.json` by the tests.
 //! Errors are JSON: `{"error": "...", "hint": "..." | null}`.
 
+pub(crate) mod attempts;
 pub(crate) mod auth;
+pub mod client;
 pub(crate) mod clock;
 pub(crate) mod error;
 pub(crate) mod events;
@@ -88,6 +91,16 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/api/messages/{id}/raw",
         handler: || get(messages::raw),
+    },
+    Route {
+        method: "GET",
+        path: "/api/attempts",
+        handler: || get(attempts::list),
+    },
+    Route {
+        method: "GET",
+        path: "/api/report",
+        handler: || get(attempts::report),
     },
     Route {
         method: "GET",

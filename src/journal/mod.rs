@@ -1,9 +1,11 @@
-//! What happened: captured messages, the event journal, the Maildir and the counters, all bounded.
+//! What happened: captured messages, the event journal, the attempt history, the Maildir and the
+//! counters, all bounded.
 //!
 //! The server writes here (it stores each accepted message before its 250, and records what each
 //! session did); the HTTP API and `TestServer` only read. One [`Journal`] per running failmail,
 //! built by the composition root (`app`).
 
+pub mod attempts;
 pub mod events;
 pub(crate) mod maildir;
 pub mod messages;
@@ -12,6 +14,7 @@ pub mod metrics;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use attempts::{AttemptBook, AttemptsConfig};
 pub use events::{Event, EventKind, EventLog};
 pub use messages::{MessageStore, StoredMessage};
 pub use metrics::Metrics;
@@ -71,6 +74,7 @@ pub struct Journal {
     events: Option<Arc<EventLog>>,
     maildir: Option<Arc<Maildir>>,
     metrics: Arc<Metrics>,
+    attempts: Option<Arc<AttemptBook>>,
 }
 
 impl Journal {
@@ -106,7 +110,22 @@ impl Journal {
             events,
             maildir,
             metrics: Arc::new(Metrics::default()),
+            attempts: None,
         })
+    }
+
+    /// Also follows every mail transaction as an attempt of a message, bounded and judged as
+    /// `config` says (nothing when it is not enabled).
+    pub fn with_attempts(mut self, config: &AttemptsConfig) -> Self {
+        self.attempts = config
+            .enabled
+            .then(|| Arc::new(AttemptBook::new(config.clone())));
+        self
+    }
+
+    /// The attempt history (`None` when attempts are not followed).
+    pub fn attempts(&self) -> Option<&Arc<AttemptBook>> {
+        self.attempts.as_ref()
     }
 
     /// The accepted messages kept in memory.
@@ -149,11 +168,15 @@ impl Journal {
         Ok(self.messages.push(message))
     }
 
-    /// Forgets the kept messages and events (ids go on increasing), for test isolation.
+    /// Forgets the kept messages, events and attempts (ids go on increasing), for test
+    /// isolation.
     pub fn clear(&self) {
         self.messages.clear();
         if let Some(events) = &self.events {
             events.clear();
+        }
+        if let Some(attempts) = &self.attempts {
+            attempts.clear();
         }
     }
 
@@ -164,7 +187,7 @@ impl Journal {
             .events
             .as_ref()
             .map_or((0, 0), |log| (log.recorded(), log.dropped()));
-        self.metrics.render(&[
+        let mut text = self.metrics.render(&[
             (
                 "failmail_events_recorded_total",
                 "Events recorded in the journal.",
@@ -180,6 +203,10 @@ impl Journal {
                 "Accepted messages that fell out of the message ring.",
                 self.messages.dropped(),
             ),
-        ])
+        ]);
+        if let Some(attempts) = &self.attempts {
+            attempts.render_metrics(&mut text);
+        }
+        text
     }
 }

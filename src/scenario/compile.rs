@@ -17,7 +17,10 @@ use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
 use super::phase_codes;
 use super::rule::{catalog_reply, Action, Matchers, Outcome, ReplySpec, Rule, LOSE_REPLY};
-use super::settings::{GreylistSettings, LimitSettings, ServerSettings};
+use super::settings::{
+    GreylistSettings, LimitSettings, ServerSettings, DEFAULT_GREYLIST_DELAY,
+    DEFAULT_GREYLIST_RETRY_WINDOW,
+};
 use crate::clock::parse_duration;
 use crate::limits::{Count, LimitOverrides, Window};
 use crate::smtp::policy::{Phase, RuleRef, SessionView};
@@ -346,11 +349,11 @@ impl Context<'_> {
         Ok(GreylistSettings {
             delay: match &section.delay {
                 Some(d) => self.duration(d)?,
-                None => Duration::from_secs(300),
+                None => DEFAULT_GREYLIST_DELAY,
             },
             retry_window: match &section.retry_window {
                 Some(d) => self.duration(d)?,
-                None => Duration::from_secs(2 * 86_400),
+                None => DEFAULT_GREYLIST_RETRY_WINDOW,
             },
             reply: match &section.reply {
                 Some(value) => self.reply(value, Phase::Rcpt, flavor)?,
@@ -493,7 +496,10 @@ impl Context<'_> {
     /// The phase where the rule's catalog reply naturally happens, if it names one (a lost
     /// reply happens at the end of data).
     fn natural_phase(&self, rule: &RuleFile) -> Option<Phase> {
-        let loses_reply = rule.then.as_ref().is_some_and(|t| t.get_ref() == LOSE_REPLY)
+        let loses_reply = rule
+            .then
+            .as_ref()
+            .is_some_and(|t| t.get_ref() == LOSE_REPLY)
             || rule.sequence.as_ref().is_some_and(|s| {
                 s.get_ref()
                     .iter()

@@ -198,11 +198,17 @@ fn lose_reply_acts_at_the_end_of_data_only() {
     ));
     let at_rcpt = error("[[rule]]\nrcpt = \"dup@*\"\nat = \"rcpt\"\nthen = \"lose_reply\"\n");
     assert_eq!((at_rcpt.line, at_rcpt.column), (4, 8), "{at_rcpt}");
-    assert!(at_rcpt.message.contains("lose_reply acts at data_end, not rcpt"));
+    assert!(at_rcpt
+        .message
+        .contains("lose_reply acts at data_end, not rcpt"));
     let at_data = error("[[rule]]\nat = \"data\"\nsequence = [\"accept\", \"lose_reply\"]\n");
     assert_eq!((at_data.line, at_data.column), (3, 23), "{at_data}");
-    assert!(at_data.message.contains("lose_reply acts at data_end, not data"));
-    assert!(error("[[rule]]\nat = \"data_end\"\nreply = \"user_unknown\"\nthen = \"lose_reply\"\n")
+    assert!(at_data
         .message
-        .contains("does not go with reply"));
+        .contains("lose_reply acts at data_end, not data"));
+    assert!(error(
+        "[[rule]]\nat = \"data_end\"\nreply = \"user_unknown\"\nthen = \"lose_reply\"\n"
+    )
+    .message
+    .contains("does not go with reply"));
 }

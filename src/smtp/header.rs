@@ -37,7 +37,10 @@ pub fn message_id(message: &[u8]) -> Option<String> {
             // Not a header field: the header section is over.
             break;
         };
-        if line[..colon].trim_ascii_end().eq_ignore_ascii_case(b"message-id") {
+        if line[..colon]
+            .trim_ascii_end()
+            .eq_ignore_ascii_case(b"message-id")
+        {
             let mut found = Vec::new();
             append(&mut found, &line[colon + 1..]);
             value = Some(found);
