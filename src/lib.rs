@@ -28,7 +28,8 @@
 //!    stores (memory, Redis) that hold limits, greylisting and sequence state.
 //! 4. [`scenario`]: scenario files, their compiler and rule index, the reply catalog, and the
 //!    engine that turns them into a policy; the live scenario and its reloads.
-//! 5. [`journal`]: what happened: events, captured messages, the Maildir, metrics.
+//! 5. [`journal`]: what happened: events, captured messages, the attempt history and its retry
+//!    report, the Maildir, metrics.
 //! 6. [`server`]: listeners and connection tasks that only carry bytes and events between
 //!    sockets, sessions, the policy and the journal.
 //! 7. [`api`]: the HTTP routes and event stream over the journal, clock and scenario.
@@ -38,7 +39,8 @@
 //!
 //! Where to look: "where is the RCPT reply decided?" — [`scenario::engine`]; "what does the
 //! server say on its own?" — [`smtp::session`] and [`smtp::reply::fixed`]; "where do I add a
-//! limit?" — [`limits`], then the `[limits]` section in [`scenario::settings`].
+//! limit?" — [`limits`], then the `[limits]` section in [`scenario::settings`]; "how is a
+//! retry judged?" — [`journal::attempts`].
 
 pub mod api;
 pub mod app;

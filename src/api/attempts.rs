@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::error::{json, ApiError, QueryParams};
-use super::events::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::events::page_limit;
 use super::ApiState;
 use crate::journal::attempts::report::{AttemptFacts, EndingView};
 use crate::journal::attempts::{AttemptBook, AttemptFilter, ReportSettings};
@@ -60,13 +60,7 @@ pub(crate) async fn list(
     State(state): State<ApiState>,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}, not {limit}"
-        ))
-        .hint("page with since=<id of the last attempt you read>"));
-    }
+    let limit = page_limit(query.limit, "attempt")?;
     let book = book(&state)?;
     let listed = book.attempts(&AttemptFilter {
         rcpt: query.rcpt.as_deref(),

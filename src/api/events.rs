@@ -51,18 +51,25 @@ fn journal(state: &ApiState) -> Result<&Arc<EventLog>, ApiError> {
     })
 }
 
+/// A page's `limit` (default [`DEFAULT_LIMIT`]), or 400 when it is not from 1 to [`MAX_LIMIT`];
+/// `what` names the items paged (`event`, `attempt`).
+pub(crate) fn page_limit(limit: Option<usize>, what: &str) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}, not {limit}"
+        ))
+        .hint(format!("page with since=<id of the last {what} you read>")));
+    }
+    Ok(limit)
+}
+
 /// `GET /api/events`: kept events, oldest first.
 pub(crate) async fn list(
     State(state): State<ApiState>,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}, not {limit}"
-        ))
-        .hint("page with since=<id of the last event you read>"));
-    }
+    let limit = page_limit(query.limit, "event")?;
     let log = journal(&state)?;
     let events = log.list(query.session, query.since, limit);
     Ok(json(

@@ -115,10 +115,9 @@ impl Journal {
     }
 
     /// Also follows every mail transaction as an attempt of a message, bounded and judged as
-    /// `config` says (nothing when it is not enabled).
+    /// `config` says (nothing when it is not enabled, or may follow no message).
     pub fn with_attempts(mut self, config: &AttemptsConfig) -> Self {
-        self.attempts = config
-            .enabled
+        self.attempts = (config.enabled && config.messages > 0)
             .then(|| Arc::new(AttemptBook::new(config.clone())));
         self
     }

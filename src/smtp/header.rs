@@ -1,6 +1,8 @@
 //! Reading one header field of a received message: the attempt history tells messages apart by
 //! their `Message-ID` (RFC 5322 §3.6.4), read here once the whole message is in.
 
+use std::borrow::Cow;
+
 use memchr::memchr;
 
 /// The longest `Message-ID` value kept, in octets: RFC 5322 §2.1.1's line limit. A longer one
@@ -11,7 +13,9 @@ pub const MAX_MESSAGE_ID: usize = 998;
 /// unfolded and trimmed; `None` when it has none or it is empty. The field name is matched
 /// without regard to case (RFC 5322 §1.2.2); the first such field counts.
 pub fn message_id(message: &[u8]) -> Option<String> {
-    let mut value: Option<Vec<u8>> = None;
+    // Borrowed from the message while on one line (the common case: one copy in all), owned
+    // once folded.
+    let mut value: Option<Cow<'_, [u8]>> = None;
     let mut rest = message;
     while !rest.is_empty() {
         let (line, next) = match memchr(b'\n', rest) {
@@ -26,7 +30,7 @@ pub fn message_id(message: &[u8]) -> Option<String> {
         if line[0] == b' ' || line[0] == b'\t' {
             // A folded continuation of the field before.
             if let Some(value) = &mut value {
-                append(value, line);
+                append(value.to_mut(), line);
             }
             continue;
         }
@@ -41,9 +45,8 @@ pub fn message_id(message: &[u8]) -> Option<String> {
             .trim_ascii_end()
             .eq_ignore_ascii_case(b"message-id")
         {
-            let mut found = Vec::new();
-            append(&mut found, &line[colon + 1..]);
-            value = Some(found);
+            let found = &line[colon + 1..];
+            value = Some(Cow::Borrowed(&found[..found.len().min(MAX_MESSAGE_ID)]));
         }
     }
     let value = value?;

@@ -1,15 +1,20 @@
 //! The attempts of every message followed: joining each new attempt to its message (the rule in
 //! the module documentation of [`super`]), the bounds, and the counters behind `/metrics`.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{DefaultHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use smallvec::SmallVec;
+
 use super::attempt::{Attempt, EndKind};
+use super::followed::Followed;
 use super::report::{self, Report, ReportSettings};
 use super::AttemptsConfig;
 use crate::journal::metrics::{single, Histogram};
+
+/// The most recipients counted per message: a client that keeps adding new ones to a
+/// Message-ID cannot grow a message without bound (its attempts are still kept).
+const MAX_RECIPIENTS: usize = 1000;
 
 /// Buckets of the attempts-per-message histogram.
 const PER_MESSAGE_BUCKETS: [f64; 8] = [1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0];
@@ -31,11 +36,14 @@ pub struct Tally {
     pub last: EndKind,
     /// Whether a 250 was sent to the client for it.
     pub replied: bool,
+    /// Its (sender, recipient) index key.
+    pub(super) pair: u64,
 }
 
 impl Tally {
-    fn new(rcpt: &str) -> Self {
+    fn new(rcpt: &str, pair: u64) -> Self {
         Self {
+            pair,
             rcpt: rcpt.to_owned(),
             attempts: 0,
             accepted: 0,
@@ -80,17 +88,44 @@ pub struct FollowedMessage {
     pub message_id: Option<String>,
     /// The sender of its first attempt.
     pub sender: String,
-    /// Each recipient named, in order.
-    pub recipients: Vec<Tally>,
-    /// The kept attempts, oldest first (the first ones and the latest, past the bound).
-    pub attempts: Vec<Arc<Attempt>>,
+    /// Each recipient named, in order (one inline: most messages have one).
+    pub(super) recipients: SmallVec<[Tally; 1]>,
+    /// The kept attempts, oldest first (the first ones and the latest, past the bound; two
+    /// inline: most messages take one or two).
+    pub(super) attempts: SmallVec<[Arc<Attempt>; 2]>,
     /// Attempts in all, kept or not.
     pub attempts_total: u64,
     /// Whether the histogram counted it already.
     observed: bool,
+    /// Its sender's index key.
+    pub(super) sender_key: u64,
 }
 
 impl FollowedMessage {
+    /// A message with nothing counted yet.
+    pub(super) fn new(key: u64, sender: &str, sender_key: u64) -> Self {
+        Self {
+            key,
+            message_id: None,
+            sender: sender.to_owned(),
+            recipients: SmallVec::new(),
+            attempts: SmallVec::new(),
+            attempts_total: 0,
+            observed: false,
+            sender_key,
+        }
+    }
+
+    /// Each recipient named, in order, with its counts.
+    pub fn recipients(&self) -> &[Tally] {
+        &self.recipients
+    }
+
+    /// The kept attempts, oldest first (past the bound: the first ones and the latest).
+    pub fn attempts(&self) -> &[Arc<Attempt>] {
+        &self.attempts
+    }
+
     /// The counts of `rcpt` (case ignored).
     pub fn tally(&self, rcpt: &str) -> Option<&Tally> {
         self.recipients
@@ -98,19 +133,21 @@ impl FollowedMessage {
             .find(|t| t.rcpt.eq_ignore_ascii_case(rcpt))
     }
 
-    fn tally_mut(&mut self, rcpt: &str) -> &mut Tally {
+    /// The counts of `rcpt`, new ones made with its index key `pair`, up to [`MAX_RECIPIENTS`].
+    fn tally_mut(&mut self, rcpt: &str, pair: u64) -> Option<&mut Tally> {
         let at = match self
             .recipients
             .iter()
             .position(|t| t.rcpt.eq_ignore_ascii_case(rcpt))
         {
             Some(at) => at,
+            None if self.recipients.len() >= MAX_RECIPIENTS => return None,
             None => {
-                self.recipients.push(Tally::new(rcpt));
+                self.recipients.push(Tally::new(rcpt, pair));
                 self.recipients.len() - 1
             }
         };
-        &mut self.recipients[at]
+        Some(&mut self.recipients[at])
     }
 
     /// Every recipient delivered or refused for good.
@@ -122,7 +159,7 @@ impl FollowedMessage {
     /// without one), continues it: it names a recipient of it that has had no 250; or it was
     /// refused at MAIL and some recipient has had no 250; or this message was refused at MAIL
     /// only, before any recipient was named.
-    fn continued_by(&self, attempt: &Attempt) -> bool {
+    pub(super) fn continued_by(&self, attempt: &Attempt) -> bool {
         let open = |tally: &Tally| !tally.replied;
         if attempt.recipients.is_empty() {
             return self.recipients.is_empty() || self.recipients.iter().any(open);
@@ -158,113 +195,6 @@ pub struct ListedAttempt {
     pub message: u64,
     /// Its message's `Message-ID`, if known.
     pub message_id: Option<String>,
-}
-
-/// The messages followed, with the indexes that find an attempt's message.
-#[derive(Debug, Default)]
-struct Followed {
-    next_attempt: u64,
-    next_key: u64,
-    /// Oldest first; keys are consecutive, so the key is the position plus the first key.
-    messages: VecDeque<FollowedMessage>,
-    by_id: HashMap<String, u64>,
-    /// (sender, recipient), case folded → the latest message with them.
-    by_envelope: HashMap<u64, u64>,
-    /// Sender, case folded → its latest message.
-    by_sender: HashMap<u64, u64>,
-}
-
-impl Followed {
-    fn position(&self, key: u64) -> Option<usize> {
-        let first = self.messages.front()?.key;
-        let at = usize::try_from(key.checked_sub(first)?).ok()?;
-        (at < self.messages.len()).then_some(at)
-    }
-
-    fn get(&self, key: u64) -> Option<&FollowedMessage> {
-        self.position(key).map(|at| &self.messages[at])
-    }
-
-    /// The message `attempt` continues, if any (see [`super`]).
-    fn target(&self, attempt: &Attempt) -> Option<u64> {
-        if let Some(id) = &attempt.message_id {
-            let key = self.by_id.get(id).copied();
-            if key.is_some_and(|key| self.get(key).is_some()) {
-                return key;
-            }
-        }
-        let fits = |key: u64| {
-            self.get(key).is_some_and(|m| {
-                m.sender.eq_ignore_ascii_case(&attempt.sender)
-                    && (attempt.message_id.is_none() || m.message_id.is_none())
-                    && m.continued_by(attempt)
-            })
-        };
-        attempt
-            .recipients
-            .iter()
-            .filter_map(|(rcpt, _)| self.by_envelope.get(&folded(&[&attempt.sender, rcpt])))
-            .chain(self.by_sender.get(&folded(&[&attempt.sender])))
-            .copied()
-            .filter(|key| fits(*key))
-            .max()
-    }
-
-    /// Starts following a new message for `attempt`; returns its key and the messages that fell
-    /// out to make room.
-    fn start(&mut self, attempt: &Attempt, capacity: usize) -> (u64, Vec<FollowedMessage>) {
-        self.next_key += 1;
-        let key = self.next_key;
-        self.messages.push_back(FollowedMessage {
-            key,
-            message_id: None,
-            sender: attempt.sender.clone(),
-            recipients: Vec::new(),
-            attempts: Vec::new(),
-            attempts_total: 0,
-            observed: false,
-        });
-        let mut evicted = Vec::new();
-        while self.messages.len() > capacity.max(1) {
-            if let Some(old) = self.messages.pop_front() {
-                self.forget(&old);
-                evicted.push(old);
-            }
-        }
-        (key, evicted)
-    }
-
-    /// Drops the index entries that point to `message`.
-    fn forget(&mut self, message: &FollowedMessage) {
-        let key = message.key;
-        if let Some(id) = &message.message_id {
-            if self.by_id.get(id) == Some(&key) {
-                self.by_id.remove(id);
-            }
-        }
-        for tally in &message.recipients {
-            let pair = folded(&[&message.sender, &tally.rcpt]);
-            if self.by_envelope.get(&pair) == Some(&key) {
-                self.by_envelope.remove(&pair);
-            }
-        }
-        let sender = folded(&[&message.sender]);
-        if self.by_sender.get(&sender) == Some(&key) {
-            self.by_sender.remove(&sender);
-        }
-    }
-}
-
-/// A hash of `parts`, ASCII case folded: index keys for addresses, without a copy.
-fn folded(parts: &[&str]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    for part in parts {
-        for byte in part.bytes() {
-            hasher.write_u8(byte.to_ascii_lowercase());
-        }
-        hasher.write_u8(0xff);
-    }
-    hasher.finish()
 }
 
 /// The attempt history of one running failmail: shared by every connection's [`Recorder`],
@@ -312,13 +242,14 @@ impl AttemptBook {
         let mut followed = self.lock();
         followed.next_attempt += 1;
         attempt.id = followed.next_attempt;
-        let key = match followed.target(&attempt) {
+        let keys = followed.keys(&attempt);
+        let key = match followed.target(&attempt, &keys) {
             Some(key) => {
                 self.retries.fetch_add(1, Ordering::Relaxed);
                 key
             }
             None => {
-                let (key, evicted) = followed.start(&attempt, self.config.messages);
+                let (key, evicted) = followed.start(&attempt, keys.sender, self.config.messages);
                 for old in evicted {
                     self.messages_dropped.fetch_add(1, Ordering::Relaxed);
                     if !old.observed {
@@ -331,20 +262,30 @@ impl AttemptBook {
         let Some(at) = followed.position(key) else {
             return; // Followed nothing (no room at all).
         };
-        if let (Some(id), None) = (&attempt.message_id, &followed.messages[at].message_id) {
-            followed.messages[at].message_id = Some(id.clone());
-            followed.by_id.insert(id.clone(), key);
+        if let Some(id) = &attempt.message_id {
+            followed.name(at, id);
         }
-        for (rcpt, _) in &attempt.recipients {
-            let pair = folded(&[&attempt.sender, rcpt]);
-            followed.by_envelope.insert(pair, key);
-        }
-        followed.by_sender.insert(folded(&[&attempt.sender]), key);
-        self.add(&mut followed.messages[at], attempt);
+        // The indexes hold the keys of a message's own sender only, so that falling out of
+        // the history removes every entry of the message.
+        let pairs = if keys.sender == followed.messages[at].sender_key {
+            for pair in &keys.pairs {
+                followed.by_envelope.insert(*pair, key);
+            }
+            followed.by_sender.insert(keys.sender, key);
+            keys.pairs
+        } else {
+            let sender = &followed.messages[at].sender;
+            let pairs = attempt.recipients.iter();
+            pairs
+                .map(|(rcpt, _)| followed.folded(&[sender, rcpt]))
+                .collect()
+        };
+        self.add(&mut followed.messages[at], attempt, &pairs);
     }
 
-    /// Counts `attempt` for its message's recipients and keeps it within the bound.
-    fn add(&self, message: &mut FollowedMessage, attempt: Attempt) {
+    /// Counts `attempt` for its message's recipients (`pairs`: their index keys with the
+    /// message's sender) and keeps it within the bounds.
+    fn add(&self, message: &mut FollowedMessage, attempt: Attempt, pairs: &[u64]) {
         let mut duplicates = 0;
         match &attempt.mail_ending {
             Some(ending) => {
@@ -353,8 +294,10 @@ impl AttemptBook {
                 }
             }
             None => {
-                for (rcpt, ending) in &attempt.recipients {
-                    duplicates += u64::from(message.tally_mut(rcpt).count(ending.kind));
+                for ((rcpt, ending), pair) in attempt.recipients.iter().zip(pairs) {
+                    if let Some(tally) = message.tally_mut(rcpt, *pair) {
+                        duplicates += u64::from(tally.count(ending.kind));
+                    }
                 }
             }
         }
@@ -433,11 +376,7 @@ impl AttemptBook {
 
     /// Forgets every message and attempt (ids go on increasing; the counters too).
     pub fn clear(&self) {
-        let mut followed = self.lock();
-        followed.messages.clear();
-        followed.by_id.clear();
-        followed.by_envelope.clear();
-        followed.by_sender.clear();
+        self.lock().clear();
     }
 
     /// Adds the history's counters and histogram to a Prometheus exposition.

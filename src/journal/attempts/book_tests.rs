@@ -260,3 +260,33 @@ fn listing_filters_by_recipient_message_and_id() {
         (2, Some("<2@x>"))
     );
 }
+
+#[test]
+fn a_message_counts_a_bounded_number_of_recipients() {
+    let book = book();
+    book.record(attempt(
+        1,
+        "s@x",
+        Some("<big@x>"),
+        &[("a@x", reply(250, "2.0.0", 0))],
+    ));
+    for n in 0..1200 {
+        let rcpt = format!("r{n}@x");
+        // Another sender, the same Message-ID: joined, but it adds no index entries.
+        book.record(attempt(
+            2,
+            "other@x",
+            Some("<big@x>"),
+            &[(rcpt.as_str(), reply(451, "4.3.0", 1))],
+        ));
+    }
+    let messages = book.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].recipients.len(), MAX_RECIPIENTS);
+    assert_eq!(messages[0].attempts_total, 1201);
+    let followed = book.lock();
+    assert_eq!(
+        (followed.by_envelope.len(), followed.by_sender.len()),
+        (1, 1)
+    );
+}

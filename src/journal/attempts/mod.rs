@@ -33,6 +33,7 @@
 
 mod attempt;
 mod book;
+mod followed;
 mod recorder;
 pub mod report;
 mod table;

@@ -89,7 +89,7 @@ impl Recorder {
                 Some(Asked::DataEnd)
             }
             EnvelopeTrace::Reset => {
-                self.close(abandoned(Phase::Mail, at_ms));
+                self.abandon(at_ms);
                 None
             }
         };
@@ -115,7 +115,7 @@ impl Recorder {
         let positive = reply.code < 400;
         match self.asked.take() {
             Some(Asked::Mail(sender)) => {
-                self.close(abandoned(Phase::Mail, at_ms));
+                self.abandon(at_ms);
                 if positive {
                     self.open = Some(self.begin(sender, at_ms));
                 } else {
@@ -180,6 +180,11 @@ impl Recorder {
     /// The session ended: a transaction still open was abandoned.
     pub fn finish(&mut self, at_ms: u64) {
         self.asked = None;
+        self.abandon(at_ms);
+    }
+
+    /// The client ended the open transaction, if any, before its final reply.
+    fn abandon(&mut self, at_ms: u64) {
         let phase = self.open.as_ref().map_or(Phase::Mail, |o| o.phase);
         self.close(abandoned(phase, at_ms));
     }

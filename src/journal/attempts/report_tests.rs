@@ -17,6 +17,15 @@ fn settings() -> ReportSettings {
     }
 }
 
+/// The result of `verdict`, which must apply.
+fn result(recipient: &RecipientReport, verdict: &str) -> Judgement {
+    recipient
+        .verdicts
+        .get(verdict)
+        .expect("the verdict applies")
+        .result
+}
+
 fn book_of(attempts: Vec<Attempt>) -> AttemptBook {
     let book = AttemptBook::new(AttemptsConfig::default());
     for attempt in attempts {
@@ -110,12 +119,7 @@ fn a_client_that_loops_fails_the_greylist_and_backoff() {
     );
     // It did retry, though.
     assert_eq!(
-        recipient
-            .verdicts
-            .retried_after_temporary
-            .as_ref()
-            .unwrap()
-            .result,
+        result(recipient, "retried_after_temporary"),
         Judgement::Pass
     );
     assert_eq!(recipient.attempts.len(), 4);
@@ -287,12 +291,7 @@ fn a_refusal_at_mail_is_a_row_of_its_own_and_the_report_round_trips() {
     assert_eq!(recipient.rcpt, None);
     assert_eq!(recipient.attempts[0].ending.phase, "mail");
     assert_eq!(
-        recipient
-            .verdicts
-            .retried_after_temporary
-            .as_ref()
-            .unwrap()
-            .result,
+        result(recipient, "retried_after_temporary"),
         Judgement::Pending
     );
     let json = serde_json::to_string(&report).unwrap();
