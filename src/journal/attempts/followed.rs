@@ -117,8 +117,8 @@ impl Followed {
         }
         let fits = |key: u64| {
             self.get(key).is_some_and(|m| {
-                m.sender.eq_ignore_ascii_case(&attempt.sender)
-                    && (attempt.message_id.is_none() || m.message_id.is_none())
+                (attempt.message_id.is_none() || m.message_id.is_none())
+                    && m.sender.eq_ignore_ascii_case(&attempt.sender)
                     && m.continued_by(attempt)
             })
         };
