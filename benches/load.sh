@@ -19,9 +19,13 @@
 # Servers (each started fresh for every mode, so its peak RSS is that mode's; runs interleaved
 # round by round, so that the machine's noisy stretches fall on every server alike):
 #   failmail-sink      target/release/failmail --smtp 127.0.0.1:0 --http 127.0.0.1:0 --no-store
-#   failmail-scenario  the same without --no-store (journal and message store on) with
-#                      --scenario benches/scenario_1000.toml (1,000 rules that never match the
-#                      load) --limits ovh --limit-account 100000000/1h --limit-ip 100000000/1h
+#   failmail-scenario  the same without --no-store (journal, message store and attempt history
+#                      on) with --scenario benches/scenario_1000.toml (1,000 rules that never
+#                      match the load) --limits ovh --limit-account 100000000/1h --limit-ip
+#                      100000000/1h
+#   failmail-scenario-no-attempts  failmail-scenario with --no-attempts: the pair measures what
+#                      the attempt history (behind the retry report) costs; the goal is at most
+#                      10% of messages/s and of msgs/server CPU-s (printed after the table)
 #   failmail-streamed  failmail-scenario with the web page's two live streams read while the load
 #                      runs, as an open page would read them (not in SERVERS by default):
 #                      curl -sN http://HTTP/api/events/stream?since=0 and /api/counters/stream.
@@ -58,7 +62,7 @@ REPEAT=${REPEAT:-5}
 SESSIONS=${SESSIONS:-20}
 MSGS_1K=${MSGS_1K:-20000}
 MSGS_100K=${MSGS_100K:-2000}
-SERVERS=${SERVERS:-failmail-sink failmail-scenario smtp-sink aiosmtpd}
+SERVERS=${SERVERS:-failmail-sink failmail-scenario failmail-scenario-no-attempts smtp-sink aiosmtpd}
 MODES=${MODES:-new-conn-1KiB reused-1KiB new-conn-100KiB reused-100KiB}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 LAT_SENDERS=${LAT_SENDERS:-1000}
@@ -173,6 +177,8 @@ server_command() {
             echo "$FAILMAIL --smtp 127.0.0.1:0 --http 127.0.0.1:0 --no-store" ;;
         failmail-scenario|failmail-streamed)
             echo "$FAILMAIL --smtp 127.0.0.1:0 --http 127.0.0.1:0 --scenario $SCENARIO --limits ovh --limit-account 100000000/1h --limit-ip 100000000/1h" ;;
+        failmail-scenario-no-attempts)
+            echo "$(server_command failmail-scenario) --no-attempts" ;;
         smtp-sink)
             echo "$SMTP_SINK -u nobody 127.0.0.1:PORT 1000" ;;
         aiosmtpd)

@@ -3,7 +3,8 @@
 
     python3 benches/load_report.py table RESULTS.tsv
         Prints the throughput table: one row per (server, mode), the median of its repetitions,
-        and for failmail's rows the ratio to smtp-sink and to aiosmtpd in the same mode.
+        and for failmail's rows the ratio to smtp-sink and to aiosmtpd in the same mode; then
+        what the attempt history costs (failmail-scenario against failmail-scenario-no-attempts).
 
     python3 benches/load_report.py scenario > benches/scenario_1000.toml
         Writes the 1,000-rule scenario used by the "failmail scenario" server. None of its rules
@@ -98,6 +99,23 @@ def table(path):
         if server == "failmail-streamed" and median.get(plain):
             print(f"failmail-streamed ÷ failmail-scenario, {mode}: "
                   f"{median[(server, mode)] / median[plain]:.3f} (goal: at least 0.95)")
+    attempts_cost(runs, median)
+
+
+def attempts_cost(runs, median):
+    """What the attempt history costs: failmail-scenario (history on) against the same server
+    with --no-attempts, mode by mode; the goal is a ratio of at least 0.90."""
+    on, off = "failmail-scenario", "failmail-scenario-no-attempts"
+    modes = [mode for (server, mode) in runs if server == on and (off, mode) in runs]
+    if not modes:
+        return
+    print()
+    print(f"attempt history cost ({on} ÷ {off}, same mode; goal: at least 0.90x):")
+    for mode in modes:
+        rate = median[(on, mode)] / median[(off, mode)] if median[(off, mode)] > 0 else 0.0
+        per_cpu = [statistics.median(runs[(server, mode)]["per_cpu"] or [0.0]) for server in (on, off)]
+        efficiency = per_cpu[0] / per_cpu[1] if per_cpu[1] > 0 else 0.0
+        print(f"  {mode:<16} messages/s {rate:.2f}x   msgs/server CPU-s {efficiency:.2f}x")
 
 
 RCPT_REPLIES = ["user_unknown", "mailbox_full", "mailbox_disabled", "mailbox_busy",

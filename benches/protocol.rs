@@ -1,7 +1,8 @@
 //! The protocol core without sockets: the command parser, the DATA unstuffer and one whole
-//! pipelined transaction through the sans-IO session.
+//! pipelined transaction through the sans-IO session, alone and with the attempt history that
+//! follows it (the recorder and the book behind the retry report).
 //!
-//! `cargo bench --bench protocol` (about 40 s). Throughput lines: `parse_command` reports commands
+//! `cargo bench --bench protocol` (about 45 s). Throughput lines: `parse_command` reports commands
 //! per second, `data_decoder` input bytes per second, `session` messages (transactions) per second.
 
 use std::hint::black_box;
@@ -11,10 +12,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use failmail::journal::attempts::{AttemptBook, AttemptsConfig, Recorder};
 use failmail::smtp::command::parse_command;
 use failmail::smtp::data::DataDecoder;
 use failmail::smtp::policy::{AcceptAll, Connected, Policy, SessionPolicy};
-use failmail::smtp::session::{self, Session, SessionConfig, Step};
+use failmail::smtp::session::{self, Session, SessionConfig, Step, Trace};
 
 /// What clients send, in about the proportions of a delivery (several RCPT per MAIL), without
 /// line terminators (the session strips them before parsing).
@@ -133,11 +135,13 @@ fn transaction_writes() -> [Vec<u8>; 3] {
     [ehlo, envelope, body]
 }
 
-/// Drives a session as the server's connection task does, with `policy` deciding each phase.
-/// Returns how many messages were accepted, and whether the session closed.
+/// Drives a session as the server's connection task does, with `policy` deciding each phase and
+/// `recorder`, if any, following its transactions. Returns how many messages were accepted, and
+/// whether the session closed.
 fn drive(
     session: &mut Session,
     policy: &mut dyn SessionPolicy,
+    mut recorder: Option<&mut Recorder>,
     step: Step,
     input: &mut BytesMut,
     out: &mut BytesMut,
@@ -158,9 +162,15 @@ fn drive(
             Ok(())
         },
     );
-    // What the connection task carries to the metrics.
+    // What the connection task carries to the metrics and the attempt history.
     for trace in session.drain_trace() {
-        black_box(trace);
+        match (&mut recorder, trace) {
+            (Some(recorder), Trace::Envelope(step)) => recorder.envelope(step, 0),
+            (Some(recorder), Trace::Reply(reply)) => recorder.reply(&reply, 0),
+            (_, trace) => {
+                black_box(trace);
+            }
+        }
     }
     match step {
         Step::NeedInput => (accepted, false),
@@ -169,31 +179,52 @@ fn drive(
     }
 }
 
-/// One connection: greeting, the three writes, QUIT. Returns (messages accepted, closed).
+/// One connection: greeting, the three writes, QUIT, followed by the attempt history when
+/// `attempts` is given. Returns (messages accepted, closed).
 fn transaction(
     config: &Arc<SessionConfig>,
     id: u64,
     peer: SocketAddr,
     writes: &[Vec<u8>; 3],
-    input: &mut BytesMut,
-    out: &mut BytesMut,
+    attempts: Option<&Arc<AttemptBook>>,
+    buffers: (&mut BytesMut, &mut BytesMut),
 ) -> (usize, bool) {
+    let (input, out) = buffers;
     let mut policy = AcceptAll.open(&Connected {
         peer,
         connections_from_ip: 1,
     });
     let mut session = Session::new(config.clone(), id, peer, false);
+    session.set_envelope_tracing(attempts.is_some());
+    let mut recorder = attempts.map(|book| Recorder::new(book.clone(), id, peer.ip(), false));
     let step = session.start();
-    let (mut accepted, mut closed) = drive(&mut session, policy.as_mut(), step, input, out);
+    let policy = policy.as_mut();
+    let (mut accepted, mut closed) =
+        drive(&mut session, policy, recorder.as_mut(), step, input, out);
     for write in writes {
         out.clear();
         input.extend_from_slice(write);
         let step = session.advance(input, out);
-        let (more, close) = drive(&mut session, policy.as_mut(), step, input, out);
+        let (more, close) = drive(&mut session, policy, recorder.as_mut(), step, input, out);
         accepted += more;
         closed = close;
     }
+    if let Some(recorder) = &mut recorder {
+        recorder.finish(0);
+    }
     (accepted, closed)
+}
+
+/// Gives the message of `writes` the Message-ID `<id.…@shop.example>`: every transaction is a new
+/// message for the attempt history, as in a load test.
+fn number_message(writes: &mut [Vec<u8>; 3], id: u64) {
+    let body = &mut writes[2];
+    let at = body
+        .windows(7)
+        .position(|w| w == b"<12345.")
+        .expect("the message has its Message-ID")
+        + 7;
+    body[at..at + 10].copy_from_slice(format!("{:010}", id % 10_000_000_000).as_bytes());
 }
 
 fn session(c: &mut Criterion) {
@@ -204,7 +235,8 @@ fn session(c: &mut Criterion) {
     let mut out = BytesMut::with_capacity(4 * 1024);
 
     // Check once that the transaction goes through as meant: one message, then 221 and close.
-    let (accepted, closed) = transaction(&config, 1, peer, &writes, &mut input, &mut out);
+    let buffers = (&mut input, &mut out);
+    let (accepted, closed) = transaction(&config, 1, peer, &writes, None, buffers);
     let last = String::from_utf8_lossy(&out).into_owned();
     assert_eq!(accepted, 1, "one message accepted; last replies: {last}");
     assert!(closed && last.contains("221 "), "QUIT answered: {last}");
@@ -220,13 +252,46 @@ fn session(c: &mut Criterion) {
                 id += 1;
                 input.clear();
                 out.clear();
+                let buffers = (&mut input, &mut out);
+                black_box(transaction(&config, id, peer, &writes, None, buffers))
+            })
+        },
+    );
+    // The same with the attempt history on, each message new (its own Message-ID): the
+    // history's share of the protocol core's cost, which benches/load.sh's scenario mode
+    // measures end to end (failmail-scenario against failmail-scenario-no-attempts).
+    let book = Arc::new(AttemptBook::new(AttemptsConfig::default()));
+    let mut numbered = writes.clone();
+    group.bench_function(
+        "the same, followed by the attempt history (10,000 messages, each new)",
+        |b| {
+            b.iter(|| {
+                id += 1;
+                number_message(&mut numbered, id);
+                input.clear();
+                out.clear();
+                let buffers = (&mut input, &mut out);
                 black_box(transaction(
-                    &config, id, peer, &writes, &mut input, &mut out,
+                    &config,
+                    id,
+                    peer,
+                    &numbered,
+                    Some(&book),
+                    buffers,
                 ))
             })
         },
     );
     group.finish();
+    let followed = book.messages();
+    assert_eq!(
+        followed.len(),
+        10_000,
+        "the history followed every message, bounded"
+    );
+    assert!(followed
+        .iter()
+        .all(|m| m.recipients().len() == 3 && m.message_id.is_some()));
 }
 
 // criterion_group! makes a public function that cannot carry a doc comment.

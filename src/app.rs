@@ -1,14 +1,14 @@
 //! The composition root: the one place that builds the pieces of a running failmail and wires
 //! them together.
 //!
-//! [`App::start`] builds, once each and in this order, the limit store with the clock, the journal,
-//! the bounce scheduler (moving the clock wakes it), the scenario's policy, the SMTP server (which
-//! hands accepted recipients' later fates to the scheduler), the scenario reloader (which reaches
-//! the server only through [`PolicyTarget`]) and the HTTP listener, which serves the API and the
-//! web page behind the same layers; then it starts the scheduler's task. Nothing else assembles
-//! pieces: `main`,
-//! `testing::TestServer` and the test helpers all start through here, so that every way
-//! of running failmail is wired the same way, with one clock.
+//! [`App::start`] builds, once each and in this order, the limit store with the clock, the
+//! journal (with the attempt history), the bounce scheduler (moving the clock wakes it), the
+//! scenario's policy, the SMTP server (which hands accepted recipients' later fates to the
+//! scheduler), the scenario reloader (which reaches the server only through [`PolicyTarget`])
+//! and the HTTP listener, which serves the API and the web page behind the same layers; then it
+//! starts the scheduler's task. Nothing else assembles pieces: `main`, `testing::TestServer` and
+//! the test helpers all start through here, so that every way of running failmail is wired the
+//! same way, with one clock.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState};
 use crate::bounces::{BounceConfig, Bounces, WakingClock};
 use crate::clock::{OffsetClock, SharedClock};
-use crate::journal::{Journal, JournalConfig, MessageStore};
+use crate::journal::{AttemptsConfig, Journal, JournalConfig, MessageStore};
 use crate::limits::memory::MemoryStore;
 use crate::limits::redis::RedisStore;
 use crate::limits::LimitOverrides;
@@ -109,6 +109,8 @@ pub struct AppConfig {
     pub session: SessionConfig,
     /// What is kept of what happened.
     pub journal: JournalConfig,
+    /// The attempt history behind the retry report: what it follows and how it judges.
+    pub attempts: AttemptsConfig,
     /// The HTTP API, if wanted.
     pub http: Option<HttpConfig>,
     /// The scenario; `None` serves the plain sink (every phase accepted, no magic addresses,
@@ -132,6 +134,7 @@ impl Default for AppConfig {
             server: ServerConfig::default(),
             session: SessionConfig::default(),
             journal: JournalConfig::default(),
+            attempts: AttemptsConfig::default(),
             http: Some(HttpConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 8025)),
                 token: None,
@@ -245,7 +248,7 @@ impl App {
             api::check_bind(http.addr, http.token.as_deref())?;
         }
         let (store, clock) = open_state(config.state, config.clock).await?;
-        let journal = Arc::new(Journal::open(&config.journal)?);
+        let journal = Arc::new(Journal::open(&config.journal)?.with_attempts(&config.attempts));
         let (clock, bounces) = scheduler(clock, config.bounces, &journal);
         let mut base = config.session;
         // TLS as the command line says; the scenario's `[server] tls` may change it.

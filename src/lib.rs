@@ -32,9 +32,10 @@
 //!    engine that turns them into a policy; the live scenario and its reloads.
 //! 5. [`import`]: real bounces read back into scenario rules (`failmail import`): the reply,
 //!    its phase and recipient, written as rules or magic addresses.
-//! 6. [`journal`], [`bounces`]: what happened: events, captured messages, the Maildir,
-//!    metrics; and the later notifications (RFC 3464 DSNs, complaints, auto-replies) scheduled
-//!    on the clock and stored through the journal (the journal never uses bounces).
+//! 6. [`journal`], [`bounces`]: what happened: events, captured messages, the attempt history
+//!    and its retry report, the Maildir, metrics; and the later notifications (RFC 3464 DSNs,
+//!    complaints, auto-replies) scheduled on the clock and stored through the journal (the
+//!    journal never uses bounces).
 //! 7. [`server`]: listeners and connection tasks that only carry bytes and events between
 //!    sockets, sessions, the policy and the journal.
 //! 8. [`api`]: the HTTP routes and event stream over the journal, clock and scenario.
@@ -46,7 +47,8 @@
 //!
 //! Where to look: "where is the RCPT reply decided?" — [`scenario::engine`]; "what does the
 //! server say on its own?" — [`smtp::session`] and [`smtp::reply::fixed`]; "where do I add a
-//! limit?" — [`limits`], then the `[limits]` section in [`scenario::settings`].
+//! limit?" — [`limits`], then the `[limits]` section in [`scenario::settings`]; "how is a
+//! retry judged?" — [`journal::attempts`].
 
 pub mod api;
 pub mod app;

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use failmail::app::{App, AppConfig, HttpConfig, ScenarioConfig, StateConfig};
 use failmail::bounces::{BounceConfig, ForwardConfig};
-use failmail::clock::OffsetClock;
+use failmail::clock::{parse_duration, OffsetClock};
 use failmail::import::{emit, ImportError};
-use failmail::journal::JournalConfig;
+use failmail::journal::attempts::Report;
+use failmail::journal::{AttemptsConfig, JournalConfig};
 use failmail::limits::{LimitOverrides, Window};
 use failmail::scenario::catalog::Catalog;
 use failmail::scenario::compile::Scenario;
@@ -72,6 +73,20 @@ enum Commands {
         #[arg(long)]
         as_magic: bool,
     },
+    /// Print the retry report of a running failmail (one line per message and recipient:
+    /// attempts, replies, delays, status, verdicts). Exits 1 when a verdict failed, 2 when the
+    /// report cannot be read, so that a CI job can gate on it.
+    Report {
+        /// The running failmail's HTTP address: the `http=` of its ready line.
+        #[arg(long)]
+        http: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// The bearer token, if the server requires one (--http-token).
+        #[arg(long)]
+        http_token: Option<String>,
+    },
     /// List the reply catalog.
     Catalog {
         /// Show this flavor's wording (generic, ovh, gmail, outlook, yahoo, postfix, exim,
@@ -105,6 +120,12 @@ enum LimitPreset {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum CatalogFormat {
+    Table,
+    Json,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ReportFormat {
     Table,
     Json,
 }
@@ -224,9 +245,27 @@ struct ServeArgs {
     /// Write every accepted message to this Maildir, synced to disk before the 250 reply.
     #[arg(long)]
     maildir: Option<PathBuf>,
-    /// Keep no messages and no events in memory (for load tests).
+    /// Keep no messages and no events in memory, and follow no attempts (for load tests).
     #[arg(long)]
     no_store: bool,
+    /// Follow no attempts: no retry report (for load tests).
+    #[arg(long)]
+    no_attempts: bool,
+    /// How many messages the attempt history follows (the oldest go first).
+    #[arg(long, default_value_t = 10_000)]
+    follow_messages: usize,
+    /// Attempts kept per message; past it, the first ones and the latest stay.
+    #[arg(long, default_value = "50")]
+    keep_attempts: std::num::NonZeroUsize,
+    /// How long after a temporary failure the retry report expects a retry (after a greylisted
+    /// attempt: the greylist's retry window). Until then a missing retry is pending; after it,
+    /// a failure.
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    retry_window: Duration,
+    /// Retry delays shorter than this fail the report's backoff verdict (RFC 5321 suggests 30
+    /// minutes between an MTA's retries; applications differ).
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    backoff_threshold: Duration,
     /// Bearer token the HTTP API requires (every route but /healthz). Required when --http is
     /// not a loopback address.
     #[arg(long, env = "FAILMAIL_HTTP_TOKEN", hide_env_values = true)]
@@ -327,6 +366,13 @@ impl ServeArgs {
                 events_file: self.events,
                 maildir: self.maildir,
             },
+            attempts: AttemptsConfig {
+                enabled: !self.no_store && !self.no_attempts,
+                messages: self.follow_messages,
+                attempts_per_message: self.keep_attempts.get(),
+                retry_window: self.retry_window,
+                backoff_threshold: self.backoff_threshold,
+            },
             http: Some(HttpConfig {
                 addr: self.http,
                 token: self.http_token,
@@ -392,6 +438,11 @@ fn run() -> anyhow::Result<()> {
             ..
         }) => return domain_table(scenario.as_deref(), format),
         Some(Commands::Catalog { flavor, format, .. }) => return catalog(flavor, format),
+        Some(Commands::Report {
+            http,
+            format,
+            http_token,
+        }) => std::process::exit(report(&http, format, http_token.as_deref())),
     };
     let threads = args
         .threads
@@ -665,6 +716,42 @@ fn domain_table(scenario: Option<&std::path::Path>, format: CatalogFormat) -> an
         }
     };
     print_out(&text)
+}
+
+/// `failmail report`: prints the report; the exit status is 0 when nothing failed, 1 when a
+/// verdict failed, 2 when the report could not be read.
+fn report(http: &str, format: ReportFormat, token: Option<&str>) -> i32 {
+    let read = failmail::api::client::get(http, "/api/report", token)
+        .map_err(|e| e.to_string())
+        .and_then(|body| {
+            let value: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| format!("not a report: {e}"))?;
+            let report: Report =
+                serde_json::from_value(value.clone()).map_err(|e| format!("not a report: {e}"))?;
+            Ok((value, report))
+        });
+    let (value, report) = match read {
+        Ok(read) => read,
+        Err(error) => {
+            eprintln!("failmail report: {error}");
+            return 2;
+        }
+    };
+    let text = match format {
+        ReportFormat::Table => report.table(),
+        ReportFormat::Json => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
+    };
+    if let Err(error) = print_out(&text) {
+        eprintln!("failmail report: {error}");
+        return 2;
+    }
+    i32::from(!report.ok)
+}
+
+/// A duration flag: `500ms`, `20s`, `5m`, `1h`, `2d`.
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 500ms, 20s, 5m, 1h)"))
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.

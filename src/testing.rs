@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::app::{Addresses, App, AppConfig, RunningApp};
 use crate::bounces::view::BounceView;
+use crate::journal::attempts::{Report, ReportSettings};
 use crate::journal::{Event, Journal, StoredMessage};
 use crate::limits::Usage;
 use crate::scenario::engine::Engine;
@@ -25,6 +26,8 @@ const POLL_EVERY: Duration = Duration::from_millis(5);
 /// The origin scenario errors name for text given to [`TestServer::start`] or
 /// [`TestServer::set_scenario`].
 const ORIGIN: &str = "<inline>";
+
+mod retries;
 
 /// A failmail server running inside the test process, so that a Rust test can make its mailer
 /// meet real SMTP replies (and scenario failures) and then assert on what arrived.
@@ -246,6 +249,47 @@ impl TestServer {
         }
     }
 
+    /// The retry report now, on the server's clock: for each message and recipient, its
+    /// attempts, the delays between them and the verdicts on the mailer's behaviour, to assert
+    /// that it retried as it should (`assert_retried`, `assert_no_duplicates`, `assert_ok`…).
+    ///
+    /// Panics if the configuration turned the attempt history off.
+    pub fn report(&self) -> Report {
+        let book = self.journal.attempts().expect(
+            "failmail::testing: this server follows no attempts (AppConfig::attempts.enabled)",
+        );
+        let settings = ReportSettings::new(book.config(), Some(self.engine().scenario()));
+        book.report(self.app().clock().now_ms(), &settings)
+    }
+
+    /// Waits until the retry report satisfies `done`, then returns it: a mailer (or an MTA)
+    /// retries on its own schedule, and a test needs a bounded wait instead of a sleep.
+    ///
+    /// Panics after `timeout`, with the last report as a table.
+    pub async fn wait_for_report(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Report) -> bool,
+    ) -> Report {
+        let poll = async {
+            loop {
+                let report = self.report();
+                if done(&report) {
+                    return report;
+                }
+                tokio::time::sleep(POLL_EVERY).await;
+            }
+        };
+        match tokio::time::timeout(timeout, poll).await {
+            Ok(report) => report,
+            Err(_) => panic!(
+                "failmail::testing: the retry report did not come to the expected state within \
+                 {timeout:?}; it is now:\n{}",
+                self.report().table()
+            ),
+        }
+    }
+
     /// Moves the server's clock (limit windows, greylisting, sequences, event stamps) forward,
     /// so that a test can pass "one hour later" at once. (Awaited, because a clock shared through
     /// `--state redis://…` moves in Redis.)
@@ -257,8 +301,8 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("failmail::testing: the clock did not move: {e}"));
     }
 
-    /// Forgets the captured messages, the events, and the limit, greylist, sequence and rule
-    /// state, so that one server can serve several independent test cases.
+    /// Forgets the captured messages, the events, the attempts, and the limit, greylist,
+    /// sequence and rule state, so that one server can serve several independent test cases.
     ///
     /// Ids go on increasing; the clock is not moved back; the scenario stays.
     pub async fn reset(&self) {

@@ -4,7 +4,7 @@
 //! make it panic or keep more than a bounded amount of input. And since TCP may deliver a stream
 //! in any pieces, the replies, the policy questions and the accepted messages must not depend on
 //! where the stream was split. Policy verdicts are drawn from the input too, so that refusals,
-//! aborts, hangs and disconnects at every phase are explored, not only the happy path.
+//! aborts, hangs, disconnects and lost replies at every phase are explored, not only the happy path.
 //!
 //! Input layout: a policy byte (0 = accept everything), a settings byte (bits below), a repeat
 //! byte (the stream is sent 1 + n % 4 times, to reach the long-line limits past `-max_len`), a
@@ -71,7 +71,8 @@ impl Setup {
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             .rotate_left(29);
         match mixed % 16 {
-            0..=8 => Verdict::Continue,
+            0..=7 => Verdict::Continue,
+            8 => Verdict::LoseReply,
             9 => Verdict::Reply(reply(451, "Try again later")),
             10 => Verdict::Reply(reply(550, "Refused")),
             11 => Verdict::Reply(reply(421, "Closing")),
@@ -115,6 +116,7 @@ impl<'a> Driver<'a> {
         let peer = "192.0.2.1:4000".parse().expect("an address");
         let mut session = Session::new(setup.config.clone(), 1, peer, setup.tls);
         session.set_tracing(setup.tracing);
+        session.set_envelope_tracing(setup.tracing);
         let mut driver = Self {
             setup,
             session,
@@ -237,7 +239,7 @@ impl<'a> Driver<'a> {
                     }
                     self.seen.commands.push(line);
                 }
-                Trace::Silent { .. } => {}
+                Trace::Silent { .. } | Trace::Envelope(_) => {}
                 Trace::Reply(reply) => {
                     if let Some(copy) = reply.reply {
                         traced.extend_from_slice(copy.wire());

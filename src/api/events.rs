@@ -103,19 +103,31 @@ fn journal(state: &ApiState) -> Result<&Arc<EventLog>, ApiError> {
     })
 }
 
+/// A page's `limit` (default [`DEFAULT_LIMIT`]), or 400 when it is not from 1 to [`MAX_LIMIT`];
+/// `what` names the items paged (`event`, `attempt`).
+pub(crate) fn page_limit(limit: Option<usize>, what: &str) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}, not {limit}"
+        ))
+        .hint(match what {
+            "event" => "page with since=<id of the last event you read>, or order=desc for the \
+                        latest"
+                .to_owned(),
+            _ => format!("page with since=<id of the last {what} you read>"),
+        }));
+    }
+    Ok(limit)
+}
+
 /// `GET /api/events`: kept events that match the filters, oldest first (or newest first with
 /// `order=desc`), at most `limit` (default 1000).
 pub(crate) async fn list(
     State(state): State<ApiState>,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}, not {limit}"
-        ))
-        .hint("page with since=<id of the last event you read>, or order=desc for the latest"));
-    }
+    let limit = page_limit(query.limit, "event")?;
     let filter = EventFilter {
         since: query.since,
         ..event_filter(query.session, query.kind, query.rule, query.catalog)?

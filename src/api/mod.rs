@@ -1,13 +1,16 @@
-//! The HTTP API: health, events, captured messages, limits, clock, scenario, catalog, metrics.
+//! The HTTP API: health, events, captured messages, attempts and the retry report, later
+//! bounces, limits, clock, scenario, catalog, metrics.
 //!
 //! Served on `--http` (loopback by default; elsewhere only with a token, see [`check_bind`]).
 //! Handlers only read and steer what the server already keeps. Every route is listed once in
 //! [`ROUTES`], which builds the router and is checked against `/api/openapi.json` by the tests.
 //! Errors are JSON: `{"error": "...", "hint": "..." | null}`.
 
+pub(crate) mod attempts;
 pub(crate) mod auth;
 pub(crate) mod bounces;
 pub(crate) mod catalog;
+pub mod client;
 pub(crate) mod clock;
 pub(crate) mod counters;
 pub(crate) mod error;
@@ -123,6 +126,16 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/api/bounces/{id}/raw",
         handler: || get(bounces::raw),
+    },
+    Route {
+        method: "GET",
+        path: "/api/attempts",
+        handler: || get(attempts::list),
+    },
+    Route {
+        method: "GET",
+        path: "/api/report",
+        handler: || get(attempts::report),
     },
     Route {
         method: "GET",

@@ -37,9 +37,8 @@ pub struct Metrics {
     limit_refusals: AtomicU64,
     tls_ok: AtomicU64,
     tls_failed: AtomicU64,
-    latency_buckets: Vec<AtomicU64>,
-    latency_count: AtomicU64,
-    latency_sum_ns: AtomicU64,
+    /// Reply latency, in nanoseconds.
+    latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -53,11 +52,7 @@ impl Default for Metrics {
             limit_refusals: AtomicU64::new(0),
             tls_ok: AtomicU64::new(0),
             tls_failed: AtomicU64::new(0),
-            latency_buckets: (0..LATENCY_BUCKETS.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            latency_count: AtomicU64::new(0),
-            latency_sum_ns: AtomicU64::new(0),
+            latency: Histogram::new(&LATENCY_BUCKETS, 1e9),
         }
     }
 }
@@ -103,12 +98,7 @@ impl Metrics {
 
     /// Time from reading a batch of commands to having written its replies.
     pub fn reply_latency(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        if let Some(bucket) = LATENCY_BUCKETS.iter().position(|b| seconds <= *b) {
-            add(&self.latency_buckets[bucket], 1);
-        }
-        add(&self.latency_count, 1);
-        add(&self.latency_sum_ns, elapsed.as_nanos() as u64);
+        self.latency.observe(elapsed.as_nanos() as u64);
     }
 
     /// The main counters now (a few hundred relaxed loads: cheap enough to take every second).
@@ -138,7 +128,11 @@ impl Metrics {
         self.render_totals(&mut out, extra);
         self.render_tls(&mut out);
         self.render_replies(&mut out);
-        self.render_latency(&mut out);
+        self.latency.render(
+            &mut out,
+            "failmail_reply_latency_seconds",
+            "Time from reading commands to writing their replies.",
+        );
         out
     }
 
@@ -213,30 +207,6 @@ impl Metrics {
             }
         }
     }
-
-    /// The reply latency histogram: cumulative buckets, sum and count.
-    fn render_latency(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP failmail_reply_latency_seconds Time from reading commands to writing their replies.\n# TYPE failmail_reply_latency_seconds histogram");
-        let mut cumulative = 0;
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            cumulative += get(bucket);
-            let _ = writeln!(
-                out,
-                "failmail_reply_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = get(&self.latency_count);
-        let _ = writeln!(
-            out,
-            "failmail_reply_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "failmail_reply_latency_seconds_sum {}",
-            get(&self.latency_sum_ns) as f64 / 1e9
-        );
-        let _ = writeln!(out, "failmail_reply_latency_seconds_count {count}");
-    }
 }
 
 /// A counter's current value, for rendering.
@@ -244,8 +214,64 @@ fn get(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
+/// A Prometheus histogram of values observed one at a time: lock-free buckets, sum and count.
+/// Values are observed in whole units (nanoseconds, attempts) and shown divided by `scale`.
+#[derive(Debug)]
+pub struct Histogram {
+    /// Upper bounds of the buckets, in shown units.
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    sum: AtomicU64,
+    /// Observed units per shown unit (1e9 for nanoseconds shown as seconds).
+    scale: f64,
+}
+
+impl Histogram {
+    /// A histogram with these bucket bounds (shown units), observing `scale` units per shown
+    /// unit.
+    pub fn new(bounds: &'static [f64], scale: f64) -> Self {
+        Self {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            scale,
+        }
+    }
+
+    /// Counts one value, in observed units.
+    pub fn observe(&self, units: u64) {
+        let value = units as f64 / self.scale;
+        if let Some(bucket) = self.bounds.iter().position(|b| value <= *b) {
+            add(&self.buckets[bucket], 1);
+        }
+        add(&self.count, 1);
+        add(&self.sum, units);
+    }
+
+    /// Values observed so far.
+    pub fn count(&self) -> u64 {
+        get(&self.count)
+    }
+
+    /// The exposition: HELP and TYPE, cumulative buckets, sum and count.
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += get(bucket);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = get(&self.count);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", get(&self.sum) as f64 / self.scale);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
 /// One metric with a single value: its HELP and TYPE lines, then the value.
-fn single(out: &mut String, name: &str, help: &str, value: u64, kind: &str) {
+pub(crate) fn single(out: &mut String, name: &str, help: &str, value: u64, kind: &str) {
     let _ = writeln!(
         out,
         "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"

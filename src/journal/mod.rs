@@ -1,9 +1,11 @@
-//! What happened: captured messages, the event journal, the Maildir and the counters, all bounded.
+//! What happened: captured messages, the event journal, the attempt history, the Maildir and the
+//! counters, all bounded.
 //!
 //! The server writes here (it stores each accepted message before its 250, and records what each
 //! session did); the HTTP API and `TestServer` only read. One [`Journal`] per running failmail,
 //! built by the composition root (`app`).
 
+pub mod attempts;
 pub mod events;
 pub mod filter;
 pub(crate) mod maildir;
@@ -13,6 +15,7 @@ pub mod metrics;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use attempts::{AttemptBook, AttemptsConfig};
 pub use events::{Event, EventKind, EventLog};
 pub use filter::{EventFilter, EVENT_TYPES};
 pub use messages::{MessageStore, StoredMessage};
@@ -73,6 +76,7 @@ pub struct Journal {
     events: Option<Arc<EventLog>>,
     maildir: Option<Arc<Maildir>>,
     metrics: Arc<Metrics>,
+    attempts: Option<Arc<AttemptBook>>,
 }
 
 impl Journal {
@@ -108,7 +112,21 @@ impl Journal {
             events,
             maildir,
             metrics: Arc::new(Metrics::default()),
+            attempts: None,
         })
+    }
+
+    /// Also follows every mail transaction as an attempt of a message, bounded and judged as
+    /// `config` says (nothing when it is not enabled, or may follow no message).
+    pub fn with_attempts(mut self, config: &AttemptsConfig) -> Self {
+        self.attempts = (config.enabled && config.messages > 0)
+            .then(|| Arc::new(AttemptBook::new(config.clone())));
+        self
+    }
+
+    /// The attempt history (`None` when attempts are not followed).
+    pub fn attempts(&self) -> Option<&Arc<AttemptBook>> {
+        self.attempts.as_ref()
     }
 
     /// The accepted messages kept in memory.
@@ -161,11 +179,15 @@ impl Journal {
         Ok(self.messages.push_marked(message, bounce))
     }
 
-    /// Forgets the kept messages and events (ids go on increasing), for test isolation.
+    /// Forgets the kept messages, events and attempts (ids go on increasing), for test
+    /// isolation.
     pub fn clear(&self) {
         self.messages.clear();
         if let Some(events) = &self.events {
             events.clear();
+        }
+        if let Some(attempts) = &self.attempts {
+            attempts.clear();
         }
     }
 
@@ -176,7 +198,7 @@ impl Journal {
             .events
             .as_ref()
             .map_or((0, 0), |log| (log.recorded(), log.dropped()));
-        self.metrics.render(&[
+        let mut text = self.metrics.render(&[
             (
                 "failmail_events_recorded_total",
                 "Events recorded in the journal.",
@@ -192,6 +214,10 @@ impl Journal {
                 "Accepted messages that fell out of the message ring.",
                 self.messages.dropped(),
             ),
-        ])
+        ]);
+        if let Some(attempts) = &self.attempts {
+            attempts.render_metrics(&mut text);
+        }
+        text
     }
 }

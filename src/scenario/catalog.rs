@@ -213,7 +213,7 @@ fn alphanumeric(mut bits: u64, len: usize) -> String {
 }
 
 /// `2026-08-05T12:37:17.626Z` from milliseconds since the epoch (proleptic Gregorian, UTC).
-fn iso_time(unix_ms: u64) -> String {
+pub(crate) fn iso_time(unix_ms: u64) -> String {
     let seconds = unix_ms / 1000;
     let days = (seconds / 86_400) as i64;
     let in_day = seconds % 86_400;

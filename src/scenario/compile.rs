@@ -16,7 +16,10 @@ use super::index::RuleIndex;
 use super::pattern::{Cidr, Pattern, PatternList};
 use super::phase_codes;
 use super::rule::{catalog_reply, ReplySpec, Rule, Voice};
-use super::settings::{GreylistSettings, LimitSettings, ServerSettings};
+use super::settings::{
+    GreylistSettings, LimitSettings, ServerSettings, DEFAULT_GREYLIST_DELAY,
+    DEFAULT_GREYLIST_RETRY_WINDOW,
+};
 use crate::clock::parse_duration;
 use crate::limits::LimitOverrides;
 use crate::smtp::policy::{Phase, SessionView};
@@ -289,11 +292,11 @@ impl Context<'_> {
         Ok(GreylistSettings {
             delay: match &section.delay {
                 Some(d) => self.duration(d)?,
-                None => Duration::from_secs(300),
+                None => DEFAULT_GREYLIST_DELAY,
             },
             retry_window: match &section.retry_window {
                 Some(d) => self.duration(d)?,
-                None => Duration::from_secs(2 * 86_400),
+                None => DEFAULT_GREYLIST_RETRY_WINDOW,
             },
             reply: match &section.reply {
                 Some(value) => self.reply(value, Phase::Rcpt, voice)?,

@@ -10,14 +10,14 @@ use super::super::catalog::{parse_phase, Catalog};
 use super::super::error::closest;
 use super::super::file::RuleFile;
 use super::super::flavor::Flavor;
-use super::super::rule::{Action, Matchers, Outcome, Rule, Voice};
+use super::super::rule::{Action, Matchers, Outcome, Rule, Voice, LOSE_REPLY};
 use super::{Context, ScenarioError};
 use crate::smtp::policy::{Phase, RuleRef};
 
 /// What `then` takes.
-const THEN_WORDS: [&str; 4] = ["accept", "disconnect", "hang", "abort"];
+const THEN_WORDS: [&str; 5] = ["accept", "disconnect", "hang", "abort", LOSE_REPLY];
 /// The words a sequence step may be besides a reply.
-const STEP_WORDS: [&str; 3] = ["accept", "disconnect", "hang"];
+const STEP_WORDS: [&str; 4] = ["accept", "disconnect", "hang", LOSE_REPLY];
 
 impl Context<'_> {
     pub(super) fn rule(
@@ -154,8 +154,21 @@ impl Context<'_> {
         }
     }
 
-    /// The phase where the rule's catalog reply naturally happens, if it names one.
+    /// The phase where the rule's catalog reply naturally happens, if it names one (a lost
+    /// reply happens at the end of data).
     fn natural_phase(&self, rule: &RuleFile) -> Option<Phase> {
+        let loses_reply = rule
+            .then
+            .as_ref()
+            .is_some_and(|t| t.get_ref() == LOSE_REPLY)
+            || rule.sequence.as_ref().is_some_and(|s| {
+                s.get_ref()
+                    .iter()
+                    .any(|v| v.get_ref().as_str() == Some(LOSE_REPLY))
+            });
+        if loses_reply {
+            return Some(Phase::DataEnd);
+        }
         let catalog = Catalog::builtin();
         let first_name =
             |value: &toml::Value| value.as_str().and_then(|n| catalog.get(n)).map(|e| e.phase);
@@ -223,12 +236,13 @@ impl Context<'_> {
                 "accept" => Ok(Action::Always(Outcome::Accept)),
                 "disconnect" => Ok(Action::Always(Outcome::Disconnect)),
                 "hang" => Ok(Action::Always(Outcome::Hang)),
+                LOSE_REPLY => Ok(Action::Always(self.lose_reply(then.expect("matched").span(), phase)?)),
                 other => Err(self.error(
                     then.expect("matched").span(),
                     format!("unknown action {other:?}"),
                     Some(&match closest(other, THEN_WORDS) {
-                        Some(best) => format!("did you mean {best:?}? then is one of: accept, disconnect, hang, abort"),
-                        None => "then is one of: accept, disconnect, hang, abort".to_owned(),
+                        Some(best) => format!("did you mean {best:?}? then is one of: accept, disconnect, hang, abort, lose_reply"),
+                        None => "then is one of: accept, disconnect, hang, abort, lose_reply".to_owned(),
                     }),
                 )),
             },
@@ -251,18 +265,31 @@ impl Context<'_> {
             Some("accept") => Ok(Outcome::Accept),
             Some("disconnect") => Ok(Outcome::Disconnect),
             Some("hang") => Ok(Outcome::Hang),
+            Some(LOSE_REPLY) => self.lose_reply(item.span(), phase),
             Some(word) if Catalog::builtin().get(word).is_none() => {
                 match closest(word, STEP_WORDS) {
                     Some(best) => Err(self.error(
                         item.span(),
                         format!("unknown sequence step {word:?}"),
-                        Some(&format!("did you mean {best:?}? a step is a catalog name, an inline reply, \"accept\", \"disconnect\" or \"hang\"")),
+                        Some(&format!("did you mean {best:?}? a step is a catalog name, an inline reply, \"accept\", \"disconnect\", \"hang\" or \"lose_reply\"")),
                     )),
                     None => Ok(Outcome::Reply(self.reply(item, phase, voice)?)),
                 }
             }
             _ => Ok(Outcome::Reply(self.reply(item, phase, voice)?)),
         }
+    }
+
+    /// `lose_reply`: only the end of data has a reply to lose.
+    fn lose_reply(&self, span: Range<usize>, phase: Phase) -> Result<Outcome, ScenarioError> {
+        if phase != Phase::DataEnd {
+            return Err(self.error(
+                span,
+                format!("lose_reply acts at data_end, not {phase}"),
+                Some("use at = \"data_end\", or leave at out"),
+            ));
+        }
+        Ok(Outcome::LoseReply)
     }
 }
 

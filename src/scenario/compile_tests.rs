@@ -180,3 +180,37 @@ fn abort_and_actions() {
     ));
     assert_eq!(scenario.rules[1].times, Some(2));
 }
+
+#[test]
+fn lose_reply_acts_at_the_end_of_data_only() {
+    let scenario = Scenario::parse(
+        "t.toml",
+        "[[rule]]\nrcpt = \"dup@*\"\nthen = \"lose_reply\"\n\n[[rule]]\nrcpt = \"once@*\"\nsequence = [\"lose_reply\", \"accept\"]\n",
+    )
+    .unwrap();
+    assert_eq!(scenario.rules[0].phase, Phase::DataEnd);
+    assert!(matches!(
+        scenario.rules[0].action,
+        Action::Always(Outcome::LoseReply)
+    ));
+    assert_eq!(scenario.rules[1].phase, Phase::DataEnd);
+    assert!(matches!(
+        &scenario.rules[1].action,
+        Action::Sequence(steps) if matches!(steps[..], [Outcome::LoseReply, Outcome::Accept])
+    ));
+    let at_rcpt = error("[[rule]]\nrcpt = \"dup@*\"\nat = \"rcpt\"\nthen = \"lose_reply\"\n");
+    assert_eq!((at_rcpt.line, at_rcpt.column), (4, 8), "{at_rcpt}");
+    assert!(at_rcpt
+        .message
+        .contains("lose_reply acts at data_end, not rcpt"));
+    let at_data = error("[[rule]]\nat = \"data\"\nsequence = [\"accept\", \"lose_reply\"]\n");
+    assert_eq!((at_data.line, at_data.column), (3, 23), "{at_data}");
+    assert!(at_data
+        .message
+        .contains("lose_reply acts at data_end, not data"));
+    assert!(error(
+        "[[rule]]\nat = \"data_end\"\nreply = \"user_unknown\"\nthen = \"lose_reply\"\n"
+    )
+    .message
+    .contains("does not go with reply"));
+}

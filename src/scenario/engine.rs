@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use super::catalog::{Catalog, ReplyContext};
 use super::compile::Scenario;
 use super::flavor::Flavor;
-use super::magic::magic_address;
+use super::magic::{loses_reply, magic_address};
 use super::receiving;
 use super::rule::{Action, Outcome, ReplySpec, Rule};
 use super::settings::LimitSettings;
@@ -181,6 +181,10 @@ impl Engine {
                 verdict: Verdict::Hang,
                 ..Decision::CONTINUE
             },
+            Outcome::LoseReply => Decision {
+                verdict: Verdict::LoseReply,
+                ..Decision::CONTINUE
+            },
             Outcome::Reply(spec) => self.refusal(spec, view, ip),
             Outcome::Abort(spec) => {
                 let refusal = self.refusal(spec, view, ip);
@@ -269,8 +273,11 @@ impl Engine {
 
     /// `user_unknown@…`, `user_unknown+gmail@…` and `550-5.1.1@…` recipients, without `+flavor`
     /// in the voice of the recipient's domain, else of the server; at RCPT, one that asks for
-    /// what the checker refuses gets a reply saying why.
+    /// what the checker refuses gets a reply saying why. `lose_reply@…` at the end of data.
     fn magic(&self, phase: Phase, view: &SessionView<'_>, ip: &PeerIp) -> Option<Decision> {
+        if phase == Phase::DataEnd && view.recipients.iter().any(|r| loses_reply(r)) {
+            return Some(self.outcome(&Outcome::LoseReply, view, ip));
+        }
         let server = self.scenario.server.flavor;
         let read = |rcpt: &str| magic_address(rcpt, self.voice_of(rcpt, server));
         let found = match phase {

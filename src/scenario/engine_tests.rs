@@ -256,6 +256,12 @@ fn magic_addresses() {
         code(&ask(Phase::DataEnd, "spam_rejected@x.example")),
         Some(554)
     );
+    // lose_reply@… loses the 250 of the message, at the end of data only.
+    assert_eq!(
+        ask(Phase::DataEnd, "Lose_Reply@x.example").verdict,
+        Verdict::LoseReply
+    );
+    assert_eq!(code(&ask(Phase::Rcpt, "lose_reply@x.example")), Some(250));
     // Ordinary and malformed addresses are not magic.
     assert_eq!(code(&ask(Phase::Rcpt, "someone@x.example")), Some(250));
     assert_eq!(code(&ask(Phase::Rcpt, "555-1234@x")), Some(250));

@@ -13,7 +13,7 @@ use super::error::closest;
 use super::flavor::Flavor;
 use super::later::{LaterFate, LaterSpec};
 use super::phase_codes;
-use super::rule::ReplySpec;
+use super::rule::{ReplySpec, LOSE_REPLY};
 use crate::smtp::policy::Phase;
 use crate::smtp::reply::{fixed, EnhancedStatus, Reply};
 
@@ -236,6 +236,14 @@ fn checked_code(code: u16, status_text: &str) -> Result<ReplySpec, BadMagic> {
     let reply =
         Reply::new(code, Some(status), &[text]).map_err(|e| BadMagic::Refused(e.to_string()))?;
     Ok(ReplySpec::Inline(reply))
+}
+
+/// Whether `address` is the magic `lose_reply@…` (case ignored): its message is stored, and
+/// the connection closed without the 250 that says so.
+pub(crate) fn loses_reply(address: &str) -> bool {
+    address
+        .rsplit_once('@')
+        .is_some_and(|(local, _)| local.eq_ignore_ascii_case(LOSE_REPLY))
 }
 
 #[cfg(test)]

@@ -60,7 +60,13 @@ pub enum Outcome {
     Abort(ReplySpec),
     /// At rcpt: the normal 250 now, and this fate later (a bounce, a delivery notice).
     Later(super::later::LaterSpec),
+    /// At data_end: store the message as accepted, then close without its 250.
+    LoseReply,
 }
+
+/// The word for [`Outcome::LoseReply`] in `then` and in sequences, and the local part of its
+/// magic address.
+pub const LOSE_REPLY: &str = "lose_reply";
 
 /// A rule's action.
 #[derive(Debug, Clone)]

@@ -64,6 +64,12 @@ impl LimitSettings {
     }
 }
 
+/// `[greylisting]`'s `delay` when absent: postgrey's 300 s.
+pub const DEFAULT_GREYLIST_DELAY: Duration = Duration::from_secs(300);
+
+/// `[greylisting]`'s `retry_window` when absent: postgrey's 2 days.
+pub const DEFAULT_GREYLIST_RETRY_WINDOW: Duration = Duration::from_secs(2 * 86_400);
+
 /// `[greylisting]`, checked.
 #[derive(Debug, Clone)]
 pub struct GreylistSettings {

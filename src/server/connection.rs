@@ -2,8 +2,8 @@
 //!
 //! Reads what the client sent, lets the session process every complete command in it, writes all
 //! the replies with one flush, asks the policy when the session needs a decision, upgrades to TLS
-//! on STARTTLS, applies the RFC 5321 timeouts and the shutdown rules, and reports to the journal
-//! and the metrics.
+//! on STARTTLS, applies the RFC 5321 timeouts and the shutdown rules, and reports to the journal,
+//! the attempt history and the metrics.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use tracing::{debug, warn, Instrument};
 use super::tls_stream::FlushingTls;
 use super::{Shared, ShutdownState};
 use crate::bounces::{Full, Reservation};
+use crate::journal::attempts::Recorder;
 use crate::journal::EventKind;
 use crate::limits::connections::ConnectionSlot;
 use crate::smtp::policy::{Connected, Phase, SessionPolicy};
@@ -42,6 +43,8 @@ struct Connection {
     shutdown: ShutdownWatch,
     /// Journal events of one step, gathered to be recorded under one lock (reused).
     events: Vec<EventKind>,
+    /// Follows the session's transactions for the attempt history, when it is on.
+    attempts: Option<Recorder>,
     /// When the batch whose replies are pending was read (for the latency histogram).
     read_at: Option<Instant>,
     /// While waiting for a command: when the command timeout expires, and the session's
@@ -136,6 +139,11 @@ async fn run(
     shared.journal.metrics().session_opened();
     let mut session = Session::new(shared.session_config.load_full(), id, peer, implicit_tls);
     session.set_tracing(shared.journal.events().is_some() || super::log::wanted());
+    let attempts = shared
+        .journal
+        .attempts()
+        .map(|book| Recorder::new(book.clone(), id, peer.ip(), implicit_tls));
+    session.set_envelope_tracing(attempts.is_some());
     let policy = shared.policy.load().open(&connected);
     let never = far_future();
     let mut connection = Connection {
@@ -146,6 +154,7 @@ async fn run(
         shared: shared.clone(),
         shutdown: ShutdownWatch::new(shutdown),
         events: Vec::new(),
+        attempts,
         read_at: None,
         command_deadline: None,
         timer: Box::pin(tokio::time::sleep_until(never)),
@@ -177,6 +186,9 @@ async fn run(
     };
     if let Err(error) = result {
         debug!(%error, "connection ended by I/O error");
+    }
+    if let Some(recorder) = &mut connection.attempts {
+        recorder.finish(shared.clock.now_ms());
     }
     connection.journal_event(|| EventKind::SessionEnd {
         tls: connection.session.is_tls(),
@@ -447,11 +459,18 @@ impl Connection {
         Ok(Outcome::Closed)
     }
 
-    /// Carries what the session reported to the metrics and, when it is on, the journal.
+    /// Carries what the session reported to the metrics and, when they are on, the journal
+    /// and the attempt history.
     fn carry_trace(&mut self) {
         let journal = &self.shared.journal;
         let metrics = journal.metrics();
         let recording = journal.events().is_some();
+        let clock = &self.shared.clock;
+        let mut now = None;
+        let mut at = || *now.get_or_insert_with(|| clock.now_ms());
+        if let Some(recorder) = &mut self.attempts {
+            recorder.observe(self.session.is_tls(), self.session.auth_user());
+        }
         for item in self.session.drain_trace() {
             match item {
                 Trace::Command(line) => {
@@ -466,24 +485,31 @@ impl Connection {
                         metrics.limit_refused(reply.times);
                     }
                     super::log::reply(&reply);
+                    if let Some(recorder) = &mut self.attempts {
+                        recorder.reply(&reply, at());
+                    }
                     if recording {
                         self.events.extend(EventKind::reply(reply));
                     }
                 }
                 Trace::Silent { action, decided } => {
                     super::log::silent(action, &decided);
+                    if let Some(recorder) = &mut self.attempts {
+                        recorder.silent(action, &decided, at());
+                    }
                     if recording {
                         self.events.push(EventKind::silent(action, &decided));
+                    }
+                }
+                Trace::Envelope(step) => {
+                    if let Some(recorder) = &mut self.attempts {
+                        recorder.envelope(step, at());
                     }
                 }
             }
         }
         if let (Some(events), false) = (journal.events(), self.events.is_empty()) {
-            events.record(
-                self.shared.clock.now_ms(),
-                self.session.id(),
-                self.events.drain(..),
-            );
+            events.record(at(), self.session.id(), self.events.drain(..));
         }
     }
 

@@ -3,6 +3,7 @@
 pub(crate) mod address;
 pub mod command;
 pub mod data;
+pub mod header;
 pub mod policy;
 pub mod queue_id;
 pub mod reply;

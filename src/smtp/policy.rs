@@ -101,6 +101,10 @@ pub enum Verdict {
     /// At the data phase: send 354, then this reply as soon as body bytes arrive, without
     /// reading the rest, and close.
     Abort(Reply),
+    /// At the end of data: store the message as accepted, then close the connection without
+    /// its 250, as if the reply was lost on the way (a client that retries sends a duplicate,
+    /// which is what idempotency tests look for). At another phase, as [`Verdict::Disconnect`].
+    LoseReply,
 }
 
 impl Verdict {
@@ -109,7 +113,7 @@ impl Verdict {
     /// answers: the one place that rule is decided.
     pub fn accepts(&self) -> bool {
         match self {
-            Verdict::Continue => true,
+            Verdict::Continue | Verdict::LoseReply => true,
             Verdict::Reply(reply) => reply.is_positive(),
             Verdict::Disconnect | Verdict::Hang | Verdict::Abort(_) => false,
         }
@@ -318,6 +322,7 @@ mod tests {
     fn only_continue_and_positive_replies_accept() {
         assert!(Verdict::Continue.accepts());
         assert!(Verdict::Reply(fixed::OK).accepts());
+        assert!(Verdict::LoseReply.accepts());
         assert!(!Verdict::Reply(fixed::STORE_FAILED).accepts());
         assert!(!Verdict::Abort(fixed::OK).accepts());
         assert!(!Verdict::Disconnect.accepts());

@@ -54,6 +54,26 @@ pub(crate) const SWAKS: Tool = Tool {
     install: "apt-get install -y --no-install-recommends swaks libnet-ssleay-perl",
 };
 
+/// Postfix itself, started privately by the retry test (its master must run as root).
+pub(crate) const POSTFIX: Tool = Tool {
+    name: "postfix",
+    program: "/usr/sbin/postfix",
+    env: None,
+    probe: &[],
+    needs_file: None,
+    install: "apt-get install -y --no-install-recommends postfix",
+};
+
+/// Not a program: root, which a private Postfix's master needs. [`need_root`] checks it.
+pub(crate) const ROOT: Tool = Tool {
+    name: "root",
+    program: "",
+    env: None,
+    probe: &[],
+    needs_file: None,
+    install: "sudo -E cargo test (CI runs as root)",
+};
+
 /// Postfix's load generator (Postfix itself is never started).
 pub(crate) const SMTP_SOURCE: Tool = Tool {
     name: "smtp-source",
@@ -259,6 +279,17 @@ pub(crate) fn need(tool: &Tool) -> Option<PathBuf> {
         skip(tool);
     }
     found
+}
+
+/// Whether the tests run as root; when not, the calling test should return at once: this
+/// reports the skip (or, under `FAILMAIL_REQUIRE_ALL=1`, fails the test).
+pub(crate) fn need_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root {
+        skip(&ROOT);
+    }
+    root
 }
 
 fn skip(tool: &Tool) {

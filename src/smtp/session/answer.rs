@@ -1,6 +1,7 @@
 //! Carrying out the policy's decision for the phase asked about: the normal reply or the
 //! policy's, a close, a hang, an abort; and the one rule for an accepted message: it is handed
-//! over with [`Step::Store`] and gets its 250 only once stored.
+//! over with [`Step::Store`] and gets its 250 only once stored (or, for a lost reply, the
+//! connection closes once it is stored).
 
 use bytes::{Bytes, BytesMut};
 
@@ -44,7 +45,15 @@ impl Session {
                 self.mode = Mode::AbortOnData(reply, decided);
             }
             Verdict::Abort(reply) => self.fail(pending, reply, out),
-            Verdict::Disconnect => self.silent(SilentAction::Disconnect, Mode::Closed),
+            Verdict::LoseReply if pending == Pending::DataEnd => {
+                self.succeed(pending, None, out);
+                if let Some(storing) = &mut self.storing {
+                    storing.lose_reply = true;
+                }
+            }
+            Verdict::Disconnect | Verdict::LoseReply => {
+                self.silent(SilentAction::Disconnect, Mode::Closed)
+            }
             Verdict::Hang => self.silent(SilentAction::Hang, Mode::Hung),
             Verdict::Continue => unreachable!("Continue always accepts"),
         }
@@ -77,14 +86,18 @@ impl Session {
         self.transaction.body.len()
     }
 
-    /// Ends the [`Step::Store`] of an accepted message: its 250 once it is stored, else
-    /// `451 4.3.0`; either way the transaction is over.
+    /// Ends the [`Step::Store`] of an accepted message: its 250 once it is stored (or, for a
+    /// lost reply, a close without it), else `451 4.3.0`; either way the transaction is over.
     pub fn stored(&mut self, result: Result<(), StoreFailed>, out: &mut BytesMut) {
         let Some(storing) = self.storing.take() else {
             return;
         };
         self.deciding = Some(storing.decided);
         match result {
+            Ok(()) if storing.lose_reply => {
+                self.silent(SilentAction::LoseReply, Mode::Closed);
+                self.accepted += 1;
+            }
             Ok(()) => {
                 match &storing.reply {
                     Some(reply) => self.send(out, reply),
@@ -158,6 +171,7 @@ impl Session {
                     handed: false,
                     reply: custom,
                     decided: self.deciding.take().expect("set while answering"),
+                    lose_reply: false,
                 });
             }
         }

@@ -3,9 +3,10 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::output::Step;
+use super::output::{EnvelopeTrace, Step, Trace};
 use super::{Mode, Pending, Session};
 use crate::smtp::data::keep_within_limit;
+use crate::smtp::header;
 use crate::smtp::reply::{fixed, Reply};
 
 impl Session {
@@ -74,6 +75,11 @@ impl Session {
     }
 
     fn end_of_message(&mut self, overflowed: bool, out: &mut BytesMut) {
+        if self.envelope_tracing {
+            let message_id = header::message_id(&self.transaction.body);
+            self.trace
+                .push(Trace::Envelope(EnvelopeTrace::DataEnd { message_id }));
+        }
         if overflowed {
             self.transaction.clear();
             self.send(out, &fixed::MESSAGE_TOO_BIG);

@@ -3,7 +3,7 @@
 
 use bytes::BytesMut;
 
-use super::output::Step;
+use super::output::{EnvelopeTrace, Step};
 use super::write::{set, Writer};
 use super::{Mode, Pending, Session};
 use crate::smtp::command::{parse_command, Body, Command, MailCommand, RcptCommand};
@@ -53,6 +53,7 @@ impl Session {
             Command::Bdat { size, last } => self.bdat(size, last, out),
             Command::Rset => {
                 self.transaction.clear();
+                self.envelope(|| EnvelopeTrace::Reset);
                 self.junk(&fixed::OK, out)
             }
             Command::Noop => self.junk(&fixed::OK, out),
@@ -94,11 +95,13 @@ impl Session {
 
     fn helo(&mut self, domain: &str, extended: bool) -> Option<Step> {
         self.transaction.clear();
+        self.envelope(|| EnvelopeTrace::Reset);
         set(&mut self.candidate, domain);
         self.ask(Pending::Ehlo { extended })
     }
 
     fn mail(&mut self, mail: &MailCommand<'_>, out: &mut BytesMut) -> Option<Step> {
+        self.envelope(|| EnvelopeTrace::Mail(mail.from.to_owned()));
         let refusal = if self.helo.is_none() {
             Some(fixed::NEED_HELO)
         } else if self.transaction.from.is_some() {
@@ -123,6 +126,7 @@ impl Session {
     }
 
     fn rcpt(&mut self, rcpt: &RcptCommand<'_>, out: &mut BytesMut) -> Option<Step> {
+        self.envelope(|| EnvelopeTrace::Rcpt(rcpt.to.to_owned()));
         let refusal = if self.helo.is_none() {
             Some(fixed::NEED_HELO)
         } else if self.transaction.from.is_none() {
@@ -144,6 +148,7 @@ impl Session {
     }
 
     fn data(&mut self, out: &mut BytesMut) -> Option<Step> {
+        self.envelope(|| EnvelopeTrace::Data);
         match self.transaction_refusal() {
             Some(reply) => self.refuse(&reply, out),
             None if self.transaction.binary || self.transaction.chunking => {
@@ -154,6 +159,9 @@ impl Session {
     }
 
     fn bdat(&mut self, size: u64, last: bool, out: &mut BytesMut) -> Option<Step> {
+        if !self.transaction.chunking {
+            self.envelope(|| EnvelopeTrace::Data);
+        }
         let refusal = self.transaction_refusal().or_else(|| {
             self.transaction
                 .chunk_failed

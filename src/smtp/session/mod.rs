@@ -35,7 +35,9 @@ pub use config::{
     MAX_AUTH_LINE, MAX_COMMAND_LINE,
 };
 pub use dsn::{DsnEnvelope, DsnRecipient};
-pub use output::{Decided, ReplyTrace, SilentAction, Step, StoreFailed, Trace, Waiting};
+pub use output::{
+    Decided, EnvelopeTrace, ReplyTrace, SilentAction, Step, StoreFailed, Trace, Waiting,
+};
 
 use super::data::DataDecoder;
 use super::reply::Reply;
@@ -103,6 +105,10 @@ struct Storing {
     handed: bool,
     reply: Option<Reply>,
     decided: Decided,
+    /// Once stored, close without the 250 ([`Verdict::LoseReply`]).
+    ///
+    /// [`Verdict::LoseReply`]: crate::smtp::policy::Verdict::LoseReply
+    lose_reply: bool,
 }
 
 /// One SMTP session's protocol state.
@@ -135,6 +141,8 @@ pub struct Session {
     accepted: u64,
     /// Commands and reply copies are traced (for the journal); replies are always reported.
     tracing: bool,
+    /// The steps of the mail transaction are traced (for the attempt history).
+    envelope_tracing: bool,
     trace: Vec<Trace>,
     /// The decision being carried out, attributed to the first reply it writes.
     deciding: Option<Decided>,
@@ -166,6 +174,7 @@ impl Session {
             lines: 0,
             accepted: 0,
             tracing: false,
+            envelope_tracing: false,
             trace: Vec::new(),
             deciding: None,
         }
@@ -238,6 +247,19 @@ impl Session {
     /// copied). Reply codes and decisions are reported either way, for the metrics.
     pub fn set_tracing(&mut self, on: bool) {
         self.tracing = on;
+    }
+
+    /// Turns tracing of the mail transaction's steps ([`Trace::Envelope`]) on or off: on, each
+    /// MAIL and RCPT copies its address and the end of data reads the message's `Message-ID`.
+    pub fn set_envelope_tracing(&mut self, on: bool) {
+        self.envelope_tracing = on;
+    }
+
+    /// Reports a step of the mail transaction, while following the envelope.
+    fn envelope(&mut self, step: impl FnOnce() -> EnvelopeTrace) {
+        if self.envelope_tracing {
+            self.trace.push(Trace::Envelope(step()));
+        }
     }
 
     /// What the session did since the last call, in order.

@@ -55,13 +55,39 @@ pub enum Trace {
     Command(String),
     /// A reply the session wrote.
     Reply(ReplyTrace),
-    /// The policy ended the session without a reply: closed it, or told it never to answer.
+    /// The policy ended the session without a reply: closed it, told it never to answer, or
+    /// had it close after storing a message instead of sending the 250.
     Silent {
-        /// Closed or hung.
+        /// Closed, hung, or the reply lost.
         action: SilentAction,
         /// Who decided it.
         decided: Decided,
     },
+    /// A step of the mail transaction, reported just before the reply that answers it; only
+    /// while following the envelope ([`Session::set_envelope_tracing`]).
+    ///
+    /// [`Session::set_envelope_tracing`]: super::Session::set_envelope_tracing
+    Envelope(EnvelopeTrace),
+}
+
+/// A step of the mail transaction as values, so that the attempt history follows messages
+/// without parsing command lines back. The reply that answers a step (or a silent end) is the
+/// next [`Trace::Reply`] (or [`Trace::Silent`]) after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvelopeTrace {
+    /// MAIL FROM, with its address (empty for `<>`).
+    Mail(String),
+    /// RCPT TO, with its address.
+    Rcpt(String),
+    /// DATA, or the first BDAT of a message.
+    Data,
+    /// The whole message was received.
+    DataEnd {
+        /// Its `Message-ID` header field, unfolded and trimmed, if it has one.
+        message_id: Option<String>,
+    },
+    /// The transaction was forgotten (RSET, HELO, EHLO); no reply belongs to this step.
+    Reset,
 }
 
 /// What a decision that writes no reply did.
@@ -71,14 +97,17 @@ pub enum SilentAction {
     Disconnect,
     /// The session stopped answering (the client waits until its own timeout).
     Hang,
+    /// The message was stored as accepted, then the connection closed before its 250.
+    LoseReply,
 }
 
 impl SilentAction {
-    /// The name used in events: `disconnect` or `hang`.
+    /// The name used in events: `disconnect`, `hang` or `lose_reply`.
     pub fn as_str(self) -> &'static str {
         match self {
             SilentAction::Disconnect => "disconnect",
             SilentAction::Hang => "hang",
+            SilentAction::LoseReply => "lose_reply",
         }
     }
 }

@@ -703,7 +703,7 @@ fn tracing_records_commands_and_replies_in_order_without_secrets() {
         .cloned()
         .filter_map(|t| match t {
             Trace::Command(c) => Some(format!("C {c}")),
-            Trace::Silent { .. } => None,
+            Trace::Silent { .. } | Trace::Envelope(_) => None,
             Trace::Reply(r) => {
                 let wire = r.reply?;
                 Some(format!(
@@ -899,4 +899,94 @@ fn decimal_numbers_are_written_like_display() {
         push_decimal(&mut out, value);
         assert_eq!(&out[..], value.to_string().as_bytes());
     }
+}
+
+#[test]
+fn lose_reply_stores_the_message_then_closes_without_its_250() {
+    let mut h = Harness::policy(|phase, _| match phase {
+        Phase::DataEnd => Verdict::LoseReply,
+        _ => Verdict::Continue,
+    });
+    h.send("EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n");
+    // Nothing is written for the message, QUIT pipelined after it included.
+    assert_eq!(h.send("Subject: kept\r\n\r\nhi\r\n.\r\nQUIT\r\n"), "");
+    assert!(h.closed);
+    assert_eq!(h.messages.len(), 1, "stored before the connection closed");
+    assert_eq!(&h.messages[0].data[..], b"Subject: kept\r\n\r\nhi\r\n");
+    let silent: Vec<SilentAction> = h
+        .session
+        .drain_trace()
+        .filter_map(|t| match t {
+            Trace::Silent { action, decided } => {
+                assert_eq!(decided.phase, Phase::DataEnd);
+                Some(action)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(silent, [SilentAction::LoseReply]);
+
+    // Anywhere else it closes as a disconnect does.
+    let mut h = Harness::policy(|phase, _| match phase {
+        Phase::Rcpt => Verdict::LoseReply,
+        _ => Verdict::Continue,
+    });
+    h.send("EHLO c\r\nMAIL FROM:<a@x.example>\r\n");
+    assert_eq!(h.send("RCPT TO:<b@y.example>\r\n"), "");
+    assert!(h.closed && h.messages.is_empty());
+}
+
+/// The trace as short strings: `E …` for envelope steps, `R code` for replies, `S action`.
+fn envelope_steps(h: &mut Harness) -> Vec<String> {
+    h.session
+        .drain_trace()
+        .filter_map(|t| match t {
+            Trace::Envelope(step) => Some(format!("E {step:?}")),
+            Trace::Reply(r) => Some(format!("R {}", r.code)),
+            Trace::Silent { action, .. } => Some(format!("S {}", action.as_str())),
+            Trace::Command(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn envelope_steps_come_just_before_their_replies() {
+    let mut h = Harness::policy(|phase, view| match (phase, view.rcpt) {
+        (Phase::Rcpt, Some(r)) if r.starts_with("no@") => {
+            Verdict::Reply(Reply::parse_parts(550, Some("5.1.1"), &["unknown"]).unwrap())
+        }
+        _ => Verdict::Continue,
+    });
+    h.take();
+    // Off by default: nothing is copied.
+    h.send("EHLO c\r\nMAIL FROM:<a@x.example>\r\nRSET\r\n");
+    assert!(envelope_steps(&mut h).iter().all(|s| s.starts_with("R ")));
+    h.session.set_envelope_tracing(true);
+    h.send("MAIL FROM:<a@x.example>\r\nRCPT TO:<no@y.example>\r\nRCPT TO:<b@y.example>\r\n");
+    h.send("NOOP\r\nDATA\r\nMessage-Id: <m1@x.example>\r\n\r\nhi\r\n.\r\n");
+    h.send("BDAT 3 LAST\r\nabc");
+    h.send("RSET\r\nEHLO again\r\n");
+    assert_eq!(
+        envelope_steps(&mut h),
+        [
+            r#"E Mail("a@x.example")"#,
+            "R 250",
+            r#"E Rcpt("no@y.example")"#,
+            "R 550",
+            r#"E Rcpt("b@y.example")"#,
+            "R 250",
+            "R 250",
+            "E Data",
+            "R 354",
+            r#"E DataEnd { message_id: Some("<m1@x.example>") }"#,
+            "R 250",
+            // BDAT without MAIL: refused, no message.
+            "E Data",
+            "R 503",
+            "E Reset",
+            "R 250",
+            "E Reset",
+            "R 250",
+        ]
+    );
 }
