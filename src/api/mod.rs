@@ -253,7 +253,7 @@ async fn method_not_allowed(request: Request) -> ApiError {
 /// shutdown starts.
 ///
 /// The layers added here wrap every route, the API's and the page's alike: requests from other
-/// sites and `Host`s that name neither the listener nor one of `hosts` are refused as [`guard`]
+/// sites and `Host`s that name neither the listener nor one of `hosts` are refused as `guard`
 /// says (the `Host` check is off when `token_protected`, as the token then guards the API).
 pub async fn serve(
     listener: TcpListener,

@@ -2,8 +2,8 @@
 //! bounce becomes a rule that answers that recipient with the exact reply (code, enhanced status,
 //! every line of text) at the phase the bounce names.
 //!
-//! The pieces: [`message`] takes a bounce apart (MIME by the `mail-parser` crate), [`dsn`] reads
-//! RFC 3464 delivery status fields, [`vendor`] reads the human-readable formats of Postfix, Exim,
+//! The pieces: `message` takes a bounce apart (MIME by the `mail-parser` crate), [`dsn`] reads
+//! RFC 3464 delivery status fields, `vendor` reads the human-readable formats of Postfix, Exim,
 //! Sendmail, qmail, Exchange, Zoho and MTA log lines, [`reply`] finds the SMTP reply they quote,
 //! and [`emit`] writes the rules (a new scenario, rules added to one with its comments kept, or
 //! magic addresses). This module combines them per recipient.

@@ -6,7 +6,7 @@
 //! [`super::shared_clock`]). When Redis is unreachable, operations fail with [`StoreError`],
 //! which the policy answers with a temporary 451 4.3.0: never "accept without limits".
 //!
-//! A reservation whose answer did not come is cancelled in the background ([`cancel`]), so
+//! A reservation whose answer did not come is cancelled in the background (`cancel`), so
 //! that a frozen Redis that later runs the queued script leaves no use behind. A call that
 //! finds the connection dropped (Redis restarted while the connection was idle) is sent once
 //! more on the new connection, instead of being answered 451 at once.

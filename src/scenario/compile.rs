@@ -91,7 +91,7 @@ impl Scenario {
     /// Checks and compiles scenario text; every error found, in file order. When the file does
     /// not fit the format (an unknown key, a wrong type), each section and rule is then checked
     /// on its own, so that the errors of the others are found too. A large file is parsed in
-    /// pieces of rules when its layout allows ([`pieces`]); one with errors is checked again
+    /// pieces of rules when its layout allows (`compile_pieces.rs`); one with errors is checked again
     /// whole, so that the errors are the same either way.
     pub fn check(origin: &str, source: &str) -> Result<Self, ScenarioErrors> {
         if let Some(pieces) = pieces::split(source) {

@@ -1,7 +1,7 @@
 //! Later fates in scenarios: a recipient accepted now (250) and bounced, delivered, complained
 //! about or auto-replied to later. Compiled from a rule's `bounce = { … }` / `deliver = { … }`
 //! and from `+async` magic addresses; rendered per recipient into the
-//! [`Later`](crate::smtp::policy::Later) value the session keeps with the recipient.
+//! [`crate::smtp::policy::Later`] value the session keeps with the recipient.
 
 use std::time::Duration;
 
