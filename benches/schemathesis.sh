@@ -138,7 +138,7 @@ TOML
 echo "== schemathesis run 1: GET /api/messages/{id}[/raw] with a known id"
 run_schemathesis "$work/messages.toml" --include-path-regex '^/api/messages/'
 
-# Pass 2: every route (but the endless event and counter streams, which tests/api.rs covers: a
+# Pass 2: every route (but the endless event and counter streams, which tests/api_streams.rs covers: a
 # request to them never completes). The body of PUT /api/scenario is any string by schema, but only a valid
 # scenario is accepted: a schema-valid string that is not a scenario is answered 400 with its
 # line and column, as documented, so 400 counts as an expected answer to valid data there.

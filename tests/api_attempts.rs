@@ -1,0 +1,246 @@
+//! The HTTP API's views of what happened to mail after the session, over real sockets: bounces
+//! (and their events), the attempt history and the retry report, all checked against the document.
+
+mod common;
+
+use std::time::Duration;
+
+use common::api::{Api, Harness, BLOCKING_SCENARIO};
+use common::prometheus::Exposition;
+use common::PlainConn;
+use failmail::{App, AppConfig};
+use serde_json::{json, Value};
+
+/// `/api/bounces`, `/api/bounces/{id}/raw`, the bounce events and a stored DSN in
+/// `/api/messages` all match the document, pending and sent.
+#[tokio::test]
+async fn bounces_and_their_events_match_the_document() {
+    let harness = Harness::start(None).await;
+    let mut conn = PlainConn::ready(harness.smtp).await;
+    conn.cmd_code("MAIL FROM:<app@x.example>", 250).await;
+    for rcpt in ["user_unknown+async@y.example", "complaint+async@y.example"] {
+        conn.cmd_code(&format!("RCPT TO:<{rcpt}>"), 250).await;
+    }
+    conn.data(b"Subject: s\r\n\r\nbody\r\n.\r\n")
+        .await
+        .assert_code(250);
+    conn.quit().await;
+    let pending = harness.api.get("/api/bounces").await;
+    assert_eq!(pending["pending"], 2, "{pending}");
+    let first = pending["bounces"][0]["id"].as_u64().unwrap();
+    let not_yet = harness
+        .api
+        .call("GET", &format!("/api/bounces/{first}/raw"), None)
+        .await;
+    assert_eq!(not_yet.status, 404);
+    let advanced = harness
+        .api
+        .post_json("/api/clock/advance", json!({"seconds": 120}))
+        .await;
+    assert_eq!(advanced.status, 200);
+    for _ in 0..500 {
+        if harness.api.get("/api/bounces").await["pending"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = harness.api.get("/api/bounces").await;
+    assert_eq!(sent["bounces"].as_array().unwrap().len(), 2, "{sent}");
+    let raw = harness
+        .api
+        .call("GET", &format!("/api/bounces/{first}/raw"), None)
+        .await;
+    assert_eq!(raw.status, 200);
+    assert!(raw.text().contains("multipart/report"), "{}", raw.text());
+    let events = harness.api.get("/api/events?limit=1000").await;
+    let types: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"bounce_scheduled") && types.contains(&"bounce_sent"),
+        "{types:?}"
+    );
+    let messages = harness.api.get("/api/messages").await;
+    let marked = messages["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["bounce"].is_u64())
+        .count();
+    assert_eq!(marked, 2, "{messages}");
+    let metrics = harness.api.call("GET", "/metrics", None).await.text();
+    assert!(
+        metrics.contains("failmail_bounces_sent_total 2\n"),
+        "{metrics}"
+    );
+    let reset = harness.api.call("POST", "/api/reset", None).await;
+    assert_eq!(reset.status, 204);
+    assert_eq!(harness.api.get("/api/bounces").await["bounces"], json!([]));
+    harness.stop().await;
+}
+
+/// `GET /api/attempts` until it lists `n` attempts (the last one is recorded when its session
+/// ends).
+async fn attempts(api: &Api, n: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        let page = api.get("/api/attempts").await;
+        let listed = page["attempts"].as_array().unwrap().clone();
+        if listed.len() >= n {
+            return listed;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {n} attempts were recorded");
+}
+
+#[tokio::test]
+async fn attempts_and_the_retry_report_are_documented_filtered_and_reset() {
+    let harness = Harness::start(Some(BLOCKING_SCENARIO)).await;
+    let api = &harness.api;
+    let mut smtp = PlainConn::ready(harness.smtp).await;
+    smtp.cmd_code("MAIL FROM:<a@example.com>", 250).await;
+    smtp.cmd_code("RCPT TO:<blocked@x.example>", 550).await;
+    smtp.cmd_code("RCPT TO:<mailbox_full@x.example>", 452).await;
+    smtp.cmd_code("RCPT TO:<ok@x.example>", 250).await;
+    smtp.data(b"Message-ID: <api@x.example>\r\n\r\nbody\r\n.\r\n")
+        .await
+        .assert_code(250);
+    smtp.cmd_code("MAIL FROM:<a@example.com>", 250).await;
+    smtp.cmd_code("RCPT TO:<mailbox_full@x.example>", 452).await;
+    smtp.cmd_code("QUIT", 221).await;
+
+    let listed = attempts(api, 2).await;
+    let first = &listed[0];
+    assert_eq!(first["message_id"], "<api@x.example>");
+    assert_eq!(first["sender"], "a@example.com");
+    let endings: Vec<(Value, Value, Value, Value)> = first["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["rcpt"].clone(),
+                e["phase"].clone(),
+                e["result"].clone(),
+                e["code"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        endings,
+        [
+            (
+                json!("blocked@x.example"),
+                json!("rcpt"),
+                json!("permanent"),
+                json!(550)
+            ),
+            (
+                json!("mailbox_full@x.example"),
+                json!("rcpt"),
+                json!("temporary"),
+                json!(452)
+            ),
+            (
+                json!("ok@x.example"),
+                json!("data_end"),
+                json!("accepted"),
+                json!(250)
+            ),
+        ]
+    );
+    assert_eq!(first["recipients"][0]["rule_name"], "blocked");
+    // The retry, refused at RCPT, has no Message-ID of its own: joined by envelope.
+    assert_eq!(listed[1]["message"], first["message"]);
+    assert_eq!(listed[1]["message_id"], "<api@x.example>");
+    let count = |page: Value| page["attempts"].as_array().unwrap().len();
+    assert_eq!(count(api.get("/api/attempts?rcpt=OK@x.example").await), 1);
+    assert_eq!(
+        count(
+            api.get("/api/attempts?message_id=%3Capi%40x.example%3E")
+                .await
+        ),
+        2
+    );
+    assert_eq!(
+        count(api.get("/api/attempts?message_id=%3Cother%3E").await),
+        0
+    );
+    let since = first["attempt"].as_u64().unwrap();
+    assert_eq!(
+        count(api.get(&format!("/api/attempts?since={since}")).await),
+        1
+    );
+    assert_eq!(
+        api.call("GET", "/api/attempts?limit=0", None).await.status,
+        400
+    );
+    assert_eq!(
+        api.call("GET", "/api/attempts?bogus=1", None).await.status,
+        400
+    );
+
+    let report = api.get("/api/report").await;
+    // The retry at once after the 452 fails the backoff, and only that.
+    assert_eq!(report["ok"], false, "{report}");
+    let failed = report["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{report}");
+    assert!(
+        failed[0]
+            .as_str()
+            .unwrap()
+            .starts_with("mailbox_full@x.example (<api@x.example>): backoff: retried 0s after 452 4.2.2 (attempt"),
+        "{report}"
+    );
+    let recipients = &report["messages"][0]["recipients"];
+    assert_eq!(recipients.as_array().unwrap().len(), 3);
+    let full = &recipients[1];
+    assert_eq!(full["rcpt"], "mailbox_full@x.example");
+    assert_eq!(full["status"], "still_pending");
+    assert_eq!(
+        full["verdicts"]["retried_after_temporary"]["result"],
+        "pass"
+    );
+    assert_eq!(
+        recipients[0]["verdicts"]["stopped_after_permanent"]["result"],
+        "pass"
+    );
+    assert_eq!(recipients[2]["delivered"], true);
+
+    let metrics = Exposition::parse(&api.call("GET", "/metrics", None).await.text());
+    assert_eq!(metrics.value("failmail_attempts_total", &[]), Some(2.0));
+    assert_eq!(
+        metrics.value("failmail_attempt_retries_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metrics.value("failmail_attempt_duplicates_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(metrics.types["failmail_attempts_per_message"], "histogram");
+
+    assert_eq!(api.call("POST", "/api/reset", None).await.status, 204);
+    assert_eq!(api.get("/api/attempts").await["attempts"], json!([]));
+    assert_eq!(api.get("/api/report").await["messages"], json!([]));
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn without_attempts_the_routes_say_409() {
+    let mut config = AppConfig::loopback();
+    config.attempts.enabled = false;
+    let server = App::start(config).await.expect("the server starts");
+    let api = Api {
+        addr: server.addresses().http.unwrap(),
+        token: None,
+    };
+    for path in ["/api/attempts", "/api/report"] {
+        let response = api.call("GET", path, None).await;
+        assert_eq!(response.status, 409, "{path}");
+        assert_eq!(response.json()["error"], "this server follows no attempts");
+    }
+    server.shutdown().await;
+}

@@ -1,0 +1,314 @@
+//! What the HTTP API lets a test watch, over real sockets: `/metrics` parsed strictly and compared
+//! with the events, the event stream (SSE, with `Last-Event-ID`) and the counter stream.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::api::{delivered, http, session_of, summary, Harness, BLOCKING_SCENARIO};
+use common::openapi::{check_documented, document, validate};
+use common::prometheus::Exposition;
+use common::{PlainConn, IO_TIMEOUT};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn metrics_parse_and_agree_with_the_events() {
+    let harness = Harness::start(Some(BLOCKING_SCENARIO)).await;
+    let api = &harness.api;
+    let mut sessions = Vec::new();
+    for round in 0..3 {
+        let mut smtp = PlainConn::open(harness.smtp).await;
+        sessions.push(smtp.local_addr());
+        smtp.cmd_code("EHLO c", 250).await;
+        smtp.cmd_code("MAIL FROM:<a@example.com>", 250).await;
+        smtp.cmd_code("RCPT TO:<blocked@x.example>", 550).await;
+        smtp.cmd_code("RCPT TO:<mailbox_full@x.example>", 452).await;
+        if round < 2 {
+            smtp.cmd_code("RCPT TO:<ok@x.example>", 250).await;
+            smtp.cmd_code("DATA", 354).await;
+            smtp.send(b"Subject: m\r\n\r\nbody\r\n.\r\n").await;
+            smtp.expect_code(250).await;
+        }
+        smtp.cmd_code("NOOP", 250).await;
+        smtp.cmd_code("BOGUS", 500).await;
+        smtp.cmd_code("QUIT", 221).await;
+    }
+    for local in &sessions {
+        let session = session_of(api, *local).await;
+        api.ended(session).await;
+    }
+    // The open-sessions gauge goes down just after the session_end event: wait for it.
+    let mut exposition = Exposition::default();
+    for _ in 0..200 {
+        let metrics = api.call("GET", "/metrics", None).await;
+        assert_eq!(metrics.status, 200);
+        assert_eq!(
+            metrics.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        exposition = Exposition::parse(&metrics.text());
+        if exposition.value("failmail_sessions_open", &[]) == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(exposition.types["failmail_sessions_open"], "gauge");
+    let events = api.get("/api/events?limit=10000").await;
+    let events = events["events"].as_array().unwrap();
+    let count = |kind: &str| events.iter().filter(|e| e["type"] == kind).count() as f64;
+
+    assert_eq!(exposition.types["failmail_sessions_total"], "counter");
+    assert_eq!(
+        exposition.value("failmail_sessions_total", &[]),
+        Some(count("session_start"))
+    );
+    assert_eq!(count("session_start"), 3.0);
+    assert_eq!(
+        exposition.value("failmail_messages_total", &[]),
+        Some(count("message"))
+    );
+    assert_eq!(count("message"), 2.0);
+    assert_eq!(exposition.value("failmail_sessions_open", &[]), Some(0.0));
+    let mut replies: BTreeMap<u64, f64> = BTreeMap::new();
+    for event in events.iter().filter(|e| e["type"] == "reply") {
+        *replies.entry(event["code"].as_u64().unwrap()).or_default() += 1.0;
+    }
+    assert!(replies.len() >= 6, "{replies:?}");
+    for (code, n) in &replies {
+        let class = format!("{}xx", code / 100);
+        assert_eq!(
+            exposition.value(
+                "failmail_replies_total",
+                &[("code", &code.to_string()), ("class", &class)]
+            ),
+            Some(*n),
+            "replies with code {code}"
+        );
+    }
+    let reply_samples = exposition
+        .samples
+        .iter()
+        .filter(|(n, ..)| n == "failmail_replies_total")
+        .count();
+    assert_eq!(
+        reply_samples,
+        replies.len(),
+        "no reply code without an event"
+    );
+    let recorded = exposition
+        .value("failmail_events_recorded_total", &[])
+        .unwrap();
+    assert_eq!(recorded, events.len() as f64);
+    assert_eq!(
+        exposition.value("failmail_events_dropped_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        exposition.value("failmail_messages_dropped_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        exposition.types["failmail_reply_latency_seconds"],
+        "histogram"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_stream_sends_each_event_as_json() {
+    let harness = Harness::start(None).await;
+    let api = &harness.api;
+    let mut stream = TcpStream::connect(api.addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/events/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    // Read the header first: the subscription exists once the answer started.
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut buffer = [0u8; 4096];
+        let n = tokio::time::timeout(IO_TIMEOUT, stream.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        received.extend_from_slice(&buffer[..n]);
+    }
+    let head = String::from_utf8_lossy(&received).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
+
+    let mut smtp = PlainConn::open(harness.smtp).await;
+    smtp.cmd_code("EHLO c", 250).await;
+    smtp.cmd_code("QUIT", 221).await;
+
+    let events = tokio::time::timeout(IO_TIMEOUT, async {
+        loop {
+            let text = String::from_utf8_lossy(&received).to_string();
+            let events: Vec<(u64, Value)> = sse_events(&text);
+            if events.iter().any(|(_, e)| e["type"] == "session_end") {
+                return events;
+            }
+            let mut buffer = [0u8; 4096];
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the stream ended early");
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("the session's events within 10 s");
+    let kinds: Vec<String> = summary(&events.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        kinds,
+        [
+            "session_start",
+            "reply 220",
+            "command EHLO c",
+            "reply 250",
+            "command QUIT",
+            "reply 221",
+            "session_end"
+        ]
+    );
+    for (id, event) in &events {
+        assert_eq!(event["id"], *id, "the SSE id is the event id");
+        let errors = validate(
+            document(),
+            &json!({"$ref": "#/components/schemas/Event"}),
+            event,
+            "event",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    // With since=0 the kept events come first (replay), then new ones.
+    let mut replay = TcpStream::connect(api.addr).await.unwrap();
+    replay
+        .write_all(b"GET /api/events/stream?since=0 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut data = Vec::new();
+    let replayed = tokio::time::timeout(IO_TIMEOUT, async {
+        loop {
+            let events = sse_events(&String::from_utf8_lossy(&data));
+            if events.len() >= 7 {
+                return events;
+            }
+            let mut buffer = [0u8; 4096];
+            let n = replay.read(&mut buffer).await.unwrap();
+            assert!(n > 0);
+            data.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("the replay within 10 s");
+    assert_eq!(replayed, events);
+    harness.stop().await;
+}
+
+/// The `id:` / `data:` pairs of a (possibly chunked) SSE byte stream.
+fn sse_events(text: &str) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    let mut id = None;
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        if let Some(value) = line
+            .strip_prefix("id: ")
+            .or_else(|| line.strip_prefix("id:"))
+        {
+            id = value.trim().parse().ok();
+        } else if let Some(data) = line
+            .strip_prefix("data: ")
+            .or_else(|| line.strip_prefix("data:"))
+        {
+            if let (Some(id), Ok(value)) = (id.take(), serde_json::from_str::<Value>(data)) {
+                out.push((id, value));
+            }
+        }
+    }
+    out
+}
+
+/// A malformed `Last-Event-ID` is refused with 400 whether or not `since` is given too (it
+/// was ignored, with 200, when `since` was there).
+#[tokio::test]
+async fn a_malformed_last_event_id_is_refused_even_with_since() {
+    let harness = Harness::start(None).await;
+    let api = &harness.api;
+    for path in ["/api/events/stream", "/api/events/stream?since=0"] {
+        let response = http(api.addr, "GET", path, &[("Last-Event-ID", "abc")], b"").await;
+        check_documented("GET", path, &response);
+        assert_eq!(response.status, 400, "{path}: {}", response.text());
+        assert!(
+            response.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("Last-Event-ID"),
+            "{path}: {}",
+            response.text()
+        );
+    }
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn the_counter_stream_sends_totals_at_once_and_every_second() {
+    let harness = Harness::start(None).await;
+    let api = &harness.api;
+    let mut smtp = delivered(harness.smtp, b"Subject: x\r\n\r\nx\r\n.\r\n").await;
+    smtp.cmd("RCPT TO:<user_unknown@example.net>", 503, "5.5.1")
+        .await;
+    smtp.cmd_code("QUIT", 221).await;
+
+    let mut stream = TcpStream::connect(api.addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/counters/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let ticks = tokio::time::timeout(IO_TIMEOUT, async {
+        loop {
+            let text = String::from_utf8_lossy(&received).to_string();
+            let ticks: Vec<Value> = text
+                .split('\n')
+                .filter_map(|l| l.trim_end_matches('\r').strip_prefix("data: "))
+                .filter_map(|d| serde_json::from_str(d).ok())
+                .collect();
+            if ticks.len() >= 2 {
+                return (text, ticks);
+            }
+            let mut buffer = [0u8; 4096];
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the stream ended early");
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("two ticks within 10 s");
+    let (text, ticks) = ticks;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text
+        .to_ascii_lowercase()
+        .contains("content-type: text/event-stream"));
+    for tick in &ticks {
+        let errors = validate(
+            document(),
+            &json!({"$ref": "#/components/schemas/Counters"}),
+            tick,
+            "tick",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    assert_eq!(ticks[0]["messages"], 1);
+    assert_eq!(ticks[0]["replies_5xx"], 1, "the 503");
+    assert_eq!(ticks[0]["sessions"], 1);
+    assert!(ticks[1]["at_ms"].as_u64() >= ticks[0]["at_ms"].as_u64());
+    harness.stop().await;
+}
