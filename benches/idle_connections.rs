@@ -3,8 +3,8 @@
 //! `cargo bench --bench idle_connections -- [--binary target/release/failmail] [--connections 10000]
 //! [--concurrency 256]` (run by `benches/load.sh` after `ulimit -n 65536`; each connection costs
 //! one descriptor here and one in the server). It starts the release binary as a subprocess
-//! (`--smtp 127.0.0.1:0 --http 127.0.0.1:0 --no-store`), so the server's RSS is its own and not
-//! mixed with the client's, reads the server's VmRSS from /proc before and after opening the
+//! (`--smtp 127.0.0.1:0 --http 127.0.0.1:0 --no-store --limits none`), so the server's RSS is its
+//! own and not mixed with the client's, reads the server's VmRSS from /proc before and after opening the
 //! connections, and prints the growth per connection against the target (≤ 16 KiB). At the end
 //! every connection sends QUIT and must get its 221, which shows that none was dropped.
 
@@ -161,6 +161,8 @@ fn main() {
         "--http",
         "127.0.0.1:0",
         "--no-store",
+        "--limits",
+        "none",
     ];
     let server = start(&options.binary, &args);
     let pid = server.child.id();

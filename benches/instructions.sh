@@ -8,8 +8,8 @@
 # process executes, in user space only: the kernel's TCP work is not in them), sends MESSAGES
 # messages of 1 KiB with Postfix's smtp-source on loopback, and subtracts a run that only starts
 # and stops the server, so what is left is per message. Two servers as in benches/load.sh
-# (failmail-sink: --no-store; failmail-scenario: journal and store on, 1,000 rules, OVH limits
-# raised out of reach) and two modes (a new connection per message; 20 reused connections).
+# (failmail-sink: --no-store --limits none; failmail-scenario: journal and store on, 1,000 rules,
+# OVH limits raised out of reach) and two modes (a new connection per message; 20 reused connections).
 #
 # Needs valgrind and smtp-source (Debian packages valgrind and postfix; postfix is never started).
 set -euo pipefail
@@ -72,7 +72,7 @@ count() {
 printf '%-18s %-9s %14s %14s %12s\n' server mode "run (instr)" "startup" "per message"
 for server in failmail-sink failmail-scenario; do
     case $server in
-        failmail-sink) args="--no-store" ;;
+        failmail-sink) args="--no-store --limits none" ;;
         failmail-scenario) args=$SCENARIO_ARGS ;;
     esac
     # shellcheck disable=SC2086

@@ -3,9 +3,10 @@
 //!
 //! `cargo bench --bench latency -- [--binary target/release/failmail] [--senders 1000]
 //! [--messages 20] [--size 1024]` (run by `benches/load.sh` after `ulimit -n 65536`). It starts
-//! the release binary as a subprocess (`--smtp 127.0.0.1:0 --http 127.0.0.1:0 --no-store`), opens
-//! every connection and says EHLO first, then releases all senders at once and times every reply
-//! of MAIL, RCPT, DATA and the end of data (write of the command to the last line of its reply).
+//! the release binary as a subprocess (`--smtp 127.0.0.1:0 --http 127.0.0.1:0 --no-store --limits
+//! none`), opens every connection and says EHLO first, then releases all senders at once and
+//! times every reply of MAIL, RCPT, DATA and the end of data (write of the command to the last
+//! line of its reply).
 //! Prints p50/p90/p99/p99.9/max overall and per command, against the target p99 ≤ 5 ms.
 //!
 //! By default every sender sends its next command as soon as it has the reply (a closed loop):
@@ -250,6 +251,8 @@ fn main() {
         "--http",
         "127.0.0.1:0",
         "--no-store",
+        "--limits",
+        "none",
     ];
     let server = start(&options.binary, &args);
     let pid = server.child.id();

@@ -19,6 +19,7 @@
 # Servers (each started fresh for every mode, so its peak RSS is that mode's; runs interleaved
 # round by round, so that the machine's noisy stretches fall on every server alike):
 #   failmail-sink      target/release/failmail --smtp 127.0.0.1:0 --http 127.0.0.1:0 --no-store
+#                      --limits none (the defaults would apply OVHcloud's limits)
 #   failmail-scenario  the same without --no-store (journal, message store and attempt history
 #                      on) with --scenario benches/scenario_1000.toml (1,000 rules that never
 #                      match the load) --limits ovh --limit-account 100000000/1h --limit-ip
@@ -174,7 +175,7 @@ wait_failmail() {
 server_command() {
     case $1 in
         failmail-sink)
-            echo "$FAILMAIL --smtp 127.0.0.1:0 --http 127.0.0.1:0 --no-store" ;;
+            echo "$FAILMAIL --smtp 127.0.0.1:0 --http 127.0.0.1:0 --no-store --limits none" ;;
         failmail-scenario|failmail-streamed)
             echo "$FAILMAIL --smtp 127.0.0.1:0 --http 127.0.0.1:0 --scenario $SCENARIO --limits ovh --limit-account 100000000/1h --limit-ip 100000000/1h" ;;
         failmail-scenario-no-attempts)
