@@ -160,6 +160,8 @@ impl Scenario {
 
 struct Context<'a> {
     origin: &'a str,
+    /// `origin`, shared by every rule's [`RuleRef`] rather than copied into each.
+    shared_origin: Arc<str>,
     source: &'a str,
     /// Where the piece being parsed starts in `source`: spans are counted from there.
     base: usize,
@@ -455,7 +457,7 @@ impl Context<'_> {
         texts
             .iter()
             .map(|t| Pattern::compile(t))
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Box<[_]>, _>>()
             .map(PatternList)
             .map_err(|e| {
                 self.error(
@@ -466,7 +468,7 @@ impl Context<'_> {
             })
     }
 
-    fn cidrs(&self, value: &Spanned<toml::Value>) -> Result<Vec<Cidr>, ScenarioError> {
+    fn cidrs(&self, value: &Spanned<toml::Value>) -> Result<Box<[Cidr]>, ScenarioError> {
         self.strings(value)?
             .iter()
             .map(|t| Cidr::parse(t))

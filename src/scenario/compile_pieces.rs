@@ -70,8 +70,10 @@ impl Scenario {
         let line_starts: Vec<usize> = std::iter::once(0)
             .chain(memchr::memchr_iter(b'\n', source.as_bytes()).map(|i| i + 1))
             .collect();
+        let shared_origin: Arc<str> = Arc::from(origin);
         let context = |piece: &Range<usize>| Context {
             origin,
+            shared_origin: shared_origin.clone(),
             source,
             line_starts: &line_starts,
             base: piece.start,

@@ -38,7 +38,7 @@ impl Context<'_> {
         };
         let matchers = self.matchers(&rule)?;
         let (phase, action) = match self.later(&rule, voice)? {
-            Some(later) => (Phase::Rcpt, Action::Always(Outcome::Later(later))),
+            Some(later) => (Phase::Rcpt, Action::Always(Outcome::Later(Box::new(later)))),
             None => {
                 let phase = self.rule_phase(&rule, span.clone())?;
                 (phase, self.action(&rule, phase, voice, span)?)
@@ -48,12 +48,10 @@ impl Context<'_> {
         let times = self.times(rule.times.as_ref())?;
         Ok(Rule {
             index,
-            name: rule.name.clone(),
-            line: header.line,
             reference: Arc::new(RuleRef {
                 index,
                 name: rule.name.as_deref().map(Arc::from),
-                origin: Arc::from(self.origin),
+                origin: self.shared_origin.clone(),
                 line: u32::try_from(header.line).unwrap_or(u32::MAX),
             }),
             phase,

@@ -295,7 +295,7 @@ impl Engine {
             _ => None,
         }?;
         let outcome = match found.later {
-            Some(later) => Outcome::Later(later),
+            Some(later) => Outcome::Later(Box::new(later)),
             None => Outcome::Reply(found.spec),
         };
         Some(self.outcome(&outcome, view, ip))

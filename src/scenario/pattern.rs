@@ -14,11 +14,12 @@ use regex_automata::nfa::thompson;
 #[derive(Debug, Clone)]
 pub enum Pattern {
     /// Equal, ignoring ASCII case.
-    Exact(String),
+    Exact(Box<str>),
     /// `*` (any run) and `?` (one character), ignoring ASCII case.
-    Glob(String),
-    /// A regular expression, searched (anchor it with `^…$` to match whole values).
-    Regex(LazyRegex),
+    Glob(Box<str>),
+    /// A regular expression, searched (anchor it with `^…$` to match whole values). Boxed:
+    /// the other kinds are far more common and a pattern is as large as its largest kind.
+    Regex(Box<LazyRegex>),
 }
 
 /// The NFA size limit of the `regex` crate's defaults: a regex within it compiles.
@@ -94,16 +95,16 @@ impl Pattern {
         if text.len() >= 2 && text.starts_with('/') && text.ends_with('/') {
             let source = &text[1..text.len() - 1];
             return LazyRegex::new(source)
-                .map(Pattern::Regex)
+                .map(|regex| Pattern::Regex(Box::new(regex)))
                 .map_err(|reason| PatternError::Regex {
                     pattern: text.to_owned(),
                     reason,
                 });
         }
         if text.contains(['*', '?']) {
-            Ok(Pattern::Glob(text.to_ascii_lowercase()))
+            Ok(Pattern::Glob(text.to_ascii_lowercase().into_boxed_str()))
         } else {
-            Ok(Pattern::Exact(text.to_ascii_lowercase()))
+            Ok(Pattern::Exact(text.to_ascii_lowercase().into_boxed_str()))
         }
     }
 
@@ -142,7 +143,7 @@ fn glob_match(pattern: &[u8], value: &[u8]) -> bool {
 
 /// A list of patterns; matches when any does.
 #[derive(Debug, Clone, Default)]
-pub struct PatternList(pub Vec<Pattern>);
+pub struct PatternList(pub Box<[Pattern]>);
 
 impl PatternList {
     /// Whether any pattern matches `value`.

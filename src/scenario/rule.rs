@@ -59,7 +59,7 @@ pub enum Outcome {
     /// At data: 354, then this failure as soon as the body starts, then close.
     Abort(ReplySpec),
     /// At rcpt: the normal 250 now, and this fate later (a bounce, a delivery notice).
-    Later(super::later::LaterSpec),
+    Later(Box<super::later::LaterSpec>),
     /// At data_end: store the message as accepted, then close without its 250.
     LoseReply,
 }
@@ -89,7 +89,7 @@ pub struct Matchers {
     /// EHLO/HELO argument.
     pub helo: Option<PatternList>,
     /// Client IP.
-    pub client_ip: Option<Vec<Cidr>>,
+    pub client_ip: Option<Box<[Cidr]>>,
 }
 
 /// One compiled rule.
@@ -97,10 +97,6 @@ pub struct Matchers {
 pub struct Rule {
     /// Position in the file, from 0.
     pub index: u32,
-    /// The rule's label, if any.
-    pub name: Option<String>,
-    /// The line of its `[[rule]]` header.
-    pub line: usize,
     /// The phase it acts at.
     pub phase: Phase,
     /// What it matches.
@@ -115,6 +111,18 @@ pub struct Rule {
     pub delay: Option<Duration>,
     /// The rule as decisions name it (index, name, file and line), shared by every decision.
     pub reference: Arc<RuleRef>,
+}
+
+impl Rule {
+    /// The rule's label, if any (kept once, in its [`RuleRef`]).
+    pub fn name(&self) -> Option<&str> {
+        self.reference.name.as_deref()
+    }
+
+    /// The line of its `[[rule]]` header.
+    pub fn line(&self) -> usize {
+        self.reference.line as usize
+    }
 }
 
 /// Whose wording a reply takes: a flavor, and whether the recipient's domain may choose instead.
