@@ -279,3 +279,83 @@ async fn a_message_that_cannot_be_stored_leaves_nothing_in_tmp() {
     assert!(leftovers(&maildir).is_empty());
     client.quit().await;
 }
+
+/// A tmpfs of `size`, mounted for the test and unmounted when dropped.
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    /// Mounts it (root only); `None`, with the skip reported, where the tests do not run as root.
+    fn mount(size: &str) -> Option<Self> {
+        if !common::tools::need_root() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount(8) runs");
+        assert!(status.success(), "mount -t tmpfs failed: {status}");
+        Some(Self { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk (a 2 MiB tmpfs): messages of 300 KiB are stored until one no longer fits; that
+/// one gets `451 4.3.0` and leaves no partial file in `tmp/`, and every message answered 250 is
+/// in `new/`, whole.
+#[tokio::test]
+async fn a_full_disk_gets_451_and_leaves_no_partial_file() {
+    let Some(fs) = SmallFilesystem::mount("2m") else {
+        return;
+    };
+    let maildir = fs.path().join("Maildir");
+    let failmail = start(&maildir, &[]);
+    let mut client = connect(failmail.address("smtp")).await;
+    client.cmd_code("EHLO client.example", 250).await;
+    let filler = "x".repeat(998) + "\r\n";
+    let mut stored = HashMap::new();
+    let mut refused = 0;
+    // Bounded: 2 MiB hold at most six of these.
+    for n in 0..12 {
+        let mut body = message(&format!("big {n}"));
+        for _ in 0..300 {
+            body.extend_from_slice(filler.as_bytes());
+        }
+        client
+            .begin_data("sender@example.com", "rcpt@example.com")
+            .await;
+        client.send(on_the_wire(&body)).await;
+        let reply = client.reply().await;
+        if reply.code == 250 {
+            reply.assert(250, "2.0.0");
+            stored.insert(body, 1);
+        } else {
+            reply.assert(451, "4.3.0");
+            refused += 1;
+            assert_eq!(
+                leftovers(&maildir),
+                Vec::<String>::new(),
+                "after message {n}"
+            );
+        }
+    }
+    assert!(refused > 0, "2 MiB never filled up");
+    assert!(!stored.is_empty(), "nothing fitted");
+    assert_eq!(delivered(&maildir), stored);
+    client.quit().await;
+    drop(failmail);
+}
