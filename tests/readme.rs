@@ -2,7 +2,8 @@
 //! accepts and every flag `failmail serve` takes is documented; and every command and example is
 //! run and its output compared with what the README shows: the swaks transcript and the TLS
 //! example, each row of the magic-address table on the wire, the curl examples against a running
-//! server, and the CI step with its pytest example, for several seeds. (The retry section is run by
+//! server, and the CI step with its pytest example, for several seeds; the files it names exist,
+//! and it promises no binary that is not published. (The retry section is run by
 //! tests/readme_retry.rs.)
 
 mod common;
@@ -457,6 +458,70 @@ async fn the_ci_example_and_its_pytest_hold_for_every_seed() {
         assert!(stdout.contains("3 passed"), "seed {seed}:\n{stdout}");
         let log = std::fs::read_to_string(dir.path().join("failmail.log")).unwrap_or_default();
         assert!(!log.contains("ERROR"), "seed {seed}: {log}");
+    }
+}
+
+/// Every file of the repository the README names exists (a script it says to run, a test it
+/// points to), except the outputs of commands it shows; and it promises no prebuilt binary
+/// (none is published): where it says how to get one, it names `release/build-static.sh`.
+#[test]
+fn the_readme_names_only_files_that_exist() {
+    let readme = readme();
+    // Named as what a command makes: (file, the command's script or line that makes it).
+    let made = [
+        (
+            "dist/failmail-x86_64-unknown-linux-gnu",
+            "release/build-static.sh",
+        ),
+        ("scenarios/mine.toml", "--into scenarios/mine.toml"),
+    ];
+    let top = [
+        ".ci/",
+        "benches/",
+        "certs/",
+        "dist/",
+        "fuzz/",
+        "release/",
+        "scenarios/",
+        "src/",
+        "tests/",
+    ];
+    let mut named = 0;
+    for token in readme.split(|c: char| c.is_whitespace() || "`()[]<>,;:'\"|*".contains(c)) {
+        let token = token.trim_end_matches('.');
+        if !top.iter().any(|t| token.starts_with(t)) {
+            continue;
+        }
+        named += 1;
+        if let Some((_, maker)) = made.iter().find(|(file, _)| *file == token) {
+            let made_here = readme.contains(maker)
+                || std::fs::read_to_string(repo_root().join(maker))
+                    .is_ok_and(|script| script.contains("dist/failmail-"));
+            assert!(made_here, "README names {token}, which nothing makes");
+            continue;
+        }
+        assert!(
+            repo_root().join(token).exists(),
+            "README names {token}, which is not in the repository"
+        );
+    }
+    assert!(named >= 30, "{named} files named");
+    let lower = readme.to_lowercase();
+    for claim in [
+        "prebuilt",
+        "pre-built",
+        "binary release",
+        "releases page",
+        "download failmail",
+    ] {
+        assert!(!lower.contains(claim), "README speaks of a {claim:?}");
+    }
+    for heading in ["## Use it in CI", "## Test your mailer's retry logic"] {
+        let install = section(&readme, heading);
+        assert!(
+            install.contains("release/build-static.sh"),
+            "{heading}: where to get a binary"
+        );
     }
 }
 
