@@ -266,6 +266,45 @@ impl TestServer {
     /// retries on its own schedule, and a test needs a bounded wait instead of a sleep.
     ///
     /// Panics after `timeout`, with the last report as a table.
+    ///
+    /// The README's "Test your mailer's retry logic" shows the visible lines of this example
+    /// (tests/readme.rs checks that they are the same); the hidden ones play the mailer under
+    /// test: lettre, retrying a minute and a half after each temporary failure (moving the
+    /// server's clock instead of waiting).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use failmail::testing::TestServer;
+    /// # use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let server = TestServer::start("[greylisting]\ndelay = \"1s\"\n").await;
+    /// // ... let the mailer under test send to user@example.com ...
+    /// # let mailer = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+    /// #     .port(server.smtp_addr().port())
+    /// #     .build();
+    /// # let email = Message::builder()
+    /// #     .from("app@example.com".parse().unwrap())
+    /// #     .to("user@example.com".parse().unwrap())
+    /// #     .subject("Welcome")
+    /// #     .body(String::from("Hello!"))
+    /// #     .unwrap();
+    /// # let mut tries = 0;
+    /// # while let Err(error) = mailer.send(email.clone()).await {
+    /// #     assert!(error.is_transient() && tries < 3, "{error}");
+    /// #     tries += 1;
+    /// #     server.advance_clock(Duration::from_secs(90)).await;
+    /// # }
+    /// # assert_eq!(tries, 1, "greylisted once");
+    /// let report = server
+    ///     .wait_for_report(Duration::from_secs(30), |r| {
+    ///         r.recipient("user@example.com").is_some_and(|(_, r)| r.delivered)
+    ///     })
+    ///     .await;
+    /// report.assert_retried("user@example.com").assert_no_duplicates().assert_ok();
+    /// # server.shutdown().await;
+    /// # }
+    /// ```
     pub async fn wait_for_report(
         &self,
         timeout: Duration,

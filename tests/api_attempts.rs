@@ -1,13 +1,16 @@
 //! The HTTP API's views of what happened to mail after the session, over real sockets: bounces
-//! (and their events), the attempt history and the retry report, all checked against the document.
+//! (and their events), the attempt history and the retry report, all checked against the document;
+//! each attempt's TLS and AUTH state, and the attempt counters of `/metrics`.
 
 mod common;
 
 use std::time::Duration;
 
 use common::api::{Api, Harness, BLOCKING_SCENARIO};
+use common::binary::start_binary;
 use common::prometheus::Exposition;
-use common::PlainConn;
+use common::{PlainConn, TlsConn};
+use failmail::testing::TestServer;
 use failmail::{App, AppConfig};
 use serde_json::{json, Value};
 
@@ -243,4 +246,196 @@ async fn without_attempts_the_routes_say_409() {
         assert_eq!(response.json()["error"], "this server follows no attempts");
     }
     server.shutdown().await;
+}
+
+/// A message retried over a plain connection, then over STARTTLS after AUTH, then over SMTPS
+/// after AUTH as another user: each attempt carries its own TLS and AUTH state, in
+/// `/api/attempts` and in the in-process report.
+#[tokio::test]
+async fn each_attempt_records_its_tls_and_auth_identity() {
+    let scenario =
+        "[[rule]]\nrcpt = \"bob@*\"\nsequence = [\"greylisted\", \"greylisted\", \"accept\"]\n";
+    let server = TestServer::start(scenario).await;
+    let body = b"Message-ID: <secure@client.example>\r\n\r\nbody\r\n.\r\n";
+
+    let mut plain = PlainConn::ready(server.smtp_addr()).await;
+    plain
+        .mail_rcpt("app@client.example", "bob@x.example")
+        .await
+        .assert(451, "4.7.1");
+    plain.quit_221().await;
+
+    let mut conn = PlainConn::ready(server.smtp_addr()).await;
+    conn.cmd("STARTTLS", 220, "2.0.0").await;
+    let mut tls = conn.starttls().await;
+    tls.cmd_code("EHLO client.example", 250).await;
+    tls.auth_plain("alice", "s3cret").await.assert(235, "2.7.0");
+    tls.mail_rcpt("app@client.example", "bob@x.example")
+        .await
+        .assert(451, "4.7.1");
+    tls.quit_221().await;
+
+    let mut smtps = TlsConn::connect_tls(server.smtps_addr()).await;
+    smtps.expect_greeting().await;
+    smtps.cmd_code("EHLO client.example", 250).await;
+    smtps
+        .auth_plain("carol", "s3cret")
+        .await
+        .assert(235, "2.7.0");
+    smtps
+        .deliver("app@client.example", "bob@x.example", body)
+        .await
+        .assert_code(250);
+    smtps.quit_221().await;
+
+    let api = Api {
+        addr: server.http_addr(),
+        token: None,
+    };
+    let listed = attempts(&api, 3).await;
+    let states: Vec<(Value, Value)> = listed
+        .iter()
+        .map(|a| (a["tls"].clone(), a["auth_user"].clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (json!(false), Value::Null),
+            (json!(true), json!("alice")),
+            (json!(true), json!("carol")),
+        ]
+    );
+    assert!(listed.iter().all(|a| a["message"] == listed[0]["message"]));
+
+    let report = server.report();
+    let (message, recipient) = report.recipient("bob@x.example").expect("bob's history");
+    assert_eq!(
+        message.message_id.as_deref(),
+        Some("<secure@client.example>")
+    );
+    let facts: Vec<(bool, Option<&str>)> = recipient
+        .attempts
+        .iter()
+        .map(|a| (a.facts.tls, a.facts.auth_user.as_deref()))
+        .collect();
+    assert_eq!(
+        facts,
+        [(false, None), (true, Some("alice")), (true, Some("carol"))]
+    );
+    assert!(recipient.delivered);
+    server.shutdown().await;
+}
+
+/// The attempt counters of `/metrics` move: a lost 250 and its retry make a duplicate, every
+/// attempt of a message already followed is a retry, and past `--keep-attempts` and
+/// `--follow-messages` (the flags of the binary) attempts and messages fall out and are counted.
+#[tokio::test]
+async fn attempt_metrics_count_duplicates_retries_and_what_fell_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("lose.toml");
+    std::fs::write(
+        &scenario,
+        "[[rule]]\nrcpt = \"dup@*\"\nsequence = [\"lose_reply\", \"accept\"]\n",
+    )
+    .unwrap();
+    let binary = start_binary(&[
+        "--smtp",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--limits",
+        "none",
+        "--keep-attempts",
+        "2",
+        "--follow-messages",
+        "2",
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]);
+    let smtp = binary.address("smtp");
+    let api = Api {
+        addr: binary.address("http"),
+        token: None,
+    };
+    let metric = |text: &str, name: &str| Exposition::parse(text).value(name, &[]);
+    let body = b"Message-ID: <dup@client.example>\r\n\r\nbody\r\n.\r\n";
+    // The first 250 is lost: the connection closes after the message is stored.
+    let mut lost = PlainConn::ready(smtp).await;
+    lost.mail_rcpt("app@client.example", "dup@x.example")
+        .await
+        .assert_code(250);
+    lost.cmd_code("DATA", 354).await;
+    lost.send(body).await;
+    lost.expect_closed().await;
+    let mut again = PlainConn::ready(smtp).await;
+    again
+        .deliver("app@client.example", "dup@x.example", body)
+        .await
+        .assert_code(250);
+    again.quit_221().await;
+    attempts(&api, 2).await;
+    let text = api.call("GET", "/metrics", None).await.text();
+    assert_eq!(
+        metric(&text, "failmail_attempt_duplicates_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "failmail_attempt_retries_total"), Some(1.0));
+
+    // Four attempts of one message (452 each time) with two kept: two not kept.
+    let mut full = PlainConn::ready(smtp).await;
+    for _ in 0..4 {
+        full.mail_rcpt("other@client.example", "mailbox_full@x.example")
+            .await
+            .assert_code(452);
+        full.cmd_code("RSET", 250).await;
+    }
+    full.quit_221().await;
+    // A third message with two followed: the oldest falls out.
+    let mut third = PlainConn::ready(smtp).await;
+    third
+        .deliver(
+            "third@client.example",
+            "ok@x.example",
+            b"Subject: 3\r\n\r\nx\r\n.\r\n",
+        )
+        .await
+        .assert_code(250);
+    third.quit_221().await;
+    for _ in 0..500 {
+        let text = api.call("GET", "/metrics", None).await.text();
+        if metric(&text, "failmail_attempts_total") == Some(7.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let exposition = Exposition::parse(&api.call("GET", "/metrics", None).await.text());
+    let value = |name: &str| exposition.value(name, &[]);
+    assert_eq!(value("failmail_attempts_total"), Some(7.0));
+    assert_eq!(value("failmail_attempt_retries_total"), Some(4.0), "1 + 3");
+    assert_eq!(value("failmail_attempt_duplicates_total"), Some(1.0));
+    assert_eq!(value("failmail_attempts_dropped_total"), Some(2.0));
+    assert_eq!(value("failmail_attempt_messages_dropped_total"), Some(1.0));
+    // Each message counted once, when settled: the first at its first attempt (stored,
+    // though its 250 was lost), the third at its only one; the 452s are still pending.
+    assert_eq!(value("failmail_attempts_per_message_count"), Some(2.0));
+    assert_eq!(value("failmail_attempts_per_message_sum"), Some(2.0));
+    let report = api.get("/api/report").await;
+    assert_eq!(report["messages_dropped"], 1, "{report}");
+    assert_eq!(report["attempts_dropped"], 2, "{report}");
+    let senders: Vec<&Value> = report["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["sender"])
+        .collect();
+    assert_eq!(
+        senders,
+        [
+            &json!("other@client.example"),
+            &json!("third@client.example")
+        ],
+        "{report}"
+    );
+    binary.terminate().await;
 }

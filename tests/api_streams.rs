@@ -1,5 +1,6 @@
 //! What the HTTP API lets a test watch, over real sockets: `/metrics` parsed strictly and compared
-//! with the events, the event stream (SSE, with `Last-Event-ID`) and the counter stream.
+//! with the events, the event stream (SSE, with `Last-Event-ID` and its filters) and the counter
+//! stream.
 
 mod common;
 
@@ -121,49 +122,15 @@ async fn metrics_parse_and_agree_with_the_events() {
 async fn the_event_stream_sends_each_event_as_json() {
     let harness = Harness::start(None).await;
     let api = &harness.api;
-    let mut stream = TcpStream::connect(api.addr).await.unwrap();
-    stream
-        .write_all(b"GET /api/events/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut received = Vec::new();
-    // Read the header first: the subscription exists once the answer started.
-    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
-        let mut buffer = [0u8; 4096];
-        let n = tokio::time::timeout(IO_TIMEOUT, stream.read(&mut buffer))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0);
-        received.extend_from_slice(&buffer[..n]);
-    }
-    let head = String::from_utf8_lossy(&received).to_string();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/event-stream"),
-        "{head}"
-    );
+    let mut stream = Sse::open(api.addr, "/api/events/stream").await;
 
     let mut smtp = PlainConn::open(harness.smtp).await;
     smtp.cmd_code("EHLO c", 250).await;
     smtp.cmd_code("QUIT", 221).await;
 
-    let events = tokio::time::timeout(IO_TIMEOUT, async {
-        loop {
-            let text = String::from_utf8_lossy(&received).to_string();
-            let events: Vec<(u64, Value)> = sse_events(&text);
-            if events.iter().any(|(_, e)| e["type"] == "session_end") {
-                return events;
-            }
-            let mut buffer = [0u8; 4096];
-            let n = stream.read(&mut buffer).await.unwrap();
-            assert!(n > 0, "the stream ended early");
-            received.extend_from_slice(&buffer[..n]);
-        }
-    })
-    .await
-    .expect("the session's events within 10 s");
+    let events = stream
+        .until(|events| events.iter().any(|(_, e)| e["type"] == "session_end"))
+        .await;
     let kinds: Vec<String> = summary(&events.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>());
     assert_eq!(
         kinds,
@@ -189,27 +156,167 @@ async fn the_event_stream_sends_each_event_as_json() {
     }
 
     // With since=0 the kept events come first (replay), then new ones.
-    let mut replay = TcpStream::connect(api.addr).await.unwrap();
-    replay
-        .write_all(b"GET /api/events/stream?since=0 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut data = Vec::new();
-    let replayed = tokio::time::timeout(IO_TIMEOUT, async {
+    let mut replay = Sse::open(api.addr, "/api/events/stream?since=0").await;
+    let replayed = replay.until(|events| events.len() >= 7).await;
+    assert_eq!(replayed, events);
+    harness.stop().await;
+}
+
+/// An open `GET /api/events/stream` and what it sent so far.
+struct Sse {
+    stream: TcpStream,
+    received: Vec<u8>,
+}
+
+impl Sse {
+    /// Opens the stream at `path` and reads the answer's head (200, `text/event-stream`): the
+    /// subscription exists once it is read.
+    async fn open(addr: std::net::SocketAddr, path: &str) -> Self {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut sse = Sse {
+            stream,
+            received: Vec::new(),
+        };
+        while !sse.received.windows(4).any(|w| w == b"\r\n\r\n") {
+            sse.read().await;
+        }
+        let head = String::from_utf8_lossy(&sse.received).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/event-stream"),
+            "{path}: {head}"
+        );
+        sse
+    }
+
+    async fn read(&mut self) {
+        let mut buffer = [0u8; 4096];
+        let n = tokio::time::timeout(IO_TIMEOUT, self.stream.read(&mut buffer))
+            .await
+            .expect("the stream sends within 10 s")
+            .unwrap();
+        assert!(n > 0, "the stream ended early");
+        self.received.extend_from_slice(&buffer[..n]);
+    }
+
+    /// Reads until the events received so far satisfy `done`; returns them.
+    async fn until(&mut self, done: impl Fn(&[(u64, Value)]) -> bool) -> Vec<(u64, Value)> {
         loop {
-            let events = sse_events(&String::from_utf8_lossy(&data));
-            if events.len() >= 7 {
+            let events = sse_events(&String::from_utf8_lossy(&self.received));
+            if done(&events) {
                 return events;
             }
-            let mut buffer = [0u8; 4096];
-            let n = replay.read(&mut buffer).await.unwrap();
-            assert!(n > 0);
-            data.extend_from_slice(&buffer[..n]);
+            self.read().await;
         }
-    })
-    .await
-    .expect("the replay within 10 s");
-    assert_eq!(replayed, events);
+    }
+}
+
+/// Two rules, so that a rule is told from a catalog entry: `blocked` (index 0) answers
+/// `user_unknown`, `full` (index 1) `mailbox_full`; the magic addresses answer the same entries
+/// without a rule.
+const TWO_RULES: &str = r#"[[rule]]
+name = "blocked"
+rcpt = "blocked@*"
+reply = "user_unknown"
+
+[[rule]]
+name = "full"
+rcpt = "full@*"
+reply = "mailbox_full"
+"#;
+
+/// The stream's filters (`type`, `rule` by name or index, `catalog`, `session`, together):
+/// each stream, live and replayed, sends exactly the events the filter names, in order, and
+/// an unknown type is refused.
+#[tokio::test]
+async fn the_event_stream_sends_only_what_its_filters_name() {
+    let harness = Harness::start(Some(TWO_RULES)).await;
+    let api = &harness.api;
+    type Wanted = fn(&Value) -> bool;
+    let filters: [(&str, Wanted, usize); 5] = [
+        ("type=session_end", |e| e["type"] == "session_end", 2),
+        ("rule=blocked", |e| e["rule_name"] == "blocked", 2),
+        ("rule=1", |e| e["rule"] == 1, 1),
+        (
+            "catalog=mailbox_full",
+            |e| e["catalog"] == "mailbox_full",
+            2,
+        ),
+        (
+            "type=reply&catalog=user_unknown&rule=0",
+            |e| e["type"] == "reply" && e["catalog"] == "user_unknown" && e["rule"] == 0,
+            2,
+        ),
+    ];
+    let mut live = Vec::new();
+    for (query, ..) in &filters {
+        live.push(Sse::open(api.addr, &format!("/api/events/stream?{query}")).await);
+    }
+
+    let mut first = PlainConn::ready(harness.smtp).await;
+    let first_local = first.local_addr();
+    first.cmd_code("MAIL FROM:<a@example.com>", 250).await;
+    for (rcpt, code) in [
+        ("blocked@x.example", 550),
+        ("full@x.example", 452),
+        ("mailbox_full@x.example", 452),
+        ("ok@x.example", 250),
+    ] {
+        first.cmd_code(&format!("RCPT TO:<{rcpt}>"), code).await;
+    }
+    first
+        .data(b"Subject: s\r\n\r\nbody\r\n.\r\n")
+        .await
+        .assert_code(250);
+    first.quit_221().await;
+    let mut second = PlainConn::ready(harness.smtp).await;
+    let second_local = second.local_addr();
+    second.cmd_code("MAIL FROM:<a@example.com>", 250).await;
+    second
+        .cmd_code("RCPT TO:<user_unknown@x.example>", 550)
+        .await;
+    second.cmd_code("RCPT TO:<blocked@x.example>", 550).await;
+    second.quit_221().await;
+    let first_session = session_of(api, first_local).await;
+    let second_session = session_of(api, second_local).await;
+    api.ended(first_session).await;
+    api.ended(second_session).await;
+
+    let all = api.get("/api/events?limit=10000").await["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let ids = |wanted: &dyn Fn(&Value) -> bool| -> Vec<u64> {
+        all.iter()
+            .filter(|e| wanted(e))
+            .map(|e| e["id"].as_u64().unwrap())
+            .collect()
+    };
+    let sent = |events: Vec<(u64, Value)>| events.into_iter().map(|(id, _)| id).collect();
+    for ((query, wanted, count), stream) in filters.iter().zip(&mut live) {
+        let expected = ids(wanted);
+        assert_eq!(expected.len(), *count, "{query}: {expected:?}");
+        let got: Vec<u64> = sent(stream.until(|e| e.len() >= *count).await);
+        assert_eq!(got, expected, "{query} (live)");
+        let path = format!("/api/events/stream?since=0&{query}");
+        let mut replay = Sse::open(api.addr, &path).await;
+        let got: Vec<u64> = sent(replay.until(|e| e.len() >= *count).await);
+        assert_eq!(got, expected, "{query} (replayed)");
+    }
+    // One session's replies only: the second session's greeting, EHLO, MAIL, two RCPTs, QUIT.
+    let query = format!("session={second_session}&type=reply");
+    let expected = ids(&|e: &Value| e["session"] == second_session && e["type"] == "reply");
+    assert_eq!(expected.len(), 6, "{expected:?}");
+    let mut replay = Sse::open(api.addr, &format!("/api/events/stream?since=0&{query}")).await;
+    let got: Vec<u64> = sent(replay.until(|e| e.len() >= 6).await);
+    assert_eq!(got, expected, "{query}");
+
+    let refused = http(api.addr, "GET", "/api/events/stream?type=nope", &[], b"").await;
+    check_documented("GET", "/api/events/stream?type=nope", &refused);
+    assert_eq!(refused.status, 400, "{}", refused.text());
     harness.stop().await;
 }
 

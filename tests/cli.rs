@@ -1,14 +1,15 @@
 //! The command line as a new user meets it: `failmail check` reports every error of a file with
 //! suggestions and counts in good English, errors are one plain chain of causes (no stack
 //! backtrace, whatever `RUST_BACKTRACE` says), logs written to a pipe carry no colour codes, and
-//! `failmail catalog --format json` gives every flavor's wording.
+//! `failmail catalog --format json` gives every flavor's wording; `failmail health` tells a
+//! healthy server from none or a sick one, and `FAILMAIL_HTTP_TOKEN` sets the API's token.
 
 mod common;
 
 use std::path::Path;
 use std::process::Output;
 
-use common::binary::{binary_command, start_binary_with};
+use common::binary::{binary_command, start_binary, start_binary_with};
 use common::PlainConn;
 use serde_json::Value;
 
@@ -324,4 +325,105 @@ per_ip = 1
         "{stderr}"
     );
     assert_eq!(positions[4], " 4 errors", "{stderr}");
+}
+
+/// A one-shot HTTP server on loopback: answers the first request with `answer`, then closes.
+fn answer_once(answer: &'static str) -> std::net::SocketAddr {
+    use std::io::{BufRead as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("failmail health connects");
+        let mut reader = std::io::BufReader::new(stream);
+        let mut line = String::new();
+        // The request's head, up to its empty line.
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+            line.clear();
+        }
+        let _ = reader.get_mut().write_all(answer.as_bytes());
+    });
+    addr
+}
+
+/// `failmail health --http ADDR` (the image's health check) exits 0 and prints the answer when
+/// failmail answers `ok`, and fails when nothing listens there or the answer is not `ok`.
+#[test]
+fn health_exits_0_only_when_the_server_answers_ok() {
+    let binary = start_binary(&["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    let http = binary.address("http").to_string();
+    let output = failmail(&["health", "--http", &http], &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.starts_with("ok"), "{stdout}");
+
+    // A port nothing listens on (bound, then freed).
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let output = failmail(&["health", "--http", &free], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot connect to {free}")),
+        "{stderr}"
+    );
+
+    for (answer, shown) in [
+        (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 8\r\n\r\nstarting",
+            "\"HTTP/1.1 503 Service Unavailable\" \"starting\"",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nnot ok\r\n",
+            "\"HTTP/1.1 200 OK\" \"not ok\\r\\n\"",
+        ),
+    ] {
+        let addr = answer_once(answer);
+        let output = failmail(&["health", "--http", &addr.to_string()], &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{answer:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{addr} is not healthy: {shown}")),
+            "{answer:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{answer:?}");
+    }
+}
+
+/// `FAILMAIL_HTTP_TOKEN` is `--http-token`: with it set, every API route wants
+/// `Authorization: Bearer <token>` (and `failmail report` its `--http-token`); `/healthz`
+/// and `failmail health` need none.
+#[tokio::test]
+async fn failmail_http_token_sets_the_api_token() {
+    use common::api::http;
+    let binary = start_binary_with(
+        &[],
+        &["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+        &[("FAILMAIL_HTTP_TOKEN", "t")],
+    );
+    let api = binary.address("http");
+    for (headers, status) in [
+        (&[][..], 401),
+        (&[("Authorization", "Bearer wrong")][..], 401),
+        (&[("Authorization", "Basic dDp0")][..], 401),
+        (&[("Authorization", "Bearer t")][..], 200),
+    ] {
+        let response = http(api, "GET", "/api/messages", headers, b"").await;
+        assert_eq!(response.status, status, "{headers:?}: {}", response.text());
+    }
+    assert_eq!(http(api, "GET", "/healthz", &[], b"").await.status, 200);
+    let addr = api.to_string();
+    let health = failmail(&["health", "--http", &addr], &[]);
+    assert!(health.status.success(), "{health:?}");
+    let report = failmail(&["report", "--http", &addr], &[]);
+    assert_eq!(report.status.code(), Some(2), "{report:?}");
+    assert!(
+        String::from_utf8_lossy(&report.stderr).contains("401"),
+        "{report:?}"
+    );
+    let report = failmail(&["report", "--http", &addr, "--http-token", "t"], &[]);
+    assert_eq!(report.status.code(), Some(0), "{report:?}");
+    binary.terminate().await;
 }

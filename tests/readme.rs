@@ -2,7 +2,9 @@
 //! accepts and every flag `failmail serve` takes is documented; and every command and example is
 //! run and its output compared with what the README shows: the swaks transcript and the TLS
 //! example, each row of the magic-address table on the wire, the curl examples against a running
-//! server, and the CI step with its pytest example, for several seeds.
+//! server, and the CI step with its pytest example, for several seeds; the files it names exist,
+//! and it promises no binary that is not published. (The retry section is run by
+//! tests/readme_retry.rs.)
 
 mod common;
 
@@ -10,15 +12,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::binary::{run_tool, start_binary};
+use common::readme::{blocks, ci_workdir, github_env_vars, readme, run_step, section};
 use common::tools::{self, need};
 use common::{repo_root, PlainConn};
 use failmail::scenario::compile::Scenario;
 use failmail::server::tls::CertificateSource;
 use failmail::AppConfig;
-
-fn readme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md")
-}
 
 /// The keys the loader accepts in a section, read from its "unknown field" error.
 fn accepted_keys(section_source: &str) -> Vec<String> {
@@ -101,39 +100,6 @@ fn every_serve_flag_is_in_the_readme() {
 
 // ------------------------------------------------------------------------------------------------
 // Every command and example of the README, run and compared with what it says.
-
-/// The README from `heading` to the next heading of any level (a `#` line outside code blocks).
-fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
-    let start = readme
-        .find(&format!("\n{heading}\n"))
-        .unwrap_or_else(|| panic!("README has no heading {heading:?}"))
-        + 1;
-    let mut at = start + heading.len() + 1;
-    let mut in_code = false;
-    for line in readme[at..].split_inclusive('\n') {
-        if line.starts_with("```") {
-            in_code = !in_code;
-        } else if line.starts_with('#') && !in_code {
-            break;
-        }
-        at += line.len();
-    }
-    &readme[start..at]
-}
-
-/// The fenced code blocks of `text` whose info string is `lang`.
-fn blocks(text: &str, lang: &str) -> Vec<String> {
-    let fence = format!("```{lang}\n");
-    let mut found = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find(&fence) {
-        let body = &rest[start + fence.len()..];
-        let end = body.find("```").expect("a closed code block");
-        found.push(body[..end].to_owned());
-        rest = &body[end + 3..];
-    }
-    found
-}
 
 /// Whether `line` matches `pattern`, where `…` stands for any text.
 fn line_matches(pattern: &str, line: &str) -> bool {
@@ -433,18 +399,6 @@ async fn the_curl_examples_print_what_the_readme_shows() {
     server.shutdown().await;
 }
 
-/// A process group started by a test (a shell and what it left running in the background),
-/// killed as a whole when dropped.
-struct ProcessGroup(u32);
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0)])
-            .status();
-    }
-}
-
 /// The "Use it in CI" step run as written (`failmail` on PATH instead of `cargo install`) with
 /// each seed, then the README's pytest example against it: with `flaky.toml` it must pass for
 /// every seed (seed 42 once passed by luck and 1, 2 and 10 failed).
@@ -467,44 +421,22 @@ async fn the_ci_example_and_its_pytest_hold_for_every_seed() {
         .collect();
     assert!(script.contains("--seed 42"), "{script}");
     let pytest = &blocks(text, "python")[0];
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_failmail"), bin.join("failmail")).unwrap();
-    std::os::unix::fs::symlink(repo_root().join("scenarios"), dir.path().join("scenarios"))
-        .unwrap();
+    let (dir, path) = ci_workdir();
     std::fs::write(dir.path().join("test_readme.py"), pytest).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     for seed in [1, 2, 10, 42, 7, 1234] {
         let github_env = dir.path().join(format!("github_env_{seed}"));
-        let mut step = Command::new("bash");
-        step.args([
-            "-e",
-            "-c",
-            &script.replace("--seed 42", &format!("--seed {seed}")),
-        ])
-        .current_dir(dir.path())
-        .env("PATH", &path)
-        .env("GITHUB_ENV", &github_env);
-        std::os::unix::process::CommandExt::process_group(&mut step, 0);
-        let mut step = tokio::process::Command::from(step);
-        let child = step.spawn().expect("bash runs the CI step");
-        let _group = ProcessGroup(child.id().expect("a process id"));
-        let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-            .await
-            .expect("the CI step ends within 30 s")
-            .unwrap();
+        let env = [
+            ("PATH".to_owned(), path.clone()),
+            ("GITHUB_ENV".to_owned(), github_env.display().to_string()),
+        ];
+        let step = script.replace("--seed 42", &format!("--seed {seed}"));
+        let (output, _group) = run_step(&step, dir.path(), &env).await;
         assert!(
             output.status.success(),
             "seed {seed}: the CI step failed: {output:?}"
         );
-        let env = std::fs::read_to_string(&github_env).expect("the step wrote $GITHUB_ENV");
-        let vars: Vec<(&str, &str)> = env.lines().filter_map(|l| l.split_once('=')).collect();
-        assert_eq!(vars.len(), 2, "{env}");
+        let vars = github_env_vars(&github_env);
+        assert_eq!(vars.len(), 2, "{vars:?}");
         let mut python = Command::new("/usr/bin/python3");
         python
             .args([
@@ -516,7 +448,7 @@ async fn the_ci_example_and_its_pytest_hold_for_every_seed() {
                 "test_readme.py",
             ])
             .current_dir(dir.path())
-            .envs(vars.iter().copied());
+            .envs(vars.iter().map(|(k, v)| (k, v)));
         let output = run_tool(python, "pytest", Duration::from_secs(120)).await;
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
@@ -526,6 +458,70 @@ async fn the_ci_example_and_its_pytest_hold_for_every_seed() {
         assert!(stdout.contains("3 passed"), "seed {seed}:\n{stdout}");
         let log = std::fs::read_to_string(dir.path().join("failmail.log")).unwrap_or_default();
         assert!(!log.contains("ERROR"), "seed {seed}: {log}");
+    }
+}
+
+/// Every file of the repository the README names exists (a script it says to run, a test it
+/// points to), except the outputs of commands it shows; and it promises no prebuilt binary
+/// (none is published): where it says how to get one, it names `release/build-static.sh`.
+#[test]
+fn the_readme_names_only_files_that_exist() {
+    let readme = readme();
+    // Named as what a command makes: (file, the command's script or line that makes it).
+    let made = [
+        (
+            "dist/failmail-x86_64-unknown-linux-gnu",
+            "release/build-static.sh",
+        ),
+        ("scenarios/mine.toml", "--into scenarios/mine.toml"),
+    ];
+    let top = [
+        ".ci/",
+        "benches/",
+        "certs/",
+        "dist/",
+        "fuzz/",
+        "release/",
+        "scenarios/",
+        "src/",
+        "tests/",
+    ];
+    let mut named = 0;
+    for token in readme.split(|c: char| c.is_whitespace() || "`()[]<>,;:'\"|*".contains(c)) {
+        let token = token.trim_end_matches('.');
+        if !top.iter().any(|t| token.starts_with(t)) {
+            continue;
+        }
+        named += 1;
+        if let Some((_, maker)) = made.iter().find(|(file, _)| *file == token) {
+            let made_here = readme.contains(maker)
+                || std::fs::read_to_string(repo_root().join(maker))
+                    .is_ok_and(|script| script.contains("dist/failmail-"));
+            assert!(made_here, "README names {token}, which nothing makes");
+            continue;
+        }
+        assert!(
+            repo_root().join(token).exists(),
+            "README names {token}, which is not in the repository"
+        );
+    }
+    assert!(named >= 30, "{named} files named");
+    let lower = readme.to_lowercase();
+    for claim in [
+        "prebuilt",
+        "pre-built",
+        "binary release",
+        "releases page",
+        "download failmail",
+    ] {
+        assert!(!lower.contains(claim), "README speaks of a {claim:?}");
+    }
+    for heading in ["## Use it in CI", "## Test your mailer's retry logic"] {
+        let install = section(&readme, heading);
+        assert!(
+            install.contains("release/build-static.sh"),
+            "{heading}: where to get a binary"
+        );
     }
 }
 

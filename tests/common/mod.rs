@@ -4,7 +4,7 @@
 //!
 //! Helpers of one family of test files live in a submodule of their own: [`api`], [`openapi`]
 //! and [`prometheus`] for `tests/api*.rs`, [`limits`] for `tests/limits*.rs`, [`shipped`] for
-//! `tests/shipped_scenarios*.rs`.
+//! `tests/shipped_scenarios*.rs`, [`readme`] for `tests/readme*.rs`.
 #![allow(dead_code)]
 
 pub(crate) mod api;
@@ -13,6 +13,7 @@ pub(crate) mod conn;
 pub(crate) mod limits;
 pub(crate) mod openapi;
 pub(crate) mod prometheus;
+pub(crate) mod readme;
 pub(crate) mod redis;
 pub(crate) mod shipped;
 pub(crate) mod tools;

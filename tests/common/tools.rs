@@ -6,7 +6,8 @@
 //! A test asks with `let Some(program) = need(&SWAKS) else { return };`. A skip writes one line to
 //! the real stderr at once (not through `eprintln!`, which the test harness captures and hides for
 //! a passing test), naming the test, the missing program and the command that installs it. When a
-//! test binary ends, a summary line says how many of its tests skipped themselves and for what.
+//! test binary ends, a summary line says how many of its tests skipped themselves and for what:
+//! ``SKIPPED: 3 tests of readme skipped: … for want of `swaks` (3; install: …); …``.
 //!
 //! Why a summary at process exit: libtest has no "skipped" outcome and no hook after the last
 //! test, and it runs tests in any order on several threads, under any name filter. A test meant
@@ -15,7 +16,12 @@
 //! skips themselves, and is printed by an `atexit` handler, which runs once after libtest has
 //! printed its own result line, whether the binary passed or failed, whatever ran. Each test
 //! binary prints its own summary (cargo runs them one after another), so `cargo test` shows, right
-//! under each binary's result, how many of its passing tests did not really run.
+//! under each binary's result, how many of its passing tests did not really run, and
+//! `cargo test 2>&1 | grep '^SKIPPED: '` lists them for the whole run. (A grand total would need
+//! the binaries to share a file and one of them to run last and read it: cargo gives them no run
+//! id, runs them in an order of its own, stops at the first failing one without
+//! `--no-fail-fast`, and `--test NAME` runs only some; such a total would often be wrong.)
+//! tests/skips.rs checks all of this in child processes of its own.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -328,17 +334,42 @@ extern "C" fn summarise() {
     let skips = SKIPS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(line) = summary(&binary_name(), &skips) {
+        write_stderr(&line);
+    }
+}
+
+/// The test binary's name as cargo calls it (`readme` for `tests/readme.rs`): its file name
+/// without the hash cargo appends (`readme-0123456789abcdef`).
+fn binary_name() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let file = exe
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "a test binary".to_owned());
+    match file.rsplit_once('-') {
+        Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            name.to_owned()
+        }
+        _ => file,
+    }
+}
+
+/// The line a test binary ends with when some of its tests skipped themselves: how many, of
+/// which binary, for want of what; `None` when none did.
+fn summary(binary: &str, skips: &BTreeMap<&'static str, (usize, &'static str)>) -> Option<String> {
     let total: usize = skips.values().map(|(count, _)| count).sum();
     if total == 0 {
-        return;
+        return None;
     }
     let missing: Vec<String> = skips
         .iter()
-        .map(|(name, (count, install))| format!("`{name}` ({count}: {install})"))
+        .map(|(name, (count, install))| format!("`{name}` ({count}; install: {install})"))
         .collect();
-    write_stderr(&format!(
-        "SKIPPED: {total} of the tests counted as passed above did not run, for want of {}; \
-         {REQUIRE_ALL}=1 makes a missing program a failure\n",
+    let tests = if total == 1 { "test" } else { "tests" };
+    Some(format!(
+        "SKIPPED: {total} {tests} of {binary} skipped: counted as passed in the result above, \
+         they did not run for want of {}; {REQUIRE_ALL}=1 makes a missing program a failure\n",
         missing.join(", ")
-    ));
+    ))
 }
