@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,14 +15,14 @@ use common::binary::{http_get, http_post, run_tool};
 use common::Conn;
 use failmail::bounces::view::BounceView;
 use failmail::clock::ManualClock;
+use failmail::scenario::flavor::Flavor;
 use failmail::RunningApp;
 use mail_parser::{MessageParser, MimeHeaders};
 
 /// A VERP sender, which must come back byte for byte.
 const SENDER: &str = "bounces+42-user=x@app.test";
-const FLAVORS: [&str; 7] = [
-    "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim",
-];
+/// Every flavor the library knows: a new one is covered, and must be in `expected.tsv`.
+const FLAVORS: [Flavor; Flavor::ALL.len()] = Flavor::ALL;
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// Delivered-later rules, one per flavor, and a permanent mailbox-full bounce.
@@ -83,22 +83,111 @@ fn raw(app: &RunningApp, id: u64) -> Vec<u8> {
     app.bounces().sent_by_id(id).expect("sent").raw.to_vec()
 }
 
-/// The case a notification shows, as named in `expected.tsv`.
+/// The case a notification shows, as named in `expected.tsv`: `<flavor>-<kind>-<magic name>`,
+/// with `-<n>rcpts` when it lists several recipients.
 fn case_name(view: &BounceView) -> String {
     let rcpt = &view.recipients[0].recipient;
     let flavor = FLAVORS
         .into_iter()
         .find(|f| rcpt.contains(&format!("+{f}+")) || rcpt.starts_with(&format!("happy-{f}@")));
-    match (flavor, view.kind) {
+    let name = match (flavor, view.kind) {
         (Some(flavor), kind) => format!(
             "{flavor}-{kind}-{}",
             rcpt.split(['+', '-', '@']).next().unwrap_or("")
         ),
         (None, kind) => format!("{kind}-{}", rcpt.split(['+', '@']).next().unwrap_or("")),
+    };
+    match view.recipients.len() {
+        1 => name,
+        n => format!("{name}-{n}rcpts"),
     }
 }
 
-/// Every notification failmail makes, read by Sisimai and flufl.bounce, against the table.
+/// Sends one message per case: for every flavor a permanent failure, a 4xx retried until it
+/// expires (with its delay notice), and a success DSN; then one DSN listing two recipients, the
+/// other catalog reasons, the complaint and the auto-reply. Returns how many notifications come.
+async fn send_every_case(app: &RunningApp) -> usize {
+    let mut expected = 0;
+    for flavor in FLAVORS {
+        for rcpt in [
+            format!("<user_unknown+{flavor}+async@failed.example>"),
+            format!("<mailbox_full+{flavor}+async@retried.example>"),
+            format!("<happy-{flavor}@delivered.example> NOTIFY=SUCCESS"),
+        ] {
+            send(app, SENDER, "", &[&rcpt]).await;
+        }
+        expected += 4;
+    }
+    send(
+        app,
+        SENDER,
+        "",
+        &[
+            "<user_unknown+exim+async@one.example>",
+            "<user_unknown+exim+async@two.example>",
+        ],
+    )
+    .await;
+    expected += 1;
+    for rcpt in [
+        "<domain_not_found+gmail+async@nowhere.example>",
+        "<full@full.example>",
+        "<complaint+async@fbl.example>",
+        "<ooto+async@away.example>",
+    ] {
+        send(app, SENDER, "", &[rcpt]).await;
+        expected += 1;
+    }
+    expected
+}
+
+/// What flufl.bounce found in one notification.
+struct FluflReading {
+    temporary: BTreeSet<String>,
+    permanent: BTreeSet<String>,
+    scanned: BTreeSet<String>,
+}
+
+/// `read_flufl.py`'s lines, by case.
+fn flufl_readings(output: &str) -> BTreeMap<String, FluflReading> {
+    let set = |field: &str| -> BTreeSet<String> {
+        field
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    output
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            assert_eq!(fields.len(), 4, "read_flufl.py: {line}");
+            let reading = FluflReading {
+                temporary: set(fields[1]),
+                permanent: set(fields[2]),
+                scanned: set(fields[3]),
+            };
+            (fields[0].trim_end_matches(".eml").to_owned(), reading)
+        })
+        .collect()
+}
+
+/// `read_sisimai.pl`'s lines, by case and recipient: reason, status, reply code, action,
+/// feedback type.
+fn sisimai_readings(output: &str) -> BTreeMap<(String, String), String> {
+    output
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let case = fields[0].trim_end_matches(".eml").to_owned();
+            let recipient = fields.get(1).copied().unwrap_or("-").to_owned();
+            ((case, recipient), fields.get(2..).unwrap_or(&[]).join("\t"))
+        })
+        .collect()
+}
+
+/// Every notification failmail makes, read by Sisimai and flufl.bounce, against the table; and
+/// flufl.bounce's `scan_message` finds exactly the failed recipients of every failure DSN.
 #[tokio::test]
 async fn independent_parsers_recognise_every_notification() {
     let (Some(_), Some(_)) = (
@@ -108,42 +197,7 @@ async fn independent_parsers_recognise_every_notification() {
         return;
     };
     let app = server().await;
-    let mut expected = 0;
-    for flavor in FLAVORS {
-        send(
-            &app,
-            SENDER,
-            "",
-            &[&format!("<user_unknown+{flavor}+async@failed.example>")],
-        )
-        .await;
-        send(
-            &app,
-            SENDER,
-            "",
-            &[&format!("<mailbox_full+{flavor}+async@retried.example>")],
-        )
-        .await;
-        send(
-            &app,
-            SENDER,
-            "",
-            &[&format!(
-                "<happy-{flavor}@delivered.example> NOTIFY=SUCCESS"
-            )],
-        )
-        .await;
-        expected += 4;
-    }
-    for rcpt in [
-        "<domain_not_found+gmail+async@nowhere.example>",
-        "<full@full.example>",
-        "<complaint+async@fbl.example>",
-        "<ooto+async@away.example>",
-    ] {
-        send(&app, SENDER, "", &[rcpt]).await;
-        expected += 1;
-    }
+    let expected = send_every_case(&app).await;
     advance(&app, 6 * DAY).await;
     let views = sent(&app, expected).await;
     assert_eq!(views.len(), expected, "{views:#?}");
@@ -156,32 +210,62 @@ async fn independent_parsers_recognise_every_notification() {
             "a notification goes to the envelope sender exactly"
         );
         let path = dir.path().join(format!("{}.eml", case_name(view)));
+        assert!(!path.exists(), "two notifications named {path:?}");
         std::fs::write(&path, raw(&app, view.id)).unwrap();
         paths.push(path);
     }
     let sisimai = parse_with("perl", "tests/bounces/read_sisimai.pl", &paths).await;
     let flufl = parse_with("/usr/bin/python3", "tests/bounces/read_flufl.py", &paths).await;
-    let mut found = BTreeMap::new();
-    for line in sisimai.lines() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let row = fields[1..].join("\t");
-        found.insert(fields[0].trim_end_matches(".eml").to_owned(), row);
-    }
-    let mut table = String::new();
-    for line in flufl.lines() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let case = fields[0].trim_end_matches(".eml");
-        let class = match (fields[1].is_empty(), fields[2].is_empty()) {
-            (true, true) => "none",
-            (false, true) => "temporary",
-            (true, false) => "permanent",
-            (false, false) => "both",
+    let mut sisimai = sisimai_readings(&sisimai);
+    let flufl = flufl_readings(&flufl);
+
+    let mut table = BTreeSet::new();
+    for view in &views {
+        let case = case_name(view);
+        let reading = &flufl[&case];
+        let recipients: BTreeSet<String> = view
+            .recipients
+            .iter()
+            .map(|r| r.recipient.clone())
+            .collect();
+        // scan_message finds the permanently failed recipients: every recipient of a failure
+        // DSN (failed, or expired after its retries), by its address, and nothing else.
+        let failure = matches!(view.kind, "failed" | "expired");
+        let scanned = if failure {
+            recipients.clone()
+        } else {
+            BTreeSet::new()
         };
-        let sisimai = found.get(case).map_or("(missing)", String::as_str);
-        table.push_str(&format!("{case}\t{sisimai}\t{class}\n"));
+        assert_eq!(
+            reading.scanned, scanned,
+            "{case}: flufl.bounce scan_message"
+        );
+        let named: BTreeSet<&String> = reading.temporary.union(&reading.permanent).collect();
+        assert!(
+            named.iter().all(|a| recipients.contains(*a)),
+            "{case}: flufl.bounce names {named:?}, not among {recipients:?}"
+        );
+        for recipient in &recipients {
+            let class = match (
+                reading.temporary.contains(recipient),
+                reading.permanent.contains(recipient),
+            ) {
+                (false, false) => "none",
+                (true, false) => "temporary",
+                (false, true) => "permanent",
+                (true, true) => "both",
+            };
+            let found = sisimai
+                .remove(&(case.clone(), recipient.clone()))
+                .unwrap_or_else(|| "(not found by Sisimai)".to_owned());
+            table.insert(format!("{case}\t{recipient}\t{found}\t{class}"));
+        }
     }
-    let lines: std::collections::BTreeSet<&str> = table.lines().collect();
-    let table: String = lines.into_iter().map(|l| format!("{l}\n")).collect();
+    // Whatever else Sisimai reported (a recipient failmail did not list, or `-` for nothing).
+    for ((case, recipient), found) in sisimai {
+        table.insert(format!("{case}\t{recipient}\t{found}\t(not listed)"));
+    }
+    let table: String = table.into_iter().map(|l| l + "\n").collect();
     let committed =
         std::fs::read_to_string(common::repo_root().join("tests/bounces/expected.tsv")).unwrap();
     let committed: String = committed
