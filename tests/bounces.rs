@@ -8,22 +8,17 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::binary::{http_get, http_post, run_tool};
+use common::binary::{http_get, run_tool};
+use common::bounces::{advance, dsn_parts, raw, send, sent, serve, DAY, SENDER};
 use common::Conn;
 use failmail::bounces::view::BounceView;
-use failmail::clock::ManualClock;
 use failmail::scenario::flavor::Flavor;
 use failmail::RunningApp;
-use mail_parser::{MessageParser, MimeHeaders};
 
-/// A VERP sender, which must come back byte for byte.
-const SENDER: &str = "bounces+42-user=x@app.test";
 /// Every flavor the library knows: a new one is covered, and must be in `expected.tsv`.
 const FLAVORS: [Flavor; Flavor::ALL.len()] = Flavor::ALL;
-const DAY: Duration = Duration::from_secs(86_400);
 
 /// Delivered-later rules, one per flavor, and a permanent mailbox-full bounce.
 fn scenario() -> String {
@@ -39,48 +34,7 @@ fn scenario() -> String {
 
 /// failmail on a clock that moves only when told, with the HTTP API, serving `scenario()`.
 async fn server() -> RunningApp {
-    let config = common::scenario_with(|c| {
-        c.clock = Arc::new(ManualClock::new(Duration::from_secs(1_800_000_000)));
-        c.http = failmail::AppConfig::loopback().http;
-    });
-    common::start_toml(config, "bounces.toml", &scenario()).await
-}
-
-/// Sends one message from `from` (with MAIL parameters) to `rcpts` (each with its RCPT
-/// parameters), every recipient accepted.
-async fn send(app: &RunningApp, from: &str, mail_params: &str, rcpts: &[&str]) {
-    let mut conn = Conn::ready(app.addresses().smtp).await;
-    conn.cmd_code(&format!("MAIL FROM:<{from}>{mail_params}"), 250)
-        .await;
-    for rcpt in rcpts {
-        conn.cmd_code(&format!("RCPT TO:{rcpt}"), 250).await;
-    }
-    conn.cmd_code("DATA", 354).await;
-    let body = format!("From: <{from}>\r\nTo: <someone@x.example>\r\nSubject: Invoice 42\r\nMessage-ID: <m42@app.test>\r\n\r\nThe body line.\r\n.\r\n");
-    conn.send(body).await;
-    conn.reply().await.assert_code(250);
-    conn.quit().await;
-}
-
-/// Moves the clock through the HTTP API, as a CI job would.
-async fn advance(app: &RunningApp, by: Duration) {
-    let http = app.addresses().http.expect("the API listens");
-    let body = format!("{{\"seconds\": {}}}", by.as_secs());
-    let (status, answer) = http_post(http, "/api/clock/advance", Some(&body)).await;
-    assert!(status.contains("200"), "{status} {answer}");
-}
-
-/// The sent notifications, once `n` are sent (bounded wait).
-async fn sent(app: &RunningApp, n: usize) -> Vec<BounceView> {
-    common::eventually(&format!("{n} bounces sent"), || {
-        let sent = app.bounces().list().1;
-        (sent.len() >= n).then(|| sent.iter().map(|s| BounceView::sent(s)).collect())
-    })
-    .await
-}
-
-fn raw(app: &RunningApp, id: u64) -> Vec<u8> {
-    app.bounces().sent_by_id(id).expect("sent").raw.to_vec()
+    serve(&scenario(), |_| {}).await
 }
 
 /// The case a notification shows, as named in `expected.tsv`: `<flavor>-<kind>-<magic name>`,
@@ -291,32 +245,6 @@ async fn parse_with(program: &str, script: &str, paths: &[std::path::PathBuf]) -
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// The `message/delivery-status` part and the returned part of a DSN, as text.
-fn dsn_parts(raw: &[u8]) -> (String, String, String) {
-    let message = MessageParser::default().parse(raw).expect("a MIME message");
-    let ctype = message.root_part().content_type().expect("a content type");
-    assert_eq!(ctype.ctype(), "multipart");
-    assert_eq!(ctype.subtype(), Some("report"));
-    assert_eq!(ctype.attribute("report-type"), Some("delivery-status"));
-    let mut fields = String::new();
-    let mut returned = (String::new(), String::new());
-    for part in message.parts.iter().skip(1) {
-        let Some(t) = part.content_type() else {
-            continue;
-        };
-        let kind = format!("{}/{}", t.ctype(), t.subtype().unwrap_or(""));
-        let text = String::from_utf8_lossy(part.contents()).into_owned();
-        match kind.as_str() {
-            "message/delivery-status" => fields = text,
-            "message/rfc822" | "text/rfc822-headers" if returned.0.is_empty() => {
-                returned = (kind, text)
-            }
-            _ => {}
-        }
-    }
-    (fields, returned.0, returned.1)
-}
-
 /// RET, ENVID, ORCPT and NOTIFY each change the DSN as RFC 3461 and RFC 3464 say.
 #[tokio::test]
 async fn dsn_parameters_change_the_notification() {
@@ -384,7 +312,8 @@ async fn dsn_parameters_change_the_notification() {
     };
 
     let a = by_rcpt("@a.example");
-    let (fields, kind, returned) = dsn_parts(&raw(&app, a[0].id));
+    let parts = dsn_parts(&raw(&app, a[0].id));
+    let (fields, kind, returned) = (parts.fields, parts.returned_type, parts.returned);
     assert!(
         fields.contains("Original-Envelope-Id: QQ+1\r\n"),
         "{fields}"
@@ -401,7 +330,8 @@ async fn dsn_parameters_change_the_notification() {
     assert!(returned.contains("The body line."), "{returned}");
 
     let b = by_rcpt("@b.example");
-    let (fields, kind, returned) = dsn_parts(&raw(&app, b[0].id));
+    let parts = dsn_parts(&raw(&app, b[0].id));
+    let (fields, kind, returned) = (parts.fields, parts.returned_type, parts.returned);
     assert!(!fields.contains("Original-Envelope-Id"), "{fields}");
     assert!(!fields.contains("Original-Recipient"), "{fields}");
     assert_eq!(kind, "text/rfc822-headers");
@@ -425,12 +355,12 @@ async fn dsn_parameters_change_the_notification() {
     assert_eq!(kinds("@f.example"), ["expired"]);
     assert_eq!(kinds("@g.example"), ["delivered"]);
     assert!(kinds("@h.example").is_empty());
-    let (fields, _, _) = dsn_parts(&raw(&app, by_rcpt("@g.example")[0].id));
+    let fields = dsn_parts(&raw(&app, by_rcpt("@g.example")[0].id)).fields;
     assert!(
         fields.contains("Action: delivered\r\n") && fields.contains("Status: 2.0.0\r\n"),
         "{fields}"
     );
-    let (fields, _, _) = dsn_parts(&raw(&app, by_rcpt("@e.example")[0].id));
+    let fields = dsn_parts(&raw(&app, by_rcpt("@e.example")[0].id)).fields;
     assert!(
         fields.contains("Action: delayed\r\n") && fields.contains("Will-Retry-Until: "),
         "{fields}"
@@ -463,7 +393,7 @@ async fn a_five_day_give_up_after_one_clock_advance() {
     let kinds: Vec<&str> = views.iter().map(|v| v.kind).collect();
     assert_eq!(kinds, ["delayed", "expired"]);
     assert!(views[0].message_id < views[1].message_id, "stored in order");
-    let (fields, _, _) = dsn_parts(&raw(&app, views[1].id));
+    let fields = dsn_parts(&raw(&app, views[1].id)).fields;
     assert!(
         fields.contains("Action: failed\r\nStatus: 4.4.7\r\n"),
         "{fields}"
