@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::binary::{http_get, run_tool};
-use common::bounces::{advance, dsn_parts, raw, send, sent, serve, DAY, SENDER};
+use common::bounces::{advance, delivered_rules, dsn_parts, raw, send, sent, serve, DAY, SENDER};
 use common::Conn;
 use failmail::bounces::view::BounceView;
 use failmail::scenario::flavor::Flavor;
@@ -22,14 +22,8 @@ const FLAVORS: [Flavor; Flavor::ALL.len()] = Flavor::ALL;
 
 /// Delivered-later rules, one per flavor, and a permanent mailbox-full bounce.
 fn scenario() -> String {
-    let mut text = String::new();
-    for flavor in FLAVORS {
-        text.push_str(&format!(
-            "[[rule]]\nrcpt = \"happy-{flavor}@*\"\nflavor = \"{flavor}\"\ndeliver = {{ after = \"1m\" }}\n\n"
-        ));
-    }
-    text.push_str("[[rule]]\nrcpt = \"full@*\"\nbounce = { reply = { code = 552, status = \"5.2.2\", text = \"Mailbox full\" }, after = \"10m\" }\n");
-    text
+    delivered_rules()
+        + "[[rule]]\nrcpt = \"full@*\"\nbounce = { reply = { code = 552, status = \"5.2.2\", text = \"Mailbox full\" }, after = \"10m\" }\n"
 }
 
 /// failmail on a clock that moves only when told, with the HTTP API, serving `scenario()`.

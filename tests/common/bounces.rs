@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use failmail::bounces::view::BounceView;
 use failmail::clock::ManualClock;
+use failmail::scenario::flavor::Flavor;
 use failmail::{AppConfig, RunningApp};
 use mail_parser::{HeaderForm, MessageParser, MimeHeaders};
 
@@ -19,6 +20,18 @@ pub(crate) const SENDER: &str = "bounces+42-user=x@app.test";
 pub(crate) const DAY: Duration = Duration::from_secs(86_400);
 /// Where the clock of [`serve`] starts, in seconds since the epoch.
 pub(crate) const START_SECS: u64 = 1_800_000_000;
+
+/// One rule per flavor: `happy-<flavor>@…` is delivered a minute after its 250, so that a
+/// `NOTIFY=SUCCESS` gets that flavor's success DSN.
+pub(crate) fn delivered_rules() -> String {
+    let mut text = String::new();
+    for flavor in Flavor::ALL {
+        text.push_str(&format!(
+            "[[rule]]\nrcpt = \"happy-{flavor}@*\"\nflavor = \"{flavor}\"\ndeliver = {{ after = \"1m\" }}\n\n"
+        ));
+    }
+    text
+}
 
 /// failmail on a clock that moves only when told (at [`START_SECS`]), with the HTTP API,
 /// serving `scenario`, after `change` had its say on the configuration.
