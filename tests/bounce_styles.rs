@@ -283,3 +283,48 @@ async fn outlook_reports_carry_exchange_headers() {
         }
     }
 }
+
+/// The styles and their sources are in the catalog, as the replies' are: `GET /api/catalog`
+/// (checked against the OpenAPI document) lists each style with the flavors that write in it —
+/// every flavor exactly once, in the style its notifications are written in — each flavor with
+/// its evidence, and the style's sender, subjects and source; `failmail catalog --styles
+/// --format json` prints the same.
+#[tokio::test]
+async fn the_catalog_lists_every_style_with_its_flavors_and_sources() {
+    let app = serve("", |_| {}).await;
+    let api = common::api::Api {
+        addr: app.addresses().http.expect("the API listens"),
+        token: None,
+    };
+    let catalog = api.get("/api/catalog").await;
+    let styles = catalog["styles"].as_array().expect("styles");
+    let names: Vec<&str> = styles.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["generic", "postfix", "exim", "gmail", "outlook"]);
+    let mut listed = BTreeMap::new();
+    for style in styles {
+        assert!(!style["source"].as_str().unwrap().is_empty(), "{style}");
+        for f in style["flavors"].as_array().unwrap() {
+            assert!(!f["evidence"].as_str().unwrap().is_empty(), "{f}");
+            let previous = listed.insert(
+                f["flavor"].as_str().unwrap(),
+                style["name"].as_str().unwrap(),
+            );
+            assert!(previous.is_none(), "{f} listed twice");
+        }
+    }
+    let table: BTreeMap<&str, &str> = STYLE_OF.into_iter().collect();
+    assert_eq!(
+        listed, table,
+        "the catalog names the style each flavor writes in"
+    );
+    let outlook = &styles[4];
+    assert_eq!(outlook["subjects"]["failed"], "Undeliverable: {subject}");
+    assert_eq!(outlook["from"], "Microsoft Outlook <postmaster@{host}>");
+
+    let output = common::binary::binary_command(&[], &["catalog", "--styles", "--format", "json"])
+        .output()
+        .expect("failmail runs");
+    assert!(output.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(&printed, &catalog["styles"]);
+}

@@ -3,8 +3,10 @@
 //! one of our own. The machine-readable part is the same for all (RFC 3464).
 //!
 //! Each style names the public source its wording follows ([`Style::source`]). Each flavor
-//! writes in the style of the mail system it is known to run ([`Style::of_flavor`], where the
-//! evidence for each is cited); a flavor without public evidence writes the generic style.
+//! writes in the style of the mail system it is known to run ([`Style::of_flavor`]), the
+//! evidence for each cited by [`Style::evidence`]; a flavor without public evidence writes the
+//! generic style. `failmail catalog --styles` and `GET /api/catalog` list both, as the catalog
+//! lists the replies with their sources.
 
 use std::fmt::Write as _;
 
@@ -45,28 +47,9 @@ impl Style {
     }
 
     /// The style a flavor writes its notifications in: that of the mail system the provider is
-    /// known to run, where public evidence shows it, else the generic one. The match names every
-    /// flavor, so that a new flavor cannot be added without deciding its style.
-    ///
-    /// - `ovh`: OVHcloud's MX Plan servers run Postfix.
-    /// - `yandex`: Yandex's notices are Postfix's template ("This is the mail system at host
-    ///   yandex.ru.", "(in reply to RCPT TO command)", a Postfix queue id in the boundary) after a
-    ///   Russian preface: sisimai set-of-emails `ru-yandex-01.eml` (kept in
-    ///   `tests/fixtures/bounces/sisimai/`), parsed by sisimai lib/Sisimai/Lhost/Yandex.pm.
-    /// - `mailru`: Mail.ru runs Exim: its notices carry Exim's text ("This message was created
-    ///   automatically by mail delivery software.", "------ This is a copy of the message,
-    ///   including all the headers. ------"), an Exim message id and `X-Failed-Recipients`:
-    ///   sisimai set-of-emails `ru-mailru-01.eml` (in `tests/fixtures/bounces/sisimai/`) and
-    ///   lib/Sisimai/Lhost/MailRu.pm.
-    /// - `exchange`: Exchange Online writes the same "Undeliverable:" reports as Outlook.com
-    ///   (which runs on it).
-    /// - `zoho`, `gmx`, `yahoo`: their own software, with layouts of its own that no style here
-    ///   imitates (sisimai lib/Sisimai/Lhost/Zoho.pm: "<addr> Invalid Address, ERROR_CODE :550,
-    ///   …"; GMX.pm: "\"<addr>\":", "SMTP error from remote server after RCPT command:";
-    ///   Yahoo.pm: "Sorry, we were unable to deliver your message to the following address."):
-    ///   generic.
-    /// - `icloud`, `orange`: no public notice of theirs was found that shows the software
-    ///   writing it: generic.
+    /// known to run, where public evidence shows it, else the generic one ([`Style::evidence`]
+    /// says which and why). The match names every flavor, so that a new flavor cannot be added
+    /// without deciding its style.
     pub fn of_flavor(flavor: Flavor) -> Self {
         match flavor {
             Flavor::Postfix | Flavor::Ovh | Flavor::Yandex => Style::Postfix,
@@ -79,6 +62,26 @@ impl Style {
             | Flavor::Zoho
             | Flavor::Gmx
             | Flavor::Orange => Style::Generic,
+        }
+    }
+
+    /// Why `flavor` writes in the style it does: the public evidence of the software its
+    /// provider runs, or why it writes the generic one (shown by `failmail catalog --styles`).
+    pub fn evidence(flavor: Flavor) -> &'static str {
+        match flavor {
+            Flavor::Generic => "failmail's own wording",
+            Flavor::Postfix => "Postfix's own templates",
+            Flavor::Exim => "Exim's own messages",
+            Flavor::Gmail => "Gmail's own notices",
+            Flavor::Outlook => "Outlook.com's own reports (it runs on Exchange Online)",
+            Flavor::Exchange => "Exchange Online writes the same \"Undeliverable:\" reports as Outlook.com, which runs on it",
+            Flavor::Ovh => "OVHcloud's MX Plan servers run Postfix",
+            Flavor::Yandex => "Yandex's notices are Postfix's template (\"This is the mail system at host yandex.ru.\", \"(in reply to RCPT TO command)\", a Postfix queue id in the boundary) after a Russian preface: sisimai set-of-emails ru-yandex-01.eml, parsed by sisimai lib/Sisimai/Lhost/Yandex.pm",
+            Flavor::Mailru => "Mail.ru runs Exim: its notices carry Exim's \"This message was created automatically by mail delivery software.\" and \"------ This is a copy of the message, including all the headers. ------\", an Exim message id and X-Failed-Recipients: sisimai set-of-emails ru-mailru-01.eml and lib/Sisimai/Lhost/MailRu.pm",
+            Flavor::Zoho => "generic: Zoho's notices have a layout of their own (\"<addr> Invalid Address, ERROR_CODE :550, …\", sisimai lib/Sisimai/Lhost/Zoho.pm) that no style here imitates",
+            Flavor::Gmx => "generic: GMX's notices have a layout of their own (the address in double quotes followed by a colon, then \"SMTP error from remote server after RCPT command:\", sisimai lib/Sisimai/Lhost/GMX.pm) that no style here imitates",
+            Flavor::Yahoo => "generic: Yahoo's notices have a layout of their own (\"Sorry, we were unable to deliver your message to the following address.\", sisimai lib/Sisimai/Lhost/Yahoo.pm) that no style here imitates",
+            Flavor::Icloud | Flavor::Orange => "generic: no public notice of theirs was found that shows the software writing it",
         }
     }
 
