@@ -103,6 +103,10 @@ enum Commands {
         /// With `--domains`: the scenario whose `flavor_by_domain` extends the table.
         #[arg(long, requires = "domains")]
         scenario: Option<PathBuf>,
+        /// List instead the styles later bounces (DSNs) are written in: which flavors write in
+        /// each, their sender and subjects, and the public source of their wording.
+        #[arg(long, conflicts_with = "domains")]
+        styles: bool,
     },
 }
 
@@ -437,6 +441,11 @@ fn run() -> anyhow::Result<()> {
             format,
             ..
         }) => return domain_table(scenario.as_deref(), format),
+        Some(Commands::Catalog {
+            styles: true,
+            format,
+            ..
+        }) => return style_table(format),
         Some(Commands::Catalog { flavor, format, .. }) => return catalog(flavor, format),
         Some(Commands::Report {
             http,
@@ -603,6 +612,27 @@ fn catalog(flavor: Flavor, format: CatalogFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `failmail catalog --styles`: the notification styles, their flavors and sources.
+fn style_table(format: CatalogFormat) -> anyhow::Result<()> {
+    let styles = failmail::bounces::view::StyleView::all();
+    match format {
+        CatalogFormat::Json => print_out(&(serde_json::to_string_pretty(&styles)? + "\n")),
+        CatalogFormat::Table => {
+            let mut table = String::new();
+            for style in styles {
+                table.push_str(&format!(
+                    "{}: from {}, \"{}\"\n  source: {}\n",
+                    style.name, style.from, style.subjects.failed, style.source
+                ));
+                for f in style.flavors {
+                    table.push_str(&format!("  {:<9} {}\n", f.flavor, f.evidence));
+                }
+            }
+            print_out(&table)
+        }
+    }
 }
 
 /// Every flavor's own wording of an entry, by flavor name.

@@ -6,99 +6,136 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::binary::{http_get, http_post, run_tool};
+use common::binary::{http_get, run_tool};
+use common::bounces::{advance, delivered_rules, dsn_parts, raw, send, sent, serve, DAY, SENDER};
 use common::Conn;
 use failmail::bounces::view::BounceView;
-use failmail::clock::ManualClock;
+use failmail::scenario::flavor::Flavor;
 use failmail::RunningApp;
-use mail_parser::{MessageParser, MimeHeaders};
 
-/// A VERP sender, which must come back byte for byte.
-const SENDER: &str = "bounces+42-user=x@app.test";
-const FLAVORS: [&str; 7] = [
-    "generic", "ovh", "gmail", "outlook", "yahoo", "postfix", "exim",
-];
-const DAY: Duration = Duration::from_secs(86_400);
+/// Every flavor the library knows: a new one is covered, and must be in `expected.tsv`.
+const FLAVORS: [Flavor; Flavor::ALL.len()] = Flavor::ALL;
 
 /// Delivered-later rules, one per flavor, and a permanent mailbox-full bounce.
 fn scenario() -> String {
-    let mut text = String::new();
-    for flavor in FLAVORS {
-        text.push_str(&format!(
-            "[[rule]]\nrcpt = \"happy-{flavor}@*\"\nflavor = \"{flavor}\"\ndeliver = {{ after = \"1m\" }}\n\n"
-        ));
-    }
-    text.push_str("[[rule]]\nrcpt = \"full@*\"\nbounce = { reply = { code = 552, status = \"5.2.2\", text = \"Mailbox full\" }, after = \"10m\" }\n");
-    text
+    delivered_rules()
+        + "[[rule]]\nrcpt = \"full@*\"\nbounce = { reply = { code = 552, status = \"5.2.2\", text = \"Mailbox full\" }, after = \"10m\" }\n"
 }
 
 /// failmail on a clock that moves only when told, with the HTTP API, serving `scenario()`.
 async fn server() -> RunningApp {
-    let config = common::scenario_with(|c| {
-        c.clock = Arc::new(ManualClock::new(Duration::from_secs(1_800_000_000)));
-        c.http = failmail::AppConfig::loopback().http;
-    });
-    common::start_toml(config, "bounces.toml", &scenario()).await
+    serve(&scenario(), |_| {}).await
 }
 
-/// Sends one message from `from` (with MAIL parameters) to `rcpts` (each with its RCPT
-/// parameters), every recipient accepted.
-async fn send(app: &RunningApp, from: &str, mail_params: &str, rcpts: &[&str]) {
-    let mut conn = Conn::ready(app.addresses().smtp).await;
-    conn.cmd_code(&format!("MAIL FROM:<{from}>{mail_params}"), 250)
-        .await;
-    for rcpt in rcpts {
-        conn.cmd_code(&format!("RCPT TO:{rcpt}"), 250).await;
-    }
-    conn.cmd_code("DATA", 354).await;
-    let body = format!("From: <{from}>\r\nTo: <someone@x.example>\r\nSubject: Invoice 42\r\nMessage-ID: <m42@app.test>\r\n\r\nThe body line.\r\n.\r\n");
-    conn.send(body).await;
-    conn.reply().await.assert_code(250);
-    conn.quit().await;
-}
-
-/// Moves the clock through the HTTP API, as a CI job would.
-async fn advance(app: &RunningApp, by: Duration) {
-    let http = app.addresses().http.expect("the API listens");
-    let body = format!("{{\"seconds\": {}}}", by.as_secs());
-    let (status, answer) = http_post(http, "/api/clock/advance", Some(&body)).await;
-    assert!(status.contains("200"), "{status} {answer}");
-}
-
-/// The sent notifications, once `n` are sent (bounded wait).
-async fn sent(app: &RunningApp, n: usize) -> Vec<BounceView> {
-    common::eventually(&format!("{n} bounces sent"), || {
-        let sent = app.bounces().list().1;
-        (sent.len() >= n).then(|| sent.iter().map(|s| BounceView::sent(s)).collect())
-    })
-    .await
-}
-
-fn raw(app: &RunningApp, id: u64) -> Vec<u8> {
-    app.bounces().sent_by_id(id).expect("sent").raw.to_vec()
-}
-
-/// The case a notification shows, as named in `expected.tsv`.
+/// The case a notification shows, as named in `expected.tsv`: `<flavor>-<kind>-<magic name>`,
+/// with `-<n>rcpts` when it lists several recipients.
 fn case_name(view: &BounceView) -> String {
     let rcpt = &view.recipients[0].recipient;
     let flavor = FLAVORS
         .into_iter()
         .find(|f| rcpt.contains(&format!("+{f}+")) || rcpt.starts_with(&format!("happy-{f}@")));
-    match (flavor, view.kind) {
+    let name = match (flavor, view.kind) {
         (Some(flavor), kind) => format!(
             "{flavor}-{kind}-{}",
             rcpt.split(['+', '-', '@']).next().unwrap_or("")
         ),
         (None, kind) => format!("{kind}-{}", rcpt.split(['+', '@']).next().unwrap_or("")),
+    };
+    match view.recipients.len() {
+        1 => name,
+        n => format!("{name}-{n}rcpts"),
     }
 }
 
-/// Every notification failmail makes, read by Sisimai and flufl.bounce, against the table.
+/// Sends one message per case: for every flavor a permanent failure, a 4xx retried until it
+/// expires (with its delay notice), and a success DSN; then one DSN listing two recipients, the
+/// other catalog reasons, the complaint and the auto-reply. Returns how many notifications come.
+async fn send_every_case(app: &RunningApp) -> usize {
+    let mut expected = 0;
+    for flavor in FLAVORS {
+        for rcpt in [
+            format!("<user_unknown+{flavor}+async@failed.example>"),
+            format!("<mailbox_full+{flavor}+async@retried.example>"),
+            format!("<happy-{flavor}@delivered.example> NOTIFY=SUCCESS"),
+        ] {
+            send(app, SENDER, "", &[&rcpt]).await;
+        }
+        expected += 4;
+    }
+    send(
+        app,
+        SENDER,
+        "",
+        &[
+            "<user_unknown+exim+async@one.example>",
+            "<user_unknown+exim+async@two.example>",
+        ],
+    )
+    .await;
+    expected += 1;
+    for rcpt in [
+        "<domain_not_found+gmail+async@nowhere.example>",
+        "<full@full.example>",
+        "<complaint+async@fbl.example>",
+        "<ooto+async@away.example>",
+    ] {
+        send(app, SENDER, "", &[rcpt]).await;
+        expected += 1;
+    }
+    expected
+}
+
+/// What flufl.bounce found in one notification.
+struct FluflReading {
+    temporary: BTreeSet<String>,
+    permanent: BTreeSet<String>,
+    scanned: BTreeSet<String>,
+}
+
+/// `read_flufl.py`'s lines, by case.
+fn flufl_readings(output: &str) -> BTreeMap<String, FluflReading> {
+    let set = |field: &str| -> BTreeSet<String> {
+        field
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    output
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            assert_eq!(fields.len(), 4, "read_flufl.py: {line}");
+            let reading = FluflReading {
+                temporary: set(fields[1]),
+                permanent: set(fields[2]),
+                scanned: set(fields[3]),
+            };
+            (fields[0].trim_end_matches(".eml").to_owned(), reading)
+        })
+        .collect()
+}
+
+/// `read_sisimai.pl`'s lines, by case and recipient: reason, status, reply code, action,
+/// feedback type.
+fn sisimai_readings(output: &str) -> BTreeMap<(String, String), String> {
+    output
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let case = fields[0].trim_end_matches(".eml").to_owned();
+            let recipient = fields.get(1).copied().unwrap_or("-").to_owned();
+            ((case, recipient), fields.get(2..).unwrap_or(&[]).join("\t"))
+        })
+        .collect()
+}
+
+/// Every notification failmail makes, read by Sisimai and flufl.bounce, against the table; and
+/// flufl.bounce's `scan_message` finds exactly the failed recipients of every failure DSN.
 #[tokio::test]
 async fn independent_parsers_recognise_every_notification() {
     let (Some(_), Some(_)) = (
@@ -108,42 +145,7 @@ async fn independent_parsers_recognise_every_notification() {
         return;
     };
     let app = server().await;
-    let mut expected = 0;
-    for flavor in FLAVORS {
-        send(
-            &app,
-            SENDER,
-            "",
-            &[&format!("<user_unknown+{flavor}+async@failed.example>")],
-        )
-        .await;
-        send(
-            &app,
-            SENDER,
-            "",
-            &[&format!("<mailbox_full+{flavor}+async@retried.example>")],
-        )
-        .await;
-        send(
-            &app,
-            SENDER,
-            "",
-            &[&format!(
-                "<happy-{flavor}@delivered.example> NOTIFY=SUCCESS"
-            )],
-        )
-        .await;
-        expected += 4;
-    }
-    for rcpt in [
-        "<domain_not_found+gmail+async@nowhere.example>",
-        "<full@full.example>",
-        "<complaint+async@fbl.example>",
-        "<ooto+async@away.example>",
-    ] {
-        send(&app, SENDER, "", &[rcpt]).await;
-        expected += 1;
-    }
+    let expected = send_every_case(&app).await;
     advance(&app, 6 * DAY).await;
     let views = sent(&app, expected).await;
     assert_eq!(views.len(), expected, "{views:#?}");
@@ -156,32 +158,62 @@ async fn independent_parsers_recognise_every_notification() {
             "a notification goes to the envelope sender exactly"
         );
         let path = dir.path().join(format!("{}.eml", case_name(view)));
+        assert!(!path.exists(), "two notifications named {path:?}");
         std::fs::write(&path, raw(&app, view.id)).unwrap();
         paths.push(path);
     }
     let sisimai = parse_with("perl", "tests/bounces/read_sisimai.pl", &paths).await;
     let flufl = parse_with("/usr/bin/python3", "tests/bounces/read_flufl.py", &paths).await;
-    let mut found = BTreeMap::new();
-    for line in sisimai.lines() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let row = fields[1..].join("\t");
-        found.insert(fields[0].trim_end_matches(".eml").to_owned(), row);
-    }
-    let mut table = String::new();
-    for line in flufl.lines() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let case = fields[0].trim_end_matches(".eml");
-        let class = match (fields[1].is_empty(), fields[2].is_empty()) {
-            (true, true) => "none",
-            (false, true) => "temporary",
-            (true, false) => "permanent",
-            (false, false) => "both",
+    let mut sisimai = sisimai_readings(&sisimai);
+    let flufl = flufl_readings(&flufl);
+
+    let mut table = BTreeSet::new();
+    for view in &views {
+        let case = case_name(view);
+        let reading = &flufl[&case];
+        let recipients: BTreeSet<String> = view
+            .recipients
+            .iter()
+            .map(|r| r.recipient.clone())
+            .collect();
+        // scan_message finds the permanently failed recipients: every recipient of a failure
+        // DSN (failed, or expired after its retries), by its address, and nothing else.
+        let failure = matches!(view.kind, "failed" | "expired");
+        let scanned = if failure {
+            recipients.clone()
+        } else {
+            BTreeSet::new()
         };
-        let sisimai = found.get(case).map_or("(missing)", String::as_str);
-        table.push_str(&format!("{case}\t{sisimai}\t{class}\n"));
+        assert_eq!(
+            reading.scanned, scanned,
+            "{case}: flufl.bounce scan_message"
+        );
+        let named: BTreeSet<&String> = reading.temporary.union(&reading.permanent).collect();
+        assert!(
+            named.iter().all(|a| recipients.contains(*a)),
+            "{case}: flufl.bounce names {named:?}, not among {recipients:?}"
+        );
+        for recipient in &recipients {
+            let class = match (
+                reading.temporary.contains(recipient),
+                reading.permanent.contains(recipient),
+            ) {
+                (false, false) => "none",
+                (true, false) => "temporary",
+                (false, true) => "permanent",
+                (true, true) => "both",
+            };
+            let found = sisimai
+                .remove(&(case.clone(), recipient.clone()))
+                .unwrap_or_else(|| "(not found by Sisimai)".to_owned());
+            table.insert(format!("{case}\t{recipient}\t{found}\t{class}"));
+        }
     }
-    let lines: std::collections::BTreeSet<&str> = table.lines().collect();
-    let table: String = lines.into_iter().map(|l| format!("{l}\n")).collect();
+    // Whatever else Sisimai reported (a recipient failmail did not list, or `-` for nothing).
+    for ((case, recipient), found) in sisimai {
+        table.insert(format!("{case}\t{recipient}\t{found}\t(not listed)"));
+    }
+    let table: String = table.into_iter().map(|l| l + "\n").collect();
     let committed =
         std::fs::read_to_string(common::repo_root().join("tests/bounces/expected.tsv")).unwrap();
     let committed: String = committed
@@ -205,32 +237,6 @@ async fn parse_with(program: &str, script: &str, paths: &[std::path::PathBuf]) -
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-/// The `message/delivery-status` part and the returned part of a DSN, as text.
-fn dsn_parts(raw: &[u8]) -> (String, String, String) {
-    let message = MessageParser::default().parse(raw).expect("a MIME message");
-    let ctype = message.root_part().content_type().expect("a content type");
-    assert_eq!(ctype.ctype(), "multipart");
-    assert_eq!(ctype.subtype(), Some("report"));
-    assert_eq!(ctype.attribute("report-type"), Some("delivery-status"));
-    let mut fields = String::new();
-    let mut returned = (String::new(), String::new());
-    for part in message.parts.iter().skip(1) {
-        let Some(t) = part.content_type() else {
-            continue;
-        };
-        let kind = format!("{}/{}", t.ctype(), t.subtype().unwrap_or(""));
-        let text = String::from_utf8_lossy(part.contents()).into_owned();
-        match kind.as_str() {
-            "message/delivery-status" => fields = text,
-            "message/rfc822" | "text/rfc822-headers" if returned.0.is_empty() => {
-                returned = (kind, text)
-            }
-            _ => {}
-        }
-    }
-    (fields, returned.0, returned.1)
 }
 
 /// RET, ENVID, ORCPT and NOTIFY each change the DSN as RFC 3461 and RFC 3464 say.
@@ -300,7 +306,8 @@ async fn dsn_parameters_change_the_notification() {
     };
 
     let a = by_rcpt("@a.example");
-    let (fields, kind, returned) = dsn_parts(&raw(&app, a[0].id));
+    let parts = dsn_parts(&raw(&app, a[0].id));
+    let (fields, kind, returned) = (parts.fields, parts.returned_type, parts.returned);
     assert!(
         fields.contains("Original-Envelope-Id: QQ+1\r\n"),
         "{fields}"
@@ -317,7 +324,8 @@ async fn dsn_parameters_change_the_notification() {
     assert!(returned.contains("The body line."), "{returned}");
 
     let b = by_rcpt("@b.example");
-    let (fields, kind, returned) = dsn_parts(&raw(&app, b[0].id));
+    let parts = dsn_parts(&raw(&app, b[0].id));
+    let (fields, kind, returned) = (parts.fields, parts.returned_type, parts.returned);
     assert!(!fields.contains("Original-Envelope-Id"), "{fields}");
     assert!(!fields.contains("Original-Recipient"), "{fields}");
     assert_eq!(kind, "text/rfc822-headers");
@@ -341,12 +349,12 @@ async fn dsn_parameters_change_the_notification() {
     assert_eq!(kinds("@f.example"), ["expired"]);
     assert_eq!(kinds("@g.example"), ["delivered"]);
     assert!(kinds("@h.example").is_empty());
-    let (fields, _, _) = dsn_parts(&raw(&app, by_rcpt("@g.example")[0].id));
+    let fields = dsn_parts(&raw(&app, by_rcpt("@g.example")[0].id)).fields;
     assert!(
         fields.contains("Action: delivered\r\n") && fields.contains("Status: 2.0.0\r\n"),
         "{fields}"
     );
-    let (fields, _, _) = dsn_parts(&raw(&app, by_rcpt("@e.example")[0].id));
+    let fields = dsn_parts(&raw(&app, by_rcpt("@e.example")[0].id)).fields;
     assert!(
         fields.contains("Action: delayed\r\n") && fields.contains("Will-Retry-Until: "),
         "{fields}"
@@ -379,7 +387,7 @@ async fn a_five_day_give_up_after_one_clock_advance() {
     let kinds: Vec<&str> = views.iter().map(|v| v.kind).collect();
     assert_eq!(kinds, ["delayed", "expired"]);
     assert!(views[0].message_id < views[1].message_id, "stored in order");
-    let (fields, _, _) = dsn_parts(&raw(&app, views[1].id));
+    let fields = dsn_parts(&raw(&app, views[1].id)).fields;
     assert!(
         fields.contains("Action: failed\r\nStatus: 4.4.7\r\n"),
         "{fields}"

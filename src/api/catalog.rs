@@ -1,12 +1,14 @@
 //! `GET /api/catalog`: the reply catalog, every failure with the wording of each flavor that has
 //! its own and the public source of that wording (what `failmail catalog --format json` prints,
-//! for every flavor at once).
+//! for every flavor at once); and the styles later bounces are written in, each with its flavors
+//! and its source (what `failmail catalog --styles --format json` prints).
 
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 
 use super::error::json;
+use crate::bounces::view::StyleView;
 use crate::scenario::catalog::Catalog;
 
 #[derive(Serialize)]
@@ -30,10 +32,11 @@ struct EntryView<'a> {
 #[derive(Serialize)]
 struct CatalogView<'a> {
     entries: Vec<EntryView<'a>>,
+    styles: Vec<StyleView>,
 }
 
 /// `GET /api/catalog`: every entry, in catalog order, each with its flavors' wordings (generic
-/// first).
+/// first), then the notification styles.
 pub(crate) async fn get() -> Response {
     let catalog = Catalog::builtin();
     let entries = catalog
@@ -59,5 +62,6 @@ pub(crate) async fn get() -> Response {
                 .collect(),
         })
         .collect();
-    json(StatusCode::OK, &CatalogView { entries })
+    let styles = StyleView::all();
+    json(StatusCode::OK, &CatalogView { entries, styles })
 }

@@ -45,10 +45,11 @@ fn delivery_status(notice: &Notice) -> Vec<u8> {
         ],
     );
     let subject = notice.style.subject(notice.kind, &subject);
-    envelope_headers(notice, &subject, host, daemon(notice))
-        .body(report)
-        .write_to_vec()
-        .unwrap_or_default()
+    let mut builder = envelope_headers(notice, &subject, host, daemon(notice));
+    for (name, value) in notice.style.headers(notice) {
+        builder = builder.header(name, Raw::new(value));
+    }
+    builder.body(report).write_to_vec().unwrap_or_default()
 }
 
 /// The headers every notification shares: sender, recipient (the envelope sender, byte for

@@ -1,8 +1,11 @@
 //! `--bounce-to smtp://HOST:PORT`: each notification, once made, is also delivered by SMTP to
 //! the one address the user named (typically the application's own inbound bounce endpoint on
 //! localhost), from the null sender `<>` to the original envelope sender, with retries when the
-//! endpoint answers 4xx or cannot be reached. This is the only outbound SMTP failmail ever
-//! makes, and only when asked: the target comes from the command line, never from a message.
+//! endpoint answers 4xx or cannot be reached; the waits between attempts are counted on the
+//! clock, as every later bounce is, so that moving it forward hurries them too. When the
+//! attempts run out, failmail gives up on that notification and says so in its log (and in
+//! the `bounce_forwarded` event). This is the only outbound SMTP failmail ever makes, and only
+//! when asked: the target comes from the command line, never from a message.
 //!
 //! The SMTP client is the `lettre` crate.
 
@@ -22,7 +25,7 @@ pub struct ForwardConfig {
     pub port: u16,
     /// Attempts per notification, the first included.
     pub attempts: u32,
-    /// The wait before the second attempt; each later wait doubles it.
+    /// The wait before the second attempt, on the clock; each later wait doubles it.
     pub first_retry: Duration,
 }
 

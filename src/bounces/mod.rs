@@ -134,6 +134,9 @@ pub struct Bounces {
     journal: Arc<Journal>,
     state: Mutex<State>,
     wake: Arc<Notify>,
+    /// Passed on from `wake` by [`Bounces::run`]: a moved clock may end a `--bounce-to` retry
+    /// wait.
+    forward_wake: Notify,
     next_id: AtomicU64,
     sent_total: AtomicU64,
     refused_total: AtomicU64,
@@ -171,6 +174,7 @@ impl Bounces {
                 sent: VecDeque::new(),
             }),
             wake,
+            forward_wake: Notify::new(),
             next_id: AtomicU64::new(1),
             sent_total: AtomicU64::new(0),
             refused_total: AtomicU64::new(0),
@@ -346,7 +350,26 @@ impl Bounces {
                 Duration::from_millis(at.saturating_sub(now)).min(MAX_NAP)
             });
             tokio::select! {
-                () = self.wake.notified() => {}
+                () = self.wake.notified() => self.forward_wake.notify_one(),
+                () = tokio::time::sleep(nap) => {}
+            }
+        }
+    }
+
+    /// Waits `wait` on the clock, as the schedule does: on a wall clock the time passes by
+    /// itself, and moving the clock forward (`POST /api/clock/advance`) past it ends the wait
+    /// at once.
+    async fn wait_on_clock(&self, wait: Duration) {
+        let wait = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        let until = self.clock.now_ms().saturating_add(wait);
+        loop {
+            let now = self.clock.now_ms();
+            if now >= until {
+                return;
+            }
+            let nap = Duration::from_millis(until - now).min(MAX_NAP);
+            tokio::select! {
+                () = self.forward_wake.notified() => {}
                 () = tokio::time::sleep(nap) => {}
             }
         }
@@ -360,17 +383,24 @@ impl Bounces {
     ) {
         let forwarder = Forwarder::new(&config, &hostname);
         let target = config.target();
+        let attempts = config.attempts.max(1);
         while let Some(job) = jobs.recv().await {
             let mut wait = config.first_retry;
             let mut outcome = Forwarded::Failed;
-            for attempt in 1..=config.attempts.max(1) {
+            for attempt in 1..=attempts {
                 let (ok, error, again) = match forwarder.attempt(&job).await {
                     Attempt::Delivered => (true, None, false),
-                    Attempt::Retry(error) => (false, Some(error), attempt < config.attempts),
+                    Attempt::Retry(error) => (false, Some(error), attempt < attempts),
                     Attempt::Failed(error) => (false, Some(error), false),
                 };
-                if let Some(error) = &error {
-                    tracing::warn!(bounce = job.bounce, %target, attempt, %error, retry = again, "bounce not delivered to --bounce-to");
+                match (&error, again) {
+                    (Some(error), true) => {
+                        tracing::warn!(bounce = job.bounce, %target, attempt, of = attempts, %error, retry_in = ?wait, "bounce not delivered to --bounce-to; retrying")
+                    }
+                    (Some(error), false) => {
+                        tracing::error!(bounce = job.bounce, %target, attempt, of = attempts, %error, "bounce not delivered to --bounce-to; giving up")
+                    }
+                    (None, _) => {}
                 }
                 if let Some(events) = self.journal.events() {
                     let kind = EventKind::BounceForwarded {
@@ -389,7 +419,7 @@ impl Bounces {
                 if !again {
                     break;
                 }
-                tokio::time::sleep(wait).await;
+                self.wait_on_clock(wait).await;
                 wait = wait.saturating_mul(2);
             }
             if outcome == Forwarded::Failed {

@@ -2,13 +2,16 @@
 //! first part of a DSN, in the style of Postfix, Exim, Gmail, Outlook / Exchange, or a generic
 //! one of our own. The machine-readable part is the same for all (RFC 3464).
 //!
-//! Each style names the public source its wording follows ([`Style::source`]). Flavors map to
-//! styles: `ovh` writes as Postfix (OVHcloud's MX Plan servers run it) and `yahoo` writes the
-//! generic style.
+//! Each style names the public source its wording follows ([`Style::source`]). Each flavor
+//! writes in the style of the mail system it is known to run ([`Style::of_flavor`]), the
+//! evidence for each cited by [`Style::evidence`]; a flavor without public evidence writes the
+//! generic style. `failmail catalog --styles` and `GET /api/catalog` list both, as the catalog
+//! lists the replies with their sources.
 
 use std::fmt::Write as _;
 
 use super::notice::{Kind, Notice};
+use crate::scenario::flavor::Flavor;
 
 /// A notification wording style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,15 +38,58 @@ impl Style {
         Style::Outlook,
     ];
 
-    /// The style a flavor writes its notifications in.
+    /// The style a flavor writes its notifications in, by the flavor's name (the generic style
+    /// for a name that is no flavor).
     pub fn of(flavor: &str) -> Self {
+        flavor
+            .parse::<Flavor>()
+            .map_or(Style::Generic, Style::of_flavor)
+    }
+
+    /// The style a flavor writes its notifications in: that of the mail system the provider is
+    /// known to run, where public evidence shows it, else the generic one ([`Style::evidence`]
+    /// says which and why). The match names every flavor, so that a new flavor cannot be added
+    /// without deciding its style.
+    pub fn of_flavor(flavor: Flavor) -> Self {
         match flavor {
-            "postfix" | "ovh" => Style::Postfix,
-            "exim" => Style::Exim,
-            "gmail" => Style::Gmail,
-            "outlook" => Style::Outlook,
-            _ => Style::Generic,
+            Flavor::Postfix | Flavor::Ovh | Flavor::Yandex => Style::Postfix,
+            Flavor::Exim | Flavor::Mailru => Style::Exim,
+            Flavor::Gmail => Style::Gmail,
+            Flavor::Outlook | Flavor::Exchange => Style::Outlook,
+            Flavor::Generic
+            | Flavor::Yahoo
+            | Flavor::Icloud
+            | Flavor::Zoho
+            | Flavor::Gmx
+            | Flavor::Orange => Style::Generic,
         }
+    }
+
+    /// Why `flavor` writes in the style it does: the public evidence of the software its
+    /// provider runs, or why it writes the generic one (shown by `failmail catalog --styles`).
+    pub fn evidence(flavor: Flavor) -> &'static str {
+        match flavor {
+            Flavor::Generic => "failmail's own wording",
+            Flavor::Postfix => "Postfix's own templates",
+            Flavor::Exim => "Exim's own messages",
+            Flavor::Gmail => "Gmail's own notices",
+            Flavor::Outlook => "Outlook.com's own reports (it runs on Exchange Online)",
+            Flavor::Exchange => "Exchange Online writes the same \"Undeliverable:\" reports as Outlook.com, which runs on it",
+            Flavor::Ovh => "OVHcloud's MX Plan servers run Postfix",
+            Flavor::Yandex => "Yandex's notices are Postfix's template (\"This is the mail system at host yandex.ru.\", \"(in reply to RCPT TO command)\", a Postfix queue id in the boundary) after a Russian preface: sisimai set-of-emails ru-yandex-01.eml, parsed by sisimai lib/Sisimai/Lhost/Yandex.pm",
+            Flavor::Mailru => "Mail.ru runs Exim: its notices carry Exim's \"This message was created automatically by mail delivery software.\" and \"------ This is a copy of the message, including all the headers. ------\", an Exim message id and X-Failed-Recipients: sisimai set-of-emails ru-mailru-01.eml and lib/Sisimai/Lhost/MailRu.pm",
+            Flavor::Zoho => "generic: Zoho's notices have a layout of their own (\"<addr> Invalid Address, ERROR_CODE :550, …\", sisimai lib/Sisimai/Lhost/Zoho.pm) that no style here imitates",
+            Flavor::Gmx => "generic: GMX's notices have a layout of their own (the address in double quotes followed by a colon, then \"SMTP error from remote server after RCPT command:\", sisimai lib/Sisimai/Lhost/GMX.pm) that no style here imitates",
+            Flavor::Yahoo => "generic: Yahoo's notices have a layout of their own (\"Sorry, we were unable to deliver your message to the following address.\", sisimai lib/Sisimai/Lhost/Yahoo.pm) that no style here imitates",
+            Flavor::Icloud | Flavor::Orange => "generic: no public notice of theirs was found that shows the software writing it",
+        }
+    }
+
+    /// The flavors that write in this style.
+    pub fn flavors(self) -> impl Iterator<Item = Flavor> {
+        Flavor::ALL
+            .into_iter()
+            .filter(move |f| Style::of_flavor(*f) == self)
     }
 
     /// The style's name in the API.
@@ -64,7 +110,7 @@ impl Style {
             Style::Postfix => "Postfix source, src/bounce/bounce_templates.c (def_bounce_fail_body and the delay and success templates); real notices say \"This is the mail system at host …\"",
             Style::Exim => "Exim source, src/deliver.c (\"This message was created automatically by mail delivery software.\") and src/retry.c (\"retry timeout exceeded\"), as quoted in sisimai lib/Sisimai/Lhost/Exim.pm",
             Style::Gmail => "Gmail's \"Delivery Status Notification\" with its \"** … **\" heading and \"The response from the remote server was:\", as parsed by sisimai lib/Sisimai/Lhost/GSuite.pm",
-            Style::Outlook => "Exchange / Office 365 \"Undeliverable:\" reports with \"Diagnostic information for administrators\" and \"Remote Server returned '…'\", as parsed by sisimai lib/Sisimai/Lhost/Exchange2007.pm and Office365.pm",
+            Style::Outlook => "Exchange / Office 365 \"Undeliverable:\" reports with \"Delivery has failed to these recipients or groups:\", each recipient as \"addr<mailto:addr>\", \"Diagnostic information for administrators\", \"Remote Server returned '…'\" (for a give-up '550 4.4.7 QUEUE.Expired; message expired', the last reply in its [Message=…]) and \"Original message headers:\", as parsed by sisimai lib/Sisimai/Lhost/Exchange2007.pm and Office365.pm and shown by sisimai set-of-emails email-exchange2007-05.eml; the headers Content-Language, X-MS-Exchange-Message-Is-Ndr and X-MS-Exchange-CrossTenant-OriginalArrivalTime / -FromEntityHeader: Hosted, which Office365.pm lists and Exchange Online stamps on what it sends (Outlook.com's mail in public mailing-list archives carries them)",
         }
     }
 
@@ -99,6 +145,15 @@ impl Style {
             (Style::Outlook, _) => return format!("Undeliverable: {subject}"),
         };
         fixed.to_owned()
+    }
+
+    /// Header fields the style's mail system adds to its notices beyond those every notice has
+    /// (only Outlook / Exchange adds any).
+    pub fn headers(self, notice: &Notice) -> Vec<(&'static str, String)> {
+        match self {
+            Style::Outlook => outlook_headers(notice),
+            _ => Vec::new(),
+        }
     }
 
     /// The human-readable first part of a DSN.
@@ -241,8 +296,9 @@ fn outlook(notice: &Notice, t: &mut String) {
         _ => "Delivery has failed to these recipients or groups:",
     };
     let _ = writeln!(t, "{heading}\n");
+    // Exchange writes each recipient as the link of its HTML part, flattened to text.
     for r in &notice.recipients {
-        let _ = writeln!(t, "{}", r.recipient);
+        let _ = writeln!(t, "{0}<mailto:{0}>", r.recipient);
     }
     match notice.kind {
         Kind::Delayed => {
@@ -250,6 +306,7 @@ fn outlook(notice: &Notice, t: &mut String) {
             let _ = writeln!(t, "This message hasn't been delivered yet. Delivery will continue to be attempted.\n\nThe server will keep trying to deliver this message for the next {}. You'll be notified if the message can't be delivered by that time.\n", span(left));
         }
         Kind::Delivered => t.push('\n'),
+        Kind::Expired => t.push_str("The server has tried to deliver this message, without success, and has stopped trying. Try sending this message again. If the problem continues, contact your help desk.\n\n"),
         _ => t.push_str("Your message couldn't be delivered. The recipient's email system said the address or the message was not accepted. Please check the recipient's email address and try to resend the message. If the problem continues, please contact your helpdesk.\n\n"),
     }
     if notice.kind != Kind::Delivered {
@@ -258,14 +315,49 @@ fn outlook(notice: &Notice, t: &mut String) {
             "\nDiagnostic information for administrators:\n\nGenerating server: {host}\n"
         );
         for (i, r) in notice.recipients.iter().enumerate() {
-            let _ = writeln!(
-                t,
-                "{}\nRemote Server returned '{}'\n",
-                r.recipient,
-                said(notice, i)
-            );
+            // A give-up is Exchange's own verdict, with the last reply it met in brackets.
+            let returned = match notice.kind {
+                Kind::Expired => format!(
+                    "550 4.4.7 QUEUE.Expired; message expired [Message={}] [LastAttemptedServerName={}]",
+                    said(notice, i),
+                    r.domain()
+                ),
+                _ => said(notice, i),
+            };
+            let _ = writeln!(t, "{}\nRemote Server returned '{returned}'\n", r.recipient);
         }
+        t.push_str("Original message headers:\n\n");
+        let headers = super::plan::header_section(&notice.original.content);
+        t.push_str(&String::from_utf8_lossy(headers).replace("\r\n", "\n"));
     }
+}
+
+/// The header fields Exchange Online stamps on its reports (Outlook.com's included), which
+/// bounce parsers read to know one: `Content-Language`, `X-MS-Exchange-Message-Is-Ndr` on a
+/// non-delivery or delay report, and the arrival time and origin of the cross-tenant headers.
+fn outlook_headers(notice: &Notice) -> Vec<(&'static str, String)> {
+    let arrival = notice.original.arrival_ms;
+    // "Fri, 15 Jan 2027 08:00:00 +0000" becomes "15 Jan 2027 08:00:00.0000 (UTC)".
+    let date = super::dsn::rfc822(arrival);
+    let date = date
+        .split(' ')
+        .skip(1)
+        .take(4)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut headers = vec![("Content-Language", "en-US".to_owned())];
+    if notice.kind != Kind::Delivered {
+        headers.push(("X-MS-Exchange-Message-Is-Ndr", String::new()));
+    }
+    headers.push((
+        "X-MS-Exchange-CrossTenant-OriginalArrivalTime",
+        format!("{date}.{:03}0 (UTC)", arrival % 1000),
+    ));
+    headers.push((
+        "X-MS-Exchange-CrossTenant-FromEntityHeader",
+        "Hosted".to_owned(),
+    ));
+    headers
 }
 
 fn generic(notice: &Notice, t: &mut String) {
@@ -295,8 +387,18 @@ mod tests {
     #[test]
     fn flavors_map_to_styles() {
         assert_eq!(Style::of("ovh"), Style::Postfix);
+        assert_eq!(Style::of("yandex"), Style::Postfix);
+        assert_eq!(Style::of("mailru"), Style::Exim);
+        assert_eq!(Style::of("exchange"), Style::Outlook);
         assert_eq!(Style::of("yahoo"), Style::Generic);
         assert_eq!(Style::of("gmail"), Style::Gmail);
+        assert_eq!(Style::of("no-such-flavor"), Style::Generic);
+        let listed: usize = Style::ALL.iter().map(|s| s.flavors().count()).sum();
+        assert_eq!(
+            listed,
+            Flavor::ALL.len(),
+            "every flavor writes in one style"
+        );
         for style in Style::ALL {
             assert_eq!(Style::of(style.as_str()), style);
         }

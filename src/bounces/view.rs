@@ -1,8 +1,11 @@
-//! What `/api/bounces` and `TestServer::bounces` show of a notification, pending or sent.
+//! What `/api/bounces` and `TestServer::bounces` show of a notification, pending or sent; and
+//! what the catalog (`GET /api/catalog`, `failmail catalog --styles`) shows of each notification
+//! style.
 
 use serde::Serialize;
 
-use super::notice::Notice;
+use super::notice::{Kind, Notice};
+use super::style::Style;
 use super::{Forwarded, Sent};
 
 /// One notification, as the API shows it.
@@ -102,6 +105,74 @@ impl BounceView {
             original_message_id: notice.message_id,
             message_id,
             forwarded,
+        }
+    }
+}
+
+/// A notification style as the catalog shows it, beside the replies: who writes in it, what
+/// its notices are titled and sent from, and the public source its wording follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StyleView {
+    /// Its name (`BounceView::style`).
+    pub name: &'static str,
+    /// The flavors whose later bounces are written in it, each with the evidence for it.
+    pub flavors: Vec<StyleFlavor>,
+    /// The `From` of its notices, `{host}` standing for failmail's host name.
+    pub from: String,
+    /// The subject of each kind of DSN, `{subject}` standing for the original message's.
+    pub subjects: StyleSubjects,
+    /// Where its wording comes from.
+    pub source: &'static str,
+}
+
+/// A flavor that writes in a style, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StyleFlavor {
+    /// The flavor's name.
+    pub flavor: &'static str,
+    /// The public evidence that its provider writes so (or why it writes the generic style).
+    pub evidence: &'static str,
+}
+
+/// The subjects of a style's DSNs, by kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StyleSubjects {
+    /// A permanent failure.
+    pub failed: String,
+    /// A 4xx given up after its retries.
+    pub expired: String,
+    /// A delay notice.
+    pub delayed: String,
+    /// A success notice.
+    pub delivered: String,
+}
+
+impl StyleView {
+    /// Every style, generic first.
+    pub fn all() -> Vec<StyleView> {
+        Style::ALL.into_iter().map(StyleView::of).collect()
+    }
+
+    fn of(style: Style) -> Self {
+        let (name, local) = style.sender();
+        let subject = |kind| style.subject(kind, "{subject}");
+        Self {
+            name: style.as_str(),
+            flavors: style
+                .flavors()
+                .map(|f| StyleFlavor {
+                    flavor: f.as_str(),
+                    evidence: Style::evidence(f),
+                })
+                .collect(),
+            from: format!("{name} <{local}@{{host}}>"),
+            subjects: StyleSubjects {
+                failed: subject(Kind::Failed),
+                expired: subject(Kind::Expired),
+                delayed: subject(Kind::Delayed),
+                delivered: subject(Kind::Delivered),
+            },
+            source: style.source(),
         }
     }
 }

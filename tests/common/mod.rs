@@ -4,11 +4,13 @@
 //!
 //! Helpers of one family of test files live in a submodule of their own: [`api`], [`openapi`]
 //! and [`prometheus`] for `tests/api*.rs`, [`limits`] for `tests/limits*.rs`, [`shipped`] for
-//! `tests/shipped_scenarios*.rs`, [`readme`] for `tests/readme*.rs`.
+//! `tests/shipped_scenarios*.rs`, [`readme`] for `tests/readme*.rs`, [`bounces`] for
+//! `tests/bounce*.rs`.
 #![allow(dead_code)]
 
 pub(crate) mod api;
 pub(crate) mod binary;
+pub(crate) mod bounces;
 pub(crate) mod conn;
 pub(crate) mod limits;
 pub(crate) mod openapi;
