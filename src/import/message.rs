@@ -16,6 +16,11 @@ pub(super) struct Parts {
     pub failed_recipients: Vec<String>,
     /// Whose mailer daemon sent it (`From`), for the comments.
     pub from: Option<String>,
+    /// Whether the input is a message (a bounce that came back), not a log excerpt or a pasted
+    /// reply transcript.
+    pub is_message: bool,
+    /// The bounce's `Date`, in seconds since the epoch.
+    pub date: Option<i64>,
 }
 
 /// Where a returned original message starts in a plain-text bounce; nothing after it is read.
@@ -47,6 +52,8 @@ pub(super) fn split(raw: &[u8]) -> Parts {
         };
     };
     let mut parts = Parts {
+        is_message: true,
+        date: message.date().map(|d| d.to_timestamp()),
         from: message
             .from()
             .and_then(|from| from.first())
