@@ -4,11 +4,12 @@
 //!
 //! Helpers of one family of test files live in a submodule of their own: [`api`], [`openapi`]
 //! and [`prometheus`] for `tests/api*.rs`, [`limits`] for `tests/limits*.rs`, [`shipped`] for
-//! `tests/shipped_scenarios*.rs`.
+//! `tests/shipped_scenarios*.rs`, [`bounce_fixtures`] for `tests/import*.rs`.
 #![allow(dead_code)]
 
 pub(crate) mod api;
 pub(crate) mod binary;
+pub(crate) mod bounce_fixtures;
 pub(crate) mod conn;
 pub(crate) mod limits;
 pub(crate) mod openapi;
