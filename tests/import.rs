@@ -285,6 +285,17 @@ async fn every_fixture_is_reproduced_on_the_wire() {
         "not reproduced:\n{}",
         failures.join("\n")
     );
+    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    let figure = format!(
+        "`tests/import.rs` checks {} real bounces from public collections, from {} MTAs and \
+         providers",
+        checked.len(),
+        agents.len()
+    );
+    assert!(
+        fold(&readme).contains(&figure),
+        "the README's import section should say: {figure}"
+    );
 }
 
 #[test]

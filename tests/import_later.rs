@@ -203,6 +203,22 @@ async fn later_bounces_read_as_the_originals() {
         cases.len()
     );
     check_table(&differ);
+    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    let figure = format!(
+        "For the {n} asynchronous ones Sisimai reads, `tests/import_later.rs` has Sisimai read the \
+         DSN failmail sends next to the original: {agree} get the same reason and status, \
+         {same_reason} the same reason",
+        n = cases.len()
+    );
+    assert!(
+        fold(&readme).contains(&figure),
+        "the README's import section should say: {figure}"
+    );
+}
+
+/// Runs of whitespace as one space.
+fn fold(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Every disagreement is in the table with the readings seen, and the table holds nothing else.
