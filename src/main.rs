@@ -108,7 +108,7 @@ enum Commands {
         #[arg(long, value_enum, default_value = "table")]
         format: CatalogFormat,
         /// List instead which recipient domains answer in which flavor (the built-in table,
-        /// extended by the `flavor_by_domain` of `--scenario` when given).
+        /// extended, or replaced, by the `flavor_by_domain` of `--scenario` when given).
         #[arg(long)]
         domains: bool,
         /// With `--domains`: the scenario whose `flavor_by_domain` extends the table.
