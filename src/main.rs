@@ -11,6 +11,7 @@ use std::sync::Arc;
 use failmail::app::{App, AppConfig, HttpConfig, ScenarioConfig, StateConfig};
 use failmail::bounces::{BounceConfig, ForwardConfig};
 use failmail::clock::{parse_duration, OffsetClock};
+use failmail::import::timing::Timing;
 use failmail::import::{emit, ImportError};
 use failmail::journal::attempts::Report;
 use failmail::journal::{AttemptsConfig, JournalConfig};
@@ -60,7 +61,9 @@ enum Commands {
         http: SocketAddr,
     },
     /// Read real bounces and print a scenario whose rules reproduce each failed recipient's
-    /// reply (or add the rules to a scenario, or print magic addresses).
+    /// reply (or add the rules to a scenario, or print magic addresses): in the SMTP dialogue
+    /// when the bounce shows a synchronous failure, as a later bounce (a DSN after a 250) when
+    /// it shows an asynchronous one.
     Import {
         /// Bounces: RFC 5322 messages (DSNs and the common MTA formats), MTA log excerpts or SMTP
         /// reply transcripts; `-` reads standard input.
@@ -72,6 +75,14 @@ enum Commands {
         /// Print, for each failure, a magic address that reproduces it, instead of a scenario.
         #[arg(long)]
         as_magic: bool,
+        /// Reproduce every failure as a later bounce (accepted with 250, then a DSN), whatever
+        /// the bounce shows.
+        #[arg(long, conflicts_with = "at_smtp")]
+        later: bool,
+        /// Reproduce every failure as the reply in the SMTP dialogue, at the phase the bounce
+        /// names, whatever the bounce shows.
+        #[arg(long)]
+        at_smtp: bool,
     },
     /// Print the retry report of a running failmail (one line per message and recipient:
     /// attempts, replies, delays, status, verdicts). Exits 1 when a verdict failed, 2 when the
@@ -97,7 +108,7 @@ enum Commands {
         #[arg(long, value_enum, default_value = "table")]
         format: CatalogFormat,
         /// List instead which recipient domains answer in which flavor (the built-in table,
-        /// extended by the `flavor_by_domain` of `--scenario` when given).
+        /// extended, or replaced, by the `flavor_by_domain` of `--scenario` when given).
         #[arg(long)]
         domains: bool,
         /// With `--domains`: the scenario whose `flavor_by_domain` extends the table.
@@ -434,7 +445,16 @@ fn run() -> anyhow::Result<()> {
             files,
             into,
             as_magic,
-        }) => return import(&files, into.as_deref(), as_magic),
+            later,
+            at_smtp,
+        }) => {
+            let forced = match (later, at_smtp) {
+                (true, _) => Some(Timing::Later),
+                (_, true) => Some(Timing::AtSmtp),
+                _ => None,
+            };
+            return import(&files, into.as_deref(), as_magic, forced);
+        }
         Some(Commands::Catalog {
             domains: true,
             scenario,
@@ -656,7 +676,12 @@ fn variants(entry: &failmail::scenario::catalog::Entry) -> serde_json::Value {
 
 /// `failmail import`: every bounce read (what cannot be read is said on stderr, the rest still
 /// imported), then the scenario, the scenario file updated, or the magic addresses.
-fn import(files: &[String], into: Option<&std::path::Path>, as_magic: bool) -> anyhow::Result<()> {
+fn import(
+    files: &[String],
+    into: Option<&std::path::Path>,
+    as_magic: bool,
+    forced: Option<Timing>,
+) -> anyhow::Result<()> {
     use std::io::Read as _;
     let mut bounces = Vec::new();
     for file in files {
@@ -674,7 +699,10 @@ fn import(files: &[String], into: Option<&std::path::Path>, as_magic: bool) -> a
             })
             .and_then(|_| failmail::import::read_bounce(file, &raw));
         match bounce {
-            Ok(bounce) => {
+            Ok(mut bounce) => {
+                if let Some(timing) = forced {
+                    bounce.force(timing);
+                }
                 for problem in &bounce.problems {
                     eprintln!("{file}: {problem}");
                 }

@@ -592,6 +592,63 @@ async fn flavor_by_domain_extends_and_overrides_the_table() {
     server.shutdown().await;
 }
 
+/// `flavor_by_domain_builtin = false`: the scenario's table replaces the built-in one, for magic
+/// addresses and rules alike; without a table of its own, no domain has a voice; `failmail
+/// catalog --domains --scenario` lists the scenario's rows alone.
+#[tokio::test]
+async fn flavor_by_domain_can_replace_the_table() {
+    let replaced = "[server]\nhostname = \"mx.wire.test\"\nflavor_by_domain_builtin = false\nflavor_by_domain = { \"corp.example\" = \"exchange\" }\n\n\
+         [[rule]]\nrcpt = \"lost@*\"\nreply = \"user_unknown\"\n";
+    let server = start_toml(replaced).await;
+    assert_voices(
+        &server,
+        &[
+            ("user_unknown@corp.example", "exchange"),
+            ("user_unknown@gmail.com", "generic"),
+            ("lost@outlook.com", "generic"),
+            ("lost@corp.example", "exchange"),
+            ("user_unknown+gmail@yahoo.com", "gmail"),
+        ],
+    )
+    .await;
+    server.shutdown().await;
+    let server =
+        start_toml("[server]\nhostname = \"mx.wire.test\"\nflavor_by_domain_builtin = false\n")
+            .await;
+    assert_voices(
+        &server,
+        &[
+            ("user_unknown@gmail.com", "generic"),
+            ("user_unknown@yahoo.com", "generic"),
+        ],
+    )
+    .await;
+    server.shutdown().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("replaced.toml");
+    std::fs::write(&file, replaced).unwrap();
+    let output = common::binary::binary_command(
+        &[],
+        &[
+            "catalog",
+            "--domains",
+            "--format",
+            "json",
+            "--scenario",
+            file.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .expect("failmail runs");
+    assert!(output.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        rows,
+        serde_json::json!([{"domain": "corp.example", "flavor": "exchange", "origin": "scenario"}])
+    );
+}
+
 /// `failmail catalog --domains` lists the table, the scenario's entries first; a bad flavor in
 /// `flavor_by_domain` is refused with the file's position.
 #[test]

@@ -211,3 +211,49 @@ async fn binary_limits_gmail_preset_is_60_per_minute_per_recipient() {
     let (accepted, _) = send_to(binary.address("smtp"), "s@x.example", "bob@example.org", 3).await;
     assert_eq!(accepted, 2);
 }
+
+/// Every `--limits` preset sets the windows it says, read back from `/api/limits` (the
+/// configured windows, and each key's use with its window) after one message: `exchange` 3,600 an hour per recipient and `gmail` 60 a minute, each with OVHcloud's
+/// sending limits (200 an hour per account, 300 per IP); `ovh` those alone; `none` nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_limits_preset_sets_its_windows() {
+    let rcpt = "bob@contoso.onmicrosoft.com";
+    let ovh = [("account:s@x.example", 200, 3600.0), (IP_KEY, 300, 3600.0)];
+    for (preset, receiving) in [
+        ("exchange", Some((3600, 3600.0))),
+        ("gmail", Some((60, 60.0))),
+        ("ovh", None),
+        ("none", None),
+    ] {
+        let binary = start_binary_on_loopback(&["--limits", preset]);
+        let (accepted, _) = send_to(binary.address("smtp"), "s@x.example", rcpt, 1).await;
+        assert_eq!(accepted, 1, "{preset}");
+        let (status, body) = common::binary::http_get(binary.address("http"), "/api/limits").await;
+        assert!(status.contains("200"), "{preset}: {status}");
+        let limits: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let usage = limits["usage"].as_array().expect("usage");
+        let window = |key: &str| {
+            usage.iter().find(|u| u["key"] == key).map(|u| {
+                let span = u["frees_at_ms"].as_u64().unwrap() - u["oldest_at_ms"].as_u64().unwrap();
+                (u["max"].as_u64().unwrap(), span as f64 / 1000.0)
+            })
+        };
+        let configured = &limits["limits"]["per_recipient"];
+        let configured = configured.as_object().map(|w| {
+            (
+                w["max"].as_u64().unwrap(),
+                w["per_seconds"].as_f64().unwrap(),
+            )
+        });
+        assert_eq!(configured, receiving, "{preset}: {body}");
+        assert_eq!(
+            window(&format!("rcpt:{rcpt}")),
+            receiving,
+            "{preset}: {body}"
+        );
+        for (key, max, per) in ovh {
+            let expected = (preset != "none").then_some((max, per));
+            assert_eq!(window(key), expected, "{preset} {key}: {body}");
+        }
+    }
+}

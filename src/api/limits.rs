@@ -42,6 +42,8 @@ impl From<Window> for WindowView {
 struct LimitsView {
     per_account: Option<WindowView>,
     per_ip: Option<WindowView>,
+    per_recipient: Option<WindowView>,
+    per_recipient_domain: Option<WindowView>,
     connections_per_ip: Option<u32>,
     messages_per_connection: Option<u32>,
 }
@@ -100,6 +102,10 @@ pub(crate) async fn get(State(state): State<ApiState>) -> Result<Response, ApiEr
     let limits = LimitsView {
         per_account: settings.and_then(|l| l.per_account).map(WindowView::from),
         per_ip: settings.and_then(|l| l.per_ip).map(WindowView::from),
+        per_recipient: settings.and_then(|l| l.per_recipient).map(WindowView::from),
+        per_recipient_domain: settings
+            .and_then(|l| l.per_recipient_domain)
+            .map(WindowView::from),
         connections_per_ip: settings.and_then(|l| l.connections_per_ip),
         messages_per_connection: settings.and_then(|l| l.messages_per_connection),
     };
@@ -110,6 +116,10 @@ pub(crate) async fn get(State(state): State<ApiState>) -> Result<Response, ApiEr
             settings.per_account
         } else if key.starts_with(keys::IP_PREFIX) {
             settings.per_ip
+        } else if key.starts_with(keys::RECIPIENT_DOMAIN_PREFIX) {
+            settings.per_recipient_domain
+        } else if key.starts_with(keys::RECIPIENT_PREFIX) {
+            settings.per_recipient
         } else {
             None
         }

@@ -1,6 +1,6 @@
 //! RFC 3464 delivery status fields (`message/delivery-status`): the per-message group
-//! (`Reporting-MTA`) and one group per recipient (`Final-Recipient`, `Action`, `Status`,
-//! `Remote-MTA`, `Diagnostic-Code`), with folded lines unfolded.
+//! (`Reporting-MTA`, `Arrival-Date`) and one group per recipient (`Final-Recipient`, `Action`,
+//! `Status`, `Remote-MTA`, `Diagnostic-Code`, `Will-Retry-Until`), with folded lines unfolded.
 
 /// One recipient's delivery status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct RecipientStatus {
     pub remote_mta: Option<String>,
     /// `Diagnostic-Code`, without its type (`smtp;`), unfolded.
     pub diagnostic: Option<String>,
+    /// `Will-Retry-Until` (a delay notice's), as written.
+    pub will_retry_until: Option<String>,
 }
 
 /// A whole delivery status report.
@@ -24,6 +26,8 @@ pub struct RecipientStatus {
 pub struct DeliveryStatus {
     /// `Reporting-MTA`, without its type.
     pub reporting_mta: Option<String>,
+    /// `Arrival-Date`: when the reporting MTA accepted the message, as written.
+    pub arrival_date: Option<String>,
     /// The recipients, in report order.
     pub recipients: Vec<RecipientStatus>,
 }
@@ -38,6 +42,8 @@ pub fn parse(text: &str) -> DeliveryStatus {
         for (name, value) in &group {
             match name.as_str() {
                 "reporting-mta" => report.reporting_mta = Some(typed(value)),
+                "arrival-date" => report.arrival_date = Some(value.clone()),
+                "will-retry-until" => recipient.will_retry_until = Some(value.clone()),
                 "final-recipient" => recipient.recipient = address(value),
                 "original-recipient" => original = Some(address(value)),
                 "action" => recipient.action = value.trim().to_ascii_lowercase(),

@@ -1,13 +1,21 @@
 //! Writing imported failures out: as a new scenario, as rules added to an existing scenario
 //! (edited with the `toml_edit` crate, so its comments, order and layout stay as they were), or
 //! as magic addresses. Every rule is checked by the scenario compiler before it is written.
+//!
+//! A synchronous failure becomes a `reply` (or a `sequence`) at its phase; an asynchronous one a
+//! later bounce, `bounce = { reply = { code, status, text }, after = "1m" }` (with
+//! `delay_notice` and `give_up` for a delay notice or an expiry), or a `+async` magic address.
+//! The rule's comment names the file, the MTA that reported it, and which of the two was
+//! chosen and why.
 
 use toml_edit::{value, Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value};
 
+use super::timing::{duration_text, Timing};
 use super::{Bounce, Failure, ImportError, StatusFrom};
 use crate::scenario::catalog::Catalog;
 use crate::scenario::compile::Scenario;
 use crate::scenario::flavor::Flavor;
+use crate::scenario::later::DEFAULT_AFTER;
 use crate::smtp::policy::Phase;
 
 /// A new scenario holding a rule for every failure; with the failures the compiler refused, one
@@ -15,8 +23,9 @@ use crate::smtp::policy::Phase;
 pub fn new_scenario(bounces: &[Bounce]) -> (String, Vec<String>) {
     let mut doc = DocumentMut::new();
     doc.decor_mut().set_prefix(
-        "# Imported by `failmail import`: each rule answers one recipient with the exact reply its\n\
-         # bounce quotes, at the phase the bounce names. Serve it with\n\
+        "# Imported by `failmail import`: each rule gives one recipient the exact reply its\n\
+         # bounce quotes: at the SMTP phase the bounce names, or, where the failure came after\n\
+         # the message was accepted, as a bounce (a DSN) a minute after a 250. Serve it with\n\
          # `failmail serve --scenario FILE`.\n",
     );
     let problems = add_rules(&mut doc, bounces);
@@ -89,12 +98,17 @@ fn rule_table(bounce: &Bounce, failure: &Failure) -> Table {
         "name",
         value(format!("{}: {rcpt}", file_name(&bounce.origin))),
     );
+    let last = reply_value(failure.code, &failure.status.to_string(), &failure.lines);
+    if failure.decision.timing == Timing::Later {
+        table.insert("rcpt", value(rcpt_pattern(failure.rcpt.as_deref())));
+        table.insert("bounce", value(later_bounce(failure, last)));
+        return table;
+    }
     // Before RCPT no recipient is known: the rule matches every transaction there.
     if failure.phase >= Phase::Rcpt {
         table.insert("rcpt", value(rcpt_pattern(failure.rcpt.as_deref())));
     }
     table.insert("at", value(failure.phase.as_str()));
-    let last = reply_value(failure.code, &failure.status.to_string(), &failure.lines);
     if failure.earlier.is_empty() {
         table.insert("reply", value(last));
     } else {
@@ -109,6 +123,21 @@ fn rule_table(bounce: &Bounce, failure: &Failure) -> Table {
         table.insert("sequence", value(steps));
     }
     table
+}
+
+/// `{ reply = {…}, after = "1m" }`, with the delay notice and the give-up a delay or an expiry
+/// shows.
+fn later_bounce(failure: &Failure, reply: Value) -> Value {
+    let mut bounce = InlineTable::new();
+    bounce.insert("reply", reply);
+    bounce.insert("after", duration_text(DEFAULT_AFTER).into());
+    if let Some(notice) = failure.decision.delay_notice {
+        bounce.insert("delay_notice", duration_text(notice).into());
+    }
+    if let Some(give_up) = failure.decision.give_up {
+        bounce.insert("give_up", duration_text(give_up).into());
+    }
+    Value::InlineTable(bounce)
 }
 
 /// `{ code = 550, status = "5.1.1", text = [...] }`.
@@ -134,7 +163,21 @@ fn comment(bounce: &Bounce, failure: &Failure) -> String {
             .map(|mta| format!("; the reply came from {mta}"))
             .unwrap_or_default()
     )];
-    if !failure.phase_named {
+    let decision = failure.decision;
+    let why = decision.why.sentence(decision.timing);
+    let timing = match decision.timing {
+        Timing::AtSmtp => format!(
+            "Synchronous, answered at {}: {why} (`--later` makes it a bounce after a 250).",
+            failure.phase
+        ),
+        Timing::Later => format!(
+            "Asynchronous, a bounce (DSN) {} after the 250: {why} (`--at-smtp` answers in the \
+             SMTP dialogue instead).",
+            duration_text(DEFAULT_AFTER)
+        ),
+    };
+    lines.extend(wrapped(&timing));
+    if decision.timing == Timing::AtSmtp && !failure.phase_named {
         lines.push(format!(
             "# The bounce names no SMTP phase: answered at {}, the first the code fits.",
             failure.phase
@@ -151,13 +194,18 @@ fn comment(bounce: &Bounce, failure: &Failure) -> String {
                 .to_owned(),
         ),
     }
-    if !failure.earlier.is_empty() {
-        lines.push(
+    match (failure.earlier.is_empty(), decision.timing) {
+        (true, _) => {}
+        (false, Timing::AtSmtp) => lines.push(
             "# The bounce shows temporary failures first: the sequence repeats them in order."
                 .to_owned(),
-        );
+        ),
+        (false, Timing::Later) => lines.push(
+            "# The bounce shows temporary failures first; the later bounce brings the last reply."
+                .to_owned(),
+        ),
     }
-    if failure.phase < Phase::Rcpt {
+    if failure.phase < Phase::Rcpt && decision.timing == Timing::AtSmtp {
         lines.push(format!(
             "# Refused at {} before any recipient was named: every transaction gets it there.",
             failure.phase
@@ -167,6 +215,21 @@ fn comment(bounce: &Bounce, failure: &Failure) -> String {
         lines.push("# The input names no recipient: every recipient gets it.".to_owned());
     }
     format!("\n{}\n", lines.join("\n"))
+}
+
+/// `text` as comment lines of at most 100 columns.
+fn wrapped(text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::from("#");
+    for word in text.split_whitespace() {
+        if line.len() + 1 + word.len() > 100 && line.len() > 1 {
+            lines.push(std::mem::replace(&mut line, String::from("#")));
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    lines.push(line);
+    lines
 }
 
 /// The recipient as a pattern: the address (exact, case ignored), as a regex when it holds a
@@ -188,19 +251,30 @@ fn file_name(origin: &str) -> &str {
 
 /// For each failure, a magic address that reproduces it where one does: a catalog entry in a
 /// flavor whose reply has the same code, status and text; else `CODE-X.Y.Z@…` (the same code and
-/// status, in failmail's words), said so.
+/// status, in failmail's words), said so. An asynchronous failure gets the `+async` tag: accepted,
+/// then bounced a minute later (a 4xx retried as `+async` addresses are: a delay notice at 4
+/// hours, the give-up at 5 days).
 pub fn magic_addresses(bounces: &[Bounce]) -> Vec<String> {
     let mut out = Vec::new();
     for bounce in bounces {
         for failure in &bounce.failures {
             let rcpt = failure.rcpt.as_deref().unwrap_or("");
             let domain = rcpt.rsplit_once('@').map_or("example.com", |(_, d)| d);
+            let later = failure.decision.timing == Timing::Later;
+            let (tag, when) = match (later, failure.code < 500) {
+                (false, _) => ("", ""),
+                (true, false) => ("+async", "a bounce a minute after the 250, "),
+                (true, true) => (
+                    "+async",
+                    "a bounce after the 250 (a delay notice at 4h, the give-up at 5d), ",
+                ),
+            };
             let line = match catalog_match(failure) {
                 Some((name, flavor)) => format!(
-                    "{rcpt}: {name}+{flavor}@{domain} (the same code, status and text)"
+                    "{rcpt}: {name}+{flavor}{tag}@{domain} ({when}the same code, status and text)"
                 ),
                 None => format!(
-                    "{rcpt}: {}-{}@{domain} (the same code and status; no catalog entry words it this way: import the bounce as a scenario for its text)",
+                    "{rcpt}: {}-{}{tag}@{domain} ({when}the same code and status; no catalog entry words it this way: import the bounce as a scenario for its text)",
                     failure.code, failure.status
                 ),
             };
@@ -211,16 +285,18 @@ pub fn magic_addresses(bounces: &[Bounce]) -> Vec<String> {
 }
 
 /// The catalog entry and flavor whose reply is this failure's, placeholders standing for any
-/// text; only where a magic address answers at the failure's phase.
+/// text; only where a magic address answers at the failure's phase (any phase for a later
+/// bounce, which a `+async` address brings after accepting at RCPT).
 fn catalog_match(failure: &Failure) -> Option<(String, Flavor)> {
     let wanted = super::reply::fold(&failure.lines.join(" "));
+    let later = failure.decision.timing == Timing::Later;
     for entry in Catalog::builtin().entries() {
         let magic_phase = if entry.phase >= Phase::Data {
             entry.phase
         } else {
             Phase::Rcpt
         };
-        if magic_phase != failure.phase {
+        if magic_phase != failure.phase && !later {
             continue;
         }
         for flavor in entry.flavors() {

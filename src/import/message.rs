@@ -1,7 +1,11 @@
 //! A bounce taken apart: its delivery status reports, the human-readable text it carries (the
 //! returned original message cut off), and the headers that name failed recipients. MIME is
 //! parsed with the `mail-parser` crate; input that is not a message (a log excerpt, a pasted
-//! SMTP transcript) is all text.
+//! SMTP transcript) is all text. A MIME parameter that lost its folding whitespace (a
+//! `boundary="…"` flush on the line after `Content-Type: multipart/report;`, as some saved
+//! copies of bounces have) is read as the continuation it is.
+
+use std::borrow::Cow;
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
@@ -16,6 +20,11 @@ pub(super) struct Parts {
     pub failed_recipients: Vec<String>,
     /// Whose mailer daemon sent it (`From`), for the comments.
     pub from: Option<String>,
+    /// Whether the input is a message (a bounce that came back), not a log excerpt or a pasted
+    /// reply transcript.
+    pub is_message: bool,
+    /// The bounce's `Date`, in seconds since the epoch.
+    pub date: Option<i64>,
 }
 
 /// Where a returned original message starts in a plain-text bounce; nothing after it is read.
@@ -40,13 +49,16 @@ pub(super) fn split(raw: &[u8]) -> Parts {
             ..Parts::default()
         };
     }
-    let Some(message) = MessageParser::default().parse(raw) else {
+    let refolded = refold(raw);
+    let Some(message) = MessageParser::default().parse(refolded.as_ref()) else {
         return Parts {
             text: vec![cut_original(&text).to_owned()],
             ..Parts::default()
         };
     };
     let mut parts = Parts {
+        is_message: true,
+        date: message.date().map(|d| d.to_timestamp()),
         from: message
             .from()
             .and_then(|from| from.first())
@@ -87,6 +99,30 @@ pub(super) fn split(raw: &[u8]) -> Parts {
         }
     }
     parts
+}
+
+/// `raw` with a space before each line that continues a parameter list but lost its folding
+/// whitespace: a `name=value` line right after a line that ends with `;`.
+fn refold(raw: &[u8]) -> Cow<'_, [u8]> {
+    let continues = |previous: &[u8], line: &[u8]| {
+        let token = line
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            .count();
+        previous.trim_ascii_end().ends_with(b";") && token > 0 && line.get(token) == Some(&b'=')
+    };
+    let lines: Vec<&[u8]> = raw.split_inclusive(|&b| b == b'\n').collect();
+    if !lines.windows(2).any(|w| continues(w[0], w[1])) {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + 16);
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 && continues(lines[i - 1], line) {
+            out.push(b' ');
+        }
+        out.extend_from_slice(line);
+    }
+    Cow::Owned(out)
 }
 
 /// Whether `text` starts like an RFC 5322 message.
@@ -168,6 +204,13 @@ mod tests {
         let log =
             b"Jan 1 00:00:00 mx postfix/smtp[1]: ABC: to=<a@x>, status=bounced (host said: 550 no)";
         assert!(!looks_like_a_message(&String::from_utf8_lossy(log)));
+    }
+
+    #[test]
+    fn a_parameter_that_lost_its_folding_is_read() {
+        let raw = b"From: postmaster@outlook.com\nContent-Type: multipart/report; report-type=delivery-status;\nboundary=\"B\"\n\n--B\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822;a@x\nAction: failed\n\n--B--\n";
+        assert_eq!(split(raw).dsn.len(), 1);
+        assert!(matches!(refold(b"a;\nb\n"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -1,23 +1,28 @@
 //! Reading real bounces back into scenarios (`failmail import`): each failed recipient of a
-//! bounce becomes a rule that answers that recipient with the exact reply (code, enhanced status,
-//! every line of text) at the phase the bounce names.
+//! bounce becomes a rule that gives that recipient the exact reply (code, enhanced status, every
+//! line of text): in the SMTP dialogue at the phase the bounce names when the failure was
+//! synchronous, or as a later bounce (accepted with 250, a DSN on the clock) when it was
+//! asynchronous ([`timing`] says which, and why).
 //!
 //! The pieces: `message` takes a bounce apart (MIME by the `mail-parser` crate), [`dsn`] reads
 //! RFC 3464 delivery status fields, `vendor` reads the human-readable formats of Postfix, Exim,
 //! Sendmail, qmail, Exchange, Zoho and MTA log lines, [`reply`] finds the SMTP reply they quote,
-//! and [`emit`] writes the rules (a new scenario, rules added to one with its comments kept, or
-//! magic addresses). This module combines them per recipient.
+//! [`timing`] decides between the SMTP reply and the later bounce, and [`emit`] writes the rules
+//! (a new scenario, rules added to one with its comments kept, or magic addresses). This module
+//! combines them per recipient.
 
 pub mod dsn;
 pub mod emit;
 mod message;
 pub mod reply;
+pub mod timing;
 mod vendor;
 
 use crate::scenario::phase_codes;
 use crate::smtp::policy::Phase;
 use crate::smtp::reply::EnhancedStatus;
 use reply::{find_reply, FoundReply};
+use timing::{Clues, Decision, Timing};
 
 /// The largest bounce read (a bounce that returns a large message is cut, not refused: what is
 /// read comes first in it).
@@ -44,6 +49,8 @@ pub struct Failure {
     pub remote_mta: Option<String>,
     /// Temporary failures the bounce shows before this one, oldest first.
     pub earlier: Vec<FoundReply>,
+    /// In the SMTP dialogue or as a later bounce, and why.
+    pub decision: Decision,
 }
 
 /// Where a failure's enhanced status code comes from.
@@ -68,6 +75,16 @@ pub struct Bounce {
     pub failures: Vec<Failure>,
     /// What could not be read, one sentence each (a recipient without an SMTP reply, …).
     pub problems: Vec<String>,
+}
+
+impl Bounce {
+    /// Every failure reproduced `timing`'s way, whatever the bounce shows (`--at-smtp`,
+    /// `--later`); the rule's comment says it was asked for.
+    pub fn force(&mut self, timing: Timing) {
+        for failure in &mut self.failures {
+            failure.decision = timing::forced(failure.decision, timing);
+        }
+    }
 }
 
 /// Why a file gave nothing to import.
@@ -121,10 +138,19 @@ pub fn read_bounce(origin: &str, raw: &[u8]) -> Result<Bounce, ImportError> {
         failures: Vec::new(),
         problems: Vec::new(),
     };
+    let clues = Clues {
+        is_message: parts.is_message,
+        delayed: parts.text.iter().any(|t| timing::says_delayed(t)),
+        arrival: reports
+            .iter()
+            .find_map(|r| r.arrival_date.as_deref().and_then(timing::timestamp)),
+        reported: parts.date,
+        ..Clues::default()
+    };
     if statuses.is_empty() {
-        from_text(&mut bounce, &records, &parts.failed_recipients);
+        from_text(&mut bounce, &records, &parts.failed_recipients, &clues);
     } else {
-        from_reports(&mut bounce, &statuses, &records);
+        from_reports(&mut bounce, &statuses, &records, &clues);
     }
     if bounce.failures.is_empty() {
         let why = match bounce.problems.is_empty() {
@@ -148,6 +174,7 @@ fn from_reports(
     bounce: &mut Bounce,
     statuses: &[&dsn::RecipientStatus],
     records: &[vendor::Record],
+    clues: &Clues,
 ) {
     let single = statuses.len() == 1;
     for status in statuses {
@@ -189,19 +216,31 @@ fn from_reports(
             continue;
         };
         let phase = related.iter().find_map(|r| r.phase);
+        let expiry = EnhancedStatus::parse(&status.status);
+        let clues = Clues {
+            // The report's Action decides; without one, what the text says.
+            delayed: status.action == "delayed" || status.action.is_empty() && clues.delayed,
+            expiry_status: expiry.is_some_and(|s| s.subject == 4 && s.detail == 7),
+            retry_until: status
+                .will_retry_until
+                .as_deref()
+                .and_then(timing::timestamp),
+            ..clues.clone()
+        };
         let failure = failure(
             Some(status.recipient.clone()),
             reply,
             Some(&status.status),
             phase,
             &related,
+            clues,
         );
         push(bounce, failure, status.remote_mta.clone());
     }
 }
 
 /// One failure per recipient the text tells of (no delivery status report).
-fn from_text(bounce: &mut Bounce, records: &[vendor::Record], failed: &[String]) {
+fn from_text(bounce: &mut Bounce, records: &[vendor::Record], failed: &[String], clues: &Clues) {
     let mut seen: Vec<Option<String>> = Vec::new();
     for (index, record) in records.iter().enumerate() {
         let rcpt = match &record.rcpt {
@@ -223,7 +262,14 @@ fn from_text(bounce: &mut Bounce, records: &[vendor::Record], failed: &[String])
         // The last reply the text gives for this recipient is the one that ended delivery.
         let last = related.last().map_or(record, |r| *r);
         let phase = last.phase.or_else(|| related.iter().find_map(|r| r.phase));
-        let failure = failure(rcpt, last.reply.clone(), None, phase, &related);
+        let failure = failure(
+            rcpt,
+            last.reply.clone(),
+            None,
+            phase,
+            &related,
+            clues.clone(),
+        );
         push(bounce, failure, None);
     }
 }
@@ -240,13 +286,15 @@ fn push(bounce: &mut Bounce, failure: Result<Failure, String>, remote_mta: Optio
 }
 
 /// A failure from its reply: the status from the reply, else the report's `Status` field, else
-/// the code's class; the phase named, else the first the code fits (RCPT, then end of data).
+/// the code's class; the phase named, else the first the code fits (RCPT, then end of data); at
+/// SMTP or later as `clues` and the reply say.
 fn failure(
     rcpt: Option<String>,
     reply: FoundReply,
     status_field: Option<&str>,
     phase: Option<Phase>,
     related: &[&vendor::Record],
+    clues: Clues,
 ) -> Result<Failure, String> {
     let who = rcpt.clone().unwrap_or_else(|| "the reply".to_owned());
     let class = (reply.code / 100) as u8;
@@ -288,7 +336,13 @@ fn failure(
     } else {
         Vec::new()
     };
+    let decision = timing::decide(&Clues {
+        code: reply.code,
+        phase_named,
+        ..clues
+    });
     Ok(Failure {
+        decision,
         rcpt,
         code: reply.code,
         status,

@@ -98,6 +98,11 @@ fn split_line(line: &str) -> Option<(u16, Option<EnhancedStatus>, String)> {
     let rest = &line[3..];
     let rest = rest.strip_prefix(':').unwrap_or(rest);
     let rest = rest.strip_prefix([' ', '-']).unwrap_or(rest);
+    // The code said twice (Gmail's old bounces: `was: 550 550 5.1.1 user unknown`): once.
+    let rest = match rest.strip_prefix(&line[..3]) {
+        Some(again) if again.starts_with([' ', '-']) => &again[1..],
+        _ => rest,
+    };
     let lead = rest.len() - rest.trim_start_matches(' ').len();
     let trimmed = &rest[lead..];
     let token = trimmed.split(' ').next().unwrap_or("");

@@ -88,3 +88,13 @@ fn numbers_that_are_not_codes_are_skipped() {
     }
     assert_eq!(fold("  a \n\t b  "), "a b");
 }
+
+#[test]
+fn a_code_said_twice_counts_once() {
+    let found = find_reply(
+        "The error that the other server returned was: 550 550 5.1.1 user unknown (UserSearch) (state 14).",
+    )
+    .unwrap();
+    assert_eq!((found.code, found.status), (550, status("5.1.1")));
+    assert_eq!(found.lines, ["user unknown (UserSearch) (state 14)."]);
+}

@@ -241,9 +241,11 @@ impl Context<'_> {
                 }
             }),
         };
+        let builtin = section.flavor_by_domain_builtin.unwrap_or(true);
         let domains = match &section.flavor_by_domain {
-            Some(table) => Arc::new(self.domain_flavors(table)?),
-            None => Arc::default(),
+            Some(table) => Arc::new(self.domain_flavors(table, builtin)?),
+            None if builtin => Arc::default(),
+            None => Arc::new(DomainFlavors::only(&[]).expect("an empty table is valid")),
         };
         Ok(ServerSettings {
             hostname: section.hostname,
@@ -258,9 +260,14 @@ impl Context<'_> {
         })
     }
 
-    /// `flavor_by_domain = { "corp.example" = "exchange" }`: the built-in table, extended.
-    fn domain_flavors(&self, table: &Spanned<toml::Table>) -> Result<DomainFlavors, ScenarioError> {
-        DomainFlavors::from_table(table.get_ref())
+    /// `flavor_by_domain = { "corp.example" = "exchange" }`: the built-in table, extended (or
+    /// replaced, with `flavor_by_domain_builtin = false`).
+    fn domain_flavors(
+        &self,
+        table: &Spanned<toml::Table>,
+        builtin: bool,
+    ) -> Result<DomainFlavors, ScenarioError> {
+        DomainFlavors::from_table(table.get_ref(), builtin)
             .map_err(|(message, hint)| self.error(table.span(), message, Some(&hint)))
     }
 

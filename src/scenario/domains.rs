@@ -3,7 +3,8 @@
 //!
 //! The built-in table maps the large providers' own domains to their flavor; a scenario's
 //! `[server] flavor_by_domain = { "corp.example" = "exchange" }` extends it, and its entries win
-//! over the built-in ones (map a built-in domain to `"generic"` to silence it). A key is a domain
+//! over the built-in ones (map a built-in domain to `"generic"` to silence it), or, with
+//! `flavor_by_domain_builtin = false`, replaces it (no entry at all: no voice by domain). A key is a domain
 //! (`gmail.com`), or a glob (`hotmail.*` is any domain that starts with `hotmail.`,
 //! `*.onmicrosoft.com` any subdomain); case is ignored. Exact names are tried before globs, the
 //! scenario's before the built-in ones, and among globs the longer first, so the most specific
@@ -98,7 +99,19 @@ impl DomainFlavors {
 
     /// The built-in table extended by a scenario's entries, which win for their domains.
     pub fn with(scenario: &[(String, Flavor)]) -> Result<Self, PatternError> {
-        let mut entries = Vec::with_capacity(scenario.len() + BUILTIN.len());
+        Self::build(scenario, BUILTIN)
+    }
+
+    /// A scenario's entries alone, instead of the built-in table.
+    pub fn only(scenario: &[(String, Flavor)]) -> Result<Self, PatternError> {
+        Self::build(scenario, &[])
+    }
+
+    fn build(
+        scenario: &[(String, Flavor)],
+        builtin: &[(&str, Flavor)],
+    ) -> Result<Self, PatternError> {
+        let mut entries = Vec::with_capacity(scenario.len() + builtin.len());
         let mut add = |domain: &str, flavor: Flavor, origin: Origin| -> Result<(), PatternError> {
             entries.push(DomainEntry {
                 domain: domain.to_ascii_lowercase(),
@@ -111,7 +124,7 @@ impl DomainFlavors {
         for (domain, flavor) in scenario {
             add(domain, *flavor, Origin::Scenario)?;
         }
-        for (domain, flavor) in BUILTIN {
+        for (domain, flavor) in builtin {
             add(domain, *flavor, Origin::Builtin)?;
         }
         // Exact before glob, scenario before built-in, longer globs first; stable otherwise.
@@ -125,8 +138,9 @@ impl DomainFlavors {
         Ok(Self { entries })
     }
 
-    /// The table extended by a scenario's `flavor_by_domain`; a refusal is (message, hint).
-    pub fn from_table(table: &toml::Table) -> Result<Self, (String, String)> {
+    /// The table extended by a scenario's `flavor_by_domain` (replaced by it when `builtin` is
+    /// false); a refusal is (message, hint).
+    pub fn from_table(table: &toml::Table, builtin: bool) -> Result<Self, (String, String)> {
         let mut entries = Vec::with_capacity(table.len());
         for (domain, value) in table {
             let flavor = value
@@ -146,7 +160,11 @@ impl DomainFlavors {
             }
             entries.push((domain.clone(), flavor));
         }
-        Self::with(&entries).map_err(|e| (e.to_string(), "write a domain or a glob".to_owned()))
+        let table = match builtin {
+            true => Self::with(&entries),
+            false => Self::only(&entries),
+        };
+        table.map_err(|e| (e.to_string(), "write a domain or a glob".to_owned()))
     }
 
     /// The flavor of recipients at `domain`, if the table names it. Does not allocate.
@@ -234,6 +252,19 @@ mod tests {
         assert_eq!(
             (first.origin, first.domain.as_str()),
             (Origin::Scenario, "corp.example")
+        );
+    }
+
+    #[test]
+    fn a_scenario_table_can_replace_the_builtin_one() {
+        let corp = [("corp.example".to_owned(), Flavor::Exchange)];
+        let only = DomainFlavors::only(&corp).unwrap();
+        assert_eq!(only.lookup("corp.example"), Some(Flavor::Exchange));
+        assert_eq!(only.lookup("gmail.com"), None);
+        assert_eq!(only.entries().len(), 1);
+        assert_eq!(
+            DomainFlavors::with(&corp).unwrap().lookup("gmail.com"),
+            Some(Flavor::Gmail)
         );
     }
 }

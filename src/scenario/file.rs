@@ -44,6 +44,8 @@ pub(crate) struct ServerSection {
     pub tls: Option<bool>,
     /// Recipient domain (or glob) → flavor; extends the built-in table.
     pub flavor_by_domain: Option<Spanned<toml::Table>>,
+    /// `false`: `flavor_by_domain` replaces the built-in table instead of extending it.
+    pub flavor_by_domain_builtin: Option<bool>,
 }
 
 /// `[limits]`.

@@ -5,11 +5,12 @@
 //! Helpers of one family of test files live in a submodule of their own: [`api`], [`openapi`]
 //! and [`prometheus`] for `tests/api*.rs`, [`limits`] for `tests/limits*.rs`, [`shipped`] for
 //! `tests/shipped_scenarios*.rs`, [`readme`] for `tests/readme*.rs`, [`bounces`] for
-//! `tests/bounce*.rs`.
+//! `tests/bounce*.rs`, [`bounce_fixtures`] for `tests/import*.rs`.
 #![allow(dead_code)]
 
 pub(crate) mod api;
 pub(crate) mod binary;
+pub(crate) mod bounce_fixtures;
 pub(crate) mod bounces;
 pub(crate) mod conn;
 pub(crate) mod limits;
