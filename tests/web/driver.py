@@ -390,7 +390,10 @@ EVIL_FORM = """<!doctype html><form id=f method=post action="http://{target}/api
 
 def cross_site_post(page, args):
     """A plain form on another site posts to /api/reset (what any page a developer visits could
-    do). The Rust test then checks that nothing was reset."""
+    do): the browser shows failmail's 403 answer, its JSON error saying the request came from
+    another site, so the post reached failmail and was refused. (Allowed, the reset would answer
+    204, and the browser would stay on the form.) The Rust test then checks that nothing was
+    reset."""
     class Evil(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             body = EVIL_FORM.format(target=args.http).encode()
@@ -407,11 +410,12 @@ def cross_site_post(page, args):
     # A host name that is not the API's (localhost would be its own site): a cross-site page.
     page.driver.get(f"http://evil.test:{evil.server_address[1]}/")
     page.wait(lambda d: d.find_elements(By.ID, "f"), "the other site's form")
-    before = page.driver.current_url
     page.js("document.getElementById('f').submit();")
-    # The post is answered: the browser shows the answer (an error page) or stays (204).
-    page.wait(lambda d: d.current_url != before or page.js("return document.readyState") == "complete",
-              "the post to be answered")
+    target = f"http://{args.http}/api/reset"
+    page.wait(lambda d: d.current_url == target and "another site" in page.text(),
+              "failmail's refusal of the cross-site post shown in the browser")
+    answer = json.loads(page.text())
+    check(answer["error"] == "a request from another site may not change state", f"the answer: {answer}")
     evil.shutdown()
 
 
