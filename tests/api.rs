@@ -340,7 +340,7 @@ async fn the_validator_catches_what_the_document_forbids() {
     let message = json!({"$ref": "#/components/schemas/Message"});
     let good = json!({"id": 1, "received_at_ms": 5, "session": 2, "queue_id": "Q", "peer": "p",
         "helo": null, "auth_user": null, "tls": false, "mail_from": "", "recipients": ["a@b"],
-        "size": 0, "subject": null});
+        "size": 0, "subject": null, "content_type": null});
     assert_eq!(validate(doc, &message, &good, "m"), Vec::<String>::new());
     let mut missing = good.clone();
     missing.as_object_mut().unwrap().remove("size");

@@ -15,7 +15,7 @@ use failmail::{App, AppConfig};
 use serde_json::{json, Value};
 
 /// `/api/bounces`, `/api/bounces/{id}/raw`, the bounce events and a stored DSN in
-/// `/api/messages` all match the document, pending and sent.
+/// `/api/messages` (marked, with its report type) all match the document, pending and sent.
 #[tokio::test]
 async fn bounces_and_their_events_match_the_document() {
     let harness = Harness::start(None).await;
@@ -66,14 +66,31 @@ async fn bounces_and_their_events_match_the_document() {
         types.contains(&"bounce_scheduled") && types.contains(&"bounce_sent"),
         "{types:?}"
     );
+    // Stored as messages to the sender, marked as notifications, each saying what it is: a
+    // DSN is a multipart/report of type delivery-status, a complaint one of feedback-report.
     let messages = harness.api.get("/api/messages").await;
-    let marked = messages["messages"]
+    let mut kinds: Vec<(bool, Value, Value)> = messages["messages"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|m| m["bounce"].is_u64())
-        .count();
-    assert_eq!(marked, 2, "{messages}");
+        .map(|m| {
+            (
+                m["bounce"].is_u64(),
+                m["content_type"].clone(),
+                m.get("report_type").cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    kinds.sort_by_key(|k| k.2.as_str().unwrap_or("").to_owned());
+    assert_eq!(
+        kinds,
+        [
+            (false, Value::Null, Value::Null),
+            (true, json!("multipart/report"), json!("delivery-status")),
+            (true, json!("multipart/report"), json!("feedback-report")),
+        ],
+        "{messages}"
+    );
     let metrics = harness.api.call("GET", "/metrics", None).await.text();
     assert!(
         metrics.contains("failmail_bounces_sent_total 2\n"),

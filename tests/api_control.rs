@@ -1,13 +1,17 @@
 //! What a test controls through the HTTP API, over real sockets: the clock and the limits (made
 //! to pass with the clock instead of waiting), the scenario (replaced, refused with its position,
-//! checked without going live) and `POST /api/reset`.
+//! checked without going live), greylisting and sequences in progress (with either limit store)
+//! and `POST /api/reset`.
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::api::{send, without_reloads, Api, Harness, BLOCKING_SCENARIO};
+use common::limits::{for_each_store, manual_clock, options};
 use common::PlainConn;
+use failmail::limits::{LimitOverrides, LimitStore};
 use failmail::{App, AppConfig};
 use serde_json::{json, Value};
 
@@ -493,4 +497,126 @@ async fn reset_starts_the_dropped_count_over() {
         .expect("the dropped counter");
     assert!(total >= dropped, "{metrics}");
     server.shutdown().await;
+}
+
+const IN_PROGRESS: &str = "[greylisting]\ndelay = \"5m\"\nretry_window = \"1h\"\n\n[[rule]]\nname = \"flaky\"\nrcpt = \"flaky@*\"\nsequence = [\"greylisted\", \"greylisted\", \"accept\"]\n";
+
+/// `GET /api/limits` lists greylisting and sequences in progress: each triplet with when it
+/// passes (and moves with the clock), each sequence with its rule, steps and next step; both
+/// bounded, the store saying when it left entries out; `DELETE /api/limits` empties both.
+async fn greylisting_and_sequences_in_progress_are_listed(store: Arc<dyn LimitStore>) {
+    let mut config = options(manual_clock(), store.clone(), LimitOverrides::default());
+    config.http = AppConfig::loopback().http;
+    let server = common::start_toml(config, "in-progress.toml", IN_PROGRESS).await;
+    let api = Api {
+        addr: server.addresses().http.expect("an HTTP listener"),
+        token: None,
+    };
+    let smtp = server.addresses().smtp;
+    let before = api.get("/api/limits").await;
+    assert_eq!(
+        before["limits"]["greylisting"],
+        json!({"delay_seconds": 300.0, "retry_window_seconds": 3600.0})
+    );
+    for list in ["greylist", "sequences"] {
+        assert_eq!(before[list], json!([]), "{before}");
+        assert_eq!(before[format!("{list}_truncated")], false);
+    }
+
+    let first_ms = api.get("/api/clock").await["now_ms"].as_u64().unwrap();
+    let mut conn = PlainConn::ready(smtp).await;
+    conn.cmd_code("MAIL FROM:<App@Example.com>", 250).await;
+    conn.cmd_code("RCPT TO:<Grey@Dest.example>", 451).await;
+    conn.cmd_code("RCPT TO:<flaky@dest.example>", 451).await;
+    conn.cmd_code("RCPT TO:<flaky@dest.example>", 451).await;
+    conn.quit().await;
+    api.post_json("/api/clock/advance", json!({"seconds": 10}))
+        .await;
+    common::rcpt_reply(smtp, "app@example.com", "later@dest.example")
+        .await
+        .assert_code(451);
+
+    let limits = api.get("/api/limits").await;
+    let grey = &limits["greylist"];
+    assert_eq!(grey.as_array().unwrap().len(), 2, "{limits}");
+    assert_eq!(
+        grey[0]["recipient"], "later@dest.example",
+        "the newest first"
+    );
+    assert_eq!(
+        grey[1],
+        json!({
+            "key": "127.0.0.0/app@example.com/grey@dest.example",
+            "network": "127.0.0.0",
+            "sender": "app@example.com",
+            "recipient": "grey@dest.example",
+            "first_seen_ms": first_ms,
+            "passes_at_ms": first_ms + 300_000,
+            "passes_in_seconds": 290.0,
+            "expires_at_ms": first_ms + 3_600_000,
+        })
+    );
+    let sequence = &limits["sequences"][0];
+    assert!(
+        sequence["key"].as_str().unwrap().starts_with("0:"),
+        "{sequence}"
+    );
+    assert_eq!(
+        (
+            &sequence["attempts"],
+            &sequence["rule"],
+            &sequence["rule_name"],
+            &sequence["rule_at"],
+            &sequence["next_step"]
+        ),
+        (
+            &json!(2),
+            &json!(0),
+            &json!("flaky"),
+            &json!("in-progress.toml:5"),
+            &json!("accept")
+        ),
+        "{sequence}"
+    );
+    assert_eq!(
+        sequence["steps"],
+        json!(["greylisted", "greylisted", "accept"])
+    );
+
+    // The store keeps at most what is asked for, and says when it left some out.
+    let newest = store.greylist_entries(0, 1).await.unwrap();
+    assert_eq!(newest.entries.len(), 1);
+    assert!(newest.entries[0].key.ends_with("/later@dest.example"));
+    assert!(newest.truncated);
+    assert!(!store.greylist_entries(0, 2).await.unwrap().truncated);
+    assert!(store.sequences(0).await.unwrap().truncated);
+
+    // Five minutes on, the first triplet passes; an hour on, it is forgotten.
+    api.post_json("/api/clock/advance", json!({"seconds": 290}))
+        .await;
+    let limits = api.get("/api/limits").await;
+    assert_eq!(limits["greylist"][1]["passes_in_seconds"], 0.0, "{limits}");
+    common::rcpt_reply(smtp, "app@example.com", "grey@dest.example")
+        .await
+        .assert_code(250);
+    api.post_json("/api/clock/advance", json!({"seconds": 3600}))
+        .await;
+    let limits = api.get("/api/limits").await;
+    assert_eq!(limits["greylist"], json!([]), "{limits}");
+    assert_eq!(limits["sequences"][0]["attempts"], 2);
+
+    assert_eq!(api.call("DELETE", "/api/limits", None).await.status, 204);
+    let limits = api.get("/api/limits").await;
+    assert_eq!(
+        (&limits["greylist"], &limits["sequences"]),
+        (&json!([]), &json!([]))
+    );
+    server.shutdown().await;
+}
+
+for_each_store! {
+    check: greylisting_and_sequences_in_progress_are_listed,
+    memory: greylisting_and_sequences_in_progress_are_listed_memory,
+    redis: greylisting_and_sequences_in_progress_are_listed_redis,
+    worker_threads: 2,
 }

@@ -1,9 +1,11 @@
 //! The HTTP API for a web page and its guards, over real sockets: the routes the web page reads
-//! (info, catalog, a message taken apart), and who may call the API at all (the bearer token, the
-//! loopback rule, the browser guard against other sites and rebound names).
+//! (info, catalog, a message taken apart), who may call the API at all (the bearer token, the
+//! loopback rule, the browser guard against other sites and rebound names), and the page's own
+//! Content-Security-Policy and Host check.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -350,4 +352,119 @@ async fn other_sites_can_neither_reset_nor_read_through_a_rebound_name() {
     assert_eq!(reset.status, 204, "{}", reset.text());
     assert_eq!(api.get("/api/messages").await["messages"], json!([]));
     server.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The web page at `/`: its policy and its Host check.
+
+/// The directives of a Content-Security-Policy, each with its sources.
+fn directives(policy: &str) -> BTreeMap<String, Vec<String>> {
+    policy
+        .split(';')
+        .filter_map(|directive| {
+            let mut words = directive.split_whitespace();
+            let name = words.next()?.to_ascii_lowercase();
+            Some((name, words.map(str::to_owned).collect()))
+        })
+        .collect()
+}
+
+/// Every answer of the page carries a Content-Security-Policy that runs scripts from this
+/// server only (no inline script, no `eval`), loads nothing from elsewhere, lets the page be
+/// framed by nobody, and frames only what it makes itself (a message's HTML, in a frame the
+/// page builds sandboxed). Without the header, or with a looser one, this fails.
+#[tokio::test]
+async fn the_page_forbids_inline_scripts_and_remote_loads() {
+    let harness = Harness::start(None).await;
+    let addr = harness.api.addr;
+    for path in ["/", "/assets/js/main.js", "/assets/app.css"] {
+        let answer = http(addr, "GET", path, &[], b"").await;
+        assert_eq!(answer.status, 200, "{path}");
+        let policy = answer
+            .header("content-security-policy")
+            .unwrap_or_else(|| panic!("{path} is served without a Content-Security-Policy"));
+        let policy = directives(policy);
+        let sources = |name: &str| policy.get(name).cloned().unwrap_or_default();
+        assert_eq!(sources("script-src"), ["'self'"], "{path}: {policy:?}");
+        for (name, only) in [
+            ("connect-src", ["'self'"]),
+            ("frame-ancestors", ["'none'"]),
+            ("base-uri", ["'none'"]),
+        ] {
+            assert_eq!(sources(name), only, "{path}: {name} in {policy:?}");
+        }
+        assert!(
+            ["'none'", "'self'"].contains(&sources("default-src").join(" ").as_str()),
+            "{path}: default-src {policy:?}"
+        );
+        assert!(
+            ["'none'", "'self'"].contains(&sources("frame-src").join(" ").as_str()),
+            "{path}: frame-src {policy:?}"
+        );
+        for (name, list) in &policy {
+            for source in list {
+                // Keywords, this server, and inline data (images) only: no other origin.
+                assert!(
+                    source.starts_with('\'') || source == "data:",
+                    "{path}: {name} allows {source}"
+                );
+                assert!(
+                    !["'unsafe-eval'", "'unsafe-hashes'", "'strict-dynamic'"]
+                        .contains(&source.as_str()),
+                    "{path}: {name} allows {source}"
+                );
+                if source == "'unsafe-inline'" {
+                    assert_eq!(name, "style-src", "{path}: inline code allowed by {name}");
+                }
+            }
+        }
+        assert_eq!(answer.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+    }
+    // A message's HTML is shown only in a frame the page builds sandboxed, without exceptions
+    // (no allow-scripts), with a policy of its own that loads nothing remote.
+    let frame = http(addr, "GET", "/assets/js/views/messages.js", &[], b"").await;
+    let code = frame.text();
+    assert!(code.contains("sandbox: '',"), "{code}");
+    assert!(
+        code.contains("\"default-src 'none'; img-src data:;"),
+        "{code}"
+    );
+    harness.stop().await;
+}
+
+/// A page reached through a rebound name cannot read the page either: `GET /` with a foreign
+/// `Host` is refused, while the listener's IP and `localhost` (any port) get the page.
+#[tokio::test]
+async fn the_page_refuses_a_foreign_host() {
+    let harness = Harness::start(None).await;
+    let addr = harness.api.addr;
+    for path in ["/", "/assets/js/main.js"] {
+        let refused = http(
+            addr,
+            "GET",
+            path,
+            &[("Host", "rebind.attacker.example")],
+            b"",
+        )
+        .await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.text());
+        assert!(
+            refused.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("does not name this server"),
+            "{}",
+            refused.text()
+        );
+    }
+    for host in [addr.to_string(), format!("localhost:{}", addr.port())] {
+        let page = http(addr, "GET", "/", &[("Host", host.as_str())], b"").await;
+        assert_eq!(page.status, 200, "Host {host}");
+        assert!(
+            page.text().contains("<script type=\"module\""),
+            "Host {host}"
+        );
+    }
+    harness.stop().await;
 }

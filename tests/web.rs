@@ -218,6 +218,74 @@ async fn a_cross_site_form_post_is_refused() {
     );
 }
 
+/// A scenario with greylisting (for `grey@` only), a two-step sequence (`flaky@`: a 452, then
+/// accepted) and a permanent refusal (`gone@`), served from a file; with the `file:line` of the
+/// sequence rule.
+async fn retries_app() -> (RunningApp, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("retries.toml");
+    std::fs::write(
+        &file,
+        "[greylisting]\ndelay = \"5m\"\nretry_window = \"1h\"\nrcpt = \"grey@*\"\n\n\
+         [[rule]]\nname = \"flaky mailbox\"\nrcpt = \"flaky@*\"\nsequence = [\"mailbox_full\", \"accept\"]\n\n\
+         [[rule]]\nname = \"gone\"\nrcpt = \"gone@*\"\nreply = \"user_unknown\"\n",
+    )
+    .unwrap();
+    let mut config = AppConfig::loopback();
+    config.scenario = Some(failmail::app::ScenarioConfig {
+        path: Some(file.clone()),
+        ..Default::default()
+    });
+    let at = format!("{}:6", file.display());
+    (common::start(config).await, dir, at)
+}
+
+#[tokio::test]
+async fn the_retry_report_shows_each_attempt_and_verdict_live() {
+    let (app, _dir, at) = retries_app().await;
+    if !drive("retry_report", &app, None, &["flaky mailbox", &at]).await {
+        return;
+    }
+    // What the page showed is what the server judged.
+    let http = app.addresses().http.unwrap();
+    let (_, report) = common::binary::http_get(http, "/api/report").await;
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["messages"].as_array().unwrap().len(), 1, "{report}");
+}
+
+#[tokio::test]
+async fn greylisting_and_sequences_in_progress_show_on_the_limits_view() {
+    let (app, _dir, at) = retries_app().await;
+    drive(
+        "greylist_and_sequences",
+        &app,
+        None,
+        &["flaky mailbox", &at],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn later_bounces_show_live_with_a_token_and_their_dsns_are_marked_in_messages() {
+    let mut config = AppConfig::loopback();
+    config.http = Some(HttpConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        token: Some("bounce-token".into()),
+        hosts: Vec::new(),
+    });
+    let app = common::start(config).await;
+    if !drive("bounces", &app, Some("bounce-token"), &[]).await {
+        return;
+    }
+    let (pending, sent) = app.bounces().list();
+    assert_eq!(sent.len(), 2, "the page showed two sent");
+    assert!(
+        pending.iter().all(|n| n.kind.as_str() != "failed"),
+        "{pending:?}"
+    );
+}
+
 #[tokio::test]
 async fn ten_thousand_sessions_render_only_the_rows_in_view() {
     let Some(_) = tools::need(&tools::SMTP_SOURCE) else {
@@ -243,7 +311,11 @@ fn the_readme_shows_every_view() {
         "sessions",
         "transcript",
         "message",
+        "messages-dsn",
+        "bounces",
+        "report",
         "limits",
+        "limits-state",
         "catalog",
         "scenario-error",
         "clock",

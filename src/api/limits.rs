@@ -1,4 +1,5 @@
-//! `/api/limits`: configured limits, current usage, reset.
+//! `/api/limits`: configured limits, current usage, greylisting and sequences in progress
+//! ([`super::limit_state`]), reset.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use axum::response::Response;
 use serde::Serialize;
 
 use super::error::{json, ApiError};
+use super::limit_state::{self, InProgress};
 use super::ApiState;
 use crate::limits::{keys, Window};
 use crate::limits::{StoreError, Usage};
@@ -46,12 +48,22 @@ struct LimitsView {
     per_recipient_domain: Option<WindowView>,
     connections_per_ip: Option<u32>,
     messages_per_connection: Option<u32>,
+    greylisting: Option<GreylistingView>,
+}
+
+/// The live scenario's `[greylisting]`.
+#[derive(Serialize)]
+struct GreylistingView {
+    delay_seconds: f64,
+    retry_window_seconds: f64,
 }
 
 #[derive(Serialize)]
 struct Limits {
     limits: Option<LimitsView>,
     usage: Vec<UsageView>,
+    #[serde(flatten)]
+    in_progress: InProgress,
 }
 
 /// One key's use, and when its window frees the next use.
@@ -95,6 +107,7 @@ pub(crate) async fn get(State(state): State<ApiState>) -> Result<Response, ApiEr
             &Limits {
                 limits: None,
                 usage: Vec::new(),
+                in_progress: InProgress::default(),
             },
         ));
     };
@@ -108,6 +121,14 @@ pub(crate) async fn get(State(state): State<ApiState>) -> Result<Response, ApiEr
             .map(WindowView::from),
         connections_per_ip: settings.and_then(|l| l.connections_per_ip),
         messages_per_connection: settings.and_then(|l| l.messages_per_connection),
+        greylisting: engine
+            .scenario()
+            .greylisting
+            .as_ref()
+            .map(|g| GreylistingView {
+                delay_seconds: g.delay.as_secs_f64(),
+                retry_window_seconds: g.retry_window.as_secs_f64(),
+            }),
     };
     let now_ms = engine.clock().now_ms();
     let window_of = |key: &str| {
@@ -132,11 +153,15 @@ pub(crate) async fn get(State(state): State<ApiState>) -> Result<Response, ApiEr
             UsageView::new(u, window, now_ms)
         })
         .collect();
+    let in_progress = limit_state::read(&engine, now_ms)
+        .await
+        .map_err(unavailable)?;
     Ok(json(
         StatusCode::OK,
         &Limits {
             limits: Some(limits),
             usage,
+            in_progress,
         },
     ))
 }

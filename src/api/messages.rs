@@ -29,11 +29,17 @@ pub(crate) struct MessageView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     bounce: Option<u64>,
     subject: Option<String>,
+    /// The top-level media type (`multipart/report` for a DSN, whoever made it).
+    content_type: Option<String>,
+    /// A report's `report-type` (`delivery-status` for a DSN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report_type: Option<String>,
 }
 
 impl<'a> From<&'a StoredMessage> for MessageView<'a> {
     fn from(stored: &'a StoredMessage) -> Self {
         let m = &stored.message;
+        let headline = super::parts::headline(&m.data);
         Self {
             id: stored.id,
             received_at_ms: stored
@@ -50,7 +56,9 @@ impl<'a> From<&'a StoredMessage> for MessageView<'a> {
             recipients: &m.recipients,
             size: m.data.len(),
             bounce: stored.bounce,
-            subject: super::parts::subject(&m.data),
+            subject: headline.subject,
+            content_type: headline.content_type,
+            report_type: headline.report_type,
         }
     }
 }

@@ -18,6 +18,7 @@ pub(crate) mod events;
 pub(crate) mod guard;
 pub(crate) mod health;
 pub(crate) mod info;
+pub(crate) mod limit_state;
 pub(crate) mod limits;
 pub(crate) mod messages;
 pub(crate) mod metrics;

@@ -43,11 +43,42 @@ struct PartsView<'a> {
     attachments: Vec<AttachmentView>,
 }
 
-/// The `Subject` of a message, decoded (RFC 2047), from its header alone.
-pub(crate) fn subject(data: &[u8]) -> Option<String> {
-    MessageParser::new()
-        .parse_headers(data)
-        .and_then(|m| m.subject().map(str::to_owned))
+/// What a list of messages shows of one, from its header alone (one parse).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Headline {
+    /// The `Subject`, decoded (RFC 2047).
+    pub(crate) subject: Option<String>,
+    /// The top-level media type, lower case (`multipart/report`), when it names one.
+    pub(crate) content_type: Option<String>,
+    /// A report's `report-type` (`delivery-status` for a DSN, `feedback-report` for a
+    /// complaint), lower case.
+    pub(crate) report_type: Option<String>,
+}
+
+/// The [`Headline`] of a message.
+pub(crate) fn headline(data: &[u8]) -> Headline {
+    let Some(message) = MessageParser::new().parse_headers(data) else {
+        return Headline::default();
+    };
+    let content = message.content_type();
+    let content_type = content.map(|c| match c.subtype() {
+        Some(subtype) => format!("{}/{}", c.ctype(), subtype).to_ascii_lowercase(),
+        None => c.ctype().to_ascii_lowercase(),
+    });
+    let report_type = content
+        .filter(|_| content_type.as_deref() == Some("multipart/report"))
+        .and_then(|c| c.attributes())
+        .and_then(|attributes| {
+            attributes
+                .iter()
+                .find(|a| a.name.eq_ignore_ascii_case("report-type"))
+        })
+        .map(|a| a.value.to_ascii_lowercase());
+    Headline {
+        subject: message.subject().map(str::to_owned),
+        content_type,
+        report_type,
+    }
 }
 
 /// `Name <address>, …` of an address header.
@@ -185,7 +216,25 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n";
             .find(|(n, _)| *n == "Subject")
             .map(|(_, v)| unfold(v));
         assert_eq!(subject.as_deref(), Some("=?UTF-8?Q?caf=C3=A9?= and more"));
-        assert_eq!(super::subject(MULTIPART).as_deref(), Some("café and more"));
+        let headline = headline(MULTIPART);
+        assert_eq!(headline.subject.as_deref(), Some("café and more"));
+        assert_eq!(headline.content_type.as_deref(), Some("multipart/mixed"));
+        assert_eq!(headline.report_type, None);
+    }
+
+    #[test]
+    fn a_report_names_its_type() {
+        let dsn = b"Subject: Undelivered\r\nMIME-Version: 1.0\r\nContent-Type: Multipart/Report;\r\n Report-Type=\"Delivery-Status\"; boundary=\"b\"\r\n\r\n--b--\r\n";
+        assert_eq!(
+            headline(dsn),
+            Headline {
+                subject: Some("Undelivered".to_owned()),
+                content_type: Some("multipart/report".to_owned()),
+                report_type: Some("delivery-status".to_owned()),
+            }
+        );
+        let plain = headline(b"Subject: hi\r\n\r\nbody\r\n");
+        assert_eq!((plain.content_type, plain.report_type), (None, None));
     }
 
     #[test]

@@ -54,6 +54,57 @@ pub fn greylist_key(ip: IpAddr, mail_from: Option<&str>, rcpt: Option<&str>) -> 
     )
 }
 
+/// The parts of a greylisting key: the client's network, the sender and the recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GreylistParts<'a> {
+    /// The client's /24 (`192.0.2.0`) or /64 (`2001:db8::/64`).
+    pub network: &'a str,
+    /// The sender, case-folded (empty for the null sender).
+    pub sender: &'a str,
+    /// The recipient, case-folded.
+    pub recipient: &'a str,
+}
+
+/// Splits a key made by [`greylist_key`] back into its parts. Domains never hold a `/`, so the
+/// sender ends at the first `/` after the first `@` (a local part may hold a `/`); when no `/`
+/// follows an `@` (a sender without a domain), at the first `/`. `None` for a key of another
+/// form.
+pub fn split_greylist_key(key: &str) -> Option<GreylistParts<'_>> {
+    // An IPv6 network is written with its prefix length (`2001:db8::/64`).
+    let network_end = if key.split('/').next()?.contains(':') {
+        let first = key.find('/')?;
+        first + 1 + key[first + 1..].find('/')?
+    } else {
+        key.find('/')?
+    };
+    let network = &key[..network_end];
+    let rest = &key[network_end + 1..];
+    let after_at = rest
+        .find('@')
+        .and_then(|at| rest[at..].find('/').map(|slash| at + slash));
+    let sender_end = if rest.starts_with('/') {
+        0
+    } else {
+        after_at.or_else(|| rest.find('/'))?
+    };
+    Some(GreylistParts {
+        network,
+        sender: &rest[..sender_end],
+        recipient: &rest[sender_end + 1..],
+    })
+}
+
+/// The key of a sequence rule's attempts: the rule's index in its scenario and a hash of the
+/// (client IP, sender, recipient) triplet.
+pub fn sequence_key(rule_index: u32, triplet_hash: u64) -> String {
+    format!("{rule_index}:{triplet_hash:016x}")
+}
+
+/// The rule index a key made by [`sequence_key`] counts for.
+pub fn sequence_rule(key: &str) -> Option<u32> {
+    key.split_once(':')?.0.parse().ok()
+}
+
 /// `ip` as text: an IPv4 address cut to `v4_prefix` bits written as an address
 /// (`192.0.2.0`), the full address when nothing is cut; an IPv6 one cut to `v6_prefix` bits
 /// written as a network (`2001:db8::/64`), the full address when nothing is cut.
@@ -102,5 +153,41 @@ mod tests {
             "rcpt-domain:gmail.com"
         );
         assert!(!recipient_domain_key("x@y").starts_with(RECIPIENT_PREFIX));
+    }
+
+    #[test]
+    fn greylist_keys_split_back_into_their_parts() {
+        let v4: IpAddr = "192.0.2.77".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1:2".parse().unwrap();
+        for (ip, from, rcpt) in [
+            (v4, Some("a@x.example"), Some("b@y.example")),
+            (v6, Some("a@x.example"), Some("b@y.example")),
+            (v4, None, Some("b@y.example")),
+            (v6, None, Some("b@y.example")),
+            (v4, Some("a/b@x.example"), Some("c/d@y.example")),
+            (v6, Some("bounces+1/2@x.example"), Some("/x@y")),
+            (v4, Some("postmaster"), Some("b@y")),
+        ] {
+            let key = greylist_key(ip, from, rcpt);
+            let parts = split_greylist_key(&key).unwrap_or_else(|| panic!("{key}"));
+            assert_eq!(
+                parts,
+                GreylistParts {
+                    network: &network(ip, 24, 64),
+                    sender: from.unwrap_or(""),
+                    recipient: rcpt.unwrap(),
+                },
+                "{key}"
+            );
+        }
+        assert_eq!(split_greylist_key("no-slash"), None);
+    }
+
+    #[test]
+    fn sequence_keys_name_their_rule() {
+        let key = sequence_key(7, 0xabc);
+        assert_eq!(key, "7:0000000000000abc");
+        assert_eq!(sequence_rule(&key), Some(7));
+        assert_eq!(sequence_rule("x:1"), None);
     }
 }

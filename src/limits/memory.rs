@@ -5,6 +5,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::listing::{GreyEntry, Listing, SequenceEntry, Top};
 use super::{Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
 use crate::clock::Reading;
 use crate::eventual::Eventual;
@@ -193,6 +194,43 @@ impl LimitStore for MemoryStore {
         Eventual::now(Ok(all))
     }
 
+    fn greylist_entries<'a>(
+        &'a self,
+        since_ms: u64,
+        limit: usize,
+    ) -> Eventual<'a, Result<Listing<GreyEntry>, StoreError>> {
+        let mut top = Top::new(limit);
+        for index in 0..SHARDS {
+            let shard = self.lock(index);
+            for (key, &first_seen_ms) in &shard.greylist {
+                if first_seen_ms >= since_ms {
+                    top.offer(GreyEntry {
+                        key: key.clone(),
+                        first_seen_ms,
+                    });
+                }
+            }
+        }
+        Eventual::now(Ok(top.finish()))
+    }
+
+    fn sequences<'a>(
+        &'a self,
+        limit: usize,
+    ) -> Eventual<'a, Result<Listing<SequenceEntry>, StoreError>> {
+        let mut top = Top::new(limit);
+        for index in 0..SHARDS {
+            let shard = self.lock(index);
+            for (key, &attempts) in &shard.sequences {
+                top.offer(SequenceEntry {
+                    key: key.clone(),
+                    attempts,
+                });
+            }
+        }
+        Eventual::now(Ok(top.finish()))
+    }
+
     fn reset<'a>(&'a self) -> Eventual<'a, Result<(), StoreError>> {
         for index in 0..SHARDS {
             *self.lock(index) = Shard::default();
@@ -320,6 +358,47 @@ mod tests {
         assert_eq!(now(store.bump("k")).unwrap(), 1);
         now(store.reset()).unwrap();
         assert_eq!(now(store.bump("k")).unwrap(), 0);
+    }
+
+    #[test]
+    fn greylist_and_sequences_are_listed_bounded() {
+        let store = MemoryStore::new();
+        let delay = Duration::from_secs(300);
+        let window = Duration::from_secs(86_400);
+        for (i, at) in [10, 30, 20].into_iter().enumerate() {
+            now(store.greylist(&format!("t{i}"), Reading::from(at), delay, window)).unwrap();
+        }
+        let all = now(store.greylist_entries(0, 10)).unwrap();
+        let listed: Vec<(&str, u64)> = all
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.first_seen_ms))
+            .collect();
+        assert_eq!(listed, [("t1", 30), ("t2", 20), ("t0", 10)]);
+        assert!(!all.truncated);
+        let newest = now(store.greylist_entries(0, 1)).unwrap();
+        assert_eq!(newest.entries[0].key, "t1");
+        assert!(newest.truncated);
+        let recent = now(store.greylist_entries(20, 10)).unwrap();
+        assert_eq!(recent.entries.len(), 2, "{recent:?}");
+
+        for key in ["a", "b", "b", "b", "c", "c"] {
+            now(store.bump(key)).unwrap();
+        }
+        let sequences = now(store.sequences(2)).unwrap();
+        let listed: Vec<(&str, u64)> = sequences
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.attempts))
+            .collect();
+        assert_eq!(listed, [("b", 3), ("c", 2)]);
+        assert!(sequences.truncated);
+        now(store.reset()).unwrap();
+        assert_eq!(now(store.sequences(2)).unwrap(), Listing::default());
+        assert_eq!(
+            now(store.greylist_entries(0, 2)).unwrap(),
+            Listing::default()
+        );
     }
 
     #[test]

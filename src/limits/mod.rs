@@ -10,11 +10,13 @@
 
 pub mod connections;
 pub mod keys;
+pub mod listing;
 pub mod memory;
 pub mod redis;
 pub mod shared_clock;
 pub mod window;
 
+pub use listing::{GreyEntry, Listing, SequenceEntry};
 pub use window::{Count, LimitOverrides, Window};
 
 use std::time::Duration;
@@ -106,6 +108,20 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug + 'static {
         prefix: &'a str,
         window: Duration,
     ) -> Eventual<'a, Result<Vec<Usage>, StoreError>>;
+
+    /// The greylisting triplets first seen at `since_ms` or later, the newest first, at most
+    /// `limit` of them (for the API: what is waiting, and what passes now).
+    fn greylist_entries<'a>(
+        &'a self,
+        since_ms: u64,
+        limit: usize,
+    ) -> Eventual<'a, Result<Listing<GreyEntry>, StoreError>>;
+
+    /// The sequences counted, the most attempts first, at most `limit` of them.
+    fn sequences<'a>(
+        &'a self,
+        limit: usize,
+    ) -> Eventual<'a, Result<Listing<SequenceEntry>, StoreError>>;
 
     /// Forgets everything (limits, greylist, sequences) but the shared clock's offset.
     fn reset<'a>(&'a self) -> Eventual<'a, Result<(), StoreError>>;

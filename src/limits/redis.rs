@@ -22,12 +22,19 @@ use redis::{RedisResult, Script};
 
 use cancel::{Cancel, Canceller};
 
+use super::listing::{GreyEntry, Listing, SequenceEntry, Top};
 use super::shared_clock::RedisClock;
 use super::{Greylist, LimitCheck, LimitStore, Reserve, StoreError, Usage};
 use crate::clock::{Reading, SharedClock};
 use crate::eventual::Eventual;
 
 const PREFIX: &str = "failmail:";
+/// Where greylisting triplets live: their first sight, in ms.
+const GREY_PREFIX: &str = "failmail:grey:";
+/// Where sequences live: their attempt counters.
+const SEQ_PREFIX: &str = "failmail:seq:";
+/// Keys asked for per `SCAN` when listing.
+const SCAN_PAGE: usize = 1000;
 
 /// The offset of the clock the instances share, in milliseconds (see `super::shared_clock`).
 pub(crate) const CLOCK_KEY: &str = "failmail:clock:offset_ms";
@@ -218,6 +225,67 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Calls `found` with every key under `prefix` (without it) and its value. The keys are
+    /// walked with `SCAN` a page at a time and read with `MGET`, so that Redis serves other
+    /// clients between pages instead of being held for the whole walk; a key that expires
+    /// between the two is skipped.
+    async fn scan_values(
+        &self,
+        prefix: &str,
+        mut found: impl FnMut(String, String) + Send,
+    ) -> Result<(), StoreError> {
+        let pattern = format!("{prefix}*");
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) =
+                retry_once(&self.connection, |mut connection| {
+                    let pattern = &pattern;
+                    async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(SCAN_PAGE)
+                            .query_async(&mut connection)
+                            .await
+                    }
+                })
+                .await
+                .map_err(store_error)?;
+            if !keys.is_empty() {
+                let values: Vec<Option<Vec<u8>>> =
+                    retry_once(&self.connection, |mut connection| {
+                        let keys = &keys;
+                        async move {
+                            redis::cmd("MGET")
+                                .arg(keys)
+                                .query_async(&mut connection)
+                                .await
+                        }
+                    })
+                    .await
+                    .map_err(store_error)?;
+                for (key, value) in keys.iter().zip(values) {
+                    let (Some(value), Some(key)) = (value, key.strip_prefix(prefix.as_bytes()))
+                    else {
+                        continue;
+                    };
+                    found(
+                        String::from_utf8_lossy(key).into_owned(),
+                        String::from_utf8_lossy(&value).into_owned(),
+                    );
+                }
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
 fn mark_key(token: u64) -> String {
     format!("{PREFIX}cancelled:{token:016x}")
 }
@@ -299,7 +367,7 @@ impl LimitStore for RedisStore {
         let mut invocation = self.greylist.prepare_invoke();
         invocation
             .key(CLOCK_KEY)
-            .key(format!("{PREFIX}grey:{key}"))
+            .key(format!("{GREY_PREFIX}{key}"))
             .arg(now.ms)
             .arg(now.shared_offset_ms)
             .arg(delay.as_millis() as u64)
@@ -315,7 +383,7 @@ impl LimitStore for RedisStore {
     }
 
     fn bump<'a>(&'a self, key: &'a str) -> Eventual<'a, Result<u64, StoreError>> {
-        let key = format!("{PREFIX}seq:{key}");
+        let key = format!("{SEQ_PREFIX}{key}");
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("INCR")
@@ -369,6 +437,44 @@ impl LimitStore for RedisStore {
             }
             usage.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(usage)
+        })
+    }
+
+    fn greylist_entries<'a>(
+        &'a self,
+        since_ms: u64,
+        limit: usize,
+    ) -> Eventual<'a, Result<Listing<GreyEntry>, StoreError>> {
+        Eventual::later(async move {
+            let mut top = Top::new(limit);
+            self.scan_values(GREY_PREFIX, |key, value| {
+                // The script stores a Lua number: an integer, written without exponent.
+                let Ok(first_seen) = value.parse::<f64>() else {
+                    return;
+                };
+                let first_seen_ms = first_seen as u64;
+                if first_seen_ms >= since_ms {
+                    top.offer(GreyEntry { key, first_seen_ms });
+                }
+            })
+            .await?;
+            Ok(top.finish())
+        })
+    }
+
+    fn sequences<'a>(
+        &'a self,
+        limit: usize,
+    ) -> Eventual<'a, Result<Listing<SequenceEntry>, StoreError>> {
+        Eventual::later(async move {
+            let mut top = Top::new(limit);
+            self.scan_values(SEQ_PREFIX, |key, value| {
+                if let Ok(attempts) = value.parse::<u64>() {
+                    top.offer(SequenceEntry { key, attempts });
+                }
+            })
+            .await?;
+            Ok(top.finish())
         })
     }
 

@@ -148,7 +148,7 @@ impl Engine {
             let outcome = match &rule.action {
                 Action::Always(outcome) => outcome,
                 Action::Sequence(steps) => {
-                    let key = format!("{}:{:016x}", rule.index, triplet_key(rule.index, view));
+                    let key = keys::sequence_key(rule.index, triplet_key(rule.index, view));
                     let attempt = self.store.bump(&key).await?;
                     &steps[(attempt as usize).min(steps.len() - 1)]
                 }

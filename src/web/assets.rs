@@ -50,9 +50,12 @@ pub(crate) static ASSETS: &[Asset] = &[
     asset!("js/format.js", JS),
     asset!("js/sessions-model.js", JS),
     asset!("js/vlist.js", JS),
+    asset!("js/refetch.js", JS),
     asset!("js/views/registry.js", JS),
     asset!("js/views/sessions.js", JS),
     asset!("js/views/messages.js", JS),
+    asset!("js/views/bounces.js", JS),
+    asset!("js/views/report.js", JS),
     asset!("js/views/limits.js", JS),
     asset!("js/views/catalog.js", JS),
     asset!("js/views/scenario.js", JS),
@@ -128,6 +131,63 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// What turns a string into markup. The page builds every element with the DOM (`h()` in
+    /// `js/dom.js`, text through `textContent` and text nodes), so none of these is used at
+    /// all, not even with a constant string: a client's text could never reach one.
+    const MARKUP_SINKS: [&str; 9] = [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "createContextualFragment",
+        "DOMParser",
+        "setHTMLUnsafe",
+        "parseHTMLUnsafe",
+        "srcdoc",
+    ];
+
+    /// The one exception: a message's HTML part goes into a sandboxed frame's `srcdoc`
+    /// (`sandboxedFrame` in this file), which runs no script and loads nothing remote.
+    const SANDBOXED_FRAME: &str = "js/views/messages.js";
+
+    #[test]
+    fn no_code_of_the_page_writes_markup_from_a_string() {
+        let mut frames = 0;
+        for asset in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
+            let text = std::str::from_utf8(asset.bytes).unwrap();
+            for (number, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") || code.starts_with('*') || code.starts_with("/*") {
+                    continue;
+                }
+                for sink in MARKUP_SINKS {
+                    if !code.contains(sink) {
+                        continue;
+                    }
+                    let at = format!("{}:{}: {code}", asset.path, number + 1);
+                    assert!(
+                        sink == "srcdoc" && asset.path == SANDBOXED_FRAME,
+                        "{at}: {sink} inserts markup; build elements with h() instead"
+                    );
+                    assert!(
+                        code.starts_with(
+                            "frame.srcdoc = `<meta http-equiv=\"Content-Security-Policy\""
+                        ),
+                        "{at}: the frame's HTML must start with its own policy"
+                    );
+                    frames += 1;
+                }
+            }
+        }
+        assert_eq!(frames, 1, "one sandboxed frame shows a message's HTML");
+        let frame = std::str::from_utf8(find(SANDBOXED_FRAME).unwrap().bytes).unwrap();
+        assert!(
+            frame.contains("sandbox: '',"),
+            "the frame is sandboxed without exceptions"
+        );
+        assert!(frame.contains("const FRAME_POLICY = \"default-src 'none'; img-src data:;"));
     }
 
     #[test]

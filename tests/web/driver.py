@@ -136,12 +136,35 @@ def check(condition, message):
         raise Failed(message)
 
 
-def api(args, path):
-    request = urllib.request.Request(f"http://{args.http}{path}")
+def api(args, path, body=None):
+    """Calls failmail's API as a program would (GET, or POST with a JSON body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://{args.http}{path}", data=data)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     if args.token:
         request.add_header("Authorization", f"Bearer {args.token}")
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
+
+
+def show(page, fragment):
+    """Goes to another view in the same document (the address's fragment only)."""
+    page.js("location.hash = arguments[0];", fragment)
+
+
+def fits_a_small_screen(page, fragment, selector):
+    """On a 390 px wide phone, the view shows `selector` and nothing is wider than the screen."""
+    page.resize(390, 844, mobile=True)
+    show(page, fragment)
+    page.wait(lambda d: d.find_elements(By.CSS_SELECTOR, selector), f"{selector} on a small screen")
+    width = page.js("return document.documentElement.scrollWidth")
+    check(width <= 390, f"{fragment} is {width} px wide on a 390 px screen")
+    page.resize(1280, 800)
+
+
+def rows(page, selector):
+    return page.driver.find_elements(By.CSS_SELECTOR, selector)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -390,7 +413,10 @@ EVIL_FORM = """<!doctype html><form id=f method=post action="http://{target}/api
 
 def cross_site_post(page, args):
     """A plain form on another site posts to /api/reset (what any page a developer visits could
-    do). The Rust test then checks that nothing was reset."""
+    do): the browser shows failmail's 403 answer, its JSON error saying the request came from
+    another site, so the post reached failmail and was refused. (Allowed, the reset would answer
+    204, and the browser would stay on the form.) The Rust test then checks that nothing was
+    reset."""
     class Evil(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             body = EVIL_FORM.format(target=args.http).encode()
@@ -407,12 +433,136 @@ def cross_site_post(page, args):
     # A host name that is not the API's (localhost would be its own site): a cross-site page.
     page.driver.get(f"http://evil.test:{evil.server_address[1]}/")
     page.wait(lambda d: d.find_elements(By.ID, "f"), "the other site's form")
-    before = page.driver.current_url
     page.js("document.getElementById('f').submit();")
-    # The post is answered: the browser shows the answer (an error page) or stays (204).
-    page.wait(lambda d: d.current_url != before or page.js("return document.readyState") == "complete",
-              "the post to be answered")
+    target = f"http://{args.http}/api/reset"
+    page.wait(lambda d: d.current_url == target and "another site" in page.text(),
+              "failmail's refusal of the cross-site post shown in the browser")
+    answer = json.loads(page.text())
+    check(answer["error"] == "a request from another site may not change state", f"the answer: {answer}")
     evil.shutdown()
+
+
+def bounces(page, args):
+    """Later bounces, with --http-token: pending ones appear live with their due time; moving
+    the server's clock sends them, and the list shows them sent without a reload; one opened
+    shows its recipient, status, catalog entry and its raw DSN. The stored DSN and complaint are
+    marked in Messages."""
+    page.open(ready=False)
+    page.wait(lambda d: page.js("return !document.getElementById('token').hidden"), "the token screen")
+    page.driver.find_element(By.ID, "token-input").send_keys(args.token, Keys.ENTER)
+    page.wait(lambda d: page.js("return document.getElementById('live').dataset.state") == "live",
+              "the stream to be live with the token")
+    show(page, "#/bounces")
+    page.wait_text("#main", "No later bounce yet")
+    page.js("window.__sameDocument = true;")
+    for sender, rcpt in (("bounces+42@app.example", "user_unknown+async@example.test"),
+                         ("bounces+43@app.example", "complaint+async@example.test"),
+                         ("bounces+44@app.example", "mailbox_full+async@example.test")):
+        swaks(args, "--from", sender, "--to", rcpt)
+    row = "a.bounce-row[data-bounce]"
+    page.wait(lambda d: len(rows(page, f"{row}[data-state=pending]")) >= 3, "three pending bounces, live")
+    failure = "//a[contains(@class,'bounce-row')][contains(., 'user_unknown+async')]"
+    text = page.driver.find_element(By.XPATH, failure).text
+    check("5.1.1" in text and "due in" in text and "failure DSN" in text, f"the pending failure: {text!r}")
+    api(args, "/api/clock/advance", {"seconds": 120})
+    page.wait(lambda d: len(rows(page, f"{row}[data-state=sent]")) == 2, "the two due bounces shown sent")
+    check(page.js("return window.__sameDocument === true"), "the page was reloaded")
+    delayed = page.text(f"{row}[data-state=pending]")
+    check("mailbox_full+async@example.test" in delayed and "delay DSN" in delayed, f"still pending: {delayed!r}")
+    page.driver.find_element(By.XPATH, failure).click()
+    page.wait_text(".detail-pane table.recipients", "user_unknown+async@example.test")
+    recipients = page.text(".detail-pane table.recipients")
+    check("5.1.1" in recipients and "user_unknown" in recipients and "550" in recipients, recipients)
+    check("bounces+42@app.example" in page.text(".detail-pane .facts"), page.text(".detail-pane .facts"))
+    page.click("button[data-action=raw]")
+    page.wait_text("pre.raw", "Final-Recipient: rfc822; user_unknown+async@example.test")
+    raw = page.text("pre.raw")
+    check("Action: failed" in raw and "Status: 5.1.1" in raw, raw[:2000])
+    page.shot("bounces")
+    # The notifications, stored as messages to the senders, are marked as such.
+    show(page, "#/messages")
+    page.wait(lambda d: rows(page, "a.message-row[data-notification=DSN]")
+              and rows(page, "a.message-row[data-notification=complaint]"), "the DSN and the complaint marked")
+    check(page.js("return document.querySelector(\"a.message-row[data-message='1']\").dataset.notification") == "",
+          "the original message marked as a notification")
+    page.click("a.message-row[data-notification=DSN]")
+    page.wait_text(".facts .notification", "DSN (multipart/report; delivery-status) made by failmail: bounce #")
+    page.shot("messages-dsn")
+    fits_a_small_screen(page, "#/bounces", f"{row}[data-state=sent]")
+
+
+def retry_report(page, args):
+    """The retry report, live: a first attempt greylisted, refused with a 4xx by a sequence and
+    with a 5xx; after the clock moved, a retry delivered to the first two (and the 5xx recipient
+    tried again). Each recipient's timeline, status and verdicts are shown as they change,
+    without a reload."""
+    page.open("#/report")
+    page.wait_text("#main", "No attempt yet")
+    page.js("window.__sameDocument = true;")
+    recipients = ("grey@example.test", "flaky@example.test", "gone@example.test")
+    with smtp_client(args) as client:
+        client.ehlo("app.example")
+        client.mail("app@example.com")
+        codes = [client.rcpt(r)[0] for r in recipients]
+        check(codes[0] // 100 == 4 and codes[1] == 452 and codes[2] == 550, f"first attempt: {codes}")
+    block = lambda rcpt: f".report-rcpt[data-rcpt='{rcpt}']"
+    status = lambda rcpt: page.js("return document.querySelector(arguments[0])?.dataset.status", block(rcpt))
+    page.wait(lambda d: (status(recipients[0]), status(recipients[1]), status(recipients[2]))
+              == ("still_pending", "still_pending", "bounced"), "the first attempt judged, live")
+    verdict = lambda rcpt, name: page.js(
+        "return document.querySelector(arguments[0] + ` .verdict[data-verdict='${arguments[1]}']`)?.dataset.result",
+        block(rcpt), name)
+    check(verdict(recipients[1], "retried_after_temporary") == "pending", "a retry still awaited is pending")
+    api(args, "/api/clock/advance", {"seconds": 360})
+    with smtp_client(args) as client:
+        client.ehlo("app.example")
+        client.mail("app@example.com")
+        codes = [client.rcpt(r)[0] for r in recipients]
+        check(codes == [250, 250, 550], f"the retry: {codes}")
+        code, _ = client.data("Message-ID: <retry-1@app.example>\r\nSubject: retried\r\n\r\nHello.\r\n")
+        check(code == 250, f"DATA: {code}")
+    page.wait(lambda d: (status(recipients[0]), status(recipients[1])) == ("delivered", "delivered"),
+              "the retry delivered, live")
+    page.wait(lambda d: verdict(recipients[2], "stopped_after_permanent") == "fail", "the 5xx retried: a failed verdict")
+    check(verdict(recipients[0], "respected_greylist_delay") == "pass", "greylist verdict")
+    check(verdict(recipients[1], "retried_after_temporary") == "pass", "retry verdict")
+    check(page.js("return window.__sameDocument === true"), "the page was reloaded")
+    flaky = page.text(block(recipients[1]))
+    for needle in ("452 4.2.2", "temporary at rcpt", "accepted", "waited 6 min", f"RULE\n{args.arg[0]}",
+                   f"AT\n{args.arg[1]}", "CATALOG\nmailbox_full", "session #1", "session #2"):
+        check(needle in flaky, f"{needle!r} not in the timeline:\n{flaky}")
+    check("<retry-1@app.example>" in page.text(".report-message h3"), page.text(".report-message h3"))
+    check(page.js("return document.querySelector('.report-summary').dataset.ok") == "false", "the report is not ok")
+    page.shot("report")
+    fits_a_small_screen(page, "#/report", ".report-rcpt")
+
+
+def greylist_and_sequences(page, args):
+    """Greylisting and sequences in progress on the Limits view, live: a greylisted triplet
+    with the time its retry passes, a sequence with its rule and next step."""
+    page.open("#/limits")
+    page.wait_text(".greylist-card", "No triplet is waiting")
+    page.wait_text(".sequences-card", "No sequence has counted an attempt")
+    page.js("window.__sameDocument = true;")
+    with smtp_client(args) as client:
+        client.ehlo("app.example")
+        client.mail("app@example.com")
+        codes = [client.rcpt(r)[0] for r in ("grey@example.test", "flaky@example.test")]
+        check(codes[0] // 100 == 4 and codes[1] == 452, f"the attempt: {codes}")
+    triplet = "table.greylist tr[data-recipient='grey@example.test']"
+    page.wait(lambda d: rows(page, triplet), "the greylisted triplet, live")
+    text = page.text(triplet)
+    check("127.0.0.0" in text and "app@example.com" in text and re.search(r"in (4 min|5 min)", text),
+          f"the triplet: {text!r}")
+    sequence = f"table.sequences tr[data-rule='{args.arg[0]}']"
+    page.wait(lambda d: rows(page, sequence), "the sequence, live")
+    check(page.text(f"{sequence} .step.next") == "accept", f"the next step: {page.text(sequence)!r}")
+    check(page.text(f"{sequence} .step.done") == "mailbox_full", page.text(sequence))
+    check(args.arg[1] in page.text(sequence), page.text(sequence))
+    check(page.js("return window.__sameDocument === true"), "the page was reloaded")
+    page.js("document.querySelector('.state-grid').scrollIntoView({block: 'start'})")
+    page.shot("limits-state")
+    fits_a_small_screen(page, "#/limits", triplet)
 
 
 def many_sessions(page, args):
@@ -461,7 +611,8 @@ def views(page, args):
 
 
 CHECKS = {f.__name__: f for f in (live_session, rule_refusal, limits_chart, scenario_editor,
-                                  clock_buttons, xss, token, cross_site_post, many_sessions, views)}
+                                  clock_buttons, xss, token, cross_site_post, many_sessions, views,
+                                  bounces, retry_report, greylist_and_sequences)}
 
 
 def main():

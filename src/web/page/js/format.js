@@ -28,6 +28,13 @@ export function duration(seconds) {
   return parts.slice(0, 2).join(' ');
 }
 
+/** A delay given in ms: `250 ms`, `1.1 s`, then as [`duration`] (`4 min 10 s`). */
+export function delay(ms) {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1).replace(/\.0$/, '')} s`;
+  return duration(ms / 1000);
+}
+
 /** `2.4 KiB` */
 export function bytes(n) {
   if (n < 1024) return `${n} B`;

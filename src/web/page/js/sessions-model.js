@@ -122,6 +122,8 @@ export class SessionsModel {
   /** Applies a batch of events (any order; a session's own events come in order). */
   applyAll(events) {
     for (const event of events) {
+      // Session 0 is no SMTP session: the notifications failmail sends later are recorded there.
+      if (!event.session) continue;
       let session = this.byId.get(event.session);
       if (!session) {
         session = new Session(event.session);

@@ -1,9 +1,10 @@
 // Limits: each sending limit's use (per account, per IP) with the time its window frees its next
-// use, and a live chart of accepted and refused per second over the last minutes.
+// use, a live chart of accepted and refused per second over the last minutes, and greylisting
+// and sequences in progress (each triplet with when it passes, each sequence with its next step).
 
 import uPlot from '../../vendor/uPlot.esm.js';
 import { h, replace } from '../dom.js';
-import { count, duration, dateTime } from '../format.js';
+import { count, duration, dateTime, clockTime } from '../format.js';
 
 const SERIES = [
   { key: 'accepted', label: 'accepted / s', stroke: '#12805c', fill: 'rgba(18,128,92,0.10)' },
@@ -80,12 +81,65 @@ function usageTable(title, window, usage, ctx) {
       : h('p', { class: 'muted', text: window ? 'Nothing used in the current window.' : '' }));
 }
 
+/** A cell that counts down to `at` (ms on the server's clock); `done` once it passed. */
+function countdown(at, done) {
+  return h('td', { class: 'countdown', data: { at: at ?? '', done }, title: at ? dateTime(at) : '' });
+}
+
+/** Greylisting in progress: each triplet remembered, with when a retry passes. */
+function greylistCard(limits, settings) {
+  const rows = limits.greylist.map((g) => h('tr', { data: { key: g.key, recipient: g.recipient ?? '' } },
+    h('td', { class: 'key', text: g.network ?? g.key }),
+    h('td', { class: 'key', text: g.sender === '' ? '<>' : (g.sender ?? '') }),
+    h('td', { class: 'key', text: g.recipient ?? '' }),
+    h('td', { class: 'when', text: clockTime(g.first_seen_ms), title: dateTime(g.first_seen_ms) }),
+    countdown(g.passes_at_ms, 'passes now'),
+    countdown(g.expires_at_ms, 'forgotten')));
+  const about = settings
+    ? `A new (client network, sender, recipient) is refused for ${duration(settings.delay_seconds)}; a retry after that passes, and the triplet is remembered ${duration(settings.retry_window_seconds)} from its first attempt.`
+    : 'The live scenario has no [greylisting] section: nothing is greylisted (triplets below are left from an earlier one).';
+  return h('section', { class: 'card state-card greylist-card' },
+    h('h3', { text: `Greylisting (${count(limits.greylist.length)}${limits.greylist_truncated ? '+' : ''})` }),
+    h('p', { class: 'muted', text: about }),
+    rows.length
+      ? h('div', { class: 'table-scroll' }, h('table', { class: 'usage greylist' },
+        h('thead', {}, h('tr', {}, ...['Client network', 'Sender', 'Recipient', 'First seen', 'A retry passes', 'Forgotten'].map((t) => h('th', { text: t })))),
+        h('tbody', {}, rows)))
+      : h('p', { class: 'muted', text: settings ? 'No triplet is waiting.' : '' }),
+    limits.greylist_truncated ? h('p', { class: 'muted small', text: 'More triplets are remembered: the newest 1,000 are shown.' }) : null);
+}
+
+/** Sequences in progress: each one's attempts, its rule, and the step its next attempt gets. */
+function sequencesCard(limits) {
+  const rows = limits.sequences.map((s) => {
+    const next = Math.min(s.attempts, s.steps.length - 1);
+    return h('tr', { data: { key: s.key, rule: s.rule_name ?? '' } },
+      h('td', {}, h('span', { text: s.rule_name ?? (s.rule === null ? '?' : `rule ${s.rule}`) }),
+        s.rule_at ? h('span', { class: 'muted small', text: ` ${s.rule_at}` }) : null),
+      h('td', { class: 'key muted', text: s.key.slice(s.key.indexOf(':') + 1), title: 'a hash of the client IP, sender and recipient' }),
+      h('td', { class: 'attempts', text: count(s.attempts) }),
+      h('td', { class: 'steps' }, s.steps.length
+        ? s.steps.map((step, i) => h('span', { class: `step${i < next ? ' done' : ''}${i === next ? ' next' : ''}`, text: step }))
+        : h('span', { class: 'muted', text: 'not a sequence of the live scenario' })));
+  });
+  return h('section', { class: 'card state-card sequences-card' },
+    h('h3', { text: `Sequences (${count(limits.sequences.length)}${limits.sequences_truncated ? '+' : ''})` }),
+    h('p', { class: 'muted', text: 'A rule with sequence = [...] gives the n-th attempt of each (client IP, sender, recipient) its n-th step; the last repeats. The next step is marked.' }),
+    rows.length
+      ? h('div', { class: 'table-scroll' }, h('table', { class: 'usage sequences' },
+        h('thead', {}, h('tr', {}, ...['Rule', 'Triplet', 'Attempts', 'Steps'].map((t) => h('th', { text: t })))),
+        h('tbody', {}, rows)))
+      : h('p', { class: 'muted', text: 'No sequence has counted an attempt.' }),
+    limits.sequences_truncated ? h('p', { class: 'muted small', text: 'More sequences are counted: the 1,000 with the most attempts are shown.' }) : null);
+}
+
 function mount(root, ctx) {
   const chartCard = h('section', { class: 'card chart-card' },
     h('div', { class: 'card-head' }, h('h2', { text: 'Accepted and refused per second' }), h('span', { class: 'muted', text: 'up to the last 5 minutes, one point a second' })));
   const config = h('div', { class: 'limits-config' });
   const tables = h('div', { class: 'usage-grid' });
-  root.append(h('div', { class: 'page-narrow' }, chartCard, config, tables));
+  const state = h('div', { class: 'state-grid' });
+  root.append(h('div', { class: 'page-narrow' }, chartCard, config, tables, state));
   const plot = chart(chartCard, ctx);
   let loading = false;
   let wakeup = null;
@@ -95,14 +149,15 @@ function mount(root, ctx) {
   const tick = () => {
     const now = ctx.serverNow();
     let next = Infinity;
-    for (const cell of tables.querySelectorAll('td.frees')) {
+    for (const cell of root.querySelectorAll('td.frees, td.countdown')) {
       const at = Number(cell.dataset.at);
       if (!at) {
         cell.textContent = '—';
         continue;
       }
       const left = (at - now) / 1000;
-      cell.textContent = left > 0 ? `in ${duration(left)}` : 'now';
+      cell.textContent = left > 0 ? `in ${duration(left)}` : (cell.dataset.done ?? 'now');
+      cell.classList.toggle('passed', left <= 0);
       if (at > now) next = Math.min(next, at);
     }
     for (const fill of tables.querySelectorAll('.meter-fill')) fill.style.width = `${Number(fill.dataset.share) * 100}%`;
@@ -124,6 +179,7 @@ function mount(root, ctx) {
           h('dt', { text: 'Connections per IP' }), h('dd', { text: l.connections_per_ip ?? 'none' }),
           h('dt', { text: 'Messages per connection' }), h('dd', { text: l.messages_per_connection ?? 'none' })));
       const of = (prefix) => limits.usage.filter((u) => u.key.startsWith(prefix));
+      replace(state, l ? [greylistCard(limits, l.greylisting), sequencesCard(limits)] : null);
       if (l && (l.per_account || l.per_ip)) {
         replace(tables,
           usageTable('Per account', l.per_account, of('account:'), ctx),
@@ -155,7 +211,8 @@ function mount(root, ctx) {
     ctx.on('rates', () => plot.update()),
     ctx.on('clock', () => load()),
     ctx.on('events', (events) => {
-      if (!events.some((e) => e.type === 'message' || (e.type === 'reply' && e.code >= 400))) return;
+      // Uses, refusals, and rule decisions (a sequence counts its accepts too).
+      if (!events.some((e) => e.type === 'message' || (e.type === 'reply' && (e.code >= 400 || e.rule != null)))) return;
       const wait = 1000 - (performance.now() - lastLoad);
       if (wait <= 0) load();
       else if (!trailing) trailing = setTimeout(() => { trailing = null; load(); }, wait);

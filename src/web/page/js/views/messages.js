@@ -1,6 +1,6 @@
-// Messages: the captured messages, newest first, live; one message's headers, text part, HTML
-// part (in a sandboxed frame: no script runs, nothing remote loads), attachments, and its raw
-// bytes to download.
+// Messages: the captured messages, newest first, live, DSNs and other notifications marked as
+// such; one message's headers, text part, HTML part (in a sandboxed frame: no script runs,
+// nothing remote loads), attachments, and its raw bytes to download.
 
 import { h, replace, frameThrottle } from '../dom.js';
 import { bytes, count, dateTime } from '../format.js';
@@ -22,6 +22,19 @@ export function sandboxedFrame(html) {
   return frame;
 }
 
+/**
+ * What a message is when it is a notification: a DSN (multipart/report of type
+ * delivery-status, whoever made it), a complaint (feedback-report), another report, or another
+ * notification failmail made (an auto-reply). Null for any other message.
+ */
+export function notification(m) {
+  if (m.report_type === 'delivery-status') return 'DSN';
+  if (m.report_type === 'feedback-report') return 'complaint';
+  if (m.content_type === 'multipart/report') return 'report';
+  if (m.bounce) return 'auto-reply';
+  return null;
+}
+
 function createRow() {
   const cell = (name) => h('span', { class: `cell ${name}` });
   return h('a', { class: 'message-row', role: 'listitem' }, cell('time'), cell('from'), cell('to'), cell('subject'), cell('size'));
@@ -35,8 +48,11 @@ function fillRow(row, m, selected) {
   time.textContent = dateTime(m.received_at_ms);
   from.textContent = m.mail_from || '<>';
   to.textContent = m.recipients.join(', ');
-  subject.textContent = m.subject ?? '(no subject)';
+  const kind = notification(m);
+  replace(subject, kind ? h('span', { class: 'tag notice', text: kind, title: m.bounce ? `made by failmail: bounce #${m.bounce}` : 'a report from the client' }) : null,
+    m.subject ?? '(no subject)');
   subject.classList.toggle('muted', !m.subject);
+  row.dataset.notification = kind ?? '';
   size.textContent = bytes(m.size);
 }
 
@@ -78,9 +94,14 @@ function detailContent(ctx, id, parts, envelope) {
       h('dt', { text: 'To' }), h('dd', { text: parts.to ?? '—' }),
       h('dt', { text: 'Date' }), h('dd', { text: parts.date ?? '—' }),
       h('dt', { text: 'Envelope' }), h('dd', { text: `MAIL FROM:<${envelope.mail_from}> → ${envelope.recipients.map((r) => `<${r}>`).join(' ')}` }),
-      h('dt', { text: 'Client' }), h('dd', {}, `${envelope.peer}${envelope.helo ? ` (HELO ${envelope.helo})` : ''}${envelope.tls ? ', TLS' : ''} — `,
-        h('a', { href: `#/sessions/${envelope.session}`, text: `session #${envelope.session}` })),
-      h('dt', { text: 'Queue id' }), h('dd', { text: `${envelope.queue_id} · ${bytes(envelope.size)}` })),
+      h('dt', { text: 'Client' }), envelope.bounce
+        ? h('dd', { text: 'failmail itself (a later notification, in no SMTP session)' })
+        : h('dd', {}, `${envelope.peer}${envelope.helo ? ` (HELO ${envelope.helo})` : ''}${envelope.tls ? ', TLS' : ''} — `,
+          h('a', { href: `#/sessions/${envelope.session}`, text: `session #${envelope.session}` })),
+      h('dt', { text: 'Queue id' }), h('dd', { text: `${envelope.queue_id} · ${bytes(envelope.size)}` }),
+      notification(envelope) ? [h('dt', { text: 'Notification' }), h('dd', { class: 'notification' },
+        `${notification(envelope)} (${envelope.content_type}${envelope.report_type ? `; ${envelope.report_type}` : ''})`,
+        envelope.bounce ? [' made by failmail: ', h('a', { href: `#/bounces/${envelope.bounce}`, text: `bounce #${envelope.bounce}` })] : ' sent by the client')] : null),
     parts.attachments.length ? h('div', { class: 'attachments' },
       h('h3', { text: `Attachments (${parts.attachments.length})` }),
       h('ul', {}, parts.attachments.map((a) => h('li', {},

@@ -82,6 +82,13 @@ function transcriptLine(event, startMs) {
       return h('div', { class: 't-line t-note ok' }, at,
         h('span', { text: `message accepted: queue id ${event.queue_id}, ${count(event.size)} octets — ` }),
         h('a', { href: `#/messages/${event.message_id}`, text: `open message #${event.message_id}` }));
+    case 'bounce_scheduled':
+      return h('div', { class: 't-line t-note temp' }, at,
+        h('span', { text: `later: a ${event.kind.replace('_', ' ')} notification to <${event.to}> about ${event.recipients.join(', ')}, due ${dateTime(event.due_at_ms)} — ` }),
+        h('a', { href: `#/bounces/${event.bounce}`, text: `bounce #${event.bounce}` }));
+    case 'bounce_refused':
+      return h('div', { class: 't-line t-note perm' }, at,
+        h('span', { text: `refused with 451 4.3.0: ${count(event.pending)} notifications were pending already (--max-pending-bounces)` }));
     case 'session_end':
       return h('div', { class: 't-line t-note' }, at, h('span', { text: `closed${event.auth_user ? `, authenticated as ${event.auth_user}` : ''}` }));
     default:
