@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -94,15 +94,19 @@ class Page:
 
     def wait(self, condition, what, timeout=WAIT):
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
+                                 ignored_exceptions=(StaleElementReferenceException,)).until(
                 lambda d: condition(d), message=what)
         except TimeoutException:
             raise Failed(f"timed out after {timeout} s waiting for {what}\npage text:\n"
                          f"{self.text()[:3000]}") from None
 
     def text(self, selector="body"):
-        found = self.driver.find_elements(By.CSS_SELECTOR, selector)
-        return "\n".join(e.text for e in found)
+        # Read in one script run: the page redraws its tables on every event, so elements found
+        # first and read one by one afterwards may be gone by then (a stale element reference).
+        return self.js(
+            "return Array.from(document.querySelectorAll(arguments[0]))"
+            ".map(e => e.innerText).join('\\n')", selector)
 
     def wait_text(self, selector, needle, what=None):
         return self.wait(lambda d: needle in self.text(selector), what or f"{needle!r} in {selector}")
