@@ -84,7 +84,7 @@ impl SequenceView {
         let next = usize::try_from(entry.attempts).unwrap_or(usize::MAX);
         Self {
             rule,
-            rule_name: sequence.and_then(|(rule, _)| rule.name.clone()),
+            rule_name: sequence.and_then(|(rule, _)| rule.name().map(str::to_owned)),
             rule_at: sequence.map(|(rule, _)| rule.reference.location()),
             next_step: steps.get(next.min(steps.len().saturating_sub(1))).cloned(),
             steps,
