@@ -43,7 +43,8 @@
 //!    server only through the API under `/api`.
 //! 10. [`app`]: the one composition root, which builds the pieces above once and wires them.
 //! 11. [`testing`]: [`testing::TestServer`], failmail inside a Rust test, started through
-//!     [`app`]. (`main.rs`, the command line, also starts through [`app`].)
+//!     [`app`]. (`main.rs`, the command line, also starts through [`app`]; `cli.rs` beside
+//!     it is the binary's own, formatting what `failmail catalog` and `failmail report` print.)
 //!
 //! Where to look: "where is the RCPT reply decided?" — [`scenario::engine`]; "what does the
 //! server say on its own?" — [`smtp::session`] and [`smtp::reply::fixed`]; "where do I add a

@@ -13,12 +13,9 @@ use failmail::bounces::{BounceConfig, ForwardConfig};
 use failmail::clock::{parse_duration, OffsetClock};
 use failmail::import::timing::Timing;
 use failmail::import::{emit, ImportError};
-use failmail::journal::attempts::Report;
 use failmail::journal::{AttemptsConfig, JournalConfig};
 use failmail::limits::{LimitOverrides, Window};
-use failmail::scenario::catalog::Catalog;
 use failmail::scenario::compile::Scenario;
-use failmail::scenario::domains::DomainFlavors;
 use failmail::scenario::flavor::Flavor;
 use failmail::server::tls::CertificateSource;
 use failmail::server::{ServerConfig, Timeouts};
@@ -26,6 +23,9 @@ use failmail::smtp::session::{
     AuthPolicy, SessionConfig, DEFAULT_MAX_ERRORS, DEFAULT_MAX_JUNK_COMMANDS,
 };
 use tracing_subscriber::EnvFilter;
+
+mod cli;
+use cli::{catalog, domain_table, print_out, report, style_table, CatalogFormat, ReportFormat};
 
 /// An SMTP test server that answers with the realistic failures real mail providers send.
 #[derive(Parser, Debug)]
@@ -131,18 +131,6 @@ enum LimitPreset {
     Gmail,
     /// Exchange Online's receiving limit: 3,600 messages/hour per recipient mailbox.
     Exchange,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum CatalogFormat {
-    Table,
-    Json,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum ReportFormat {
-    Table,
-    Json,
 }
 
 #[derive(Args, Debug)]
@@ -583,97 +571,6 @@ fn check(files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn catalog(flavor: Flavor, format: CatalogFormat) -> anyhow::Result<()> {
-    let catalog = Catalog::builtin();
-    match format {
-        CatalogFormat::Json => {
-            let entries: Vec<serde_json::Value> = catalog
-                .entries()
-                .iter()
-                .map(|entry| {
-                    let (variant, used) = entry.variant(flavor);
-                    serde_json::json!({
-                        "name": entry.name,
-                        "summary": entry.summary,
-                        "phase": entry.phase.as_str(),
-                        "flavor": used.as_str(),
-                        "code": variant.code,
-                        "status": variant.status.to_string(),
-                        "text": variant.text,
-                        "source": variant.source,
-                        "note": variant.note,
-                        "flavors": entry.flavors().map(|f| f.as_str()).collect::<Vec<_>>(),
-                        "variants": variants(entry),
-                    })
-                })
-                .collect();
-            print_out(&(serde_json::to_string_pretty(&entries)? + "\n"))?;
-        }
-        CatalogFormat::Table => {
-            use std::fmt::Write as _;
-            let mut table = format!(
-                "{:<28} {:<9} {:<4} {:<8} {:<8} TEXT\n",
-                "NAME", "PHASE", "CODE", "STATUS", "FLAVOR"
-            );
-            for entry in catalog.entries() {
-                let (variant, used) = entry.variant(flavor);
-                writeln!(
-                    table,
-                    "{:<28} {:<9} {:<4} {:<8} {:<8} {}",
-                    entry.name,
-                    entry.phase.as_str(),
-                    variant.code,
-                    variant.status.to_string(),
-                    used.as_str(),
-                    variant.text.join(" / ")
-                )?;
-            }
-            print_out(&table)?;
-        }
-    }
-    Ok(())
-}
-
-/// `failmail catalog --styles`: the notification styles, their flavors and sources.
-fn style_table(format: CatalogFormat) -> anyhow::Result<()> {
-    let styles = failmail::bounces::view::StyleView::all();
-    match format {
-        CatalogFormat::Json => print_out(&(serde_json::to_string_pretty(&styles)? + "\n")),
-        CatalogFormat::Table => {
-            let mut table = String::new();
-            for style in styles {
-                table.push_str(&format!(
-                    "{}: from {}, \"{}\"\n  source: {}\n",
-                    style.name, style.from, style.subjects.failed, style.source
-                ));
-                for f in style.flavors {
-                    table.push_str(&format!("  {:<9} {}\n", f.flavor, f.evidence));
-                }
-            }
-            print_out(&table)
-        }
-    }
-}
-
-/// Every flavor's own wording of an entry, by flavor name.
-fn variants(entry: &failmail::scenario::catalog::Entry) -> serde_json::Value {
-    entry
-        .flavors()
-        .map(|flavor| {
-            let (variant, _) = entry.variant(flavor);
-            let wording = serde_json::json!({
-                "code": variant.code,
-                "status": variant.status.to_string(),
-                "text": variant.text,
-                "source": variant.source,
-                "note": variant.note,
-            });
-            (flavor.as_str().to_owned(), wording)
-        })
-        .collect::<serde_json::Map<_, _>>()
-        .into()
-}
-
 /// `failmail import`: every bounce read (what cannot be read is said on stderr, the rest still
 /// imported), then the scenario, the scenario file updated, or the magic addresses.
 fn import(
@@ -735,90 +632,10 @@ fn import(
     print_out(&text)
 }
 
-/// `failmail catalog --domains`: which recipient domains answer in which voice.
-fn domain_table(scenario: Option<&std::path::Path>, format: CatalogFormat) -> anyhow::Result<()> {
-    let table = match scenario {
-        Some(path) => Scenario::load(path)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .server
-            .domains
-            .clone(),
-        None => Arc::new(DomainFlavors::builtin()),
-    };
-    let text = match format {
-        CatalogFormat::Json => {
-            let rows: Vec<serde_json::Value> = table
-                .entries()
-                .iter()
-                .map(|e| {
-                    serde_json::json!({
-                        "domain": e.domain,
-                        "flavor": e.flavor.as_str(),
-                        "origin": e.origin.as_str(),
-                    })
-                })
-                .collect();
-            serde_json::to_string_pretty(&rows)? + "\n"
-        }
-        CatalogFormat::Table => {
-            let mut text = format!("{:<24} {:<9} FROM\n", "DOMAIN", "FLAVOR");
-            for e in table.entries() {
-                text += &format!(
-                    "{:<24} {:<9} {}\n",
-                    e.domain,
-                    e.flavor.as_str(),
-                    e.origin.as_str()
-                );
-            }
-            text
-        }
-    };
-    print_out(&text)
-}
-
-/// `failmail report`: prints the report; the exit status is 0 when nothing failed, 1 when a
-/// verdict failed, 2 when the report could not be read.
-fn report(http: &str, format: ReportFormat, token: Option<&str>) -> i32 {
-    let read = failmail::api::client::get(http, "/api/report", token)
-        .map_err(|e| e.to_string())
-        .and_then(|body| {
-            let value: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| format!("not a report: {e}"))?;
-            let report: Report =
-                serde_json::from_value(value.clone()).map_err(|e| format!("not a report: {e}"))?;
-            Ok((value, report))
-        });
-    let (value, report) = match read {
-        Ok(read) => read,
-        Err(error) => {
-            eprintln!("failmail report: {error}");
-            return 2;
-        }
-    };
-    let text = match format {
-        ReportFormat::Table => report.table(),
-        ReportFormat::Json => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
-    };
-    if let Err(error) = print_out(&text) {
-        eprintln!("failmail report: {error}");
-        return 2;
-    }
-    i32::from(!report.ok)
-}
-
 /// A duration flag: `500ms`, `20s`, `5m`, `1h`, `2d`.
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration (e.g. 500ms, 20s, 5m, 1h)"))
-}
-
-/// Writes to stdout; a reader that went away (`| head`) is not an error.
-fn print_out(text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
 }
 
 type StopSignals = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);
