@@ -466,7 +466,7 @@ async fn test_server_lists_bounces_and_waits_for_one() {
     assert!(dsn_parts(&bytes)
         .fields
         .contains("Final-Recipient: rfc822; gone@x.example"));
-    assert_eq!(server.bounces(), [view.clone()]);
+    assert_eq!(server.bounces(), std::slice::from_ref(&view));
     let stored = server.messages();
     let dsn = stored
         .iter()

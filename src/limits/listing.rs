@@ -2,7 +2,7 @@
 //! page: at most a given number of entries, in a stated order, and whether any were left out.
 //!
 //! A store may hold millions of triplets during a load test; a listing keeps only the `limit`
-//! first in its order while it walks them ([`Top`]), so that its memory is bounded by what it
+//! first in its order while it walks them (`Top`), so that its memory is bounded by what it
 //! returns, never by what the store holds.
 
 use std::cmp::Ordering;
