@@ -115,6 +115,17 @@ impl ReadGate {
         path: PathBuf,
         limit: Duration,
     ) -> Result<String, ScenarioError> {
+        self.read_with(path, limit, read_file).await
+    }
+
+    /// [`ReadGate::read`] with the blocking read given: the tests hold a read back on purpose,
+    /// as a file system that stopped answering would.
+    async fn read_with(
+        &self,
+        path: PathBuf,
+        limit: Duration,
+        read: fn(&Path) -> Result<String, ScenarioError>,
+    ) -> Result<String, ScenarioError> {
         let late = |what: &str| {
             error(
                 &path,
@@ -129,7 +140,7 @@ impl ReadGate {
         let target = path.clone();
         let reading = tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            read_file(&target)
+            read(&target)
         });
         match tokio::time::timeout_at(deadline, reading).await {
             Ok(Ok(result)) => result,
@@ -190,5 +201,56 @@ mod tests {
         handle.set_len(MAX_SCENARIO_BYTES + 1).unwrap();
         let error = read_file(&file).unwrap_err();
         assert!(error.message.contains("larger than 32 MiB"), "{error}");
+    }
+
+    /// A read held back until the test lets it go, as a read stuck in the kernel would be.
+    static HELD: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>> =
+        std::sync::Mutex::new(None);
+
+    fn held_read(path: &Path) -> Result<String, ScenarioError> {
+        let release = HELD.lock().unwrap().take().expect("a held read was set up");
+        let _ = release.recv();
+        read_file(path)
+    }
+
+    #[tokio::test]
+    async fn a_stuck_read_gives_up_at_its_limit_and_blocks_the_next_read_not_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "[server]\n").unwrap();
+        let (release, held) = std::sync::mpsc::channel();
+        *HELD.lock().unwrap() = Some(held);
+        let gate = ReadGate::default();
+        let limit = Duration::from_millis(200);
+
+        // The stuck read: the caller gets the error at its limit, the thread stays stuck.
+        let stuck = gate.read_with(file.clone(), limit, held_read).await;
+        let error = stuck.unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("reading the file did not finish within"),
+            "{error}"
+        );
+        assert!(error
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("previous scenario stays live"));
+
+        // While that thread is stuck, a second read starts no second thread: it waits for its
+        // turn, and gives up at its own limit.
+        let waiting = gate.read(file.clone(), limit).await.unwrap_err();
+        assert!(
+            waiting
+                .message
+                .contains("an earlier read of the file did not finish within"),
+            "{waiting}"
+        );
+
+        // Once the file system answers, the stuck thread ends and reads work again.
+        release.send(()).unwrap();
+        let again = gate.read(file, Duration::from_secs(30)).await;
+        assert_eq!(again.unwrap(), "[server]\n");
     }
 }
