@@ -138,10 +138,9 @@ async fn bounce_to_delivers_and_retries_after_a_4xx() {
 /// the recipients are at outside domains.
 #[tokio::test]
 async fn an_async_address_sent_with_swaks_bounces_later_and_only_to_bounce_to() {
-    let (Some(swaks), Some(strace)) = (
-        common::tools::need(&common::tools::SWAKS),
-        common::tools::need(&common::tools::STRACE),
-    ) else {
+    let Some([swaks, strace]) =
+        common::tools::need_all([&common::tools::SWAKS, &common::tools::STRACE])
+    else {
         return;
     };
     let strace = strace.to_str().expect("a UTF-8 path").to_owned();

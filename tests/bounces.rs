@@ -138,10 +138,8 @@ fn sisimai_readings(output: &str) -> BTreeMap<(String, String), String> {
 /// flufl.bounce's `scan_message` finds exactly the failed recipients of every failure DSN.
 #[tokio::test]
 async fn independent_parsers_recognise_every_notification() {
-    let (Some(_), Some(_)) = (
-        common::tools::need(&common::tools::SISIMAI),
-        common::tools::need(&common::tools::FLUFL_BOUNCE),
-    ) else {
+    let Some(_) = common::tools::need_all([&common::tools::SISIMAI, &common::tools::FLUFL_BOUNCE])
+    else {
         return;
     };
     let app = server().await;

@@ -14,7 +14,8 @@ use std::process::{Command, Output, Stdio};
 
 use common::tools::{self, Tool, REQUIRE_ALL};
 
-/// Which tool the child asks for: `missing`, `broken` or `present`; unset outside a child.
+/// Which tool the child asks for: `missing`, `broken` or `present`, or `several` (all three at
+/// once); unset outside a child.
 const CHILD: &str = "FAILMAIL_SKIPS_CHILD";
 
 /// A tool whose program is nowhere.
@@ -52,6 +53,14 @@ const PRESENT: Tool = Tool {
 #[test]
 fn child_needs_the_tool_the_parent_names() {
     let tool = match std::env::var(CHILD).as_deref() {
+        Ok("several") => {
+            let found = tools::need_all([&MISSING, &PRESENT, &BROKEN]);
+            println!(
+                "\nneed_all: {}",
+                if found.is_some() { "found" } else { "none" }
+            );
+            return;
+        }
         Ok("missing") => &MISSING,
         Ok("broken") => &BROKEN,
         Ok("present") => &PRESENT,
@@ -179,4 +188,32 @@ fn with_require_all_a_missing_program_fails_the_test() {
     let (output, text) = child("missing", Some("0"));
     assert!(output.status.success(), "{text}");
     assert!(text.contains("need: none"), "{text}");
+}
+
+#[test]
+fn a_test_missing_several_programs_skips_with_one_line_naming_them() {
+    let (output, text) = child("several", None);
+    assert!(output.status.success(), "the skip passes:\n{text}");
+    assert!(text.contains("need_all: none"), "{text}");
+    let skipped = format!(
+        "SKIPPED child_needs_the_tool_the_parent_names: `{}`, `{}` are missing; install them \
+         with `{}` and `{}` ({REQUIRE_ALL}=1 makes this a failure)",
+        MISSING.name, BROKEN.name, MISSING.install, BROKEN.install
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.ends_with(&skipped)).count(),
+        1,
+        "one skip line naming both missing tools, not the present one:\n{text}"
+    );
+    // One test skipped, though for want of two programs.
+    let summary = line_of(&text, "SKIPPED: 1 test of skips skipped: ");
+    let line = text.lines().nth(summary).unwrap();
+    for tool in [&MISSING, &BROKEN] {
+        assert!(
+            line.contains(&format!("`{}` (1; install: {})", tool.name, tool.install)),
+            "{line}"
+        );
+    }
+    assert!(!line.contains(PRESENT.name), "{line}");
+    assert_eq!(text.matches("SKIPPED").count(), 2, "{text}");
 }

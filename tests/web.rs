@@ -24,18 +24,16 @@ const PYTHON: &str = "/usr/bin/python3";
 /// How long one browser check may take, Chromium's start included.
 const LIMIT: Duration = Duration::from_secs(240);
 
-/// Whether the browser and the programs the checks use are here (each missing one prints its
-/// skip line).
+/// Whether the browser and the programs the checks use are here (when some are missing, one
+/// skip line names them).
 fn browser_here() -> bool {
-    [
+    tools::need_all([
         &tools::CHROMIUM,
         &tools::CHROMEDRIVER,
         &tools::SELENIUM,
         &tools::SWAKS,
-    ]
-    .into_iter()
-    .map(tools::need)
-    .fold(true, |here, found| here & found.is_some())
+    ])
+    .is_some()
 }
 
 /// Runs the browser check `check` against `app`; fails the test with the driver's report.

@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
 
 /// The environment variable that turns a missing program into a failure (`.ci/run` sets it).
@@ -232,6 +233,8 @@ pub(crate) const SELENIUM: Tool = Tool {
 
 /// How many tests of this process skipped themselves, per missing tool.
 static SKIPS: Mutex<BTreeMap<&'static str, (usize, &'static str)>> = Mutex::new(BTreeMap::new());
+/// How many tests of this process skipped themselves (one may want several tools).
+static SKIPPED_TESTS: AtomicUsize = AtomicUsize::new(0);
 static SUMMARY: Once = Once::new();
 
 /// The program to run for `tool`, if it is there and works.
@@ -282,9 +285,26 @@ fn is_executable(path: &Path) -> bool {
 pub(crate) fn need(tool: &Tool) -> Option<PathBuf> {
     let found = find(tool);
     if found.is_none() {
-        skip(tool);
+        skip(&[tool]);
     }
     found
+}
+
+/// The programs for every one of `tools`; when some are missing, the calling test should return
+/// at once: this reports one skip naming them all (or, under `FAILMAIL_REQUIRE_ALL=1`, fails).
+pub(crate) fn need_all<const N: usize>(tools: [&Tool; N]) -> Option<[PathBuf; N]> {
+    let found = tools.map(find);
+    let missing: Vec<&Tool> = tools
+        .iter()
+        .zip(&found)
+        .filter(|(_, path)| path.is_none())
+        .map(|(tool, _)| *tool)
+        .collect();
+    if !missing.is_empty() {
+        skip(&missing);
+        return None;
+    }
+    Some(found.map(|path| path.expect("every tool was found")))
 }
 
 /// Whether the tests run as root; when not, the calling test should return at once: this
@@ -293,25 +313,42 @@ pub(crate) fn need_root() -> bool {
     use std::os::unix::fs::MetadataExt as _;
     let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
     if !root {
-        skip(&ROOT);
+        skip(&[&ROOT]);
     }
     root
 }
 
-fn skip(tool: &Tool) {
+/// Reports one test's skip for want of `missing` (at least one tool): one line, counted for the
+/// binary's summary.
+fn skip(missing: &[&Tool]) {
     let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let names = missing
+        .iter()
+        .map(|tool| format!("`{}`", tool.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let installs = missing
+        .iter()
+        .map(|tool| format!("`{}`", tool.install))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let (is, it) = if missing.len() == 1 {
+        ("is", "it")
+    } else {
+        ("are", "them")
+    };
     if std::env::var(REQUIRE_ALL).is_ok_and(|v| v == "1") {
-        panic!(
-            "{test} needs `{}`, which is missing ({REQUIRE_ALL}=1): install it with `{}`",
-            tool.name, tool.install
-        );
+        panic!("{test} needs {names}, which {is} missing ({REQUIRE_ALL}=1): install {it} with {installs}");
     }
-    SKIPS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .entry(tool.name)
-        .or_insert((0, tool.install))
-        .0 += 1;
+    {
+        let mut skips = SKIPS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for tool in missing {
+            skips.entry(tool.name).or_insert((0, tool.install)).0 += 1;
+        }
+    }
+    SKIPPED_TESTS.fetch_add(1, Ordering::Relaxed);
     SUMMARY.call_once(|| {
         // SAFETY: `summarise` is a plain `extern "C" fn()` that never unwinds.
         unsafe {
@@ -319,9 +356,8 @@ fn skip(tool: &Tool) {
         }
     });
     write_stderr(&format!(
-        "SKIPPED {test}: `{}` is missing; install it with `{}` ({REQUIRE_ALL}=1 makes this a \
-         failure)\n",
-        tool.name, tool.install
+        "SKIPPED {test}: {names} {is} missing; install {it} with {installs} ({REQUIRE_ALL}=1 \
+         makes this a failure)\n"
     ));
 }
 
@@ -334,7 +370,8 @@ extern "C" fn summarise() {
     let skips = SKIPS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(line) = summary(&binary_name(), &skips) {
+    let tests = SKIPPED_TESTS.load(Ordering::Relaxed);
+    if let Some(line) = summary(&binary_name(), tests, &skips) {
         write_stderr(&line);
     }
 }
@@ -357,8 +394,11 @@ fn binary_name() -> String {
 
 /// The line a test binary ends with when some of its tests skipped themselves: how many, of
 /// which binary, for want of what; `None` when none did.
-fn summary(binary: &str, skips: &BTreeMap<&'static str, (usize, &'static str)>) -> Option<String> {
-    let total: usize = skips.values().map(|(count, _)| count).sum();
+fn summary(
+    binary: &str,
+    total: usize,
+    skips: &BTreeMap<&'static str, (usize, &'static str)>,
+) -> Option<String> {
     if total == 0 {
         return None;
     }
