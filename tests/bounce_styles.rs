@@ -10,7 +10,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::bounces::{advance, delivered_rules, dsn_parts, raw, send, sent, serve, DAY, SENDER};
+use common::bounces::{
+    advance, delivered_rules, dsn_parts, field_blocks, raw, send, sent, serve, DAY, SENDER,
+};
 use common::HOSTNAME;
 use failmail::bounces::view::BounceView;
 use failmail::scenario::flavor::Flavor;
@@ -274,12 +276,21 @@ async fn outlook_reports_carry_exchange_headers() {
                 _ => assert_eq!(found, None, "{name} in a {} notice", view.style),
             }
         }
+        // The host that answered, as the answering flavor names it: Exchange Online's for
+        // its domains, the recipient's domain for the others.
+        let parts = dsn_parts(&raw);
+        let remote = field_blocks(&parts.fields)[1].get("Remote-MTA");
         if view.style == "outlook" {
-            let human = dsn_parts(&raw).human;
             assert!(
-                human.contains("user_unknown+exchange+async@failed.example<mailto:user_unknown+exchange+async@failed.example>"),
-                "{human}"
+                parts.human.contains("user_unknown+exchange+async@failed.example<mailto:user_unknown+exchange+async@failed.example>"),
+                "{}", parts.human
             );
+            assert_eq!(
+                remote.as_deref(),
+                Some("dns; failed-example.mail.protection.outlook.com")
+            );
+        } else {
+            assert_eq!(remote.as_deref(), Some("dns; failed.example"));
         }
     }
 }

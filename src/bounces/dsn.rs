@@ -141,7 +141,7 @@ pub fn fields(notice: &Notice) -> String {
         );
         line(&mut f, "Action", notice.kind.action().unwrap_or("failed"));
         line(&mut f, "Status", &r.status(notice.kind).to_string());
-        line(&mut f, "Remote-MTA", &format!("dns; {}", r.domain()));
+        line(&mut f, "Remote-MTA", &format!("dns; {}", r.remote_mta()));
         let diagnostic = match (notice.kind, r.reply()) {
             // The give-up is the mail system's own verdict, worded as Exchange words it
             // (`550 4.4.7 QUEUE.Expired; message expired`); the last reply is in the text part.

@@ -116,11 +116,28 @@ impl NoticeRecipient {
         }
     }
 
-    /// The recipient's domain (`Remote-MTA`), or the whole address when it has none.
+    /// The recipient's domain, or the whole address when it has none.
     pub fn domain(&self) -> &str {
         self.recipient
             .rsplit_once('@')
             .map_or(self.recipient.as_str(), |(_, domain)| domain)
+    }
+
+    /// The host that gave the reply (`Remote-MTA`), as the flavor that answered names it: for
+    /// Outlook.com and Exchange Online, the host Exchange Online Protection gives every domain it
+    /// receives for, the domain with its dots as hyphens under `mail.protection.outlook.com`
+    /// (Microsoft's "Add DNS records to connect your domain": the MX points to
+    /// `<domain-key>.mail.protection.outlook.com`); for the others, the recipient's domain.
+    pub fn remote_mta(&self) -> String {
+        match super::style::Style::of(self.later.style) {
+            super::style::Style::Outlook => {
+                format!(
+                    "{}.mail.protection.outlook.com",
+                    self.domain().replace('.', "-")
+                )
+            }
+            _ => self.domain().to_owned(),
+        }
     }
 }
 

@@ -320,7 +320,7 @@ fn outlook(notice: &Notice, t: &mut String) {
                 Kind::Expired => format!(
                     "550 4.4.7 QUEUE.Expired; message expired [Message={}] [LastAttemptedServerName={}]",
                     said(notice, i),
-                    r.domain()
+                    r.remote_mta()
                 ),
                 _ => said(notice, i),
             };
