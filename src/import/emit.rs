@@ -100,6 +100,12 @@ fn rule_table(bounce: &Bounce, failure: &Failure) -> Table {
     );
     let last = reply_value(failure.code, &failure.status.to_string(), &failure.lines);
     if failure.decision.timing == Timing::Later {
+        // The next hop's reply, quoted in the DSN as that host said it: without an enhanced
+        // status code when neither it nor the bounce gave one (the DSN's Status is then X.0.0).
+        let last = match failure.status_from {
+            StatusFrom::CodeClass => reply_without_status(failure.code, &failure.lines),
+            _ => last,
+        };
         table.insert("rcpt", value(rcpt_pattern(failure.rcpt.as_deref())));
         table.insert("bounce", value(later_bounce(failure, last)));
         return table;
@@ -138,6 +144,16 @@ fn later_bounce(failure: &Failure, reply: Value) -> Value {
         bounce.insert("give_up", duration_text(give_up).into());
     }
     Value::InlineTable(bounce)
+}
+
+/// `{ code = 553, text = [...] }`: a later bounce's reply as a host without enhanced status
+/// codes said it.
+fn reply_without_status(code: u16, lines: &[String]) -> Value {
+    let mut reply = InlineTable::new();
+    reply.insert("code", i64::from(code).into());
+    let text: Array = lines.iter().map(String::as_str).collect();
+    reply.insert("text", Value::Array(text));
+    Value::InlineTable(reply)
 }
 
 /// `{ code = 550, status = "5.1.1", text = [...] }`.
@@ -189,6 +205,10 @@ fn comment(bounce: &Bounce, failure: &Failure) -> String {
             "# The reply carries no enhanced status code: this one is the bounce's Status field."
                 .to_owned(),
         ),
+        StatusFrom::CodeClass if decision.timing == Timing::Later => lines.extend(wrapped(
+            "Neither the reply nor the bounce gives an enhanced status code: the DSN quotes the \
+             reply without one, and its Status field is X.0.0 of the reply's class.",
+        )),
         StatusFrom::CodeClass => lines.push(
             "# Neither the reply nor the bounce gives an enhanced status code: X.0.0 of its class."
                 .to_owned(),

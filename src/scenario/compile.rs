@@ -346,7 +346,7 @@ impl Context<'_> {
                 }
             }
             toml::Value::Table(table) => {
-                ReplySpec::Inline(self.inline_reply(table, phase, span.clone())?)
+                ReplySpec::Inline(self.inline_reply(table, phase, span.clone(), true)?)
             }
             _ => {
                 return Err(self.error(
@@ -360,12 +360,32 @@ impl Context<'_> {
         Ok(spec)
     }
 
-    /// `{ code, status, text }`: a reply written in the scenario, its code checked for the phase.
+    /// A later bounce's reply: as [`Context::reply`], except that an inline one may leave out
+    /// `status`. It is the next hop's reply, which the DSN quotes as that host said it (many
+    /// hosts send no enhanced status code); it never goes on the wire, where failmail announces
+    /// ENHANCEDSTATUSCODES and every reply carries one.
+    pub(super) fn later_reply(
+        &self,
+        value: &Spanned<toml::Value>,
+        voice: Voice,
+    ) -> Result<ReplySpec, ScenarioError> {
+        match value.get_ref() {
+            toml::Value::Table(table) if !table.contains_key("status") => {
+                let reply = self.inline_reply(table, Phase::Rcpt, value.span(), false)?;
+                Ok(ReplySpec::Inline(reply))
+            }
+            _ => self.reply(value, Phase::Rcpt, voice),
+        }
+    }
+
+    /// `{ code, status, text }`: a reply written in the scenario, its code checked for the phase
+    /// (`status` required unless `status_required` is false: see [`Context::later_reply`]).
     fn inline_reply(
         &self,
         table: &toml::Table,
         phase: Phase,
         span: Range<usize>,
+        status_required: bool,
     ) -> Result<Reply, ScenarioError> {
         for key in table.keys() {
             if !["code", "status", "text"].contains(&key.as_str()) {
@@ -388,9 +408,12 @@ impl Context<'_> {
                 )
             })?;
         self.check_code(code, phase, span.clone())?;
-        let status = self.inline_status(table, span.clone())?;
+        let status = match status_required || table.contains_key("status") {
+            true => Some(self.inline_status(table, span.clone())?),
+            false => None,
+        };
         let lines = self.inline_text(table, span.clone())?;
-        Reply::new(code, Some(status), &lines).map_err(|e| self.error(span, e.to_string(), None))
+        Reply::new(code, status, &lines).map_err(|e| self.error(span, e.to_string(), None))
     }
 
     /// An inline reply's `status`: every failure carries its enhanced status code.

@@ -10,7 +10,6 @@ use crate::scenario::error::ScenarioError;
 use crate::scenario::file::{BounceFile, RuleFile};
 use crate::scenario::later::{LaterFate, LaterSpec, DEFAULT_AFTER, DEFAULT_GIVE_UP};
 use crate::scenario::rule::Voice;
-use crate::smtp::policy::Phase;
 
 const LATER_HINT: &str = "a rule with bounce or deliver accepts the recipient now; the later reply goes inside: bounce = { reply = \"user_unknown\", after = \"10m\" }";
 
@@ -72,7 +71,7 @@ impl Context<'_> {
         voice: Voice,
     ) -> Result<LaterFate, ScenarioError> {
         let bounce = spanned.get_ref();
-        let reply = self.reply(&bounce.reply, Phase::Rcpt, voice)?;
+        let reply = self.later_reply(&bounce.reply, voice)?;
         let after = self.later_duration(bounce.after.as_ref(), DEFAULT_AFTER)?;
         let retried = (400..500).contains(&reply.code());
         let give_up = match (&bounce.give_up, retried) {

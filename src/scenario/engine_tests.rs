@@ -378,3 +378,33 @@ fn a_bounce_rule_accepts_now_with_its_later_fate() {
     };
     assert_eq!((reply.code(), *after), (550, Duration::from_secs(600)));
 }
+
+#[test]
+fn a_later_bounce_may_quote_a_reply_without_a_status_but_a_reply_on_the_wire_may_not() {
+    use crate::smtp::policy::Fate;
+    let e = engine(
+        "[[rule]]\nrcpt = \"big@x\"\nbounce = { reply = { code = 553, text = \"Exceeded maximum inbound message size\" } }\n",
+        0,
+    );
+    let later = e
+        .for_rcpt(Phase::Rcpt, "big@x")
+        .later
+        .expect("a later fate");
+    let Fate::Bounced { reply, .. } = &later.fate else {
+        panic!()
+    };
+    assert_eq!(reply.status(), None);
+    assert_eq!(
+        reply.lines().collect::<Vec<_>>(),
+        ["Exceeded maximum inbound message size"]
+    );
+    let error = Scenario::parse(
+        "t.toml",
+        "[[rule]]\nrcpt = \"big@x\"\nreply = { code = 553, text = \"too big\" }\n",
+    )
+    .unwrap_err();
+    assert!(
+        error.message.contains("an inline reply needs status"),
+        "{error}"
+    );
+}
