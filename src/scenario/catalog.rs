@@ -247,6 +247,9 @@ pub struct Accepted {
     pub note: Option<String>,
 }
 
+/// The longest entry name the catalog accepts (names are lower case, checked when it loads).
+const MAX_NAME: usize = 64;
+
 /// The whole catalog.
 #[derive(Debug)]
 pub struct Catalog {
@@ -287,6 +290,17 @@ impl Catalog {
             }
             if variants[Flavor::Generic as usize].is_none() {
                 return Err(CatalogError(format!("{}: no generic variant", entry.name)));
+            }
+            if entry.name.len() > MAX_NAME
+                || !entry
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(CatalogError(format!(
+                    "{}: a name is at most {MAX_NAME} lower-case letters, digits and _",
+                    entry.name
+                )));
             }
             if index.insert(entry.name.clone(), entries.len()).is_some() {
                 return Err(CatalogError(format!("{}: defined twice", entry.name)));
@@ -345,14 +359,17 @@ impl Catalog {
         self.index.get(name).map(|&i| &self.entries[i])
     }
 
-    /// The entry with this name, ignoring ASCII case (for magic addresses).
+    /// The entry with this name, ignoring ASCII case (for magic addresses: every recipient is
+    /// asked, so this is one lookup without allocating, not a scan of the catalog).
     pub fn get_ignore_case(&self, name: &str) -> Option<&Entry> {
-        if let Some(entry) = self.get(name) {
-            return Some(entry);
+        if name.len() > MAX_NAME {
+            return None;
         }
-        self.entries
-            .iter()
-            .find(|e| e.name.eq_ignore_ascii_case(name))
+        let mut lower = [0u8; MAX_NAME];
+        let lower = &mut lower[..name.len()];
+        lower.copy_from_slice(name.as_bytes());
+        lower.make_ascii_lowercase();
+        self.get(std::str::from_utf8(lower).ok()?)
     }
 
     /// The 250 wording of a flavor.

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use super::catalog::{Catalog, ReplyContext};
 use super::compile::Scenario;
 use super::flavor::Flavor;
-use super::magic::{loses_reply, magic_address};
+use super::magic::{loses_reply, magic_address_in};
 use super::receiving;
 use super::rule::{Action, Outcome, ReplySpec, Rule};
 use super::settings::LimitSettings;
@@ -279,7 +279,7 @@ impl Engine {
             return Some(self.outcome(&Outcome::LoseReply, view, ip));
         }
         let server = self.scenario.server.flavor;
-        let read = |rcpt: &str| magic_address(rcpt, self.voice_of(rcpt, server));
+        let read = |rcpt: &str| magic_address_in(rcpt, || self.voice_of(rcpt, server));
         let found = match phase {
             Phase::Rcpt => {
                 let rcpt = view.rcpt?;

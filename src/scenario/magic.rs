@@ -77,6 +77,15 @@ enum Asked<'a> {
 /// Reads a recipient: `None` when it is an ordinary address, else what it asks for, or why
 /// that cannot be given.
 pub fn magic_address(address: &str, default_flavor: Flavor) -> Option<Result<Magic, BadMagic>> {
+    magic_address_in(address, || default_flavor)
+}
+
+/// [`magic_address`] with the default flavor found only when the address is magic: finding it
+/// (the recipient domain's voice) costs a table lookup, and most recipients are not magic.
+pub fn magic_address_in(
+    address: &str,
+    default_flavor: impl FnOnce() -> Flavor,
+) -> Option<Result<Magic, BadMagic>> {
     let at = address.rfind('@')?;
     let mut parts = address[..at].split('+');
     let name = parts.next()?;
@@ -87,7 +96,7 @@ pub fn magic_address(address: &str, default_flavor: Flavor) -> Option<Result<Mag
         // `complaint@…` and `ooto@…` mean something only as later fates.
         return None;
     }
-    Some(tagged(asked, &tags, later, default_flavor))
+    Some(tagged(asked, &tags, later, default_flavor()))
 }
 
 fn asked_for(name: &str) -> Option<Asked<'_>> {
