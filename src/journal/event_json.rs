@@ -21,12 +21,32 @@ fn must_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
+/// Whether any byte must be escaped, checked eight at a time: each byte of a word is tested at
+/// once for being below 0x20 or equal to `"` or `\` (a borrow may mark a byte after a match
+/// too, never a word without one).
+fn any_to_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_ne_bytes([
+            word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+        ]);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        if below(word, 0x20) | below(quote, 1) | below(backslash, 1) != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| must_escape(b))
+}
+
 /// Appends `text` escaped as inside a JSON string (without the quotes), as `serde_json` does:
 /// the short forms `\" \\ \b \f \n \r \t`, `\u00XX` for other control characters.
 fn write_escaped(out: &mut impl BufMut, text: &str) {
     let bytes = text.as_bytes();
-    // No early exit, so that the loop is vectorized: a whole string is checked at once.
-    if !bytes.iter().fold(false, |any, &b| any | must_escape(b)) {
+    if !any_to_escape(bytes) {
         out.put_slice(bytes);
         return;
     }
@@ -58,42 +78,47 @@ fn write_escaped(out: &mut impl BufMut, text: &str) {
     out.put_slice(&bytes[start..]);
 }
 
+/// `,"name":`, the start of a field after the first (`name` needs no escaping).
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+
 /// A JSON object being written: each field is `,"key":value` (the first without the comma).
 struct Object<'a, B: BufMut> {
     out: &'a mut B,
 }
 
 impl<B: BufMut> Object<'_, B> {
-    /// The key, with its comma; `key` is a constant that needs no escaping.
-    fn key(&mut self, key: &str) -> &mut B {
-        self.out.put_slice(b",\"");
+    /// The key, with its comma: a [`key!`].
+    fn key(&mut self, key: &'static str) -> &mut B {
         self.out.put_slice(key.as_bytes());
-        self.out.put_slice(b"\":");
         self.out
     }
 
-    fn u64(&mut self, key: &str, value: u64) {
+    fn u64(&mut self, key: &'static str, value: u64) {
         write_u64(self.key(key), value);
     }
 
-    fn bool(&mut self, key: &str, value: bool) {
+    fn bool(&mut self, key: &'static str, value: bool) {
         let value: &[u8] = if value { b"true" } else { b"false" };
         self.key(key).put_slice(value);
     }
 
-    fn str(&mut self, key: &str, value: &str) {
+    fn str(&mut self, key: &'static str, value: &str) {
         let out = self.key(key);
         write_str(out, value);
     }
 
-    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+    fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
         match value {
             Some(value) => self.str(key, value),
             None => self.key(key).put_slice(b"null"),
         }
     }
 
-    fn opt_u64(&mut self, key: &str, value: Option<u64>) {
+    fn opt_u64(&mut self, key: &'static str, value: Option<u64>) {
         match value {
             Some(value) => self.u64(key, value),
             None => self.key(key).put_slice(b"null"),
@@ -101,7 +126,7 @@ impl<B: BufMut> Object<'_, B> {
     }
 
     fn status(&mut self, status: Option<&EnhancedStatus>) {
-        let out = self.key("status");
+        let out = self.key(key!("status"));
         let Some(status) = status else {
             return out.put_slice(b"null");
         };
@@ -116,7 +141,7 @@ impl<B: BufMut> Object<'_, B> {
 
     /// The reply's text as `Reply::text` joins it, written line by line.
     fn reply_text(&mut self, reply: &Reply) {
-        let out = self.key("text");
+        let out = self.key(key!("text"));
         out.put_u8(b'"');
         for (index, line) in reply.lines().enumerate() {
             if index > 0 {
@@ -127,7 +152,7 @@ impl<B: BufMut> Object<'_, B> {
         out.put_u8(b'"');
     }
 
-    fn strings(&mut self, key: &str, values: &[String]) {
+    fn strings(&mut self, key: &'static str, values: &[String]) {
         let out = self.key(key);
         out.put_u8(b'[');
         for (index, value) in values.iter().enumerate() {
@@ -152,9 +177,9 @@ impl Event {
         out.put_slice(b"{\"id\":");
         write_u64(out, self.id);
         let mut object = Object { out };
-        object.u64("at_ms", self.at_ms);
-        object.u64("session", self.session);
-        object.str("type", self.kind.type_name());
+        object.u64(key!("at_ms"), self.at_ms);
+        object.u64(key!("session"), self.session);
+        object.str(key!("type"), self.kind.type_name());
         self.kind.write_fields(&mut object);
         object.out.put_u8(b'}');
     }
@@ -166,10 +191,10 @@ impl EventKind {
     fn write_fields<B: BufMut>(&self, object: &mut Object<'_, B>) {
         match self {
             EventKind::SessionStart { peer, tls } => {
-                object.str("peer", peer);
-                object.bool("tls", *tls);
+                object.str(key!("peer"), peer);
+                object.bool(key!("tls"), *tls);
             }
-            EventKind::Command { line } => object.str("line", line),
+            EventKind::Command { line } => object.str(key!("line"), line),
             EventKind::Reply {
                 code,
                 status,
@@ -181,15 +206,15 @@ impl EventKind {
                 catalog,
                 flavor,
             } => {
-                object.u64("code", (*code).into());
+                object.u64(key!("code"), (*code).into());
                 object.status(status.as_ref());
                 object.reply_text(&text.0);
-                object.opt_str("phase", *phase);
-                object.opt_u64("rule", rule.map(u64::from));
-                object.opt_str("rule_name", rule_name.as_deref());
-                object.opt_str("rule_at", rule_at.as_deref());
-                object.opt_str("catalog", *catalog);
-                object.opt_str("flavor", *flavor);
+                object.opt_str(key!("phase"), *phase);
+                object.opt_u64(key!("rule"), rule.map(u64::from));
+                object.opt_str(key!("rule_name"), rule_name.as_deref());
+                object.opt_str(key!("rule_at"), rule_at.as_deref());
+                object.opt_str(key!("catalog"), *catalog);
+                object.opt_str(key!("flavor"), *flavor);
             }
             EventKind::Silent {
                 action,
@@ -198,11 +223,11 @@ impl EventKind {
                 rule_name,
                 rule_at,
             } => {
-                object.str("action", action);
-                object.str("phase", phase);
-                object.opt_u64("rule", rule.map(u64::from));
-                object.opt_str("rule_name", rule_name.as_deref());
-                object.opt_str("rule_at", rule_at.as_deref());
+                object.str(key!("action"), action);
+                object.str(key!("phase"), phase);
+                object.opt_u64(key!("rule"), rule.map(u64::from));
+                object.opt_str(key!("rule_name"), rule_name.as_deref());
+                object.opt_str(key!("rule_at"), rule_at.as_deref());
             }
             EventKind::TlsStarted => {}
             EventKind::Message {
@@ -210,9 +235,9 @@ impl EventKind {
                 queue_id,
                 size,
             } => {
-                object.u64("message_id", *message_id);
-                object.str("queue_id", queue_id);
-                object.u64("size", *size as u64);
+                object.u64(key!("message_id"), *message_id);
+                object.str(key!("queue_id"), queue_id);
+                object.u64(key!("size"), *size as u64);
             }
             EventKind::BounceScheduled {
                 bounce,
@@ -222,24 +247,24 @@ impl EventKind {
                 recipients,
                 due_at_ms,
             } => {
-                object.u64("bounce", *bounce);
-                object.u64("message_id", *message_id);
-                object.str("kind", kind);
-                object.str("to", to);
-                object.strings("recipients", recipients);
-                object.u64("due_at_ms", *due_at_ms);
+                object.u64(key!("bounce"), *bounce);
+                object.u64(key!("message_id"), *message_id);
+                object.str(key!("kind"), kind);
+                object.str(key!("to"), to);
+                object.strings(key!("recipients"), recipients);
+                object.u64(key!("due_at_ms"), *due_at_ms);
             }
-            EventKind::BounceRefused { pending } => object.u64("pending", *pending as u64),
+            EventKind::BounceRefused { pending } => object.u64(key!("pending"), *pending as u64),
             EventKind::BounceSent {
                 bounce,
                 message_id,
                 kind,
                 to,
             } => {
-                object.u64("bounce", *bounce);
-                object.u64("message_id", *message_id);
-                object.str("kind", kind);
-                object.str("to", to);
+                object.u64(key!("bounce"), *bounce);
+                object.u64(key!("message_id"), *message_id);
+                object.str(key!("kind"), kind);
+                object.str(key!("to"), to);
             }
             EventKind::BounceForwarded {
                 bounce,
@@ -248,15 +273,15 @@ impl EventKind {
                 ok,
                 error,
             } => {
-                object.u64("bounce", *bounce);
-                object.str("target", target);
-                object.u64("attempt", (*attempt).into());
-                object.bool("ok", *ok);
-                object.opt_str("error", error.as_deref());
+                object.u64(key!("bounce"), *bounce);
+                object.str(key!("target"), target);
+                object.u64(key!("attempt"), (*attempt).into());
+                object.bool(key!("ok"), *ok);
+                object.opt_str(key!("error"), error.as_deref());
             }
             EventKind::SessionEnd { tls, auth_user } => {
-                object.bool("tls", *tls);
-                object.opt_str("auth_user", auth_user.as_deref());
+                object.bool(key!("tls"), *tls);
+                object.opt_str(key!("auth_user"), auth_user.as_deref());
             }
         }
     }

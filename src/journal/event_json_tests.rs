@@ -128,6 +128,20 @@ fn every_byte_is_escaped_as_serde_json_escapes_it() {
 }
 
 #[test]
+fn a_byte_to_escape_is_found_anywhere_in_a_long_string() {
+    for byte in (0..=0x7f_u8).chain([0xc3]) {
+        for at in 0..20 {
+            let mut text: Vec<char> = "abcdefghijklmnopqrsé".chars().collect();
+            text[at] = char::from(byte);
+            let text: String = text.into_iter().collect();
+            let mut ours = Vec::new();
+            write_str(&mut ours, &text);
+            assert_eq!(ours, serde_json::to_vec(&text).unwrap(), "{text:?}");
+        }
+    }
+}
+
+#[test]
 fn numbers_are_written_in_decimal() {
     for n in [0, 1, 9, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX] {
         let mut out = Vec::new();
