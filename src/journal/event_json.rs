@@ -111,6 +111,14 @@ impl<B: BufMut> Object<'_, B> {
         write_str(out, value);
     }
 
+    /// A string that needs no escaping.
+    fn raw_str(&mut self, key: &'static str, value: &str) {
+        let out = self.key(key);
+        out.put_u8(b'"');
+        out.put_slice(value.as_bytes());
+        out.put_u8(b'"');
+    }
+
     fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
         match value {
             Some(value) => self.str(key, value),
@@ -179,7 +187,8 @@ impl Event {
         let mut object = Object { out };
         object.u64(key!("at_ms"), self.at_ms);
         object.u64(key!("session"), self.session);
-        object.str(key!("type"), self.kind.type_name());
+        // The type names are constants that need no escaping.
+        object.raw_str(key!("type"), self.kind.type_name());
         self.kind.write_fields(&mut object);
         object.out.put_u8(b'}');
     }
