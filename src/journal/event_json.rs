@@ -160,6 +160,13 @@ impl<B: BufMut> Object<'_, B> {
         out.put_u8(b'"');
     }
 
+    /// The scenario rule that decided, its name and its place.
+    fn rule(&mut self, rule: Option<u32>, name: Option<&str>, at: Option<&str>) {
+        self.opt_u64(key!("rule"), rule.map(u64::from));
+        self.opt_str(key!("rule_name"), name);
+        self.opt_str(key!("rule_at"), at);
+    }
+
     fn strings(&mut self, key: &'static str, values: &[String]) {
         let out = self.key(key);
         out.put_u8(b'[');
@@ -219,9 +226,7 @@ impl EventKind {
                 object.status(status.as_ref());
                 object.reply_text(&text.0);
                 object.opt_str(key!("phase"), *phase);
-                object.opt_u64(key!("rule"), rule.map(u64::from));
-                object.opt_str(key!("rule_name"), rule_name.as_deref());
-                object.opt_str(key!("rule_at"), rule_at.as_deref());
+                object.rule(*rule, rule_name.as_deref(), rule_at.as_deref());
                 object.opt_str(key!("catalog"), *catalog);
                 object.opt_str(key!("flavor"), *flavor);
             }
@@ -234,9 +239,7 @@ impl EventKind {
             } => {
                 object.str(key!("action"), action);
                 object.str(key!("phase"), phase);
-                object.opt_u64(key!("rule"), rule.map(u64::from));
-                object.opt_str(key!("rule_name"), rule_name.as_deref());
-                object.opt_str(key!("rule_at"), rule_at.as_deref());
+                object.rule(*rule, rule_name.as_deref(), rule_at.as_deref());
             }
             EventKind::TlsStarted => {}
             EventKind::Message {
@@ -248,6 +251,20 @@ impl EventKind {
                 object.str(key!("queue_id"), queue_id);
                 object.u64(key!("size"), *size as u64);
             }
+            EventKind::BounceScheduled { .. }
+            | EventKind::BounceRefused { .. }
+            | EventKind::BounceSent { .. }
+            | EventKind::BounceForwarded { .. } => self.write_bounce_fields(object),
+            EventKind::SessionEnd { tls, auth_user } => {
+                object.bool(key!("tls"), *tls);
+                object.opt_str(key!("auth_user"), auth_user.as_deref());
+            }
+        }
+    }
+
+    /// [`EventKind::write_fields`] of the kinds about later notifications.
+    fn write_bounce_fields<B: BufMut>(&self, object: &mut Object<'_, B>) {
+        match self {
             EventKind::BounceScheduled {
                 bounce,
                 message_id,
@@ -288,10 +305,7 @@ impl EventKind {
                 object.bool(key!("ok"), *ok);
                 object.opt_str(key!("error"), error.as_deref());
             }
-            EventKind::SessionEnd { tls, auth_user } => {
-                object.bool(key!("tls"), *tls);
-                object.opt_str(key!("auth_user"), auth_user.as_deref());
-            }
+            _ => {}
         }
     }
 }
