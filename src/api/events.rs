@@ -10,12 +10,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 
 use super::error::{json, ApiError, QueryParams};
 use super::ApiState;
+use crate::journal::event_json::write_u64;
 use crate::journal::{Event, EventFilter, EventLog, EVENT_TYPES};
 use crate::server::ShutdownState;
 
@@ -174,6 +176,8 @@ struct Feed {
     shutdown: Option<watch::Receiver<ShutdownState>>,
     /// When the last chunk was written, unless it was full (then more is ready: no wait).
     last_write: Option<tokio::time::Instant>,
+    /// Where chunks are written (one allocation, reused from chunk to chunk).
+    buffer: BytesMut,
 }
 
 /// What a stream sends next.
@@ -188,21 +192,22 @@ enum Item {
 impl Item {
     /// Appends the item as one SSE message: `id:` and `data:` (one line of JSON) for an event,
     /// a `:` comment for a lag notice.
-    fn write_sse(&self, out: &mut Vec<u8>) {
-        use std::io::Write as _;
+    fn write_sse(&self, out: &mut BytesMut) {
         match self {
             Item::Event(event) => {
-                let _ = write!(out, "id: {}\ndata: ", event.id);
-                if serde_json::to_writer(&mut *out, &**event).is_err() {
-                    out.extend_from_slice(b"{}");
-                }
-                out.extend_from_slice(b"\n\n");
+                out.put_slice(b"id: ");
+                write_u64(out, event.id);
+                out.put_slice(b"\ndata: ");
+                event.write_json(out);
+                out.put_slice(b"\n\n");
             }
             Item::Lagged { skipped, last_id } => {
-                let _ = write!(
-                    out,
-                    ": lagged: {skipped} events were skipped; read them with GET \
-                     /api/events?since={last_id}\n\n"
+                out.put_slice(
+                    format!(
+                        ": lagged: {skipped} events were skipped; read them with GET \
+                         /api/events?since={last_id}\n\n"
+                    )
+                    .as_bytes(),
                 );
             }
         }
@@ -283,18 +288,20 @@ impl Feed {
             tokio::time::sleep_until(last + WRITE_INTERVAL).await;
         }
         let now = tokio::time::Instant::now();
-        let mut out = Vec::with_capacity(1024);
-        first.write_sse(&mut out);
+        // Room for a full chunk; once the previous chunk has been sent, this takes its memory
+        // back instead of allocating again.
+        self.buffer.reserve(CHUNK_BYTES + 4096);
+        first.write_sse(&mut self.buffer);
         let mut full = false;
         while !full {
             match self.try_next() {
-                Some(item) => item.write_sse(&mut out),
+                Some(item) => item.write_sse(&mut self.buffer),
                 None => break,
             }
-            full = out.len() >= CHUNK_BYTES;
+            full = self.buffer.len() >= CHUNK_BYTES;
         }
         self.last_write = (!full).then_some(now);
-        Some(Bytes::from(out))
+        Some(self.buffer.split().freeze())
     }
 }
 
@@ -345,6 +352,7 @@ pub(crate) async fn stream(
         filter,
         shutdown: shutdown.map(|Extension(ShutdownSignal(rx))| rx),
         last_write: None,
+        buffer: BytesMut::new(),
     };
     let chunks = futures_util::stream::unfold(feed, |mut feed| async move {
         let chunk = feed.next_chunk().await?;
@@ -379,6 +387,7 @@ mod tests {
             },
             shutdown: None,
             last_write: None,
+            buffer: BytesMut::new(),
         }
     }
 

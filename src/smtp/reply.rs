@@ -208,7 +208,11 @@ impl Reply {
                     (true, Some(space)) => &rest[space + 1..],
                     (true, None) => &[],
                 };
-                String::from_utf8_lossy(text)
+                // The usual case, valid UTF-8, checked by the fast (word at a time) check.
+                match std::str::from_utf8(text) {
+                    Ok(text) => std::borrow::Cow::Borrowed(text),
+                    Err(_) => String::from_utf8_lossy(text),
+                }
             })
     }
 
