@@ -10,6 +10,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::attempt::{Attempt, EndKind, Ending};
 use super::book::AttemptBook;
 use crate::smtp::policy::Phase;
@@ -18,8 +20,8 @@ use crate::smtp::session::{Decided, EnvelopeTrace, ReplyTrace, SilentAction};
 /// The envelope step waiting for its reply.
 #[derive(Debug)]
 enum Asked {
-    Mail(String),
-    Rcpt(String),
+    Mail(Arc<str>),
+    Rcpt(Arc<str>),
     Data,
     DataEnd,
 }
@@ -30,11 +32,11 @@ struct Open {
     started_ms: u64,
     tls: bool,
     auth_user: Option<Arc<str>>,
-    sender: String,
-    message_id: Option<String>,
+    sender: Arc<str>,
+    message_id: Option<Arc<str>>,
     /// Each recipient named, with its ending once it has one (a refusal at RCPT, else the end
-    /// of the transaction).
-    recipients: Vec<(String, Option<Ending>)>,
+    /// of the transaction); one inline, as most transactions name one.
+    recipients: SmallVec<[(Arc<str>, Option<Ending>); 1]>,
     /// The furthest phase reached.
     phase: Phase,
 }
@@ -189,20 +191,20 @@ impl Recorder {
         self.close(abandoned(phase, at_ms));
     }
 
-    fn begin(&self, sender: String, at_ms: u64) -> Open {
+    fn begin(&self, sender: Arc<str>, at_ms: u64) -> Open {
         Open {
             started_ms: at_ms,
             tls: self.tls,
             auth_user: self.auth_user.clone(),
             sender,
             message_id: None,
-            recipients: Vec::new(),
+            recipients: SmallVec::new(),
             phase: Phase::Mail,
         }
     }
 
     /// Records an attempt that MAIL itself ended (refused, or closed without a reply).
-    fn record_mail_ending(&mut self, sender: String, ending: Ending, at_ms: u64) {
+    fn record_mail_ending(&mut self, sender: Arc<str>, ending: Ending, at_ms: u64) {
         let mut open = self.begin(sender, at_ms);
         open.phase = Phase::Mail;
         let attempt = self.attempt(open, Some(ending));
