@@ -274,11 +274,9 @@ impl AttemptBook {
             followed.by_sender.insert(keys.sender, key);
             keys.pairs
         } else {
-            let sender = &followed.messages[at].sender;
+            let sender = followed.messages[at].sender_key;
             let pairs = attempt.recipients.iter();
-            pairs
-                .map(|(rcpt, _)| followed.folded(&[sender, rcpt]))
-                .collect()
+            pairs.map(|(rcpt, _)| followed.pair(sender, rcpt)).collect()
         };
         self.add(&mut followed.messages[at], attempt, &pairs);
     }

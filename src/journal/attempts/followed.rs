@@ -67,29 +67,34 @@ pub(super) struct Followed {
 impl Followed {
     /// The index keys of `attempt`.
     pub(super) fn keys(&self, attempt: &Attempt) -> Keys {
+        let sender = self.folded(0, &attempt.sender);
         Keys {
             id: attempt.message_id.as_deref().map(|id| self.id_key(id)),
-            sender: self.folded(&[&attempt.sender]),
+            sender,
             pairs: attempt
                 .recipients
                 .iter()
-                .map(|(rcpt, _)| self.folded(&[&attempt.sender, rcpt]))
+                .map(|(rcpt, _)| self.pair(sender, rcpt))
                 .collect(),
         }
     }
 
-    /// A hash of `parts`, ASCII case folded, without a heap copy.
-    pub(super) fn folded(&self, parts: &[&str]) -> u64 {
+    /// The (sender, recipient) key of `rcpt` with the sender whose key is `sender`: the sender
+    /// is hashed once per attempt, not once per recipient.
+    pub(super) fn pair(&self, sender: u64, rcpt: &str) -> u64 {
+        self.folded(sender, rcpt)
+    }
+
+    /// A hash of `prefix` and `text`, ASCII case folded, without a heap copy.
+    fn folded(&self, prefix: u64, text: &str) -> u64 {
         let mut hasher = self.hashing.build_hasher();
+        hasher.write_u64(prefix);
         let mut buffer = [0u8; 64];
-        for part in parts {
-            for chunk in part.as_bytes().chunks(buffer.len()) {
-                let lower = &mut buffer[..chunk.len()];
-                lower.copy_from_slice(chunk);
-                lower.make_ascii_lowercase();
-                hasher.write(lower);
-            }
-            hasher.write_u8(0xff);
+        for chunk in text.as_bytes().chunks(buffer.len()) {
+            let lower = &mut buffer[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            hasher.write(lower);
         }
         hasher.finish()
     }

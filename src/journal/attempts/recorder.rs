@@ -70,6 +70,7 @@ impl Recorder {
 
     /// The session's TLS and AUTH state now, kept for the next transaction (copied only when
     /// it changes).
+    #[inline]
     pub fn observe(&mut self, tls: bool, auth_user: Option<&str>) {
         self.tls = tls;
         if self.auth_user.as_deref() != auth_user {
