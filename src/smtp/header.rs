@@ -14,45 +14,36 @@ pub const MAX_MESSAGE_ID: usize = 998;
 /// unfolded and trimmed; `None` when it has none or it is empty. The field name is matched
 /// without regard to case (RFC 5322 §1.2.2); the first such field counts.
 pub fn message_id(message: &[u8]) -> Option<Arc<str>> {
-    // Borrowed from the message while on one line (the common case: one copy in all), owned
-    // once folded.
-    let mut value: Option<Cow<'_, [u8]>> = None;
     let mut rest = message;
-    while !rest.is_empty() {
-        let (line, next) = match memchr(b'\n', rest) {
-            Some(at) => (&rest[..at], &rest[at + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
+    // The field's first line; the search ends at the empty line, or at a line that is no
+    // header field.
+    let found = loop {
+        let first = *rest.first()?;
+        if rest.starts_with(b"\r\n") || first == b'\n' {
+            return None; // The empty line: the header section is over.
+        }
+        let (line, next) = split_line(rest);
         rest = next;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            // A folded continuation of the field before.
-            if let Some(value) = &mut value {
-                append(value.to_mut(), line);
-            }
-            continue;
-        }
-        if value.is_some() {
-            break;
+        if first == b' ' || first == b'\t' {
+            continue; // A folded continuation of another field.
         }
         // The colon ends a field name, a few octets in: a plain search finds it sooner than a
         // vectorized one gets started.
-        let Some(colon) = line.iter().position(|&octet| octet == b':') else {
-            // Not a header field: the header section is over.
-            break;
-        };
+        let colon = line.iter().position(|&octet| octet == b':')?;
         if line[..colon]
             .trim_ascii_end()
             .eq_ignore_ascii_case(b"message-id")
         {
-            let found = &line[colon + 1..];
-            value = Some(Cow::Borrowed(&found[..found.len().min(MAX_MESSAGE_ID)]));
+            break &line[colon + 1..];
         }
+    };
+    // Borrowed from the message while on one line (the common case), owned once folded.
+    let mut value = Cow::Borrowed(&found[..found.len().min(MAX_MESSAGE_ID)]);
+    while let Some(b' ' | b'\t') = rest.first() {
+        let (line, next) = split_line(rest);
+        append(value.to_mut(), line);
+        rest = next;
     }
-    let value = value?;
     let value = value.trim_ascii();
     if value.is_empty() {
         return None;
@@ -61,6 +52,15 @@ pub fn message_id(message: &[u8]) -> Option<Arc<str>> {
         Ok(text) => Arc::from(text),
         Err(_) => Arc::from(String::from_utf8_lossy(value)),
     })
+}
+
+/// The first line of `text` without its line ending, and what follows it.
+fn split_line(text: &[u8]) -> (&[u8], &[u8]) {
+    let (line, next) = match memchr(b'\n', text) {
+        Some(at) => (&text[..at], &text[at + 1..]),
+        None => (text, &text[text.len()..]),
+    };
+    (line.strip_suffix(b"\r").unwrap_or(line), next)
 }
 
 /// Adds `part` to `value`, up to [`MAX_MESSAGE_ID`] octets.
