@@ -242,6 +242,8 @@ impl AttemptBook {
         let mut followed = self.lock();
         followed.next_attempt += 1;
         attempt.id = followed.next_attempt;
+        // Shared at once: the attempt moves no further, only its pointer does.
+        let attempt = Arc::new(attempt);
         let keys = followed.keys(&attempt);
         let key = match followed.target(&attempt, &keys) {
             Some(key) => {
@@ -283,7 +285,7 @@ impl AttemptBook {
 
     /// Counts `attempt` for its message's recipients (`pairs`: their index keys with the
     /// message's sender) and keeps it within the bounds.
-    fn add(&self, message: &mut FollowedMessage, attempt: Attempt, pairs: &[u64]) {
+    fn add(&self, message: &mut FollowedMessage, attempt: Arc<Attempt>, pairs: &[u64]) {
         let mut duplicates = 0;
         match &attempt.mail_ending {
             Some(ending) => {
@@ -304,11 +306,11 @@ impl AttemptBook {
         message.attempts_total += 1;
         let keep = self.config.attempts_per_message.max(1);
         if message.attempts.len() < keep {
-            message.attempts.push(Arc::new(attempt));
+            message.attempts.push(attempt);
         } else {
             // The first ones stay (they show how retries began) and so does the latest.
             if let Some(last) = message.attempts.last_mut() {
-                *last = Arc::new(attempt);
+                *last = attempt;
             }
             self.attempts_dropped.fetch_add(1, Ordering::Relaxed);
         }

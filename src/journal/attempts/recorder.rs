@@ -206,9 +206,8 @@ impl Recorder {
 
     /// Records an attempt that MAIL itself ended (refused, or closed without a reply).
     fn record_mail_ending(&mut self, sender: Arc<str>, ending: Ending, at_ms: u64) {
-        let mut open = self.begin(sender, at_ms);
-        open.phase = Phase::Mail;
-        let attempt = self.attempt(open, Some(ending));
+        let open = self.begin(sender, at_ms);
+        let attempt = self.attempt(open, Some(ending), None);
         self.book.record(attempt);
     }
 
@@ -216,23 +215,22 @@ impl Recorder {
     /// transaction the client abandoned before naming any recipient attempted nothing, and is
     /// not recorded.
     fn close(&mut self, ending: Ending) {
-        let Some(mut open) = self.open.take() else {
+        let Some(open) = self.open.take() else {
             return;
         };
-        if open.recipients.is_empty() && ending.kind == EndKind::Abandoned {
+        let attempt = if !open.recipients.is_empty() {
+            self.attempt(open, None, Some(&ending))
+        } else if ending.kind != EndKind::Abandoned {
+            self.attempt(open, Some(ending), None)
+        } else {
             return;
-        }
-        for (_, slot) in &mut open.recipients {
-            if slot.is_none() {
-                *slot = Some(ending.clone());
-            }
-        }
-        let mail_ending = open.recipients.is_empty().then_some(ending);
-        let attempt = self.attempt(open, mail_ending);
+        };
         self.book.record(attempt);
     }
 
-    fn attempt(&self, open: Open, mail_ending: Option<Ending>) -> Attempt {
+    /// The attempt `open` made: `mail_ending` when MAIL ended it, `rest` for each recipient
+    /// that has no ending of its own.
+    fn attempt(&self, open: Open, mail_ending: Option<Ending>, rest: Option<&Ending>) -> Attempt {
         Attempt {
             id: 0,
             session: self.session,
@@ -246,7 +244,7 @@ impl Recorder {
             recipients: open
                 .recipients
                 .into_iter()
-                .filter_map(|(rcpt, ending)| Some((rcpt, ending?)))
+                .filter_map(|(rcpt, own)| Some((rcpt, own.or_else(|| rest.cloned())?)))
                 .collect(),
         }
     }
