@@ -48,10 +48,7 @@ pub fn message_id(message: &[u8]) -> Option<Arc<str>> {
     if value.is_empty() {
         return None;
     }
-    Some(match std::str::from_utf8(value) {
-        Ok(text) => Arc::from(text),
-        Err(_) => Arc::from(String::from_utf8_lossy(value)),
-    })
+    Some(Arc::from(String::from_utf8_lossy(value)))
 }
 
 /// The first line of `text` without its line ending, and what follows it.
