@@ -34,10 +34,10 @@ pub(crate) struct ListQuery {
 struct AttemptView {
     /// The key of the message it was joined to.
     message: u64,
-    message_id: Option<String>,
+    message_id: Option<Arc<str>>,
     #[serde(flatten)]
     facts: AttemptFacts,
-    sender: String,
+    sender: Arc<str>,
     recipients: Vec<EndingView>,
 }
 

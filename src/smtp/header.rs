@@ -2,6 +2,7 @@
 //! their `Message-ID` (RFC 5322 §3.6.4), read here once the whole message is in.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use memchr::memchr;
 
@@ -12,46 +13,51 @@ pub const MAX_MESSAGE_ID: usize = 998;
 /// The `Message-ID` field of `message` (its header section, up to the first empty line),
 /// unfolded and trimmed; `None` when it has none or it is empty. The field name is matched
 /// without regard to case (RFC 5322 §1.2.2); the first such field counts.
-pub fn message_id(message: &[u8]) -> Option<String> {
-    // Borrowed from the message while on one line (the common case: one copy in all), owned
-    // once folded.
-    let mut value: Option<Cow<'_, [u8]>> = None;
+pub fn message_id(message: &[u8]) -> Option<Arc<str>> {
     let mut rest = message;
-    while !rest.is_empty() {
-        let (line, next) = match memchr(b'\n', rest) {
-            Some(at) => (&rest[..at], &rest[at + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
+    // The field's first line; the search ends at the empty line, or at a line that is no
+    // header field.
+    let found = loop {
+        let first = *rest.first()?;
+        if rest.starts_with(b"\r\n") || first == b'\n' {
+            return None; // The empty line: the header section is over.
+        }
+        let (line, next) = split_line(rest);
         rest = next;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
+        if first == b' ' || first == b'\t' {
+            continue; // A folded continuation of another field.
         }
-        if line[0] == b' ' || line[0] == b'\t' {
-            // A folded continuation of the field before.
-            if let Some(value) = &mut value {
-                append(value.to_mut(), line);
-            }
-            continue;
-        }
-        if value.is_some() {
-            break;
-        }
-        let Some(colon) = memchr(b':', line) else {
-            // Not a header field: the header section is over.
-            break;
-        };
+        // The colon ends a field name, a few octets in: a plain search finds it sooner than a
+        // vectorized one gets started.
+        let colon = line.iter().position(|&octet| octet == b':')?;
         if line[..colon]
             .trim_ascii_end()
             .eq_ignore_ascii_case(b"message-id")
         {
-            let found = &line[colon + 1..];
-            value = Some(Cow::Borrowed(&found[..found.len().min(MAX_MESSAGE_ID)]));
+            break &line[colon + 1..];
         }
+    };
+    // Borrowed from the message while on one line (the common case), owned once folded.
+    let mut value = Cow::Borrowed(&found[..found.len().min(MAX_MESSAGE_ID)]);
+    while let Some(b' ' | b'\t') = rest.first() {
+        let (line, next) = split_line(rest);
+        append(value.to_mut(), line);
+        rest = next;
     }
-    let value = value?;
-    let text = String::from_utf8_lossy(value.trim_ascii());
-    (!text.is_empty()).then(|| text.into_owned())
+    let value = value.trim_ascii();
+    if value.is_empty() {
+        return None;
+    }
+    Some(Arc::from(String::from_utf8_lossy(value)))
+}
+
+/// The first line of `text` without its line ending, and what follows it.
+fn split_line(text: &[u8]) -> (&[u8], &[u8]) {
+    let (line, next) = match memchr(b'\n', text) {
+        Some(at) => (&text[..at], &text[at + 1..]),
+        None => (text, &text[text.len()..]),
+    };
+    (line.strip_suffix(b"\r").unwrap_or(line), next)
 }
 
 /// Adds `part` to `value`, up to [`MAX_MESSAGE_ID`] octets.
@@ -98,5 +104,13 @@ mod tests {
         message.extend(std::iter::repeat_n(b'a', 5000));
         message.extend_from_slice(b"@x>\r\n\r\n");
         assert_eq!(message_id(&message).unwrap().len(), MAX_MESSAGE_ID - 1);
+    }
+
+    #[test]
+    fn invalid_utf_8_is_replaced() {
+        assert_eq!(
+            message_id(b"Message-ID: <\xff@x>\r\n\r\n").as_deref(),
+            Some("<\u{fffd}@x>")
+        );
     }
 }

@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::smtp::policy::{Phase, RuleRef};
 use crate::smtp::reply::{status, EnhancedStatus};
 
@@ -127,15 +129,16 @@ pub struct Attempt {
     pub auth_user: Option<Arc<str>>,
     /// When MAIL was answered, on the server's clock (ms since the Unix epoch).
     pub started_ms: u64,
-    /// The MAIL FROM address (empty for `<>`).
-    pub sender: String,
+    /// The MAIL FROM address (empty for `<>`), shared with the message it joins.
+    pub sender: Arc<str>,
     /// The message's `Message-ID`, when the attempt reached the end of data and it had one.
-    pub message_id: Option<String>,
+    pub message_id: Option<Arc<str>>,
     /// When MAIL itself ended the attempt (refused, or no reply): the ending of every
     /// recipient, since none was named.
     pub mail_ending: Option<Ending>,
-    /// Each recipient named (RCPT TO), in order, with how the attempt ended for it.
-    pub recipients: Vec<(String, Ending)>,
+    /// Each recipient named (RCPT TO), in order, with how the attempt ended for it (one
+    /// inline: most attempts name one).
+    pub recipients: SmallVec<[(Arc<str>, Ending); 1]>,
 }
 
 impl Attempt {

@@ -22,8 +22,8 @@ const PER_MESSAGE_BUCKETS: [f64; 8] = [1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100
 /// One recipient of a followed message, counted over every attempt, kept or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tally {
-    /// The address, as first named.
-    pub rcpt: String,
+    /// The address, as first named (shared with the attempt that named it).
+    pub rcpt: Arc<str>,
     /// Attempts that concerned it.
     pub attempts: u64,
     /// Attempts that stored the message for it (their 250 sent or lost).
@@ -41,10 +41,10 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn new(rcpt: &str, pair: u64) -> Self {
+    fn new(rcpt: &Arc<str>, pair: u64) -> Self {
         Self {
             pair,
-            rcpt: rcpt.to_owned(),
+            rcpt: rcpt.clone(),
             attempts: 0,
             accepted: 0,
             duplicates: 0,
@@ -85,9 +85,9 @@ pub struct FollowedMessage {
     /// Increasing from 1 across the history: names a message that has no `Message-ID`.
     pub key: u64,
     /// Its `Message-ID`, once an attempt reached the end of data with one.
-    pub message_id: Option<String>,
+    pub message_id: Option<Arc<str>>,
     /// The sender of its first attempt.
-    pub sender: String,
+    pub sender: Arc<str>,
     /// Each recipient named, in order (one inline: most messages have one).
     pub(super) recipients: SmallVec<[Tally; 1]>,
     /// The kept attempts, oldest first (the first ones and the latest, past the bound; two
@@ -103,11 +103,11 @@ pub struct FollowedMessage {
 
 impl FollowedMessage {
     /// A message with nothing counted yet.
-    pub(super) fn new(key: u64, sender: &str, sender_key: u64) -> Self {
+    pub(super) fn new(key: u64, sender: &Arc<str>, sender_key: u64) -> Self {
         Self {
             key,
             message_id: None,
-            sender: sender.to_owned(),
+            sender: sender.clone(),
             recipients: SmallVec::new(),
             attempts: SmallVec::new(),
             attempts_total: 0,
@@ -134,7 +134,7 @@ impl FollowedMessage {
     }
 
     /// The counts of `rcpt`, new ones made with its index key `pair`, up to [`MAX_RECIPIENTS`].
-    fn tally_mut(&mut self, rcpt: &str, pair: u64) -> Option<&mut Tally> {
+    fn tally_mut(&mut self, rcpt: &Arc<str>, pair: u64) -> Option<&mut Tally> {
         let at = match self
             .recipients
             .iter()
@@ -194,7 +194,7 @@ pub struct ListedAttempt {
     /// Its message's key.
     pub message: u64,
     /// Its message's `Message-ID`, if known.
-    pub message_id: Option<String>,
+    pub message_id: Option<Arc<str>>,
 }
 
 /// The attempt history of one running failmail: shared by every connection's [`Recorder`],
@@ -242,6 +242,8 @@ impl AttemptBook {
         let mut followed = self.lock();
         followed.next_attempt += 1;
         attempt.id = followed.next_attempt;
+        // Shared at once: the attempt moves no further, only its pointer does.
+        let attempt = Arc::new(attempt);
         let keys = followed.keys(&attempt);
         let key = match followed.target(&attempt, &keys) {
             Some(key) => {
@@ -262,8 +264,8 @@ impl AttemptBook {
         let Some(at) = followed.position(key) else {
             return; // Followed nothing (no room at all).
         };
-        if let Some(id) = &attempt.message_id {
-            followed.name(at, id);
+        if let (Some(id), Some(id_key)) = (&attempt.message_id, keys.id) {
+            followed.name(at, id, id_key);
         }
         // The indexes hold the keys of a message's own sender only, so that falling out of
         // the history removes every entry of the message.
@@ -274,18 +276,16 @@ impl AttemptBook {
             followed.by_sender.insert(keys.sender, key);
             keys.pairs
         } else {
-            let sender = &followed.messages[at].sender;
+            let sender = followed.messages[at].sender_key;
             let pairs = attempt.recipients.iter();
-            pairs
-                .map(|(rcpt, _)| followed.folded(&[sender, rcpt]))
-                .collect()
+            pairs.map(|(rcpt, _)| followed.pair(sender, rcpt)).collect()
         };
         self.add(&mut followed.messages[at], attempt, &pairs);
     }
 
     /// Counts `attempt` for its message's recipients (`pairs`: their index keys with the
     /// message's sender) and keeps it within the bounds.
-    fn add(&self, message: &mut FollowedMessage, attempt: Attempt, pairs: &[u64]) {
+    fn add(&self, message: &mut FollowedMessage, attempt: Arc<Attempt>, pairs: &[u64]) {
         let mut duplicates = 0;
         match &attempt.mail_ending {
             Some(ending) => {
@@ -306,11 +306,11 @@ impl AttemptBook {
         message.attempts_total += 1;
         let keep = self.config.attempts_per_message.max(1);
         if message.attempts.len() < keep {
-            message.attempts.push(Arc::new(attempt));
+            message.attempts.push(attempt);
         } else {
             // The first ones stay (they show how retries began) and so does the latest.
             if let Some(last) = message.attempts.last_mut() {
-                *last = Arc::new(attempt);
+                *last = attempt;
             }
             self.attempts_dropped.fetch_add(1, Ordering::Relaxed);
         }

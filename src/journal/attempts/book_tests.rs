@@ -22,7 +22,7 @@ fn grouping(book: &AttemptBook) -> Vec<(u64, Option<String>, Vec<u64>)> {
         .map(|m| {
             (
                 m.key,
-                m.message_id,
+                m.message_id.as_deref().map(str::to_owned),
                 m.attempts.iter().map(|a| a.id).collect(),
             )
         })

@@ -2,11 +2,15 @@
 //! an attempt continues: by `Message-ID`, by (sender, recipient) and by sender.
 //!
 //! Index keys are hashes of the addresses (ASCII case folded) or of the `Message-ID`, made with
-//! keys random per history, so that no client can aim at collisions; a hit is checked against
-//! the message itself, so that a collision only misses.
+//! keys random per history (foldhash's fast hasher, a fraction of SipHash's cost per attempt),
+//! so that no client can aim at collisions; a hit is checked against the message itself, so
+//! that a collision only misses.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use foldhash::fast::RandomState;
 
 use smallvec::SmallVec;
 
@@ -36,9 +40,10 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// The index keys of one attempt, hashed once: its sender, and (sender, recipient) for each of
-/// its recipients, in order.
+/// The index keys of one attempt, hashed once: its `Message-ID`, its sender, and (sender,
+/// recipient) for each of its recipients, in order.
 pub(super) struct Keys {
+    pub(super) id: Option<u64>,
     pub(super) sender: u64,
     pub(super) pairs: SmallVec<[u64; 4]>,
 }
@@ -62,28 +67,34 @@ pub(super) struct Followed {
 impl Followed {
     /// The index keys of `attempt`.
     pub(super) fn keys(&self, attempt: &Attempt) -> Keys {
+        let sender = self.folded(0, &attempt.sender);
         Keys {
-            sender: self.folded(&[&attempt.sender]),
+            id: attempt.message_id.as_deref().map(|id| self.id_key(id)),
+            sender,
             pairs: attempt
                 .recipients
                 .iter()
-                .map(|(rcpt, _)| self.folded(&[&attempt.sender, rcpt]))
+                .map(|(rcpt, _)| self.pair(sender, rcpt))
                 .collect(),
         }
     }
 
-    /// A hash of `parts`, ASCII case folded, without a heap copy.
-    pub(super) fn folded(&self, parts: &[&str]) -> u64 {
+    /// The (sender, recipient) key of `rcpt` with the sender whose key is `sender`: the sender
+    /// is hashed once per attempt, not once per recipient.
+    pub(super) fn pair(&self, sender: u64, rcpt: &str) -> u64 {
+        self.folded(sender, rcpt)
+    }
+
+    /// A hash of `prefix` and `text`, ASCII case folded, without a heap copy.
+    fn folded(&self, prefix: u64, text: &str) -> u64 {
         let mut hasher = self.hashing.build_hasher();
+        hasher.write_u64(prefix);
         let mut buffer = [0u8; 64];
-        for part in parts {
-            for chunk in part.as_bytes().chunks(buffer.len()) {
-                let lower = &mut buffer[..chunk.len()];
-                lower.copy_from_slice(chunk);
-                lower.make_ascii_lowercase();
-                hasher.write(lower);
-            }
-            hasher.write_u8(0xff);
+        for chunk in text.as_bytes().chunks(buffer.len()) {
+            let lower = &mut buffer[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            hasher.write(lower);
         }
         hasher.finish()
     }
@@ -105,11 +116,11 @@ impl Followed {
 
     /// The message `attempt` (with its index `keys`) continues, if any (see [`super`]).
     pub(super) fn target(&self, attempt: &Attempt, keys: &Keys) -> Option<u64> {
-        if let Some(id) = &attempt.message_id {
-            let key = self.by_id.get(&self.id_key(id)).copied();
+        if let (Some(id), Some(id_key)) = (&attempt.message_id, keys.id) {
+            let key = self.by_id.get(&id_key).copied();
             let same = |key| {
                 self.get(key)
-                    .is_some_and(|m| m.message_id.as_deref() == Some(id.as_str()))
+                    .is_some_and(|m| m.message_id.as_deref() == Some(&**id))
             };
             if key.is_some_and(same) {
                 return key;
@@ -131,12 +142,13 @@ impl Followed {
             .max()
     }
 
-    /// Names the message at `at` by `message_id`, if it had no `Message-ID` yet.
-    pub(super) fn name(&mut self, at: usize, message_id: &str) {
+    /// Names the message at `at` by `message_id` (its index key `id_key`), if it had no
+    /// `Message-ID` yet.
+    pub(super) fn name(&mut self, at: usize, message_id: &Arc<str>, id_key: u64) {
         if self.messages[at].message_id.is_none() {
             let key = self.messages[at].key;
-            self.messages[at].message_id = Some(message_id.to_owned());
-            self.by_id.insert(self.id_key(message_id), key);
+            self.messages[at].message_id = Some(message_id.clone());
+            self.by_id.insert(id_key, key);
         }
     }
 

@@ -10,6 +10,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::attempt::{Attempt, EndKind, Ending};
 use super::book::AttemptBook;
 use crate::smtp::policy::Phase;
@@ -18,8 +20,8 @@ use crate::smtp::session::{Decided, EnvelopeTrace, ReplyTrace, SilentAction};
 /// The envelope step waiting for its reply.
 #[derive(Debug)]
 enum Asked {
-    Mail(String),
-    Rcpt(String),
+    Mail(Arc<str>),
+    Rcpt(Arc<str>),
     Data,
     DataEnd,
 }
@@ -30,11 +32,11 @@ struct Open {
     started_ms: u64,
     tls: bool,
     auth_user: Option<Arc<str>>,
-    sender: String,
-    message_id: Option<String>,
+    sender: Arc<str>,
+    message_id: Option<Arc<str>>,
     /// Each recipient named, with its ending once it has one (a refusal at RCPT, else the end
-    /// of the transaction).
-    recipients: Vec<(String, Option<Ending>)>,
+    /// of the transaction); one inline, as most transactions name one.
+    recipients: SmallVec<[(Arc<str>, Option<Ending>); 1]>,
     /// The furthest phase reached.
     phase: Phase,
 }
@@ -68,6 +70,7 @@ impl Recorder {
 
     /// The session's TLS and AUTH state now, kept for the next transaction (copied only when
     /// it changes).
+    #[inline]
     pub fn observe(&mut self, tls: bool, auth_user: Option<&str>) {
         self.tls = tls;
         if self.auth_user.as_deref() != auth_user {
@@ -189,23 +192,22 @@ impl Recorder {
         self.close(abandoned(phase, at_ms));
     }
 
-    fn begin(&self, sender: String, at_ms: u64) -> Open {
+    fn begin(&self, sender: Arc<str>, at_ms: u64) -> Open {
         Open {
             started_ms: at_ms,
             tls: self.tls,
             auth_user: self.auth_user.clone(),
             sender,
             message_id: None,
-            recipients: Vec::new(),
+            recipients: SmallVec::new(),
             phase: Phase::Mail,
         }
     }
 
     /// Records an attempt that MAIL itself ended (refused, or closed without a reply).
-    fn record_mail_ending(&mut self, sender: String, ending: Ending, at_ms: u64) {
-        let mut open = self.begin(sender, at_ms);
-        open.phase = Phase::Mail;
-        let attempt = self.attempt(open, Some(ending));
+    fn record_mail_ending(&mut self, sender: Arc<str>, ending: Ending, at_ms: u64) {
+        let open = self.begin(sender, at_ms);
+        let attempt = self.attempt(open, Some(ending), None);
         self.book.record(attempt);
     }
 
@@ -213,23 +215,22 @@ impl Recorder {
     /// transaction the client abandoned before naming any recipient attempted nothing, and is
     /// not recorded.
     fn close(&mut self, ending: Ending) {
-        let Some(mut open) = self.open.take() else {
+        let Some(open) = self.open.take() else {
             return;
         };
-        if open.recipients.is_empty() && ending.kind == EndKind::Abandoned {
+        let attempt = if !open.recipients.is_empty() {
+            self.attempt(open, None, Some(&ending))
+        } else if ending.kind != EndKind::Abandoned {
+            self.attempt(open, Some(ending), None)
+        } else {
             return;
-        }
-        for (_, slot) in &mut open.recipients {
-            if slot.is_none() {
-                *slot = Some(ending.clone());
-            }
-        }
-        let mail_ending = open.recipients.is_empty().then_some(ending);
-        let attempt = self.attempt(open, mail_ending);
+        };
         self.book.record(attempt);
     }
 
-    fn attempt(&self, open: Open, mail_ending: Option<Ending>) -> Attempt {
+    /// The attempt `open` made: `mail_ending` when MAIL ended it, `rest` for each recipient
+    /// that has no ending of its own.
+    fn attempt(&self, open: Open, mail_ending: Option<Ending>, rest: Option<&Ending>) -> Attempt {
         Attempt {
             id: 0,
             session: self.session,
@@ -243,7 +244,7 @@ impl Recorder {
             recipients: open
                 .recipients
                 .into_iter()
-                .filter_map(|(rcpt, ending)| Some((rcpt, ending?)))
+                .filter_map(|(rcpt, own)| Some((rcpt, own.or_else(|| rest.cloned())?)))
                 .collect(),
         }
     }

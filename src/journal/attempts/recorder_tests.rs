@@ -102,7 +102,7 @@ impl Client {
             None => attempt
                 .recipients
                 .iter()
-                .map(|(r, e)| (r.clone(), e.kind, e.phase, e.code))
+                .map(|(r, e)| (r.to_string(), e.kind, e.phase, e.code))
                 .collect(),
         }
     }
@@ -137,7 +137,7 @@ fn a_transaction_is_one_attempt_with_an_ending_per_recipient() {
     assert_eq!(
         (
             attempt.session,
-            attempt.sender.as_str(),
+            &*attempt.sender,
             attempt.message_id.as_deref()
         ),
         (42, "a@x", Some("<m1@x.example>"))

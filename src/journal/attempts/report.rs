@@ -356,19 +356,15 @@ pub(super) fn judge(
     for message in messages {
         let mut judged = MessageReport {
             key: message.key,
-            message_id: message.message_id.clone(),
-            sender: message.sender.clone(),
+            message_id: message.message_id.as_deref().map(str::to_owned),
+            sender: message.sender.to_string(),
             attempts: message.attempts_total,
             recipients: Vec::new(),
         };
         let rcpts: Vec<Option<&str>> = if message.recipients.is_empty() {
             vec![None]
         } else {
-            message
-                .recipients
-                .iter()
-                .map(|t| Some(t.rcpt.as_str()))
-                .collect()
+            message.recipients.iter().map(|t| Some(&*t.rcpt)).collect()
         };
         for rcpt in rcpts {
             let recipient = judge_recipient(message, rcpt, settings, now_ms);

@@ -58,12 +58,12 @@ pub(super) fn attempt(
         tls: false,
         auth_user: None,
         started_ms: recipients.iter().map(|(_, e)| e.at_ms).min().unwrap_or(0),
-        sender: sender.to_owned(),
-        message_id: message_id.map(str::to_owned),
+        sender: sender.into(),
+        message_id: message_id.map(Into::into),
         mail_ending: None,
         recipients: recipients
             .iter()
-            .map(|(rcpt, ending)| ((*rcpt).to_owned(), ending.clone()))
+            .map(|(rcpt, ending)| ((*rcpt).into(), ending.clone()))
             .collect(),
     }
 }

@@ -101,7 +101,7 @@ impl Session {
     }
 
     fn mail(&mut self, mail: &MailCommand<'_>, out: &mut BytesMut) -> Option<Step> {
-        self.envelope(|| EnvelopeTrace::Mail(mail.from.to_owned()));
+        self.envelope(|| EnvelopeTrace::Mail(mail.from.into()));
         let refusal = if self.helo.is_none() {
             Some(fixed::NEED_HELO)
         } else if self.transaction.from.is_some() {
@@ -126,7 +126,7 @@ impl Session {
     }
 
     fn rcpt(&mut self, rcpt: &RcptCommand<'_>, out: &mut BytesMut) -> Option<Step> {
-        self.envelope(|| EnvelopeTrace::Rcpt(rcpt.to.to_owned()));
+        self.envelope(|| EnvelopeTrace::Rcpt(rcpt.to.into()));
         let refusal = if self.helo.is_none() {
             Some(fixed::NEED_HELO)
         } else if self.transaction.from.is_none() {

@@ -75,16 +75,16 @@ pub enum Trace {
 /// next [`Trace::Reply`] (or [`Trace::Silent`]) after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvelopeTrace {
-    /// MAIL FROM, with its address (empty for `<>`).
-    Mail(String),
-    /// RCPT TO, with its address.
-    Rcpt(String),
+    /// MAIL FROM, with its address (empty for `<>`), shared so that it is copied once.
+    Mail(Arc<str>),
+    /// RCPT TO, with its address, shared so that it is copied once.
+    Rcpt(Arc<str>),
     /// DATA, or the first BDAT of a message.
     Data,
     /// The whole message was received.
     DataEnd {
         /// Its `Message-ID` header field, unfolded and trimmed, if it has one.
-        message_id: Option<String>,
+        message_id: Option<Arc<str>>,
     },
     /// The transaction was forgotten (RSET, HELO, EHLO); no reply belongs to this step.
     Reset,
