@@ -283,14 +283,6 @@ impl App {
         };
         let http = match config.http {
             Some(http) => {
-                let listener =
-                    TcpListener::bind(http.addr)
-                        .await
-                        .map_err(|source| AppError::HttpBind {
-                            addr: http.addr,
-                            source,
-                        })?;
-                addresses.http = listener.local_addr().ok();
                 let state = ApiState {
                     journal: journal.clone(),
                     clock: clock.clone(),
@@ -299,21 +291,9 @@ impl App {
                     bounces: Some(bounces.clone()),
                     listening: Some(listening),
                 };
-                let token = http
-                    .token
-                    .as_deref()
-                    .filter(|t| !t.trim().is_empty())
-                    .map(Arc::<str>::from);
-                let token_protected = token.is_some();
-                // One router, so that the layers `api::serve` adds guard the page and the API.
-                let routes = api::router_with_token(state, token).merge(web::router());
-                Some(tokio::spawn(api::serve(
-                    listener,
-                    routes,
-                    http.hosts,
-                    token_protected,
-                    server.shutdown_signal(),
-                )))
+                let (addr, task) = start_http(http, state, &server).await?;
+                addresses.http = addr;
+                Some(task)
             }
             None => None,
         };
@@ -329,6 +309,38 @@ impl App {
             bounce_runner,
         })
     }
+}
+
+/// Binds the HTTP listener and serves the API and the page on it until the server shuts down:
+/// its address, and the task serving it.
+async fn start_http(
+    http: HttpConfig,
+    state: ApiState,
+    server: &RunningServer,
+) -> Result<(Option<SocketAddr>, JoinHandle<()>), AppError> {
+    let listener = TcpListener::bind(http.addr)
+        .await
+        .map_err(|source| AppError::HttpBind {
+            addr: http.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().ok();
+    let token = http
+        .token
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .map(Arc::<str>::from);
+    let token_protected = token.is_some();
+    // One router, so that the layers `api::serve` adds guard the page and the API.
+    let routes = api::router_with_token(state, token).merge(web::router());
+    let task = tokio::spawn(api::serve(
+        listener,
+        routes,
+        http.hosts,
+        token_protected,
+        server.shutdown_signal(),
+    ));
+    Ok((addr, task))
 }
 
 /// The bounce scheduler, and the clock every piece reads, wrapped so that moving it wakes the

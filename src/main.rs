@@ -316,22 +316,27 @@ impl ServeArgs {
         (limits, default_limits)
     }
 
-    fn into_config(self) -> anyhow::Result<AppConfig> {
-        let (limits, default_limits) = self.limit_overrides();
-        let certificate = match (self.tls, self.tls_cert, self.tls_key) {
-            (_, Some(cert), Some(key)) => Some(CertificateSource::Files { cert, key }),
-            (true, _, _) => Some(CertificateSource::Development),
-            _ => None,
-        };
-        let state = if self.state == "memory" {
-            StateConfig::Memory
+    /// `--state`: memory, or a Redis URL.
+    fn state_config(&self) -> anyhow::Result<StateConfig> {
+        if self.state == "memory" {
+            Ok(StateConfig::Memory)
         } else if self.state.starts_with("redis://") || self.state.starts_with("rediss://") {
-            StateConfig::Redis(self.state)
+            Ok(StateConfig::Redis(self.state.clone()))
         } else {
             anyhow::bail!(
                 "--state is `memory` or a redis:// URL, not {:?}",
                 self.state
-            );
+            )
+        }
+    }
+
+    fn into_config(self) -> anyhow::Result<AppConfig> {
+        let (limits, default_limits) = self.limit_overrides();
+        let state = self.state_config()?;
+        let certificate = match (self.tls, self.tls_cert, self.tls_key) {
+            (_, Some(cert), Some(key)) => Some(CertificateSource::Files { cert, key }),
+            (true, _, _) => Some(CertificateSource::Development),
+            _ => None,
         };
         Ok(AppConfig {
             server: ServerConfig {

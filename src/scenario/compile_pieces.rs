@@ -18,6 +18,7 @@ use super::{recover, Context, Scenario, ScenarioErrors};
 use crate::scenario::file::{RuleFile, ScenarioFile};
 use crate::scenario::index::RuleIndex;
 use crate::scenario::rule::Voice;
+use crate::scenario::settings::{GreylistSettings, LimitSettings, ServerSettings};
 use crate::smtp::policy::Phase;
 
 /// `[[rule]]` tables per piece.
@@ -79,7 +80,7 @@ impl Scenario {
             base: piece.start,
         };
         let head = context(&pieces[0]);
-        let file = match head.toml(&pieces[0]) {
+        let mut file = match head.toml(&pieces[0]) {
             Ok(file) => file,
             Err(error) if recover => return Err(recover::each_part(&head, &error)),
             Err(error) => return Err(head.toml_error(&error).into()),
@@ -90,20 +91,7 @@ impl Scenario {
                 .into());
         }
         let mut errors = ScenarioErrors::default();
-        // A broken section is reported, and the rest checked as if it were the default.
-        let server = errors
-            .keep(head.server(file.server.unwrap_or_default()))
-            .unwrap_or_else(|| Scenario::builtin().server);
-        let voice = Voice::default_for(server.flavor);
-        let limits = file
-            .limits
-            .and_then(|limits| errors.keep(head.limits(limits, voice)));
-        let greylisting = match file.greylisting {
-            Some(section) if section.enabled != Some(false) => {
-                errors.keep(head.greylisting(section, voice))
-            }
-            _ => None,
-        };
+        let (server, limits, greylisting) = head.sections(&mut file, &mut errors);
         // Sized once: doubling a vector of 100,000 rules wastes a third of it and copies it.
         let headers = memchr::memmem::find_iter(source.as_bytes(), "[[rule]]").count();
         let mut rules = Vec::with_capacity(file.rules.len().max(headers));
@@ -147,6 +135,34 @@ impl Scenario {
 }
 
 impl Context<'_> {
+    /// The first piece's `[server]`, `[limits]` and `[greylisting]`, taken out of `file`: a
+    /// broken section is reported, and the rest checked as if it were the default.
+    fn sections(
+        &self,
+        file: &mut ScenarioFile,
+        errors: &mut ScenarioErrors,
+    ) -> (
+        ServerSettings,
+        Option<LimitSettings>,
+        Option<GreylistSettings>,
+    ) {
+        let server = errors
+            .keep(self.server(file.server.take().unwrap_or_default()))
+            .unwrap_or_else(|| Scenario::builtin().server);
+        let voice = Voice::default_for(server.flavor);
+        let limits = file
+            .limits
+            .take()
+            .and_then(|limits| errors.keep(self.limits(limits, voice)));
+        let greylisting = match file.greylisting.take() {
+            Some(section) if section.enabled != Some(false) => {
+                errors.keep(self.greylisting(section, voice))
+            }
+            _ => None,
+        };
+        (server, limits, greylisting)
+    }
+
     /// Parses one piece of the file as a whole scenario file.
     fn toml(&self, piece: &Range<usize>) -> Result<ScenarioFile, toml::de::Error> {
         toml::from_str(&self.source[piece.clone()])
