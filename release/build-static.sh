@@ -7,8 +7,8 @@
 # /etc/hosts support, which needs no NSS module.
 #
 # Usage: release/build-static.sh     (from anywhere; prints the binary's path on its last line)
-# The build goes to target/x86_64-unknown-linux-gnu/, apart from the usual target/release, so
-# that it does not invalidate the everyday build.
+# The build goes to target/x86_64-unknown-linux-gnu/ (under $CARGO_TARGET_DIR when it is set),
+# apart from the usual target/release, so that it does not invalidate the everyday build.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" 
 
 mkdir -p dist
 out="dist/failmail-$target"
-cp "target/$target/release/failmail" "$out"
+cp "${CARGO_TARGET_DIR:-target}/$target/release/failmail" "$out"
 strip "$out" 2>/dev/null || true
 
 # Proof that it is static: the dynamic loader finds nothing to load, and it runs.
