@@ -2,9 +2,9 @@
 //!
 //! **Synchronous** (answered in the SMTP dialogue, a `reply` rule at the phase): the remote
 //! server gave the reply during the SMTP session, so the bounce names the command it answered
-//! (`in reply to RCPT TO command`, `after end of data`, a `>>> RCPT To:` transcript line, qmail's
-//! `does not like recipient`), or the input is the reply itself (an MTA log line, a pasted
-//! reply transcript).
+//! (`in reply to RCPT TO command`, `after end of data`, a `>>> RCPT To:` transcript line,
+//! `SMTP:RCPT host …`, qmail's `does not like recipient`), or the input is the reply itself (an
+//! MTA log line, a pasted reply transcript).
 //!
 //! **Asynchronous** (accepted with 250 and bounced later, a `bounce` rule): the reporting MTA
 //! met the failure after it had accepted the message. That is so for

@@ -182,8 +182,8 @@ fn first_address(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The phase a chunk names: Postfix's `in reply to … command`, Exim's `after …`, qmail's
-/// wording, else the last client command before the reply.
+/// The phase a chunk names: Postfix's `in reply to … command`, Exim's `after …`, `SMTP:RCPT
+/// host …`, qmail's wording, else the last client command before the reply.
 fn phase(chunk: &str) -> Option<Phase> {
     let flat = fold(chunk).to_ascii_lowercase();
     if let Some(at) = flat.find("in reply to ") {
@@ -196,6 +196,16 @@ fn phase(chunk: &str) -> Option<Phase> {
                 .trim_start_matches(" after ")
                 .trim_start_matches(" for ");
             return command_phase(words);
+        }
+    }
+    // `SMTP:RCPT host 192.0.2.8: 553 5.3.0 …`, as some Delivery Status Notifications write
+    // the command a reply answered (Sisimai reads it so: lib/Sisimai/Lhost/X3.pm).
+    if let Some(at) = flat.find("smtp:") {
+        let named = &flat[at + "smtp:".len()..];
+        if named.split(' ').nth(1) == Some("host") {
+            if let Some(phase) = command_phase(named) {
+                return Some(phase);
+            }
         }
     }
     for (words, phase) in [

@@ -27,6 +27,13 @@ fn postfix_exim_qmail_sendmail() {
     assert_eq!(sendmail.len(), 2);
     assert_eq!(sendmail[1].phase, Some(Phase::Rcpt));
     assert_eq!(sendmail[0].reply, sendmail[1].reply);
+    let named = one("Delivery to the following recipients failed permanently:\n\n   * a@x.example\n\nSMTP:RCPT host 192.0.2.8: 553 5.3.0 <a@x.example>... No such user here\n");
+    assert_eq!((named.reply.code, named.phase), (553, Some(Phase::Rcpt)));
+    let data = one("SMTP:DATA host 192.0.2.8: 554 5.6.0 Message rejected\n");
+    assert_eq!(data.phase, Some(Phase::Data));
+    // Without `host` after it, `SMTP:` is no phase (a Diagnostic-Code type, a URL).
+    let not_named = one("Diagnostic-Code: smtp:rcpt 550 5.1.1 unknown\n");
+    assert_ne!(not_named.phase, Some(Phase::Rcpt));
 }
 
 #[test]
