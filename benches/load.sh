@@ -29,7 +29,9 @@
 #                      10% of messages/s and of msgs/server CPU-s (printed after the table)
 #   failmail-streamed  failmail-scenario with the web page's two live streams read while the load
 #                      runs, as an open page would read them (not in SERVERS by default):
-#                      curl -sN http://HTTP/api/events/stream?since=0 and /api/counters/stream.
+#                      curl -sN "http://HTTP/api/events/stream?since=0&brief=true" (the list
+#                      of sessions; a transcript is read only when a session is opened) and
+#                      /api/counters/stream.
 #                      curl reads as fast as it can, so every event is sent: the most an open page
 #                      can cost. The table then adds failmail-streamed ÷ failmail-scenario per mode
 #                      (the web page's goal: at least 0.95). Needs curl.
@@ -200,7 +202,7 @@ start_server() {
             wait_failmail "$WORK/$name.out"
             if [[ $name == failmail-streamed ]]; then
                 # The web page's two streams, read to the end of the run.
-                curl -sN "http://$HTTP_ADDR/api/events/stream?since=0" >/dev/null 2>&1 &
+                curl -sN "http://$HTTP_ADDR/api/events/stream?since=0&brief=true" >/dev/null 2>&1 &
                 STREAMERS[$name]=$!
                 curl -sN "http://$HTTP_ADDR/api/counters/stream" >/dev/null 2>&1 &
                 STREAMERS[$name]+=" $!"

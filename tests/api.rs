@@ -361,7 +361,7 @@ async fn the_validator_catches_what_the_document_forbids() {
     assert!(!validate(doc, &event, &unknown_type, "e").is_empty());
 }
 
-/// `GET /api/events` filters by rule (name or index), type and catalog name, and with
+/// `GET /api/events` filters by rule (name or index), type, catalog name and `brief`, and with
 /// `order=desc` gives the newest events first, so that "the last reply" is found however many
 /// events came before (the default page is the oldest 1000).
 #[tokio::test]
@@ -413,6 +413,14 @@ async fn events_filter_by_rule_type_and_catalog_and_read_newest_first() {
         .all(|e| e["type"] == "reply" && e["code"] == 550));
     let commands = page("type=command&order=desc&limit=1").await;
     assert_eq!(summary(&commands), ["command QUIT"]);
+    // `brief`: of the commands, only those naming client, sender and recipients (no RSET,
+    // no QUIT).
+    let brief = page("brief=true&type=command").await;
+    assert_eq!(brief.len(), 1 + 301 + 2, "EHLO, the MAILs, the RCPTs");
+    assert!(brief.iter().all(|e| {
+        let line = e["line"].as_str().unwrap();
+        ["EHLO", "MAIL", "RCPT"].iter().any(|v| line.starts_with(v))
+    }));
 
     let bad = api.call("GET", "/api/events?type=replies", None).await;
     assert_eq!(bad.status, 400);

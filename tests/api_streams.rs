@@ -228,7 +228,8 @@ rcpt = "full@*"
 reply = "mailbox_full"
 "#;
 
-/// The stream's filters (`type`, `rule` by name or index, `catalog`, `session`, together):
+/// The stream's filters (`type`, `rule` by name or index, `catalog`, `session`, together, and
+/// `brief`, what the web page's list of sessions reads):
 /// each stream, live and replayed, sends exactly the events the filter names, in order, and
 /// an unknown type is refused.
 #[tokio::test]
@@ -236,7 +237,7 @@ async fn the_event_stream_sends_only_what_its_filters_name() {
     let harness = Harness::start(Some(TWO_RULES)).await;
     let api = &harness.api;
     type Wanted = fn(&Value) -> bool;
-    let filters: [(&str, Wanted, usize); 5] = [
+    let filters: [(&str, Wanted, usize); 6] = [
         ("type=session_end", |e| e["type"] == "session_end", 2),
         ("rule=blocked", |e| e["rule_name"] == "blocked", 2),
         ("rule=1", |e| e["rule"] == 1, 1),
@@ -250,6 +251,7 @@ async fn the_event_stream_sends_only_what_its_filters_name() {
             |e| e["type"] == "reply" && e["catalog"] == "user_unknown" && e["rule"] == 0,
             2,
         ),
+        ("brief=true", brief, BRIEF_EVENTS),
     ];
     let mut live = Vec::new();
     for (query, ..) in &filters {
@@ -318,6 +320,29 @@ async fn the_event_stream_sends_only_what_its_filters_name() {
     check_documented("GET", "/api/events/stream?type=nope", &refused);
     assert_eq!(refused.status, 400, "{}", refused.text());
     harness.stop().await;
+}
+
+/// The events of the two sessions above that `brief` keeps: of each session its start, EHLO,
+/// MAIL, RCPTs and end; the refusals (three in the first session, two in the second); the first
+/// session's message (its 250 and every other protocol reply, DATA and QUIT left out).
+const BRIEF_EVENTS: usize = 2 + 2 + 2 + 4 + 2 + 2 + 3 + 2 + 1;
+
+/// What `brief=true` keeps, written out independently of the server's code.
+fn brief(event: &Value) -> bool {
+    match event["type"].as_str().unwrap() {
+        "command" => {
+            let verb = event["line"].as_str().unwrap().get(..4).unwrap_or("");
+            ["HELO", "EHLO", "MAIL", "RCPT"]
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(verb))
+        }
+        "reply" => {
+            event["code"].as_u64().unwrap() >= 400
+                || !event["rule"].is_null()
+                || !event["catalog"].is_null()
+        }
+        _ => true,
+    }
 }
 
 /// The `id:` / `data:` pairs of a (possibly chunked) SSE byte stream.

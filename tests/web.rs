@@ -82,6 +82,14 @@ async fn a_refused_message_appears_live_with_its_transcript() {
     drive("live_session", &app, None, &[]).await;
 }
 
+/// The list reads only what it needs; an open session's transcript is read on its own and
+/// follows the session live, every command and reply, until it ends.
+#[tokio::test]
+async fn an_open_transcript_follows_its_session_live() {
+    let app = start().await;
+    drive("open_transcript", &app, None, &[]).await;
+}
+
 #[tokio::test]
 async fn a_rule_decided_refusal_names_its_rule_and_place() {
     let dir = tempfile::tempdir().unwrap();

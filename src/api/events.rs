@@ -49,6 +49,10 @@ pub(crate) struct ListQuery {
     rule: Option<String>,
     /// Only replies with this catalog name.
     catalog: Option<String>,
+    /// Only what a list of sessions needs: no commands but HELO, EHLO, MAIL and RCPT, no reply
+    /// below 400 that no rule or catalog entry chose.
+    #[serde(default)]
+    brief: bool,
     /// Only events with a larger id.
     #[serde(default)]
     since: u64,
@@ -65,6 +69,7 @@ fn event_filter(
     kind: Option<String>,
     rule: Option<String>,
     catalog: Option<String>,
+    brief: bool,
 ) -> Result<EventFilter, ApiError> {
     if let Some(kind) = kind.as_deref().filter(|k| !EVENT_TYPES.contains(k)) {
         return Err(
@@ -78,6 +83,7 @@ fn event_filter(
         kind,
         rule,
         catalog,
+        brief,
     })
 }
 
@@ -132,7 +138,13 @@ pub(crate) async fn list(
     let limit = page_limit(query.limit, "event")?;
     let filter = EventFilter {
         since: query.since,
-        ..event_filter(query.session, query.kind, query.rule, query.catalog)?
+        ..event_filter(
+            query.session,
+            query.kind,
+            query.rule,
+            query.catalog,
+            query.brief,
+        )?
     };
     let log = journal(&state)?;
     let events = log.find(&filter, limit, query.order == Order::Desc);
@@ -158,6 +170,10 @@ pub(crate) struct StreamQuery {
     rule: Option<String>,
     /// Only replies with this catalog name.
     catalog: Option<String>,
+    /// Only what a list of sessions needs: no commands but HELO, EHLO, MAIL and RCPT, no reply
+    /// below 400 that no rule or catalog entry chose.
+    #[serde(default)]
+    brief: bool,
     /// First replay the kept events with a larger id (else the `Last-Event-ID` header; else
     /// only new events are sent).
     since: Option<u64>,
@@ -333,7 +349,13 @@ pub(crate) async fn stream(
     let since = query.since.or(resume);
     // Subscribe first, then read the backlog: nothing falls between the two (duplicates are
     // skipped by id).
-    let filter = event_filter(query.session, query.kind, query.rule, query.catalog)?;
+    let filter = event_filter(
+        query.session,
+        query.kind,
+        query.rule,
+        query.catalog,
+        query.brief,
+    )?;
     let live = log.subscribe();
     let (backlog, last_id) = match since {
         Some(since) => {

@@ -1,6 +1,6 @@
 //! Which events a reader wants: one session, one kind, the replies of one scenario rule or one
-//! catalog entry, after some id; read oldest or newest first. `GET /api/events` and the event
-//! stream take the same filters.
+//! catalog entry, only what a list of sessions needs (`brief`), after some id; read oldest or
+//! newest first. `GET /api/events` and the event stream take the same filters.
 
 use super::events::{Event, EventKind, EventLog};
 use std::sync::Arc;
@@ -33,6 +33,10 @@ pub struct EventFilter {
     pub rule: Option<String>,
     /// Only replies with this catalog name.
     pub catalog: Option<String>,
+    /// Only what a list of sessions needs (no commands but HELO, EHLO, MAIL and RCPT, no reply
+    /// below 400 that no rule or catalog entry chose): the web page reads this, so that
+    /// watching a busy server costs it a few events per message, not every command and reply.
+    pub brief: bool,
 }
 
 impl EventFilter {
@@ -49,6 +53,29 @@ impl EventFilter {
                 .catalog
                 .as_deref()
                 .is_none_or(|c| matches!(&event.kind, EventKind::Reply { catalog: Some(name), .. } if *name == c))
+            && (!self.brief || is_brief(&event.kind))
+    }
+}
+
+/// Whether a list of sessions needs `kind`: every event but the commands other than HELO, EHLO,
+/// MAIL and RCPT (which name the client, the sender and the recipients), and the replies below
+/// 400 that neither a scenario rule nor a catalog entry chose (the everyday 250s and 354s, at
+/// whatever phase: an accepted message is its `message` event).
+fn is_brief(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Command { line } => {
+            let verb = line.as_bytes().get(..4).unwrap_or_default();
+            [b"HELO", b"EHLO", b"MAIL", b"RCPT"]
+                .iter()
+                .any(|wanted| verb.eq_ignore_ascii_case(*wanted))
+        }
+        EventKind::Reply {
+            code,
+            rule,
+            catalog,
+            ..
+        } => *code >= 400 || rule.is_some() || catalog.is_some(),
+        _ => true,
     }
 }
 
@@ -187,5 +214,84 @@ mod tests {
             let json = serde_json::to_value(&kind).unwrap();
             assert_eq!(json["type"], kind.type_name());
         }
+    }
+
+    #[test]
+    fn brief_keeps_what_a_session_list_needs() {
+        let command = |line: &str| EventKind::Command { line: line.into() };
+        // The policy answers at its phases: a plain 250 at RCPT has a phase too.
+        let protocol_reply = |code: u16| EventKind::Reply {
+            code,
+            status: None,
+            text: crate::journal::events::ReplyText(Reply::new(code, None, &["x"]).unwrap()),
+            phase: Some("rcpt"),
+            rule: None,
+            rule_name: None,
+            rule_at: None,
+            catalog: None,
+            flavor: None,
+        };
+        let decided_accept = match reply(Some((0, "seq")), None) {
+            EventKind::Reply {
+                phase,
+                rule,
+                rule_name,
+                text,
+                ..
+            } => EventKind::Reply {
+                code: 250,
+                status: None,
+                text,
+                phase,
+                rule,
+                rule_name,
+                rule_at: None,
+                catalog: None,
+                flavor: None,
+            },
+            _ => unreachable!(),
+        };
+        let kept = [
+            command("EHLO client.example"),
+            command("helo x"),
+            command("MAIL FROM:<a@b>"),
+            command("rcpt to:<c@d>"),
+            protocol_reply(421),
+            protocol_reply(503),
+            reply(None, Some("user_unknown")),
+            decided_accept,
+            EventKind::TlsStarted,
+            EventKind::SessionEnd {
+                tls: false,
+                auth_user: None,
+            },
+        ];
+        let left_out = [
+            command("DATA"),
+            command("QUIT"),
+            command("RSET"),
+            command("AUTH PLAIN ***"),
+            command("MAI"),
+            command(""),
+            protocol_reply(250),
+            protocol_reply(354),
+            protocol_reply(221),
+        ];
+        let log = EventLog::new(100);
+        log.record(0, 1, kept.iter().chain(&left_out).cloned());
+        let brief = EventFilter {
+            brief: true,
+            ..EventFilter::default()
+        };
+        let found: Vec<EventKind> = log
+            .find(&brief, 100, false)
+            .iter()
+            .map(|e| e.kind.clone())
+            .collect();
+        assert_eq!(found, kept);
+        assert_eq!(
+            log.find(&EventFilter::default(), 100, false).len(),
+            kept.len() + left_out.len()
+        );
     }
 }

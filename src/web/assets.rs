@@ -49,6 +49,7 @@ pub(crate) static ASSETS: &[Asset] = &[
     asset!("js/dom.js", JS),
     asset!("js/format.js", JS),
     asset!("js/sessions-model.js", JS),
+    asset!("js/transcript.js", JS),
     asset!("js/vlist.js", JS),
     asset!("js/refetch.js", JS),
     asset!("js/views/registry.js", JS),

@@ -569,6 +569,34 @@ def greylist_and_sequences(page, args):
     fits_a_small_screen(page, "#/limits", triplet)
 
 
+def open_transcript(page, args):
+    """An open session's transcript is read on its own (the list's stream is brief: no DATA, no
+    354) and follows the session live: every command and reply, up to its end. An accepted
+    message shows 250 in the list."""
+    page.open()
+    client = smtp_client(args)
+    client.ehlo()
+    row = "a.session-row[data-session]"
+    page.wait(lambda d: "app.example" in page.text(row), "the open session in the list")
+    page.click(row)
+    page.wait_text(".transcript", "ehlo app.example")
+    client.mail("live@example.com")
+    client.rcpt("someone@example.test")
+    client.data(b"Subject: live\r\n\r\nbody\r\n")
+    page.wait_text(".transcript", "message accepted")
+    page.wait_text(".transcript", "354")
+    transcript = page.text(".transcript")
+    for needle in ("mail FROM:<live@example.com>", "rcpt TO:<someone@example.test>", "data", "354"):
+        check(needle in transcript, f"{needle!r} not in the transcript:\n{transcript}")
+    page.wait(lambda d: page.text(f"{row} .cell.outcome").startswith("250"), "250 in the list")
+    check("live@example.com" in page.text(f"{row} .cell.from"), page.text(row))
+    client.quit()
+    page.wait_text(".transcript", "closed")
+    # The transcript was read from the journal, by session.
+    reads = page.js("return performance.getEntriesByType('resource').map((e) => e.name)")
+    check(any("/api/events?session=" in name for name in reads), f"no transcript read in {reads}")
+
+
 def many_sessions(page, args):
     """10,000 sessions: the list renders only the rows in view, and scrolling to the oldest
     works."""
@@ -614,8 +642,8 @@ def views(page, args):
     page.shot("catalog")
 
 
-CHECKS = {f.__name__: f for f in (live_session, rule_refusal, limits_chart, scenario_editor,
-                                  clock_buttons, xss, token, cross_site_post, many_sessions, views,
+CHECKS = {f.__name__: f for f in (live_session, open_transcript, rule_refusal, limits_chart,
+                                  scenario_editor, clock_buttons, xss, token, cross_site_post, many_sessions, views,
                                   bounces, retry_report, greylist_and_sequences)}
 
 

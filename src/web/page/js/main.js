@@ -99,7 +99,9 @@ function openStreams() {
   streams = [];
   if (ctx.recordsEvents) {
     let skipped = 0;
-    streams.push(openStream('/api/events/stream?since=0', {
+    // `brief`: what the list needs, a few events per message instead of every command and
+    // reply (an open session's transcript is read on its own, js/transcript.js).
+    streams.push(openStream('/api/events/stream?since=0&brief=true', {
       messages(batch) {
         const events = [];
         for (const { data } of batch) {

@@ -1,11 +1,12 @@
-// The sessions the page knows of, built from the journal's events as they stream in: who
-// connected, what they said, and the reply that decided each session's outcome. Bounded: the
-// newest MAX_SESSIONS sessions, each with its first MAX_EVENTS events (counts go on).
+// The sessions the page knows of, built from the journal's events as they stream in (the
+// `brief` stream: no protocol-only commands and replies): who connected, what they said, and
+// the reply that decided each session's outcome. Bounded: the newest MAX_SESSIONS sessions,
+// each with at most MAX_IDS message ids (counts go on).
 
 import { hostOf } from './format.js';
 
 export const MAX_SESSIONS = 20_000;
-export const MAX_EVENTS = 1_000;
+export const MAX_IDS = 1_000;
 
 /** The address of `MAIL FROM:<a@b> SIZE=…` or `RCPT TO:<"x>y"@b>` (quotes respected). */
 const address = (line) => {
@@ -38,8 +39,6 @@ class Session {
     this.messages = 0;
     this.messageIds = [];
     this.ended = false;
-    this.events = [];
-    this.eventCount = 0;
     // The outcome: a policy's refusal first, else the 250 of an accepted message, else any
     // other failure.
     this.decidedFailure = null;
@@ -55,8 +54,6 @@ class Session {
   }
 
   apply(event) {
-    this.eventCount += 1;
-    if (this.events.length < MAX_EVENTS) this.events.push(event);
     if (this.startMs === null) this.startMs = event.at_ms;
     switch (event.type) {
       case 'session_start':
@@ -69,7 +66,10 @@ class Session {
         const line = event.line;
         const verb = line.split(' ', 1)[0].toUpperCase();
         if (verb === 'EHLO' || verb === 'HELO') this.helo = line.slice(5).trim();
-        else if (verb === 'MAIL') this.from = address(line);
+        else if (verb === 'MAIL') {
+          this.from = address(line);
+          this.awaitingAccept = false;
+        }
         else if (verb === 'RCPT') this.rcpts.push(address(line));
         break;
       }
@@ -83,8 +83,11 @@ class Session {
         this.tls = true;
         break;
       case 'message':
+        // Recorded once the message is stored, just before its 250: the accept until that
+        // reply itself is read (the brief stream leaves it out).
         this.messages += 1;
-        if (this.messageIds.length < MAX_EVENTS) this.messageIds.push(event.message_id);
+        if (this.messageIds.length < MAX_IDS) this.messageIds.push(event.message_id);
+        this.accepted = { id: event.id, type: 'message', code: 250, status: null, queue_id: event.queue_id };
         this.awaitingAccept = true;
         break;
       case 'session_end':

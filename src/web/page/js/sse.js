@@ -15,9 +15,13 @@ export function openStream(path, handlers, { resume = false } = {}) {
   let controller = null;
   let lastId = null;
 
+  // Resuming replaces the path's own `since` (a query naming it twice is refused).
   const url = () => {
     if (!resume || lastId === null) return path;
-    return `${path}${path.includes('?') ? '&' : '?'}since=${lastId}`;
+    const [base, query = ''] = path.split('?');
+    const params = new URLSearchParams(query);
+    params.set('since', lastId);
+    return `${base}?${params}`;
   };
 
   const dispatch = (block, batch) => {

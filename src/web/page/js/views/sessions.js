@@ -4,7 +4,8 @@
 
 import { h, replace, frameThrottle, debounce } from '../dom.js';
 import { clockTime, codeClass, count, wireLines, dateTime } from '../format.js';
-import { matches, MAX_EVENTS } from '../sessions-model.js';
+import { matches } from '../sessions-model.js';
+import { TranscriptFeed, MAX_EVENTS } from '../transcript.js';
 import { VirtualList } from '../vlist.js';
 
 function outcomeBadge(reply) {
@@ -132,6 +133,8 @@ function mount(root, ctx, param) {
   let shownVersion = -1;
   let drawnEvents = 0;
   let drawnSession = null;
+  // The open session's transcript, read on its own (the list's stream is brief).
+  let feed = null;
 
   const { bar: toolbar, summary } = filterBar(filter, () => refilter());
   const header = h('div', { class: 'session-row head', 'aria-hidden': 'true' },
@@ -170,6 +173,8 @@ function mount(root, ctx, param) {
   function drawDetail() {
     layout.classList.toggle('has-detail', selected !== null);
     if (selected === null) {
+      feed?.close();
+      feed = null;
       if (drawnSession !== 'none') replace(detail, h('div', { class: 'empty' }, h('p', { class: 'muted', text: 'Open a session to read its transcript.' })));
       drawnSession = 'none';
       return;
@@ -185,21 +190,31 @@ function mount(root, ctx, param) {
       drawnEvents = 0;
       replace(detail, ...detailHead(session));
     }
+    if (feed?.id !== session.id) {
+      feed?.close();
+      feed = new TranscriptFeed(session.id, redraw);
+    }
     const transcript = detail.querySelector('.transcript');
-    const events = session.events;
+    const events = feed.events;
     const first = drawnEvents === 0;
+    const outcomeId = session.outcome?.id;
     for (; drawnEvents < events.length; drawnEvents += 1) {
-      const line = transcriptLine(events[drawnEvents], session.startMs ?? events[0].at_ms);
-      if (events[drawnEvents] === session.outcome) line.classList.add('outcome');
+      const event = events[drawnEvents];
+      const line = transcriptLine(event, session.startMs ?? events[0].at_ms);
+      if (event.id === outcomeId) line.classList.add('outcome');
       transcript.append(line);
     }
     // Opening a session shows the reply that decided it.
-    if (first) transcript.querySelector('.outcome.decided')?.scrollIntoView({ block: 'center' });
-    const more = session.eventCount - events.length;
+    if (first && events.length) transcript.querySelector('.outcome.decided')?.scrollIntoView({ block: 'center' });
     let note = detail.querySelector('.more');
-    if (more > 0) {
+    const text = feed.error
+      ? `The transcript could not be read: ${feed.error.message}.`
+      : feed.full
+        ? `The page shows the first ${count(MAX_EVENTS)} events of this session: GET /api/events?session=${session.id}&since=${feed.lastId()} has the rest.`
+        : null;
+    if (text) {
       if (!note) detail.append(note = h('p', { class: 'more muted' }));
-      note.textContent = `${count(more)} more events are not kept by the page (it keeps ${count(MAX_EVENTS)} per session): GET /api/events?session=${session.id} has them all.`;
+      note.textContent = text;
     }
   }
 
@@ -213,6 +228,7 @@ function mount(root, ctx, param) {
     },
     unmount() {
       stop();
+      feed?.close();
       list.destroy();
     },
   };
