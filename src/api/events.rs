@@ -356,7 +356,11 @@ pub(crate) async fn stream(
         query.catalog,
         query.brief,
     )?;
-    let live = log.subscribe();
+    let live = if filter.brief {
+        log.subscribe_brief()
+    } else {
+        log.subscribe()
+    };
     let (backlog, last_id) = match since {
         Some(since) => {
             let after = EventFilter {

@@ -211,6 +211,9 @@ pub struct EventLog {
     /// `dropped` when the journal was last cleared: what the API's count starts from.
     dropped_at_clear: AtomicU64,
     live: broadcast::Sender<Arc<Event>>,
+    /// The brief events only (what a list of sessions needs): a reader that wants no more is
+    /// not handed, nor woken for, the others (most of a busy server's events).
+    live_brief: broadcast::Sender<Arc<Event>>,
     file: Option<mpsc::Sender<Arc<Event>>>,
 }
 
@@ -224,6 +227,7 @@ impl EventLog {
     /// A journal keeping the latest `capacity` events.
     pub fn new(capacity: usize) -> Self {
         let (live, _) = broadcast::channel(Self::LIVE_CAPACITY);
+        let (live_brief, _) = broadcast::channel(Self::LIVE_CAPACITY);
         Self {
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             capacity,
@@ -231,6 +235,7 @@ impl EventLog {
             dropped: AtomicU64::new(0),
             dropped_at_clear: AtomicU64::new(0),
             live,
+            live_brief,
             file: None,
         }
     }
@@ -280,6 +285,9 @@ impl EventLog {
                 }
                 ring.push_back(event.clone());
             }
+            if self.live_brief.receiver_count() > 0 && super::filter::is_brief(&event.kind) {
+                let _ = self.live_brief.send(event.clone());
+            }
             let _ = self.live.send(event.clone());
             if let Some(file) = &self.file {
                 if file.try_send(event).is_err() {
@@ -307,6 +315,13 @@ impl EventLog {
     /// New events as they happen.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.live.subscribe()
+    }
+
+    /// New brief events as they happen (those [`EventFilter::brief`] keeps).
+    ///
+    /// [`EventFilter::brief`]: super::EventFilter::brief
+    pub fn subscribe_brief(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.live_brief.subscribe()
     }
 
     /// Forgets the kept events (ids go on increasing) and starts [`EventLog::dropped_since_clear`]
@@ -372,6 +387,29 @@ mod tests {
             log.record(0, session, [EventKind::TlsStarted]);
         }
         assert_eq!((log.dropped(), log.dropped_since_clear()), (4, 2));
+    }
+
+    #[test]
+    fn brief_subscribers_are_sent_only_brief_events() {
+        let log = EventLog::new(10);
+        let mut brief = log.subscribe_brief();
+        let mut all = log.subscribe();
+        let command = |line: &str| EventKind::Command { line: line.into() };
+        log.record(
+            0,
+            1,
+            [command("EHLO x"), command("DATA"), command("RCPT TO:<a@b>")],
+        );
+        let lines = |rx: &mut broadcast::Receiver<Arc<Event>>| {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|e| match &e.kind {
+                    EventKind::Command { line } => line.clone(),
+                    _ => String::new(),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lines(&mut brief), ["EHLO x", "RCPT TO:<a@b>"]);
+        assert_eq!(lines(&mut all), ["EHLO x", "DATA", "RCPT TO:<a@b>"]);
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl EventFilter {
 /// MAIL and RCPT (which name the client, the sender and the recipients), and the replies below
 /// 400 that neither a scenario rule nor a catalog entry chose (the everyday 250s and 354s, at
 /// whatever phase: an accepted message is its `message` event).
-fn is_brief(kind: &EventKind) -> bool {
+pub(crate) fn is_brief(kind: &EventKind) -> bool {
     match kind {
         EventKind::Command { line } => {
             let verb = line.as_bytes().get(..4).unwrap_or_default();
