@@ -375,7 +375,11 @@ pub(crate) async fn stream(
         live,
         backlog,
         last_id,
-        filter,
+        // The brief channel carries brief events only: not checked again.
+        filter: EventFilter {
+            brief: false,
+            ..filter
+        },
         shutdown: shutdown.map(|Extension(ShutdownSignal(rx))| rx),
         last_write: None,
         buffer: BytesMut::new(),

@@ -63,12 +63,14 @@ impl EventFilter {
 /// whatever phase: an accepted message is its `message` event).
 pub(crate) fn is_brief(kind: &EventKind) -> bool {
     match kind {
-        EventKind::Command { line } => {
-            let verb = line.as_bytes().get(..4).unwrap_or_default();
-            [b"HELO", b"EHLO", b"MAIL", b"RCPT"]
-                .iter()
-                .any(|wanted| verb.eq_ignore_ascii_case(*wanted))
-        }
+        EventKind::Command { line } => match line.as_bytes() {
+            // ASCII letters in lower case (`| 0x20` maps no other byte onto one of these).
+            [a, b, c, d, ..] => matches!(
+                &[a | 0x20, b | 0x20, c | 0x20, d | 0x20],
+                b"helo" | b"ehlo" | b"mail" | b"rcpt"
+            ),
+            _ => false,
+        },
         EventKind::Reply {
             code,
             rule,
@@ -254,6 +256,7 @@ mod tests {
         let kept = [
             command("EHLO client.example"),
             command("helo x"),
+            command("hElO y"),
             command("MAIL FROM:<a@b>"),
             command("rcpt to:<c@d>"),
             protocol_reply(421),
@@ -272,6 +275,8 @@ mod tests {
             command("RSET"),
             command("AUTH PLAIN ***"),
             command("MAI"),
+            command("MAIX FROM:<a@b>"),
+            command("M\u{1}IL"),
             command(""),
             protocol_reply(250),
             protocol_reply(354),
