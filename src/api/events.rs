@@ -17,8 +17,9 @@ use tokio::sync::{broadcast, watch};
 
 use super::error::{json, ApiError, QueryParams};
 use super::ApiState;
+use crate::journal::brief::{leave_out_settled, Settler};
 use crate::journal::event_json::write_u64;
-use crate::journal::{Event, EventFilter, EventLog, EVENT_TYPES};
+use crate::journal::{Event, EventFilter, EventKind, EventLog, EVENT_TYPES};
 use crate::server::ShutdownState;
 
 /// Events per page when `limit` is not given.
@@ -50,7 +51,7 @@ pub(crate) struct ListQuery {
     /// Only replies with this catalog name.
     catalog: Option<String>,
     /// Only what a list of sessions needs: no commands but HELO, EHLO, MAIL and RCPT, no reply
-    /// below 400 that no rule or catalog entry chose.
+    /// below 400 that no rule or catalog entry chose; no MAIL or RCPT that a message settles.
     #[serde(default)]
     brief: bool,
     /// Only events with a larger id.
@@ -147,7 +148,20 @@ pub(crate) async fn list(
         )?
     };
     let log = journal(&state)?;
-    let events = log.find(&filter, limit, query.order == Order::Desc);
+    let newest_first = query.order == Order::Desc;
+    let events = if filter.brief {
+        // Which MAIL and RCPT commands a message settles is read in journal order, over every
+        // kept event that matches; then the page is cut.
+        let mut events = log.find(&filter, usize::MAX, false);
+        leave_out_settled(&mut events, |e| Some(e));
+        if newest_first {
+            events.reverse();
+        }
+        events.truncate(limit);
+        events
+    } else {
+        log.find(&filter, limit, newest_first)
+    };
     Ok(json(
         StatusCode::OK,
         &Page {
@@ -171,7 +185,7 @@ pub(crate) struct StreamQuery {
     /// Only replies with this catalog name.
     catalog: Option<String>,
     /// Only what a list of sessions needs: no commands but HELO, EHLO, MAIL and RCPT, no reply
-    /// below 400 that no rule or catalog entry chose.
+    /// below 400 that no rule or catalog entry chose; no MAIL or RCPT that a message settles.
     #[serde(default)]
     brief: bool,
     /// First replay the kept events with a larger id (else the `Last-Event-ID` header; else
@@ -189,6 +203,9 @@ struct Feed {
     last_id: u64,
     /// What the reader wants (its `since` is 0: `last_id` moves on instead).
     filter: EventFilter,
+    /// Whether each chunk leaves out the MAIL and RCPT commands its messages settle (`brief`),
+    /// with what does it.
+    settle: Option<Settler>,
     shutdown: Option<watch::Receiver<ShutdownState>>,
     /// When the last chunk was written, unless it was full (then more is ready: no wait).
     last_write: Option<tokio::time::Instant>,
@@ -206,6 +223,28 @@ enum Item {
 }
 
 impl Item {
+    /// The event, if the item is one.
+    fn event(&self) -> Option<&Event> {
+        match self {
+            Item::Event(event) => Some(event),
+            Item::Lagged { .. } => None,
+        }
+    }
+
+    /// About how many bytes the item writes, to bound a chunk before it is written.
+    fn size_hint(&self) -> usize {
+        match self {
+            Item::Event(event) => match &event.kind {
+                EventKind::Message { rcpts, .. } => {
+                    200 + rcpts.iter().map(|r| r.len() + 3).sum::<usize>()
+                }
+                EventKind::Command { line } => 100 + line.len(),
+                _ => 200,
+            },
+            Item::Lagged { .. } => 100,
+        }
+    }
+
     /// Appends the item as one SSE message: `id:` and `data:` (one line of JSON) for an event,
     /// a `:` comment for a lag notice.
     fn write_sse(&self, out: &mut BytesMut) {
@@ -307,14 +346,32 @@ impl Feed {
         // Room for a full chunk; once the previous chunk has been sent, this takes its memory
         // back instead of allocating again.
         self.buffer.reserve(CHUNK_BYTES + 4096);
-        first.write_sse(&mut self.buffer);
         let mut full = false;
-        while !full {
-            match self.try_next() {
-                Some(item) => item.write_sse(&mut self.buffer),
-                None => break,
+        if let Some(mut settler) = self.settle.take() {
+            // The chunk's events first, so that its messages settle their commands; its size
+            // reckoned from the events as it goes (about what each writes).
+            let mut items = vec![first];
+            let mut size = 0;
+            while size < CHUNK_BYTES {
+                let Some(item) = self.try_next() else { break };
+                size += item.size_hint();
+                items.push(item);
             }
-            full = self.buffer.len() >= CHUNK_BYTES;
+            full = size >= CHUNK_BYTES;
+            settler.run(&mut items, Item::event);
+            for item in &items {
+                item.write_sse(&mut self.buffer);
+            }
+            self.settle = Some(settler);
+        } else {
+            first.write_sse(&mut self.buffer);
+            while !full {
+                match self.try_next() {
+                    Some(item) => item.write_sse(&mut self.buffer),
+                    None => break,
+                }
+                full = self.buffer.len() >= CHUNK_BYTES;
+            }
         }
         self.last_write = (!full).then_some(now);
         Some(self.buffer.split().freeze())
@@ -375,6 +432,7 @@ pub(crate) async fn stream(
         live,
         backlog,
         last_id,
+        settle: filter.brief.then(Settler::default),
         // The brief channel carries brief events only: not checked again.
         filter: EventFilter {
             brief: false,
@@ -415,6 +473,7 @@ mod tests {
                 session,
                 ..EventFilter::default()
             },
+            settle: None,
             shutdown: None,
             last_write: None,
             buffer: BytesMut::new(),

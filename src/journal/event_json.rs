@@ -246,10 +246,14 @@ impl EventKind {
                 message_id,
                 queue_id,
                 size,
+                from,
+                rcpts,
             } => {
                 object.u64(key!("message_id"), *message_id);
                 object.str(key!("queue_id"), queue_id);
                 object.u64(key!("size"), *size as u64);
+                object.str(key!("from"), from);
+                object.strings(key!("rcpts"), rcpts);
             }
             EventKind::BounceScheduled { .. }
             | EventKind::BounceRefused { .. }

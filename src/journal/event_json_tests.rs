@@ -48,6 +48,8 @@ fn kinds() -> Vec<EventKind> {
             message_id: u64::MAX,
             queue_id: "4F2A1B".into(),
             size: 0,
+            from: String::new(),
+            rcpts: vec!["x@y.example".into(), AWKWARD.into()],
         },
         EventKind::BounceScheduled {
             bounce: 7,

@@ -90,6 +90,11 @@ pub enum EventKind {
         queue_id: String,
         /// Octets.
         size: usize,
+        /// The envelope sender (empty for `<>`): with `rcpts`, what a list of sessions needs of
+        /// the transaction without its MAIL and RCPT commands.
+        from: String,
+        /// The accepted recipients.
+        rcpts: Vec<String>,
     },
     /// A later notification (a DSN, a complaint, an auto-reply) was scheduled for an accepted
     /// message. (Recorded under the session that carried the message.)
@@ -285,7 +290,7 @@ impl EventLog {
                 }
                 ring.push_back(event.clone());
             }
-            if self.live_brief.receiver_count() > 0 && super::filter::is_brief(&event.kind) {
+            if self.live_brief.receiver_count() > 0 && super::brief::is_brief(&event.kind) {
                 let _ = self.live_brief.send(event.clone());
             }
             let _ = self.live.send(event.clone());

@@ -2,6 +2,7 @@
 //! catalog entry, only what a list of sessions needs (`brief`), after some id; read oldest or
 //! newest first. `GET /api/events` and the event stream take the same filters.
 
+use super::brief::is_brief;
 use super::events::{Event, EventKind, EventLog};
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub struct EventFilter {
     /// Only what a list of sessions needs (no commands but HELO, EHLO, MAIL and RCPT, no reply
     /// below 400 that no rule or catalog entry chose): the web page reads this, so that
     /// watching a busy server costs it a few events per message, not every command and reply.
+    /// Readers of many events at once also leave out what [`super::brief::leave_out_settled`]
+    /// finds redundant.
     pub brief: bool,
 }
 
@@ -54,30 +57,6 @@ impl EventFilter {
                 .as_deref()
                 .is_none_or(|c| matches!(&event.kind, EventKind::Reply { catalog: Some(name), .. } if *name == c))
             && (!self.brief || is_brief(&event.kind))
-    }
-}
-
-/// Whether a list of sessions needs `kind`: every event but the commands other than HELO, EHLO,
-/// MAIL and RCPT (which name the client, the sender and the recipients), and the replies below
-/// 400 that neither a scenario rule nor a catalog entry chose (the everyday 250s and 354s, at
-/// whatever phase: an accepted message is its `message` event).
-pub(crate) fn is_brief(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Command { line } => match line.as_bytes() {
-            // ASCII letters in lower case (`| 0x20` maps no other byte onto one of these).
-            [a, b, c, d, ..] => matches!(
-                &[a | 0x20, b | 0x20, c | 0x20, d | 0x20],
-                b"helo" | b"ehlo" | b"mail" | b"rcpt"
-            ),
-            _ => false,
-        },
-        EventKind::Reply {
-            code,
-            rule,
-            catalog,
-            ..
-        } => *code >= 400 || rule.is_some() || catalog.is_some(),
-        _ => true,
     }
 }
 

@@ -6,6 +6,7 @@
 //! built by the composition root (`app`).
 
 pub mod attempts;
+pub mod brief;
 pub mod event_json;
 pub mod events;
 pub mod filter;

@@ -374,16 +374,27 @@ impl Connection {
             return self.session.stored(Err(StoreFailed), &mut self.output);
         };
         let queue_id = message.queue_id.clone();
+        // The envelope for the event, when events are recorded (the message itself is handed
+        // over).
+        let envelope = journal
+            .events()
+            .is_some()
+            .then(|| (message.mail_from.clone(), message.recipients.clone()));
         let result = match journal.deliver(message).await {
             Ok(message_id) => {
                 if let Some(reservation) = bounces {
                     reservation.commit(message_id);
                 }
                 journal.metrics().message_accepted(size);
-                self.journal_event(|| EventKind::Message {
-                    message_id,
-                    queue_id,
-                    size,
+                self.journal_event(|| {
+                    let (from, rcpts) = envelope.unwrap_or_default();
+                    EventKind::Message {
+                        message_id,
+                        queue_id,
+                        size,
+                        from,
+                        rcpts,
+                    }
                 });
                 self.policy.accepted(&self.session.view()).await;
                 Ok(())

@@ -1,7 +1,7 @@
 // The sessions the page knows of, built from the journal's events as they stream in (the
 // `brief` stream: no protocol-only commands and replies): who connected, what they said, and
 // the reply that decided each session's outcome. Bounded: the newest MAX_SESSIONS sessions,
-// each with at most MAX_IDS message ids (counts go on).
+// each with at most MAX_IDS message ids and recipients, each recipient once (counts go on).
 
 import { hostOf } from './format.js';
 
@@ -36,6 +36,7 @@ class Session {
     this.auth = null;
     this.from = null;
     this.rcpts = [];
+    this.rcptSet = new Set();
     this.messages = 0;
     this.messageIds = [];
     this.ended = false;
@@ -69,8 +70,7 @@ class Session {
         else if (verb === 'MAIL') {
           this.from = address(line);
           this.awaitingAccept = false;
-        }
-        else if (verb === 'RCPT') this.rcpts.push(address(line));
+        } else if (verb === 'RCPT') this.addRcpt(address(line));
         break;
       }
       case 'reply':
@@ -87,6 +87,9 @@ class Session {
         // reply itself is read (the brief stream leaves it out).
         this.messages += 1;
         if (this.messageIds.length < MAX_IDS) this.messageIds.push(event.message_id);
+        // Its envelope: the brief stream leaves out the MAIL and RCPT commands it names.
+        if (event.from !== undefined) this.from = event.from;
+        for (const rcpt of event.rcpts ?? []) this.addRcpt(rcpt);
         this.accepted = { id: event.id, type: 'message', code: 250, status: null, queue_id: event.queue_id };
         this.awaitingAccept = true;
         break;
@@ -99,6 +102,13 @@ class Session {
       default:
         break;
     }
+  }
+
+  /** Adds a recipient once (a session sending many messages to one address lists it once). */
+  addRcpt(rcpt) {
+    if (this.rcptSet.has(rcpt) || this.rcpts.length >= MAX_IDS) return;
+    this.rcptSet.add(rcpt);
+    this.rcpts.push(rcpt);
   }
 
   reply(event) {
