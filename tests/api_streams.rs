@@ -319,11 +319,13 @@ async fn the_event_stream_sends_only_what_its_filters_name() {
         .map(|e| e["id"].as_u64().unwrap())
         .collect::<Vec<u64>>();
     let ok_rcpt = ids(&|e: &Value| e["line"] == "RCPT TO:<ok@x.example>");
-    let expected: Vec<u64> = stateless
-        .iter()
-        .copied()
-        .filter(|id| !ok_rcpt.contains(id))
-        .collect();
+    let without_ok = |ids: &[u64]| -> Vec<u64> {
+        ids.iter()
+            .copied()
+            .filter(|id| !ok_rcpt.contains(id))
+            .collect()
+    };
+    let expected = without_ok(&stateless);
     assert_eq!(settled, expected, "GET brief=true");
     let mut replay = Sse::open(api.addr, "/api/events/stream?since=0&brief=true").await;
     let got: Vec<u64> = sent(replay.until(|e| e.len() >= expected.len()).await);
@@ -337,12 +339,7 @@ async fn the_event_stream_sends_only_what_its_filters_name() {
             })
             .await,
     );
-    let without_ok: Vec<u64> = got
-        .iter()
-        .copied()
-        .filter(|id| !ok_rcpt.contains(id))
-        .collect();
-    assert_eq!(without_ok, expected, "brief=true (live)");
+    assert_eq!(without_ok(&got), expected, "brief=true (live)");
     // The message names its envelope.
     let message = all.iter().find(|e| e["type"] == "message").unwrap();
     assert_eq!(message["from"], "a@example.com");
