@@ -383,6 +383,60 @@ fn brief(event: &Value) -> bool {
     }
 }
 
+/// A connection that sends many messages is one brief event per chunk: the run's last message,
+/// `merged` with how many they were and every recipient they named; its MAIL and RCPT commands
+/// are left out. Replayed at once, the whole run is one chunk.
+#[tokio::test]
+async fn a_run_of_messages_is_one_brief_event() {
+    let harness = Harness::start(None).await;
+    let api = &harness.api;
+    let mut smtp = PlainConn::ready(harness.smtp).await;
+    for i in 0..6 {
+        smtp.cmd_code("MAIL FROM:<app@example.com>", 250).await;
+        smtp.cmd_code(&format!("RCPT TO:<r{}@x.example>", i % 2), 250)
+            .await;
+        smtp.data(b"Subject: s\r\n\r\nbody\r\n.\r\n")
+            .await
+            .assert_code(250);
+    }
+    smtp.quit_221().await;
+    let all = api.get("/api/events?limit=10000").await["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let session = all[0]["session"].as_u64().unwrap();
+    api.ended(session).await;
+    let last_message = all.iter().rev().find(|e| e["type"] == "message").unwrap()["id"].clone();
+    let mut replay = Sse::open(api.addr, "/api/events/stream?since=0&brief=true").await;
+    let events = replay
+        .until(|e| e.iter().any(|(_, e)| e["type"] == "session_end"))
+        .await;
+    let summary: Vec<String> = events
+        .iter()
+        .map(|(_, e)| match e["type"].as_str().unwrap() {
+            "command" => e["line"].as_str().unwrap().to_owned(),
+            kind => kind.to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "session_start",
+            "EHLO client.example",
+            "message",
+            "session_end"
+        ],
+        "{events:?}"
+    );
+    let merged = &events[2].1;
+    assert_eq!(merged["id"], last_message);
+    assert_eq!(
+        merged["merged"],
+        json!({"messages": 6, "rcpts": ["r0@x.example", "r1@x.example"]})
+    );
+    harness.stop().await;
+}
+
 /// The `id:` / `data:` pairs of a (possibly chunked) SSE byte stream.
 fn sse_events(text: &str) -> Vec<(u64, Value)> {
     let mut out = Vec::new();

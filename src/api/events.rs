@@ -188,7 +188,8 @@ pub(crate) struct StreamQuery {
     /// Only replies with this catalog name.
     catalog: Option<String>,
     /// Only what a list of sessions needs: no commands but HELO, EHLO, MAIL and RCPT, no reply
-    /// below 400 that no rule or catalog entry chose; no MAIL or RCPT that a message settles.
+    /// below 400 that no rule or catalog entry chose; no MAIL or RCPT that a message settles; a
+    /// run of one session's messages in a chunk written as its last, `merged`.
     #[serde(default)]
     brief: bool,
     /// First replay the kept events with a larger id (else the `Last-Event-ID` header; else
@@ -221,6 +222,13 @@ struct Feed {
 enum Item {
     /// An event.
     Event(Arc<Event>),
+    /// The last of a run of one session's `message` events read together (brief streams), with
+    /// how many they were and every recipient they named.
+    Merged {
+        event: Arc<Event>,
+        messages: usize,
+        rcpts: Vec<String>,
+    },
     /// The reader fell behind and this many events were skipped (`last_id` is the last one sent).
     Lagged { skipped: u64, last_id: u64 },
 }
@@ -229,7 +237,7 @@ impl Item {
     /// The event, if the item is one.
     fn event(&self) -> Option<&Event> {
         match self {
-            Item::Event(event) => Some(event),
+            Item::Event(event) | Item::Merged { event, .. } => Some(event),
             Item::Lagged { .. } => None,
         }
     }
@@ -237,7 +245,7 @@ impl Item {
     /// About how many bytes the item writes, to bound a chunk before it is written.
     fn size_hint(&self) -> usize {
         match self {
-            Item::Event(event) => match &event.kind {
+            Item::Event(event) | Item::Merged { event, .. } => match &event.kind {
                 EventKind::Message { rcpts, .. } => {
                     200 + rcpts.iter().map(|r| r.len() + 3).sum::<usize>()
                 }
@@ -257,6 +265,17 @@ impl Item {
                 write_u64(out, event.id);
                 out.put_slice(b"\ndata: ");
                 event.write_json(out);
+                out.put_slice(b"\n\n");
+            }
+            Item::Merged {
+                event,
+                messages,
+                rcpts,
+            } => {
+                out.put_slice(b"id: ");
+                write_u64(out, event.id);
+                out.put_slice(b"\ndata: ");
+                event.write_json_merged(out, *messages, rcpts);
                 out.put_slice(b"\n\n");
             }
             Item::Lagged { skipped, last_id } => {
@@ -362,6 +381,15 @@ impl Feed {
             }
             full = size >= CHUNK_BYTES;
             settler.run(&mut items, Item::event);
+            settler.merge_messages(&mut items, Item::event, |item, messages, rcpts| {
+                if let Item::Event(event) = item {
+                    *item = Item::Merged {
+                        event: event.clone(),
+                        messages,
+                        rcpts,
+                    };
+                }
+            });
             for item in &items {
                 item.write_sse(&mut self.buffer);
             }
@@ -486,10 +514,7 @@ mod tests {
     fn ids(items: &[Item]) -> Vec<u64> {
         items
             .iter()
-            .map(|i| match i {
-                Item::Event(e) => e.id,
-                Item::Lagged { .. } => 0,
-            })
+            .map(|i| i.event().map_or(0, |e| e.id))
             .collect()
     }
 

@@ -4,7 +4,8 @@
 //!
 //! Watching a busy server must cost it little: a message on a new connection makes some fifteen
 //! events, of which a list of sessions needs six (start, EHLO, MAIL, RCPT, message, end), and
-//! four once the accepted message's event names its envelope.
+//! four once the accepted message's event names its envelope; a connection that sends many
+//! messages needs one event per chunk of the stream once a run of them is merged.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -118,6 +119,107 @@ impl Settler {
     }
 }
 
+/// At most this many distinct recipients are named by a merged run of messages (the page lists
+/// a session's recipients as a sample past a few).
+pub const MERGED_RCPTS: usize = 32;
+
+/// A run of one session's `message` events with nothing else of the session between them.
+#[derive(Debug)]
+struct Run {
+    /// The first message's item.
+    first: usize,
+    /// The last message's item.
+    last: usize,
+    count: usize,
+    /// Every recipient named, from the second message on (the first's are added at the end).
+    rcpts: Vec<String>,
+}
+
+impl Settler {
+    /// Merges each run of one session's `message` events among `items` (nothing else of that
+    /// session between them) into its last: the others are left out, and `attach` gets the last
+    /// with how many they were and every recipient they named (at most [`MERGED_RCPTS`]). A
+    /// connection that sends many messages is then one event a chunk, not one a message.
+    pub fn merge_messages<T>(
+        &mut self,
+        items: &mut Vec<T>,
+        event_of: impl Fn(&T) -> Option<&Event>,
+        mut attach: impl FnMut(&mut T, usize, Vec<String>),
+    ) {
+        let mut runs: HashMap<u64, Run, BuildHasherDefault<SessionHasher>> = HashMap::default();
+        let mut merged = Vec::new();
+        self.settled.clear();
+        self.settled.resize(items.len(), false);
+        let rcpts_of = |at: usize| match event_of(&items[at]).map(|e| &e.kind) {
+            Some(EventKind::Message { rcpts, .. }) => rcpts.as_slice(),
+            _ => &[],
+        };
+        for (at, item) in items.iter().enumerate() {
+            let Some(event) = event_of(item) else {
+                continue;
+            };
+            if !matches!(event.kind, EventKind::Message { .. }) {
+                if let Some(run) = runs.remove(&event.session) {
+                    merged.extend((run.count > 1).then_some(run));
+                }
+                continue;
+            }
+            match runs.get_mut(&event.session) {
+                Some(run) => {
+                    self.settled[run.last] = true;
+                    run.last = at;
+                    run.count += 1;
+                    add_rcpts(&mut run.rcpts, rcpts_of(at));
+                }
+                None => {
+                    runs.insert(
+                        event.session,
+                        Run {
+                            first: at,
+                            last: at,
+                            count: 1,
+                            rcpts: Vec::new(),
+                        },
+                    );
+                }
+            }
+        }
+        merged.extend(runs.into_values().filter(|run| run.count > 1));
+        if merged.is_empty() {
+            return;
+        }
+        let finished: Vec<(usize, usize, Vec<String>)> = merged
+            .into_iter()
+            .map(|run| {
+                let mut rcpts = Vec::new();
+                add_rcpts(&mut rcpts, rcpts_of(run.first));
+                add_rcpts(&mut rcpts, &run.rcpts);
+                (run.last, run.count, rcpts)
+            })
+            .collect();
+        for (last, count, rcpts) in finished {
+            attach(&mut items[last], count, rcpts);
+        }
+        let mut at = 0;
+        items.retain(|_| {
+            at += 1;
+            !self.settled[at - 1]
+        });
+    }
+}
+
+/// Adds the recipients `to` does not name yet, up to [`MERGED_RCPTS`].
+fn add_rcpts(to: &mut Vec<String>, rcpts: &[String]) {
+    for rcpt in rcpts {
+        if to.len() >= MERGED_RCPTS {
+            return;
+        }
+        if !to.contains(rcpt) {
+            to.push(rcpt.clone());
+        }
+    }
+}
+
 /// Hashes a session id with one multiplication (Fibonacci hashing): ids are small, increasing
 /// numbers from the server itself, not chosen by clients.
 #[derive(Debug, Default)]
@@ -212,6 +314,73 @@ mod tests {
             command(13, 2, "MAIL FROM:<x@y>"),
         ];
         assert_eq!(kept(events), [1, 3, 5, 6, 7, 8, 9, 12, 13]);
+    }
+
+    fn message_to(id: u64, session: u64, rcpt: &str) -> Arc<Event> {
+        event(
+            id,
+            session,
+            EventKind::Message {
+                message_id: id,
+                queue_id: "Q".into(),
+                size: 1,
+                from: "a@b".into(),
+                rcpts: vec![rcpt.into()],
+            },
+        )
+    }
+
+    /// How many messages a merged item stands for, and the recipients they named.
+    type Merge = Option<(usize, Vec<String>)>;
+
+    #[test]
+    fn a_run_of_messages_is_written_as_its_last() {
+        let mut items: Vec<(Arc<Event>, Merge)> = [
+            message_to(1, 1, "x@d"),
+            message_to(2, 2, "lone@d"),
+            message_to(3, 1, "y@d"),
+            message_to(4, 1, "x@d"),
+            // Another event of session 1 ends its run; a new one starts after it.
+            command(5, 1, "EHLO again"),
+            message_to(6, 1, "z@d"),
+            message_to(7, 1, "z@d"),
+        ]
+        .into_iter()
+        .map(|e| (e, None))
+        .collect();
+        Settler::default().merge_messages(
+            &mut items,
+            |(e, _)| Some(e),
+            |(_, merged), messages, rcpts| *merged = Some((messages, rcpts)),
+        );
+        let seen: Vec<(u64, Merge)> = items
+            .into_iter()
+            .map(|(e, merged)| (e.id, merged))
+            .collect();
+        let names = |r: &[&str]| r.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            seen,
+            [
+                (2, None),
+                (4, Some((3, names(&["x@d", "y@d"])))),
+                (5, None),
+                (7, Some((2, names(&["z@d"])))),
+            ]
+        );
+        // Recipients are bounded.
+        let mut many: Vec<Arc<Event>> = (0..100)
+            .map(|i| message_to(i + 1, 1, &format!("r{i}@d")))
+            .collect();
+        let mut named = 0;
+        Settler::default().merge_messages(
+            &mut many,
+            |e| Some(e),
+            |_, messages, rcpts| {
+                assert_eq!(messages, 100);
+                named = rcpts.len();
+            },
+        );
+        assert_eq!((many.len(), named), (1, MERGED_RCPTS));
     }
 
     #[test]

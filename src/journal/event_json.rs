@@ -189,6 +189,24 @@ fn write_str(out: &mut impl BufMut, value: &str) {
 impl Event {
     /// Appends the event's JSON, byte for byte what `serde_json` writes for it.
     pub fn write_json(&self, out: &mut impl BufMut) {
+        self.write_json_then(out, |_| {});
+    }
+
+    /// The event's JSON with one more field, `"merged":{"messages":N,"rcpts":[…]}`: how the
+    /// brief event stream writes a run of one session's `message` events read together (this
+    /// one, the last, with how many they were and every recipient they named).
+    pub fn write_json_merged(&self, out: &mut impl BufMut, messages: usize, rcpts: &[String]) {
+        self.write_json_then(out, |object| {
+            let out = object.key(key!("merged"));
+            out.put_slice(b"{\"messages\":");
+            write_u64(out, messages as u64);
+            let mut merged = Object { out };
+            merged.strings(key!("rcpts"), rcpts);
+            merged.out.put_u8(b'}');
+        });
+    }
+
+    fn write_json_then<B: BufMut>(&self, out: &mut B, more: impl FnOnce(&mut Object<'_, B>)) {
         out.put_slice(b"{\"id\":");
         write_u64(out, self.id);
         let mut object = Object { out };
@@ -197,6 +215,7 @@ impl Event {
         // The type names are constants that need no escaping.
         object.raw_str(key!("type"), self.kind.type_name());
         self.kind.write_fields(&mut object);
+        more(&mut object);
         object.out.put_u8(b'}');
     }
 }

@@ -590,6 +590,13 @@ def open_transcript(page, args):
         check(needle in transcript, f"{needle!r} not in the transcript:\n{transcript}")
     page.wait(lambda d: page.text(f"{row} .cell.outcome").startswith("250"), "250 in the list")
     check("live@example.com" in page.text(f"{row} .cell.from"), page.text(row))
+    # Two more at once: the brief stream may write them as one `merged` event; the list counts
+    # three messages and names both recipients.
+    client.sendmail("live@example.com", ["other@example.test"], b"Subject: 2\r\n\r\nb\r\n")
+    client.sendmail("live@example.com", ["someone@example.test"], b"Subject: 3\r\n\r\nb\r\n")
+    page.wait(lambda d: page.text(f"{row} .cell.msgs") == "3", "three messages in the list")
+    recipients = page.js("return document.querySelector(arguments[0]).title", f"{row} .cell.to")
+    check("other@example.test" in recipients and "someone@example.test" in recipients, recipients)
     client.quit()
     page.wait_text(".transcript", "closed")
     # The transcript was read from the journal, by session.

@@ -85,11 +85,13 @@ class Session {
       case 'message':
         // Recorded once the message is stored, just before its 250: the accept until that
         // reply itself is read (the brief stream leaves it out).
-        this.messages += 1;
+        // A brief stream writes a run of a session's messages as the last, `merged` with how
+        // many they were and every recipient they named.
+        this.messages += event.merged?.messages ?? 1;
         if (this.messageIds.length < MAX_IDS) this.messageIds.push(event.message_id);
         // Its envelope: the brief stream leaves out the MAIL and RCPT commands it names.
         if (event.from !== undefined) this.from = event.from;
-        for (const rcpt of event.rcpts ?? []) this.addRcpt(rcpt);
+        for (const rcpt of event.merged?.rcpts ?? event.rcpts ?? []) this.addRcpt(rcpt);
         this.accepted = { id: event.id, type: 'message', code: 250, status: null, queue_id: event.queue_id };
         this.awaitingAccept = true;
         break;
