@@ -380,8 +380,7 @@ impl Feed {
                 items.push(item);
             }
             full = size >= CHUNK_BYTES;
-            settler.run(&mut items, Item::event);
-            settler.merge_messages(&mut items, Item::event, |item, messages, rcpts| {
+            let merged = |item: &mut Item, messages, rcpts| {
                 if let Item::Event(event) = item {
                     *item = Item::Merged {
                         event: event.clone(),
@@ -389,7 +388,8 @@ impl Feed {
                         rcpts,
                     };
                 }
-            });
+            };
+            settler.run(&mut items, Item::event, Some(merged));
             for item in &items {
                 item.write_sse(&mut self.buffer);
             }

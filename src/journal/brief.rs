@@ -55,80 +55,41 @@ fn names_envelope(line: &str) -> Option<bool> {
 /// recipient is named only by its command), or a new MAIL (after an RSET, which is not brief).
 /// `event_of` finds the event in an item (an item without one is kept, and ends nothing).
 pub fn leave_out_settled<T>(items: &mut Vec<T>, event_of: impl Fn(&T) -> Option<&Event>) {
-    Settler::default().run(items, event_of);
-}
-
-/// [`leave_out_settled`] with its working memory kept from one run to the next (the event
-/// stream runs it on every chunk it writes).
-#[derive(Debug, Default)]
-pub struct Settler {
-    /// Per session, the last command of its open transaction (an index into the items).
-    open: HashMap<u64, usize, BuildHasherDefault<SessionHasher>>,
-    /// Per item, the transaction's command before it (`NONE` for the first).
-    before: Vec<usize>,
-    settled: Vec<bool>,
-}
-
-const NONE: usize = usize::MAX;
-
-impl Settler {
-    /// See [`leave_out_settled`].
-    pub fn run<T>(&mut self, items: &mut Vec<T>, event_of: impl Fn(&T) -> Option<&Event>) {
-        self.open.clear();
-        self.before.clear();
-        self.before.resize(items.len(), NONE);
-        self.settled.clear();
-        self.settled.resize(items.len(), false);
-        let mut any = false;
-        for (at, item) in items.iter().enumerate() {
-            let Some(event) = event_of(item) else {
-                continue;
-            };
-            match &event.kind {
-                EventKind::Command { line } => match names_envelope(line) {
-                    Some(mail) => {
-                        let last = self.open.insert(event.session, at);
-                        if !mail {
-                            self.before[at] = last.unwrap_or(NONE);
-                        }
-                    }
-                    None => {
-                        self.open.remove(&event.session);
-                    }
-                },
-                EventKind::Message { .. } => {
-                    let mut next = self.open.remove(&event.session).unwrap_or(NONE);
-                    while next != NONE {
-                        self.settled[next] = true;
-                        any = true;
-                        next = self.before[next];
-                    }
-                }
-                _ => {
-                    self.open.remove(&event.session);
-                }
-            }
-        }
-        if any {
-            let mut at = 0;
-            items.retain(|_| {
-                at += 1;
-                !self.settled[at - 1]
-            });
-        }
-    }
+    Settler::default().run(items, event_of, None::<fn(&mut T, usize, Vec<String>)>);
 }
 
 /// At most this many distinct recipients are named by a merged run of messages (the page lists
 /// a session's recipients as a sample past a few).
 pub const MERGED_RCPTS: usize = 32;
 
-/// A run of one session's `message` events with nothing else of the session between them.
+/// [`leave_out_settled`], and the merging of runs of messages, with working memory kept from
+/// one run to the next (the event stream runs it on every chunk it writes).
+#[derive(Debug, Default)]
+pub struct Settler {
+    /// Per session seen in the items: its open transaction and its run of messages.
+    sessions: HashMap<u64, SessionState, BuildHasherDefault<SessionHasher>>,
+    /// Per item, the transaction's command before it (`NONE` for the first).
+    before: Vec<usize>,
+    /// Per item, whether it is left out.
+    left_out: Vec<bool>,
+}
+
+const NONE: usize = usize::MAX;
+
+/// What [`Settler`] follows of one session.
 #[derive(Debug)]
+struct SessionState {
+    /// The last MAIL or RCPT command of its open transaction (`NONE`: none open).
+    last_command: usize,
+    /// Its run of messages (`count` 0: none).
+    run: Run,
+}
+
+/// A run of one session's `message` events with nothing else of the session that stays
+/// between them.
+#[derive(Debug, Default)]
 struct Run {
-    /// The first message's item.
     first: usize,
-    /// The last message's item.
     last: usize,
     count: usize,
     /// Every recipient named, from the second message on (the first's are added at the end).
@@ -136,76 +97,115 @@ struct Run {
 }
 
 impl Settler {
-    /// Merges each run of one session's `message` events among `items` (nothing else of that
-    /// session between them) into its last: the others are left out, and `attach` gets the last
-    /// with how many they were and every recipient they named (at most [`MERGED_RCPTS`]). A
-    /// connection that sends many messages is then one event a chunk, not one a message.
-    pub fn merge_messages<T>(
+    /// Leaves out what [`leave_out_settled`] does; with `merge`, also merges each run of one
+    /// session's `message` events (nothing else of that session that stays between them) into
+    /// its last: the others are left out, and `merge` gets the last with how many they were and
+    /// every recipient they named (at most [`MERGED_RCPTS`]). A connection that sends many
+    /// messages is then one event a chunk, not one a message.
+    pub fn run<T>(
         &mut self,
         items: &mut Vec<T>,
         event_of: impl Fn(&T) -> Option<&Event>,
-        mut attach: impl FnMut(&mut T, usize, Vec<String>),
+        mut merge: Option<impl FnMut(&mut T, usize, Vec<String>)>,
     ) {
-        let mut runs: HashMap<u64, Run, BuildHasherDefault<SessionHasher>> = HashMap::default();
-        let mut merged = Vec::new();
-        self.settled.clear();
-        self.settled.resize(items.len(), false);
-        let rcpts_of = |at: usize| match event_of(&items[at]).map(|e| &e.kind) {
-            Some(EventKind::Message { rcpts, .. }) => rcpts.as_slice(),
-            _ => &[],
-        };
+        self.sessions.clear();
+        self.before.clear();
+        self.before.resize(items.len(), NONE);
+        self.left_out.clear();
+        self.left_out.resize(items.len(), false);
+        let merging = merge.is_some();
+        let mut finished: Vec<Run> = Vec::new();
+        let mut any = false;
         for (at, item) in items.iter().enumerate() {
             let Some(event) = event_of(item) else {
                 continue;
             };
-            if !matches!(event.kind, EventKind::Message { .. }) {
-                if let Some(run) = runs.remove(&event.session) {
-                    merged.extend((run.count > 1).then_some(run));
+            let state = self
+                .sessions
+                .entry(event.session)
+                .or_insert_with(|| SessionState {
+                    last_command: NONE,
+                    run: Run::default(),
+                });
+            let envelope = match &event.kind {
+                EventKind::Command { line } => names_envelope(line),
+                _ => None,
+            };
+            match (&event.kind, envelope) {
+                (_, Some(mail)) => {
+                    // A new MAIL leaves the open transaction's commands in, and they end the
+                    // run; RCPT joins the transaction.
+                    if mail && state.last_command != NONE {
+                        finished.extend(end_run(&mut state.run));
+                    }
+                    self.before[at] = if mail { NONE } else { state.last_command };
+                    state.last_command = at;
                 }
-                continue;
-            }
-            match runs.get_mut(&event.session) {
-                Some(run) => {
-                    self.settled[run.last] = true;
+                (EventKind::Message { rcpts, .. }, None) => {
+                    let mut next = std::mem::replace(&mut state.last_command, NONE);
+                    while next != NONE {
+                        self.left_out[next] = true;
+                        any = true;
+                        next = self.before[next];
+                    }
+                    if !merging {
+                        continue;
+                    }
+                    let run = &mut state.run;
+                    if run.count == 0 {
+                        run.first = at;
+                    } else {
+                        self.left_out[run.last] = true;
+                        any = true;
+                        add_rcpts(&mut run.rcpts, rcpts);
+                    }
                     run.last = at;
                     run.count += 1;
-                    add_rcpts(&mut run.rcpts, rcpts_of(at));
                 }
-                None => {
-                    runs.insert(
-                        event.session,
-                        Run {
-                            first: at,
-                            last: at,
-                            count: 1,
-                            rcpts: Vec::new(),
-                        },
-                    );
+                _ => {
+                    state.last_command = NONE;
+                    finished.extend(end_run(&mut state.run));
                 }
             }
         }
-        merged.extend(runs.into_values().filter(|run| run.count > 1));
-        if merged.is_empty() {
+        if !any {
             return;
         }
-        let finished: Vec<(usize, usize, Vec<String>)> = merged
-            .into_iter()
-            .map(|run| {
-                let mut rcpts = Vec::new();
-                add_rcpts(&mut rcpts, rcpts_of(run.first));
-                add_rcpts(&mut rcpts, &run.rcpts);
-                (run.last, run.count, rcpts)
-            })
-            .collect();
-        for (last, count, rcpts) in finished {
-            attach(&mut items[last], count, rcpts);
+        if let Some(merge) = &mut merge {
+            finished.extend(
+                self.sessions
+                    .values_mut()
+                    .filter_map(|s| end_run(&mut s.run)),
+            );
+            let rcpts_of = |at: usize| match event_of(&items[at]).map(|e| &e.kind) {
+                Some(EventKind::Message { rcpts, .. }) => rcpts.as_slice(),
+                _ => &[],
+            };
+            let merged: Vec<(usize, usize, Vec<String>)> = finished
+                .into_iter()
+                .map(|run| {
+                    let mut rcpts = Vec::new();
+                    add_rcpts(&mut rcpts, rcpts_of(run.first));
+                    add_rcpts(&mut rcpts, &run.rcpts);
+                    (run.last, run.count, rcpts)
+                })
+                .collect();
+            for (last, count, rcpts) in merged {
+                merge(&mut items[last], count, rcpts);
+            }
         }
         let mut at = 0;
         items.retain(|_| {
             at += 1;
-            !self.settled[at - 1]
+            !self.left_out[at - 1]
         });
     }
+}
+
+/// The run, if it was one of two messages or more; it starts over either way.
+fn end_run(run: &mut Run) -> Option<Run> {
+    let ended = std::mem::take(run);
+    (ended.count > 1).then_some(ended)
 }
 
 /// Adds the recipients `to` does not name yet, up to [`MERGED_RCPTS`].
@@ -348,10 +348,12 @@ mod tests {
         .into_iter()
         .map(|e| (e, None))
         .collect();
-        Settler::default().merge_messages(
+        Settler::default().run(
             &mut items,
             |(e, _)| Some(e),
-            |(_, merged), messages, rcpts| *merged = Some((messages, rcpts)),
+            Some(|(_, merged): &mut (Arc<Event>, Merge), messages, rcpts| {
+                *merged = Some((messages, rcpts))
+            }),
         );
         let seen: Vec<(u64, Merge)> = items
             .into_iter()
@@ -372,15 +374,47 @@ mod tests {
             .map(|i| message_to(i + 1, 1, &format!("r{i}@d")))
             .collect();
         let mut named = 0;
-        Settler::default().merge_messages(
+        Settler::default().run(
             &mut many,
             |e| Some(e),
-            |_, messages, rcpts| {
+            Some(|_: &mut Arc<Event>, messages, rcpts: Vec<String>| {
                 assert_eq!(messages, 100);
                 named = rcpts.len();
-            },
+            }),
         );
         assert_eq!((many.len(), named), (1, MERGED_RCPTS));
+    }
+
+    #[test]
+    fn transactions_settled_by_their_messages_do_not_end_a_run() {
+        // A reused connection: each message settles its MAIL and RCPT, and the run goes on;
+        // an abandoned transaction's commands stay, and end the run.
+        let mut items: Vec<(Arc<Event>, Merge)> = [
+            command(1, 1, "MAIL FROM:<a@b>"),
+            command(2, 1, "RCPT TO:<x@d>"),
+            message_to(3, 1, "x@d"),
+            command(4, 1, "MAIL FROM:<a@b>"),
+            command(5, 1, "RCPT TO:<y@d>"),
+            message_to(6, 1, "y@d"),
+            command(7, 1, "MAIL FROM:<a@b>"),
+            command(8, 1, "RCPT TO:<gone@d>"),
+            command(9, 1, "MAIL FROM:<a@b>"),
+            command(10, 1, "RCPT TO:<z@d>"),
+            message_to(11, 1, "z@d"),
+        ]
+        .into_iter()
+        .map(|e| (e, None))
+        .collect();
+        Settler::default().run(
+            &mut items,
+            |(e, _)| Some(e),
+            Some(|(_, merged): &mut (Arc<Event>, Merge), messages, rcpts| {
+                *merged = Some((messages, rcpts))
+            }),
+        );
+        let seen: Vec<(u64, Merge)> = items.into_iter().map(|(e, m)| (e.id, m)).collect();
+        let two = Some((2, vec!["x@d".to_owned(), "y@d".to_owned()]));
+        assert_eq!(seen, [(6, two), (7, None), (8, None), (11, None)]);
     }
 
     #[test]
