@@ -120,16 +120,24 @@ impl Settler {
             let Some(event) = event_of(item) else {
                 continue;
             };
-            let state = self
-                .sessions
-                .entry(event.session)
-                .or_insert_with(|| SessionState {
-                    last_command: NONE,
-                    run: Run::default(),
-                });
             let envelope = match &event.kind {
                 EventKind::Command { line } => names_envelope(line),
                 _ => None,
+            };
+            let opens = envelope.is_some() || matches!(event.kind, EventKind::Message { .. });
+            let state = if opens {
+                self.sessions
+                    .entry(event.session)
+                    .or_insert_with(|| SessionState {
+                        last_command: NONE,
+                        run: Run::default(),
+                    })
+            } else {
+                // Anything else only ends what the session has open, if anything.
+                match self.sessions.get_mut(&event.session) {
+                    Some(state) => state,
+                    None => continue,
+                }
             };
             match (&event.kind, envelope) {
                 (_, Some(mail)) => {
