@@ -117,88 +117,15 @@ impl Settler {
         let mut finished: Vec<Run> = Vec::new();
         let mut any = false;
         for (at, item) in items.iter().enumerate() {
-            let Some(event) = event_of(item) else {
-                continue;
-            };
-            let envelope = match &event.kind {
-                EventKind::Command { line } => names_envelope(line),
-                _ => None,
-            };
-            let opens = envelope.is_some() || matches!(event.kind, EventKind::Message { .. });
-            let state = if opens {
-                self.sessions
-                    .entry(event.session)
-                    .or_insert_with(|| SessionState {
-                        last_command: NONE,
-                        run: Run::default(),
-                    })
-            } else {
-                // Anything else only ends what the session has open, if anything.
-                match self.sessions.get_mut(&event.session) {
-                    Some(state) => state,
-                    None => continue,
-                }
-            };
-            match (&event.kind, envelope) {
-                (_, Some(mail)) => {
-                    // A new MAIL leaves the open transaction's commands in, and they end the
-                    // run; RCPT joins the transaction.
-                    if mail && state.last_command != NONE {
-                        finished.extend(end_run(&mut state.run));
-                    }
-                    self.before[at] = if mail { NONE } else { state.last_command };
-                    state.last_command = at;
-                }
-                (EventKind::Message { rcpts, .. }, None) => {
-                    let mut next = std::mem::replace(&mut state.last_command, NONE);
-                    while next != NONE {
-                        self.left_out[next] = true;
-                        any = true;
-                        next = self.before[next];
-                    }
-                    if !merging {
-                        continue;
-                    }
-                    let run = &mut state.run;
-                    if run.count == 0 {
-                        run.first = at;
-                    } else {
-                        self.left_out[run.last] = true;
-                        any = true;
-                        add_rcpts(&mut run.rcpts, rcpts);
-                    }
-                    run.last = at;
-                    run.count += 1;
-                }
-                _ => {
-                    state.last_command = NONE;
-                    finished.extend(end_run(&mut state.run));
-                }
+            if let Some(event) = event_of(item) {
+                any |= self.follow(at, event, merging, &mut finished);
             }
         }
         if !any {
             return;
         }
         if let Some(merge) = &mut merge {
-            finished.extend(
-                self.sessions
-                    .values_mut()
-                    .filter_map(|s| end_run(&mut s.run)),
-            );
-            let rcpts_of = |at: usize| match event_of(&items[at]).map(|e| &e.kind) {
-                Some(EventKind::Message { rcpts, .. }) => rcpts.as_slice(),
-                _ => &[],
-            };
-            let merged: Vec<(usize, usize, Vec<String>)> = finished
-                .into_iter()
-                .map(|run| {
-                    let mut rcpts = Vec::new();
-                    add_rcpts(&mut rcpts, rcpts_of(run.first));
-                    add_rcpts(&mut rcpts, &run.rcpts);
-                    (run.last, run.count, rcpts)
-                })
-                .collect();
-            for (last, count, rcpts) in merged {
+            for (last, count, rcpts) in self.merged(items, &event_of, finished) {
                 merge(&mut items[last], count, rcpts);
             }
         }
@@ -207,6 +134,97 @@ impl Settler {
             at += 1;
             !self.left_out[at - 1]
         });
+    }
+}
+
+impl Settler {
+    /// Follows the event at `at` of the items: its session's open transaction and run of
+    /// messages; runs that end go to `finished`. Whether it left an item out.
+    fn follow(&mut self, at: usize, event: &Event, merging: bool, finished: &mut Vec<Run>) -> bool {
+        let envelope = match &event.kind {
+            EventKind::Command { line } => names_envelope(line),
+            _ => None,
+        };
+        let opens = envelope.is_some() || matches!(event.kind, EventKind::Message { .. });
+        let state = if opens {
+            self.sessions
+                .entry(event.session)
+                .or_insert_with(|| SessionState {
+                    last_command: NONE,
+                    run: Run::default(),
+                })
+        } else {
+            // Anything else only ends what the session has open, if anything.
+            match self.sessions.get_mut(&event.session) {
+                Some(state) => state,
+                None => return false,
+            }
+        };
+        let mut left_out = false;
+        match (&event.kind, envelope) {
+            (_, Some(mail)) => {
+                // A new MAIL leaves the open transaction's commands in, and they end the run;
+                // RCPT joins the transaction.
+                if mail && state.last_command != NONE {
+                    finished.extend(end_run(&mut state.run));
+                }
+                self.before[at] = if mail { NONE } else { state.last_command };
+                state.last_command = at;
+            }
+            (EventKind::Message { rcpts, .. }, None) => {
+                let mut next = std::mem::replace(&mut state.last_command, NONE);
+                while next != NONE {
+                    self.left_out[next] = true;
+                    left_out = true;
+                    next = self.before[next];
+                }
+                if merging {
+                    let run = &mut state.run;
+                    if run.count == 0 {
+                        run.first = at;
+                    } else {
+                        self.left_out[run.last] = true;
+                        left_out = true;
+                        add_rcpts(&mut run.rcpts, rcpts);
+                    }
+                    run.last = at;
+                    run.count += 1;
+                }
+            }
+            _ => {
+                state.last_command = NONE;
+                finished.extend(end_run(&mut state.run));
+            }
+        }
+        left_out
+    }
+
+    /// Every run of two messages or more, `finished` and still open: its last item, how many
+    /// messages and every recipient they named.
+    fn merged<T>(
+        &mut self,
+        items: &[T],
+        event_of: &impl Fn(&T) -> Option<&Event>,
+        mut finished: Vec<Run>,
+    ) -> Vec<(usize, usize, Vec<String>)> {
+        finished.extend(
+            self.sessions
+                .values_mut()
+                .filter_map(|s| end_run(&mut s.run)),
+        );
+        let rcpts_of = |at: usize| match event_of(&items[at]).map(|e| &e.kind) {
+            Some(EventKind::Message { rcpts, .. }) => rcpts.as_slice(),
+            _ => &[],
+        };
+        finished
+            .into_iter()
+            .map(|run| {
+                let mut rcpts = Vec::new();
+                add_rcpts(&mut rcpts, rcpts_of(run.first));
+                add_rcpts(&mut rcpts, &run.rcpts);
+                (run.last, run.count, rcpts)
+            })
+            .collect()
     }
 }
 
