@@ -13,7 +13,6 @@ export class TranscriptFeed {
   constructor(id, changed) {
     this.id = id;
     this.events = [];
-    this.loaded = false;
     // More events than the page keeps (the rest are left to the API).
     this.full = false;
     this.error = null;
@@ -25,7 +24,6 @@ export class TranscriptFeed {
         if (this.closed) return;
         this.add(page.events);
         this.full = this.events.length >= MAX_EVENTS;
-        this.loaded = true;
         if (!this.full && !this.ended()) this.follow();
         this.changed();
       })
@@ -47,13 +45,12 @@ export class TranscriptFeed {
         break;
       }
       // The live stream may repeat what the page already read: ids only increase.
-      if (!this.events.length || event.id > this.events[this.events.length - 1].id) this.events.push(event);
+      if (event.id > this.lastId()) this.events.push(event);
     }
   }
 
   follow() {
-    const last = this.events.length ? this.events[this.events.length - 1].id : 0;
-    this.stream = openStream(`/api/events/stream?session=${this.id}&since=${last}`, {
+    this.stream = openStream(`/api/events/stream?session=${this.id}&since=${this.lastId()}`, {
       messages: (batch) => {
         const events = [];
         for (const { data } of batch) {
@@ -70,7 +67,7 @@ export class TranscriptFeed {
     }, { resume: true });
   }
 
-  /** The id of the last event shown (for the API link to the rest). */
+  /** The id of the last event read (0 before any): where the stream and the API go on from. */
   lastId() {
     return this.events.length ? this.events[this.events.length - 1].id : 0;
   }
