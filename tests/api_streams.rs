@@ -11,6 +11,7 @@ use common::api::{delivered, http, session_of, summary, Harness, BLOCKING_SCENAR
 use common::openapi::{check_documented, document, validate};
 use common::prometheus::Exposition;
 use common::{PlainConn, IO_TIMEOUT};
+use failmail::{App, AppConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -445,6 +446,71 @@ async fn a_run_of_messages_is_one_brief_event() {
         json!({"messages": 6, "rcpts": ["r0@x.example", "r1@x.example"]})
     );
     harness.stop().await;
+}
+
+/// A reader reads the ring of kept events (`--keep-events`): one that starts further behind than
+/// the ring keeps is told, in the stream, how many events it missed, then gets every kept one;
+/// a server that keeps none refuses the stream (409, as documented).
+#[tokio::test]
+async fn a_reader_behind_the_ring_is_told_what_it_missed() {
+    let mut config = AppConfig::loopback();
+    config.journal.event_capacity = 0;
+    let server = App::start(config).await.expect("the server starts");
+    let addr = server.addresses().http.expect("an HTTP listener");
+    let response = http(addr, "GET", "/api/events/stream", &[], b"").await;
+    check_documented("GET", "/api/events/stream", &response);
+    assert_eq!(response.status, 409, "{}", response.text());
+    server.shutdown().await;
+
+    let mut config = AppConfig::loopback();
+    config.journal.event_capacity = 20;
+    let server = App::start(config).await.expect("the server starts");
+    let api = common::api::Api {
+        addr: server.addresses().http.expect("an HTTP listener"),
+        token: None,
+    };
+    for _ in 0..3 {
+        let mut smtp = delivered(server.addresses().smtp, b"Subject: x\r\n\r\nx\r\n.\r\n").await;
+        smtp.quit().await;
+    }
+    // The third session's end is the newest event: every session has been recorded.
+    let mut newest = Value::Null;
+    for _ in 0..500 {
+        newest = api.get("/api/events?order=desc&limit=1").await["events"][0].clone();
+        if newest["type"] == "session_end" && newest["session"] == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        (&newest["type"], &newest["session"]),
+        (&json!("session_end"), &json!(3))
+    );
+    let newest = newest["id"].as_u64().unwrap();
+    assert!(
+        newest > 30,
+        "three sessions make more events than the ring keeps"
+    );
+
+    let mut sse = Sse::open(api.addr, "/api/events/stream?since=0").await;
+    let events = sse
+        .until(|events| events.last().is_some_and(|e| e.0 == newest))
+        .await;
+    let ids: Vec<u64> = events.iter().map(|e| e.0).collect();
+    assert_eq!(ids, (newest - 19..=newest).collect::<Vec<u64>>());
+    let text = String::from_utf8_lossy(&sse.received).to_string();
+    let notice = format!(
+        ": lagged: {} events were skipped: recorded after event 0,",
+        newest - 20
+    );
+    let at = text
+        .find(&notice)
+        .unwrap_or_else(|| panic!("no {notice:?} in {text}"));
+    assert!(
+        at < text.find("data:").unwrap(),
+        "the notice comes first: {text}"
+    );
+    server.shutdown().await;
 }
 
 /// The `id:` / `data:` pairs of a (possibly chunked) SSE byte stream.

@@ -1,6 +1,5 @@
 //! `GET /api/events` (a page of the journal) and `GET /api/events/stream` (server-sent events).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::error::{json, ApiError, QueryParams};
 use super::ApiState;
 use crate::journal::brief::{leave_out_settled, Settler};
 use crate::journal::event_json::write_u64;
+use crate::journal::tail::Tail;
 use crate::journal::{Event, EventFilter, EventKind, EventLog, EVENT_TYPES};
 use crate::server::ShutdownState;
 
@@ -31,13 +30,12 @@ pub(crate) const MAX_LIMIT: usize = 10_000;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The events ready at once are written together, up to about this many bytes per write.
 const CHUNK_BYTES: usize = 256 * 1024;
-/// At most one write per reader this often: events that come in the meantime wait and go out
-/// together. While it waits, the reader is not woken by each new event, so a busy server pays a
-/// slot in the channel per event, not a wake-up and a write; and a brief chunk sees most
-/// transactions whole (its messages settle their commands). A tenth of a second is not seen on
-/// a live page; the channel holds more than that of a busy server's brief events (about 80,000
-/// a second). (A reader that falls behind by more than the channel holds in this time is told
-/// what it missed, as always.)
+/// At most one read of the journal, and one write, per reader this often: events that come in
+/// the meantime wait in the journal's ring and go out together. A busy server pays nothing per
+/// event for a reader, and one wake-up and one write per reader a tenth of a second; a brief
+/// chunk sees most transactions whole (its messages settle their commands). A tenth of a second
+/// is not seen on a live page; the ring keeps far more than that (100,000 events by default;
+/// a reader that falls behind by more is told what it missed).
 const WRITE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// `GET /api/events` parameters.
@@ -202,17 +200,21 @@ pub(crate) struct StreamQuery {
 pub(crate) struct ShutdownSignal(pub watch::Receiver<ShutdownState>);
 
 struct Feed {
-    live: broadcast::Receiver<Arc<Event>>,
-    backlog: VecDeque<Arc<Event>>,
-    last_id: u64,
-    /// What the reader wants (its `since` is 0: `last_id` moves on instead).
+    /// Where the reader is in the journal.
+    tail: Tail,
+    /// What the reader wants (its `since` is 0: the tail's cursor moves on instead).
     filter: EventFilter,
     /// Whether each chunk leaves out the MAIL and RCPT commands its messages settle (`brief`),
     /// with what does it.
     settle: Option<Settler>,
     shutdown: Option<watch::Receiver<ShutdownState>>,
-    /// When the last chunk was written, unless it was full (then more is ready: no wait).
-    last_write: Option<tokio::time::Instant>,
+    /// When the journal was last read, unless the chunk it made was full (then more is ready:
+    /// no wait).
+    last_read: Option<tokio::time::Instant>,
+    /// When the last chunk (or keep-alive) was sent.
+    last_sent: tokio::time::Instant,
+    /// The events of the chunk being made (one allocation, reused).
+    events: Vec<Arc<Event>>,
     /// Where chunks are written (one allocation, reused from chunk to chunk).
     buffer: BytesMut,
 }
@@ -229,7 +231,8 @@ enum Item {
         messages: usize,
         rcpts: Vec<String>,
     },
-    /// The reader fell behind and this many events were skipped (`last_id` is the last one sent).
+    /// The reader fell behind and this many events, after `last_id`, fell out of the ring
+    /// before it read them.
     Lagged { skipped: u64, last_id: u64 },
 }
 
@@ -281,8 +284,9 @@ impl Item {
             Item::Lagged { skipped, last_id } => {
                 out.put_slice(
                     format!(
-                        ": lagged: {skipped} events were skipped; read them with GET \
-                         /api/events?since={last_id}\n\n"
+                        ": lagged: {skipped} events were skipped: recorded after event \
+                         {last_id}, they were no longer kept when this reader got to them \
+                         (--keep-events)\n\n"
                     )
                     .as_bytes(),
                 );
@@ -291,121 +295,121 @@ impl Item {
     }
 }
 
+/// Kept events looked at per hold of the journal's lock (a chunk goes past [`CHUNK_BYTES`] by at
+/// most one batch's events).
+const SCAN_BATCH: usize = 128;
+
 impl Feed {
-    /// The next item; `None` when the server shuts down.
-    async fn next(&mut self) -> Option<Item> {
-        loop {
-            if let Some(event) = self.backlog.pop_front() {
-                self.last_id = event.id;
-                return Some(Item::Event(event));
-            }
-            let received = match &mut self.shutdown {
-                Some(shutdown) => tokio::select! {
-                    received = self.live.recv() => received,
-                    _ = shutdown.changed() => return None,
-                },
-                None => self.live.recv().await,
-            };
-            match received {
-                Ok(event) => match self.accept(event) {
-                    Some(item) => return Some(item),
-                    None => continue,
-                },
-                Err(RecvError::Lagged(skipped)) => return Some(self.lagged(skipped)),
-                Err(RecvError::Closed) => return None,
-            }
+    fn new(
+        log: Arc<EventLog>,
+        since: Option<u64>,
+        filter: EventFilter,
+        shutdown: Option<watch::Receiver<ShutdownState>>,
+    ) -> Self {
+        Self {
+            tail: Tail::new(log, since),
+            settle: filter.brief.then(Settler::default),
+            filter,
+            shutdown,
+            last_read: None,
+            last_sent: tokio::time::Instant::now(),
+            events: Vec::new(),
+            buffer: BytesMut::new(),
         }
     }
 
-    /// The next item if one is ready now, without waiting.
-    fn try_next(&mut self) -> Option<Item> {
-        if let Some(event) = self.backlog.pop_front() {
-            self.last_id = event.id;
-            return Some(Item::Event(event));
+    /// Returns when the journal has events the reader has not read (`Some(true)`), when
+    /// [`KEEP_ALIVE`] has passed since the last chunk (`Some(false)`), or at shutdown (`None`).
+    async fn wait(&mut self) -> Option<bool> {
+        if self.tail.has_new() {
+            return Some(true);
         }
-        loop {
-            match self.live.try_recv() {
-                Ok(event) => {
-                    if let Some(item) = self.accept(event) {
-                        return Some(item);
-                    }
+        let keep_alive = tokio::time::sleep_until(self.last_sent + KEEP_ALIVE);
+        let shutdown = async {
+            match &mut self.shutdown {
+                Some(shutdown) => {
+                    let _ = shutdown.changed().await;
                 }
-                Err(TryRecvError::Lagged(skipped)) => return Some(self.lagged(skipped)),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
+                None => std::future::pending().await,
             }
-        }
-    }
-
-    /// A live event, unless it was already sent (from the backlog) or the reader's filter
-    /// does not want it.
-    fn accept(&mut self, event: Arc<Event>) -> Option<Item> {
-        if event.id <= self.last_id || !self.filter.matches(&event) {
-            return None;
-        }
-        self.last_id = event.id;
-        Some(Item::Event(event))
-    }
-
-    fn lagged(&self, skipped: u64) -> Item {
-        Item::Lagged {
-            skipped,
-            last_id: self.last_id,
-        }
-    }
-
-    /// The next bytes to send: the next item and every other one ready by [`WRITE_INTERVAL`]
-    /// after the last write (up to about [`CHUNK_BYTES`]), written at once; a keep-alive comment
-    /// after [`KEEP_ALIVE`] without any; `None` at shutdown.
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        let first = match tokio::time::timeout(KEEP_ALIVE, self.next()).await {
-            Ok(item) => item?,
-            Err(_) => return Some(Bytes::from_static(b":\n\n")),
         };
-        if let Some(last) = self.last_write {
-            tokio::time::sleep_until(last + WRITE_INTERVAL).await;
+        tokio::select! {
+            () = self.tail.wait() => Some(true),
+            () = keep_alive => Some(false),
+            () = shutdown => None,
         }
-        let now = tokio::time::Instant::now();
-        // Room for a full chunk; once the previous chunk has been sent, this takes its memory
-        // back instead of allocating again.
-        self.buffer.reserve(CHUNK_BYTES + 4096);
-        let mut full = false;
-        if let Some(mut settler) = self.settle.take() {
-            // The chunk's events first, so that its messages settle their commands; its size
-            // reckoned from the events as it goes (about what each writes).
-            let mut items = vec![first];
-            let mut size = 0;
-            while size < CHUNK_BYTES {
-                let Some(item) = self.try_next() else { break };
+    }
+
+    /// The items of one chunk: what the reader wants of the events after its cursor, up to
+    /// about [`CHUNK_BYTES`] (a lag notice first, if events fell out of the ring before it got
+    /// to them); and whether the chunk is full (more is ready).
+    fn read_chunk(&mut self) -> (Vec<Item>, bool) {
+        let mut items = Vec::new();
+        let mut size = 0;
+        while size < CHUNK_BYTES {
+            let from = self.tail.cursor();
+            let filter = &self.filter;
+            let read = self
+                .tail
+                .read(SCAN_BATCH, |e| filter.matches(e), &mut self.events);
+            if read.skipped > 0 {
+                items.push(Item::Lagged {
+                    skipped: read.skipped,
+                    last_id: from,
+                });
+            }
+            for event in self.events.drain(..) {
+                let item = Item::Event(event);
                 size += item.size_hint();
                 items.push(item);
             }
-            full = size >= CHUNK_BYTES;
-            let merged = |item: &mut Item, messages, rcpts| {
-                if let Item::Event(event) = item {
-                    *item = Item::Merged {
-                        event: event.clone(),
-                        messages,
-                        rcpts,
-                    };
-                }
-            };
-            settler.run(&mut items, Item::event, Some(merged));
+            if read.scanned < SCAN_BATCH {
+                break;
+            }
+        }
+        (items, size >= CHUNK_BYTES)
+    }
+
+    /// The next bytes to send: every wanted event recorded by [`WRITE_INTERVAL`] after the last
+    /// read (up to about [`CHUNK_BYTES`]), written at once; a keep-alive comment after
+    /// [`KEEP_ALIVE`] without any; `None` at shutdown.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if !self.wait().await? {
+                self.last_sent = tokio::time::Instant::now();
+                return Some(Bytes::from_static(b":\n\n"));
+            }
+            if let Some(last) = self.last_read {
+                tokio::time::sleep_until(last + WRITE_INTERVAL).await;
+            }
+            let now = tokio::time::Instant::now();
+            let (mut items, full) = self.read_chunk();
+            self.last_read = (!full).then_some(now);
+            if items.is_empty() {
+                // Nothing this reader wants: wait again.
+                continue;
+            }
+            if let Some(settler) = &mut self.settle {
+                let merged = |item: &mut Item, messages, rcpts| {
+                    if let Item::Event(event) = item {
+                        *item = Item::Merged {
+                            event: event.clone(),
+                            messages,
+                            rcpts,
+                        };
+                    }
+                };
+                settler.run(&mut items, Item::event, Some(merged));
+            }
+            // Room for a full chunk; once the previous chunk has been sent, this takes its
+            // memory back instead of allocating again.
+            self.buffer.reserve(CHUNK_BYTES + 4096);
             for item in &items {
                 item.write_sse(&mut self.buffer);
             }
-            self.settle = Some(settler);
-        } else {
-            first.write_sse(&mut self.buffer);
-            while !full {
-                match self.try_next() {
-                    Some(item) => item.write_sse(&mut self.buffer),
-                    None => break,
-                }
-                full = self.buffer.len() >= CHUNK_BYTES;
-            }
+            self.last_sent = now;
+            return Some(self.buffer.split().freeze());
         }
-        self.last_write = (!full).then_some(now);
-        Some(self.buffer.split().freeze())
     }
 }
 
@@ -435,8 +439,6 @@ pub(crate) async fn stream(
         None => None,
     };
     let since = query.since.or(resume);
-    // Subscribe first, then read the backlog: nothing falls between the two (duplicates are
-    // skipped by id).
     let filter = event_filter(
         query.session,
         query.kind,
@@ -444,35 +446,19 @@ pub(crate) async fn stream(
         query.catalog,
         query.brief,
     )?;
-    let live = if filter.brief {
-        log.subscribe_brief()
-    } else {
-        log.subscribe()
-    };
-    let (backlog, last_id) = match since {
-        Some(since) => {
-            let after = EventFilter {
-                since,
-                ..filter.clone()
-            };
-            (log.find(&after, usize::MAX, false).into(), since)
-        }
-        None => (VecDeque::new(), 0),
-    };
-    let feed = Feed {
-        live,
-        backlog,
-        last_id,
-        settle: filter.brief.then(Settler::default),
-        // The brief channel carries brief events only: not checked again.
-        filter: EventFilter {
-            brief: false,
-            ..filter
-        },
-        shutdown: shutdown.map(|Extension(ShutdownSignal(rx))| rx),
-        last_write: None,
-        buffer: BytesMut::new(),
-    };
+    if log.capacity() == 0 {
+        return Err(
+            ApiError::conflict("this server keeps no events to stream").hint(
+                "a live reader reads the kept events; start failmail with --keep-events above 0",
+            ),
+        );
+    }
+    let feed = Feed::new(
+        log.clone(),
+        since,
+        filter,
+        shutdown.map(|Extension(ShutdownSignal(rx))| rx),
+    );
     let chunks = futures_util::stream::unfold(feed, |mut feed| async move {
         let chunk = feed.next_chunk().await?;
         Some((Ok::<_, Infallible>(chunk), feed))
@@ -495,100 +481,116 @@ mod tests {
     use super::*;
     use crate::journal::EventKind;
 
-    fn feed(log: &EventLog, backlog: Vec<Arc<Event>>, last_id: u64, session: Option<u64>) -> Feed {
-        Feed {
-            live: log.subscribe(),
-            backlog: backlog.into(),
-            last_id,
-            filter: EventFilter {
-                session,
-                ..EventFilter::default()
-            },
-            settle: None,
-            shutdown: None,
-            last_write: None,
-            buffer: BytesMut::new(),
-        }
+    fn feed(log: &Arc<EventLog>, since: Option<u64>, session: Option<u64>) -> Feed {
+        let filter = EventFilter {
+            session,
+            ..EventFilter::default()
+        };
+        Feed::new(log.clone(), since, filter, None)
     }
 
-    fn ids(items: &[Item]) -> Vec<u64> {
-        items
-            .iter()
-            .map(|i| i.event().map_or(0, |e| e.id))
+    /// The ids of the events in an SSE chunk, in order (0 for a comment).
+    fn ids(chunk: &[u8]) -> Vec<u64> {
+        std::str::from_utf8(chunk)
+            .unwrap()
+            .split_terminator("\n\n")
+            .map(|m| {
+                m.strip_prefix("id: ")
+                    .and_then(|m| m.split('\n').next())
+                    .map_or(0, |id| id.parse().unwrap())
+            })
             .collect()
     }
 
     #[tokio::test]
-    async fn backlog_then_live_without_duplicates_and_filtered() {
-        let log = EventLog::new(100);
+    async fn kept_events_then_new_ones_filtered() {
+        let log = Arc::new(EventLog::new(100));
         log.record(0, 1, [EventKind::TlsStarted, EventKind::TlsStarted]);
-        let mut feed = feed(&log, log.list(None, 0, 100), 0, None);
-        // Recorded after subscribing: comes live, and the backlog's ids are not repeated.
+        let mut replay = feed(&log, Some(0), None);
+        let mut only_new = feed(&log, None, None);
+        let mut only_two = feed(&log, None, Some(2));
         log.record(0, 2, [EventKind::TlsStarted]);
-        let mut items = Vec::new();
-        for _ in 0..3 {
-            items.push(feed.next().await.unwrap());
-        }
-        assert_eq!(ids(&items), [1, 2, 3]);
-
-        let mut only_two = super::tests::feed(&log, Vec::new(), 0, Some(2));
+        assert_eq!(ids(&replay.next_chunk().await.unwrap()), [1, 2, 3]);
+        assert_eq!(ids(&only_new.next_chunk().await.unwrap()), [3]);
         log.record(0, 1, [EventKind::TlsStarted]);
         log.record(0, 2, [EventKind::TlsStarted]);
-        assert_eq!(ids(&[only_two.next().await.unwrap()]), [5]);
+        assert_eq!(ids(&only_two.next_chunk().await.unwrap()), [3, 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_reader_is_woken_and_writes_once_per_interval() {
+        let log = Arc::new(EventLog::new(100));
+        let mut feed = feed(&log, None, None);
+        let reader = tokio::spawn(async move {
+            let mut chunks = Vec::new();
+            for _ in 0..2 {
+                chunks.push(ids(&feed.next_chunk().await.unwrap()));
+            }
+            chunks
+        });
+        tokio::task::yield_now().await;
+        log.record(0, 1, [EventKind::TlsStarted]);
+        tokio::task::yield_now().await;
+        // Recorded within the interval after the first write: they wait for it, and go out
+        // together.
+        for _ in 0..3 {
+            log.record(0, 1, [EventKind::TlsStarted]);
+            tokio::time::advance(WRITE_INTERVAL / 4).await;
+        }
+        tokio::time::advance(WRITE_INTERVAL).await;
+        assert_eq!(reader.await.unwrap(), [vec![1], vec![2, 3, 4]]);
     }
 
     #[tokio::test]
     async fn a_lagging_reader_is_told_and_goes_on() {
-        let log = EventLog::new(10);
-        let mut feed = feed(&log, Vec::new(), 0, None);
-        let capacity = EventLog::LIVE_CAPACITY as u64;
-        for _ in 0..capacity + 76 {
+        let log = Arc::new(EventLog::new(10));
+        let mut feed = feed(&log, Some(0), None);
+        for _ in 0..86 {
             log.record(0, 1, [EventKind::TlsStarted]);
         }
-        assert_eq!(
-            feed.next().await,
-            Some(Item::Lagged {
-                skipped: 76,
-                last_id: 0
-            })
+        let chunk = feed.next_chunk().await.unwrap();
+        let text = std::str::from_utf8(&chunk).unwrap();
+        assert!(
+            text.starts_with(": lagged: 76 events were skipped: recorded after event 0,"),
+            "{text}"
         );
-        // Then the oldest event still in the channel, and on.
-        assert_eq!(ids(&[feed.next().await.unwrap()]), [77]);
+        assert_eq!(ids(&chunk), [0, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86]);
+        feed.last_read = None;
         log.record(0, 1, [EventKind::TlsStarted]);
-        let mut last = 0;
-        while let Some(Item::Event(e)) =
-            tokio::time::timeout(Duration::from_millis(100), feed.next())
-                .await
-                .ok()
-                .flatten()
-        {
-            last = e.id;
-        }
-        assert_eq!(last, capacity + 76 + 1);
+        assert_eq!(ids(&feed.next_chunk().await.unwrap()), [87]);
     }
 
     #[tokio::test]
-    async fn events_ready_together_are_written_together() {
-        let log = EventLog::new(100);
-        let mut feed = feed(&log, Vec::new(), 0, Some(1));
-        log.record(0, 1, [EventKind::TlsStarted, EventKind::TlsStarted]);
-        log.record(0, 2, [EventKind::TlsStarted]);
-        log.record(0, 1, [EventKind::TlsStarted]);
-        let chunk = feed.next_chunk().await.unwrap();
-        let text = std::str::from_utf8(&chunk).unwrap();
-        assert_eq!(text.matches("\n\n").count(), 3, "{text}");
-        assert!(text.starts_with("id: 1\ndata: {\"id\":1,"), "{text}");
-        assert!(!text.contains("id: 3\n"), "another session's event: {text}");
-        assert!(text.contains("id: 4\ndata: "), "{text}");
+    async fn a_chunk_is_bounded_and_the_rest_follows_at_once() {
+        let log = Arc::new(EventLog::new(100_000));
+        let line = "x".repeat(1000);
+        for _ in 0..1000 {
+            log.record(0, 1, [EventKind::Command { line: line.clone() }]);
+        }
+        let mut feed = feed(&log, Some(0), None);
+        let first = feed.next_chunk().await.unwrap();
+        let most = CHUNK_BYTES + SCAN_BATCH * 1100;
+        assert!(
+            (CHUNK_BYTES - 1000 * 100..most).contains(&first.len()),
+            "{}",
+            first.len()
+        );
+        // Full: the next is read without waiting for the interval.
+        assert_eq!(feed.last_read, None);
+        let mut seen = ids(&first);
+        while seen.len() < 1000 {
+            seen.extend(ids(&feed.next_chunk().await.unwrap()));
+        }
+        assert_eq!(seen, (1..=1000).collect::<Vec<u64>>());
     }
 
     #[tokio::test]
     async fn the_stream_ends_at_shutdown() {
-        let log = EventLog::new(10);
+        let log = Arc::new(EventLog::new(10));
         let (tx, rx) = watch::channel(ShutdownState::Running);
-        let mut feed = feed(&log, Vec::new(), 0, None);
+        let mut feed = feed(&log, None, None);
         feed.shutdown = Some(rx);
         tx.send(ShutdownState::Draining).unwrap();
-        assert_eq!(feed.next().await, None);
+        assert_eq!(feed.next_chunk().await, None);
     }
 }

@@ -1,14 +1,15 @@
 //! The event journal: every session, command and reply, with ids and timestamps, in a bounded
-//! ring (drops are counted), broadcast to live subscribers, and optionally written as JSON lines.
+//! ring (drops are counted) that live readers follow (see [`super::tail`]), and optionally
+//! written as JSON lines.
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, Notify};
 
 use crate::smtp::policy::RuleRef;
 use crate::smtp::reply::{EnhancedStatus, Reply};
@@ -215,34 +216,32 @@ pub struct EventLog {
     dropped: AtomicU64,
     /// `dropped` when the journal was last cleared: what the API's count starts from.
     dropped_at_clear: AtomicU64,
-    live: broadcast::Sender<Arc<Event>>,
-    /// The brief events only (what a list of sessions needs): a reader that wants no more is
-    /// not handed, nor woken for, the others (most of a busy server's events).
-    live_brief: broadcast::Sender<Arc<Event>>,
+    /// Set (under the ring's lock) by a live reader about to wait for new events; the next
+    /// [`EventLog::record`] clears it and wakes the readers. Recording costs a live reader
+    /// nothing more per event: readers read the ring itself, at their own pace.
+    readers_waiting: AtomicBool,
+    new_events: Notify,
     file: Option<mpsc::Sender<Arc<Event>>>,
 }
 
 impl EventLog {
-    /// How many events a live reader may be behind before it misses some (and is told so):
-    /// about a quarter of a second of a very busy server (60,000 events a second), so that a
-    /// reader that writes a batch every few tens of milliseconds keeps up. Bounded: this many
-    /// pointers, whatever the number of readers.
-    pub const LIVE_CAPACITY: usize = 16_384;
-
     /// A journal keeping the latest `capacity` events.
     pub fn new(capacity: usize) -> Self {
-        let (live, _) = broadcast::channel(Self::LIVE_CAPACITY);
-        let (live_brief, _) = broadcast::channel(Self::LIVE_CAPACITY);
         Self {
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             capacity,
             next_id: AtomicU64::new(1),
             dropped: AtomicU64::new(0),
             dropped_at_clear: AtomicU64::new(0),
-            live,
-            live_brief,
+            readers_waiting: AtomicBool::new(false),
+            new_events: Notify::new(),
             file: None,
         }
+    }
+
+    /// How many events are kept at most: also how far a live reader may fall behind.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Also writes every event to `path` as JSON lines (appending), from a task of its own.
@@ -290,15 +289,35 @@ impl EventLog {
                 }
                 ring.push_back(event.clone());
             }
-            if self.live_brief.receiver_count() > 0 && super::brief::is_brief(&event.kind) {
-                let _ = self.live_brief.send(event.clone());
-            }
-            let _ = self.live.send(event.clone());
             if let Some(file) = &self.file {
                 if file.try_send(event).is_err() {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+        // Under the ring's lock, like the flag's setting: a reader either saw these events or
+        // is woken now.
+        if self.readers_waiting.load(Ordering::Relaxed) {
+            self.readers_waiting.store(false, Ordering::Relaxed);
+            self.new_events.notify_waiters();
+        }
+    }
+
+    /// Returns once an event with an id above `id` has been recorded (at once if one has).
+    pub async fn recorded_after(&self, id: u64) {
+        loop {
+            let notified = self.new_events.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so that a wake-up between the two is not lost.
+            notified.as_mut().enable();
+            {
+                let _ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+                if self.recorded() > id {
+                    return;
+                }
+                self.readers_waiting.store(true, Ordering::Relaxed);
+            }
+            notified.await;
         }
     }
 
@@ -315,18 +334,6 @@ impl EventLog {
     /// Runs `read` over the kept events, oldest first, under the journal's lock.
     pub(crate) fn with_kept<T>(&self, read: impl FnOnce(&VecDeque<Arc<Event>>) -> T) -> T {
         read(&self.ring.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// New events as they happen.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.live.subscribe()
-    }
-
-    /// New brief events as they happen (those [`EventFilter::brief`] keeps).
-    ///
-    /// [`EventFilter::brief`]: super::EventFilter::brief
-    pub fn subscribe_brief(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.live_brief.subscribe()
     }
 
     /// Forgets the kept events (ids go on increasing) and starts [`EventLog::dropped_since_clear`]
@@ -394,27 +401,31 @@ mod tests {
         assert_eq!((log.dropped(), log.dropped_since_clear()), (4, 2));
     }
 
-    #[test]
-    fn brief_subscribers_are_sent_only_brief_events() {
-        let log = EventLog::new(10);
-        let mut brief = log.subscribe_brief();
-        let mut all = log.subscribe();
-        let command = |line: &str| EventKind::Command { line: line.into() };
-        log.record(
-            0,
-            1,
-            [command("EHLO x"), command("DATA"), command("RCPT TO:<a@b>")],
+    #[tokio::test]
+    async fn a_waiting_reader_is_woken_by_the_next_record() {
+        let log = Arc::new(EventLog::new(10));
+        log.record(0, 1, [EventKind::TlsStarted]);
+        // Already recorded: no wait.
+        log.recorded_after(0).await;
+        let waiting = tokio::spawn({
+            let log = log.clone();
+            async move { log.recorded_after(1).await }
+        });
+        // The reader is parked (the flag is set) before the event comes.
+        for _ in 0..100 {
+            if log.readers_waiting.load(Ordering::Relaxed) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            log.readers_waiting.load(Ordering::Relaxed),
+            "the reader never waited"
         );
-        let lines = |rx: &mut broadcast::Receiver<Arc<Event>>| {
-            std::iter::from_fn(|| rx.try_recv().ok())
-                .map(|e| match &e.kind {
-                    EventKind::Command { line } => line.clone(),
-                    _ => String::new(),
-                })
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(lines(&mut brief), ["EHLO x", "RCPT TO:<a@b>"]);
-        assert_eq!(lines(&mut all), ["EHLO x", "DATA", "RCPT TO:<a@b>"]);
+        assert!(!waiting.is_finished());
+        log.record(0, 1, [EventKind::TlsStarted]);
+        waiting.await.unwrap();
+        assert!(!log.readers_waiting.load(Ordering::Relaxed));
     }
 
     #[test]

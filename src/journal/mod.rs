@@ -13,6 +13,7 @@ pub mod filter;
 pub(crate) mod maildir;
 pub mod messages;
 pub mod metrics;
+pub mod tail;
 
 use std::path::PathBuf;
 use std::sync::Arc;

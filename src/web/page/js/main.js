@@ -120,7 +120,7 @@ function openStreams() {
         skipped += Number(match[1]);
         liveState('lagged', 'fell behind');
         banner(
-          `This page fell behind the event stream: ${count(skipped)} events were skipped (the server drops events for slow readers rather than keep them for it). The counts and the chart are exact; reload to read the sessions from the journal again.`,
+          `This page fell behind the event stream: ${count(skipped)} events were skipped (the server keeps a bounded journal and does not wait for a slow reader). The counts and the chart are exact; reload to read the sessions from the journal again.`,
           h('button', { type: 'button', class: 'link-button', text: 'Reload', on: { click: () => location.reload() } }),
         );
       },
