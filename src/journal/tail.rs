@@ -61,6 +61,10 @@ impl Tail {
     ) -> Read {
         let log = self.log.clone();
         log.with_kept(|kept| {
+            if self.cursor >= log.recorded() {
+                // Nothing new (or a cursor ahead of every id, which waits for them).
+                return Read::default();
+            }
             // The kept events' ids are consecutive (one per event recorded, in order), so the
             // cursor's place is found by subtraction.
             let first_kept = kept.front().map_or_else(|| log.recorded() + 1, |e| e.id);
@@ -156,6 +160,20 @@ mod tests {
             }
         );
         assert_eq!(ids(&out), [90]);
+    }
+
+    #[test]
+    fn a_cursor_ahead_of_every_id_waits_for_them() {
+        let log = Arc::new(EventLog::new(10));
+        record(&log, 1, 3);
+        let mut out = Vec::new();
+        for since in [3, 4, u64::MAX] {
+            let mut tail = Tail::new(log.clone(), Some(since));
+            assert!(!tail.has_new());
+            assert_eq!(tail.read(10, |_| true, &mut out), Read::default());
+            assert_eq!(tail.cursor(), since);
+        }
+        assert!(out.is_empty());
     }
 
     #[test]
