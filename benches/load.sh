@@ -55,6 +55,10 @@
 # the server) and smtp-source on CPU 1 (taskset(1)), so that where the scheduler puts them is
 # the same for every run and every server (unpinned, the two share both CPUs as it pleases).
 #
+# FRESH=1 starts the servers afresh for every round, in that round's order (which rotates),
+# rather than once per mode: a server started second was seen to run some 5% faster than one
+# started first (new connections, 100 KiB, pinned), whichever it was; rounds then have both.
+#
 # Settings (environment): REPEAT (5), SESSIONS (20), MSGS_1K (20000), MSGS_100K (2000),
 # SERVERS, MODES (subsets of the names above, space separated), IDLE_CONNECTIONS (10000),
 # LAT_SENDERS (1000), LAT_MESSAGES (20), LAT_INTERVAL_MS ("200 100": one paced run each),
@@ -79,6 +83,7 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_BENCHES=${SKIP_BENCHES:-0}
 PIN=${PIN:-0}
+FRESH=${FRESH:-0}
 SERVER_CPU=()
 SOURCE_CPU=()
 if [[ $PIN == 1 ]]; then
@@ -302,7 +307,7 @@ echo "== failmail load test ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
 echo "failmail $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' (+ uncommitted changes)'); smtp-source/smtp-sink from postfix $(dpkg-query -W -f '${Version}' postfix 2>/dev/null || echo '?'); aiosmtpd $("$PYTHON" -c 'import aiosmtpd; print(aiosmtpd.__version__)') on $("$PYTHON" -V 2>&1)"
 echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every number)"
-echo "ulimit -n: $(ulimit -n); REPEAT=$REPEAT SESSIONS=$SESSIONS MSGS_1K=$MSGS_1K MSGS_100K=$MSGS_100K PIN=$PIN"
+echo "ulimit -n: $(ulimit -n); REPEAT=$REPEAT SESSIONS=$SESSIONS MSGS_1K=$MSGS_1K MSGS_100K=$MSGS_100K PIN=$PIN FRESH=$FRESH"
 echo
 
 if [[ $SKIP_BUILD != 1 ]]; then
@@ -329,31 +334,48 @@ echo
 # Runs are interleaved: for each mode every server is started fresh (so its peak RSS is that
 # mode's), then round after round each server gets one run, the order rotating between rounds,
 # so that a noisy stretch of the machine falls on all servers alike rather than on one.
-read -ra server_list <<<"$SERVERS"
-for mode in $MODES; do
-    for server in "${server_list[@]}"; do
+# Starts the servers named, in that order.
+start_all() {
+    local server
+    for server in "$@"; do
         start_server "$server"
         PIDS[$server]=$SERVER_PID
         PORTS[$server]=$PORT
         SERVER_PID=""
     done
-    for run in $(seq "$REPEAT"); do
-        last=0
-        ((run == REPEAT)) && last=1
-        count=${#server_list[@]}
-        for ((i = 0; i < count; i++)); do
-            server=${server_list[$(((i + run - 1) % count))]}
-            SERVER_PID=${PIDS[$server]}
-            PORT=${PORTS[$server]}
-            run_once "$server" "$mode" "$last" "$run"
-        done
-    done
-    for server in "${server_list[@]}"; do
+}
+
+# Stops the servers named (and their streams' readers).
+stop_all() {
+    local server
+    for server in "$@"; do
         stop_streamers "$server"
         SERVER_PID=${PIDS[$server]}
         stop_server
         unset "PIDS[$server]"
     done
+}
+
+read -ra server_list <<<"$SERVERS"
+for mode in $MODES; do
+    if [[ $FRESH != 1 ]]; then start_all "${server_list[@]}"; fi
+    for run in $(seq "$REPEAT"); do
+        last=0
+        ((run == REPEAT)) && last=1
+        count=${#server_list[@]}
+        round=()
+        for ((i = 0; i < count; i++)); do
+            round+=("${server_list[$(((i + run - 1) % count))]}")
+        done
+        if [[ $FRESH == 1 ]]; then start_all "${round[@]}"; fi
+        for server in "${round[@]}"; do
+            SERVER_PID=${PIDS[$server]}
+            PORT=${PORTS[$server]}
+            run_once "$server" "$mode" "$last" "$run"
+        done
+        if [[ $FRESH == 1 ]]; then stop_all "${round[@]}"; fi
+    done
+    if [[ $FRESH != 1 ]]; then stop_all "${server_list[@]}"; fi
 done
 
 echo "throughput (median of $REPEAT runs; ratio = failmail messages/s ÷ peer messages/s, same mode):"
