@@ -321,6 +321,10 @@ impl Feed {
     /// Returns when the journal has events the reader has not read (`Some(true)`), when
     /// [`KEEP_ALIVE`] has passed since the last chunk (`Some(false)`), or at shutdown (`None`).
     async fn wait(&mut self) -> Option<bool> {
+        let stopping = |s: &watch::Receiver<ShutdownState>| *s.borrow() != ShutdownState::Running;
+        if self.shutdown.as_ref().is_some_and(stopping) {
+            return None;
+        }
         if self.tail.has_new() {
             return Some(true);
         }
@@ -386,7 +390,12 @@ impl Feed {
             let (mut items, full) = self.read_chunk();
             self.last_read = (!full).then_some(now);
             if items.is_empty() {
-                // Nothing this reader wants: wait again.
+                // Nothing this reader wants: wait again, saying it is alive now and then (a busy
+                // server keeps it from waiting long enough to say so there).
+                if now >= self.last_sent + KEEP_ALIVE {
+                    self.last_sent = now;
+                    return Some(Bytes::from_static(b":\n\n"));
+                }
                 continue;
             }
             if let Some(settler) = &mut self.settle {
@@ -585,12 +594,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_stream_ends_at_shutdown() {
+    async fn the_stream_ends_at_shutdown_even_with_events_to_send() {
         let log = Arc::new(EventLog::new(10));
         let (tx, rx) = watch::channel(ShutdownState::Running);
-        let mut feed = feed(&log, None, None);
-        feed.shutdown = Some(rx);
+        // One reader waits (it wants none of the events), one has events to send.
+        let mut idle = feed(&log, None, Some(99));
+        idle.shutdown = Some(rx.clone());
+        let waiting = tokio::spawn(async move { idle.next_chunk().await });
+        let mut busy = feed(&log, Some(0), None);
+        busy.shutdown = Some(rx);
+        log.record(0, 1, [EventKind::TlsStarted]);
+        assert_eq!(ids(&busy.next_chunk().await.unwrap()), [1]);
+        log.record(0, 1, [EventKind::TlsStarted]);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
         tx.send(ShutdownState::Draining).unwrap();
-        assert_eq!(feed.next_chunk().await, None);
+        assert_eq!(busy.next_chunk().await, None);
+        assert_eq!(waiting.await.unwrap(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_wants_none_of_a_busy_servers_events_is_kept_alive() {
+        let log = Arc::new(EventLog::new(1000));
+        let mut feed = feed(&log, None, Some(2));
+        let reader = tokio::spawn(async move { feed.next_chunk().await });
+        for _ in 0..200 {
+            log.record(0, 1, [EventKind::TlsStarted]);
+            tokio::time::advance(WRITE_INTERVAL).await;
+            if reader.is_finished() {
+                break;
+            }
+        }
+        assert!(reader.is_finished(), "no keep-alive in 20 s");
+        assert_eq!(&reader.await.unwrap().unwrap()[..], b":\n\n");
     }
 }
