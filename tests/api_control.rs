@@ -12,7 +12,7 @@ use common::api::{send, without_reloads, Api, Harness, BLOCKING_SCENARIO};
 use common::limits::{for_each_store, manual_clock, options};
 use common::PlainConn;
 use failmail::limits::{LimitOverrides, LimitStore};
-use failmail::{App, AppConfig};
+use failmail::AppConfig;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -471,12 +471,9 @@ async fn a_scenario_is_checked_without_going_live_and_loads_are_remembered() {
 async fn reset_starts_the_dropped_count_over() {
     let mut config = AppConfig::loopback();
     config.journal.event_capacity = 3;
-    let server = App::start(config).await.expect("the server starts");
-    let api = Api {
-        addr: server.addresses().http.expect("an HTTP listener"),
-        token: None,
-    };
-    let mut smtp = PlainConn::ready(server.addresses().smtp).await;
+    let harness = Harness::start_with(config, None).await;
+    let api = &harness.api;
+    let mut smtp = PlainConn::ready(harness.smtp).await;
     smtp.quit().await;
     let mut dropped = 0;
     for _ in 0..200 {
@@ -496,7 +493,7 @@ async fn reset_starts_the_dropped_count_over() {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .expect("the dropped counter");
     assert!(total >= dropped, "{metrics}");
-    server.shutdown().await;
+    harness.stop().await;
 }
 
 const IN_PROGRESS: &str = "[greylisting]\ndelay = \"5m\"\nretry_window = \"1h\"\n\n[[rule]]\nname = \"flaky\"\nrcpt = \"flaky@*\"\nsequence = [\"greylisted\", \"greylisted\", \"accept\"]\n";

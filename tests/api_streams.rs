@@ -11,7 +11,7 @@ use common::api::{delivered, http, session_of, summary, Harness, BLOCKING_SCENAR
 use common::openapi::{check_documented, document, validate};
 use common::prometheus::Exposition;
 use common::{PlainConn, IO_TIMEOUT};
-use failmail::{App, AppConfig};
+use failmail::AppConfig;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -453,24 +453,21 @@ async fn a_run_of_messages_is_one_brief_event() {
 /// a server that keeps none refuses the stream (409, as documented).
 #[tokio::test]
 async fn a_reader_behind_the_ring_is_told_what_it_missed() {
-    let mut config = AppConfig::loopback();
-    config.journal.event_capacity = 0;
-    let server = App::start(config).await.expect("the server starts");
-    let addr = server.addresses().http.expect("an HTTP listener");
-    let response = http(addr, "GET", "/api/events/stream", &[], b"").await;
+    let keeping = |events| {
+        let mut config = AppConfig::loopback();
+        config.journal.event_capacity = events;
+        config
+    };
+    let harness = Harness::start_with(keeping(0), None).await;
+    let response = http(harness.api.addr, "GET", "/api/events/stream", &[], b"").await;
     check_documented("GET", "/api/events/stream", &response);
     assert_eq!(response.status, 409, "{}", response.text());
-    server.shutdown().await;
+    harness.stop().await;
 
-    let mut config = AppConfig::loopback();
-    config.journal.event_capacity = 20;
-    let server = App::start(config).await.expect("the server starts");
-    let api = common::api::Api {
-        addr: server.addresses().http.expect("an HTTP listener"),
-        token: None,
-    };
+    let harness = Harness::start_with(keeping(20), None).await;
+    let api = &harness.api;
     for _ in 0..3 {
-        let mut smtp = delivered(server.addresses().smtp, b"Subject: x\r\n\r\nx\r\n.\r\n").await;
+        let mut smtp = delivered(harness.smtp, b"Subject: x\r\n\r\nx\r\n.\r\n").await;
         smtp.quit().await;
     }
     // The third session's end is the newest event: every session has been recorded.
@@ -510,7 +507,7 @@ async fn a_reader_behind_the_ring_is_told_what_it_missed() {
         at < text.find("data:").unwrap(),
         "the notice comes first: {text}"
     );
-    server.shutdown().await;
+    harness.stop().await;
 }
 
 /// The `id:` / `data:` pairs of a (possibly chunked) SSE byte stream.

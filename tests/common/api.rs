@@ -212,9 +212,14 @@ pub(crate) struct Harness {
 impl Harness {
     /// A server with `scenario` as its file (or the built-in scenario for `None`).
     pub(crate) async fn start(scenario: Option<&str>) -> Self {
+        Self::start_with(AppConfig::loopback(), scenario).await
+    }
+
+    /// A server of `config` (SMTP and HTTP on loopback), with `scenario` as its file (or the
+    /// built-in scenario for `None`).
+    pub(crate) async fn start_with(mut config: AppConfig, scenario: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("scenario.toml");
-        let mut config = AppConfig::loopback();
         if let Some(text) = scenario {
             std::fs::write(&file, text).unwrap();
             config.scenario = Some(ScenarioConfig {
