@@ -239,7 +239,8 @@ struct ServeArgs {
     /// How many MiB of accepted message content are kept in memory, at most.
     #[arg(long, default_value_t = 256)]
     keep_message_mib: usize,
-    /// How many events (sessions, commands, replies) are kept in memory.
+    /// How many events (sessions, commands, replies) are kept in memory: also how far a reader
+    /// of the event stream may fall behind before it misses events (0: no stream).
     #[arg(long, default_value_t = 100_000)]
     keep_events: usize,
     /// Also write every event to FILE as JSON lines.
