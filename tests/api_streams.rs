@@ -510,6 +510,43 @@ async fn a_reader_behind_the_ring_is_told_what_it_missed() {
     harness.stop().await;
 }
 
+/// Every stream begins with a comment naming the journal's run, the same for every stream of
+/// one server and another for the next server; a `since` beyond every id recorded (a reader of
+/// an earlier run) reads this run's events from the start.
+#[tokio::test]
+async fn the_stream_names_its_run_and_a_since_from_another_run_reads_from_the_start() {
+    let run_of = |sse: &Sse| {
+        let text = String::from_utf8_lossy(&sse.received).to_string();
+        let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+        // The body is chunked: the greeting is the first chunk's content.
+        let start = body.find(": journal ").expect("a journal greeting");
+        assert!(
+            !body[..start].contains("data:"),
+            "the greeting comes first: {body}"
+        );
+        body[start..].lines().next().unwrap().to_owned()
+    };
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let harness = Harness::start(None).await;
+        let mut smtp = delivered(harness.smtp, b"Subject: x\r\n\r\nx\r\n.\r\n").await;
+        smtp.quit().await;
+        let mut far = Sse::open(harness.api.addr, "/api/events/stream?since=1000000").await;
+        let events = far
+            .until(|events| events.iter().any(|e| e.1["type"] == "session_end"))
+            .await;
+        assert_eq!(events[0].0, 1, "read from the start: {events:?}");
+        let mut other = Sse::open(harness.api.addr, "/api/events/stream").await;
+        while !String::from_utf8_lossy(&other.received).contains(": journal ") {
+            other.read().await;
+        }
+        assert_eq!(run_of(&far), run_of(&other));
+        runs.push(run_of(&far));
+        harness.stop().await;
+    }
+    assert_ne!(runs[0], runs[1]);
+}
+
 /// The `id:` / `data:` pairs of a (possibly chunked) SSE byte stream.
 fn sse_events(text: &str) -> Vec<(u64, Value)> {
     let mut out = Vec::new();

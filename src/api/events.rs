@@ -213,6 +213,8 @@ struct Feed {
     last_read: Option<tokio::time::Instant>,
     /// When the last chunk (or keep-alive) was sent.
     last_sent: tokio::time::Instant,
+    /// The first chunk, sent at once: a comment naming the journal's run.
+    greeting: Option<Bytes>,
     /// The events of the chunk being made (one allocation, reused).
     events: Vec<Arc<Event>>,
     /// Where chunks are written (one allocation, reused from chunk to chunk).
@@ -306,6 +308,7 @@ impl Feed {
         filter: EventFilter,
         shutdown: Option<watch::Receiver<ShutdownState>>,
     ) -> Self {
+        let log_run = log.run();
         Self {
             tail: Tail::new(log, since),
             settle: filter.brief.then(Settler::default),
@@ -313,6 +316,7 @@ impl Feed {
             shutdown,
             last_read: None,
             last_sent: tokio::time::Instant::now(),
+            greeting: Some(Bytes::from(format!(": journal {}\n\n", log_run))),
             events: Vec::new(),
             buffer: BytesMut::new(),
         }
@@ -378,6 +382,9 @@ impl Feed {
     /// read (up to about [`CHUNK_BYTES`]), written at once; a keep-alive comment after
     /// [`KEEP_ALIVE`] without any; `None` at shutdown.
     async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(greeting) = self.greeting.take() {
+            return Some(greeting);
+        }
         loop {
             if !self.wait().await? {
                 self.last_sent = tokio::time::Instant::now();
@@ -422,7 +429,8 @@ impl Feed {
     }
 }
 
-/// `GET /api/events/stream`: every new event as one `data:` line of JSON (with `id:`); a lagging
+/// `GET /api/events/stream`: first a comment naming the journal's run (`: journal <run>`, new at
+/// each start of the server), then every new event as one `data:` line of JSON (with `id:`); a lagging
 /// reader gets a comment saying how many events it missed, and the stream goes on. The events
 /// ready at once are written together (a busy server sends one write per batch, not per event).
 pub(crate) async fn stream(
@@ -447,7 +455,13 @@ pub(crate) async fn stream(
         ),
         None => None,
     };
-    let since = query.since.or(resume);
+    // An id beyond every id recorded comes from an earlier run of the server (a page
+    // reconnecting after a restart): this run's events are read from the start, and the reader
+    // sees by their ids that the server started over.
+    let since = query
+        .since
+        .or(resume)
+        .map(|since| if since > log.recorded() { 0 } else { since });
     let filter = event_filter(
         query.session,
         query.kind,
@@ -495,7 +509,12 @@ mod tests {
             session,
             ..EventFilter::default()
         };
-        Feed::new(log.clone(), since, filter, None)
+        let mut feed = Feed::new(log.clone(), since, filter, None);
+        assert_eq!(
+            feed.greeting.take(),
+            Some(Bytes::from(format!(": journal {}\n\n", log.run())))
+        );
+        feed
     }
 
     /// The ids of the events in an SSE chunk, in order (0 for a comment).

@@ -207,6 +207,20 @@ impl EventKind {
     }
 }
 
+/// A number that differs from one journal to the next: the wall clock's nanoseconds, the
+/// process id and a count of journals made in this process, mixed.
+fn run_id() -> u64 {
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mixed =
+        nanos ^ (u64::from(std::process::id()) << 32) ^ MADE.fetch_add(1, Ordering::Relaxed);
+    // One multiply-xorshift round, so that close inputs give unlike ids.
+    let mixed = (mixed ^ (mixed >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    mixed ^ (mixed >> 33)
+}
+
 /// The bounded journal.
 #[derive(Debug)]
 pub struct EventLog {
@@ -216,6 +230,8 @@ pub struct EventLog {
     dropped: AtomicU64,
     /// `dropped` when the journal was last cleared: what the API's count starts from.
     dropped_at_clear: AtomicU64,
+    /// Names this journal among runs of the server (its event ids start over at each run).
+    run: u64,
     /// Set (under the ring's lock) by a live reader about to wait for new events; the next
     /// [`EventLog::record`] clears it and wakes the readers. Recording costs a live reader
     /// nothing more per event: readers read the ring itself, at their own pace.
@@ -233,10 +249,17 @@ impl EventLog {
             next_id: AtomicU64::new(1),
             dropped: AtomicU64::new(0),
             dropped_at_clear: AtomicU64::new(0),
+            run: run_id(),
             readers_waiting: AtomicBool::new(false),
             new_events: Notify::new(),
             file: None,
         }
+    }
+
+    /// An id of this journal, different at each run of the server: a reader that reconnects
+    /// and finds another knows that event ids started over.
+    pub fn run(&self) -> u64 {
+        self.run
     }
 
     /// How many events are kept at most: also how far a live reader may fall behind.
@@ -399,6 +422,13 @@ mod tests {
             log.record(0, session, [EventKind::TlsStarted]);
         }
         assert_eq!((log.dropped(), log.dropped_since_clear()), (4, 2));
+    }
+
+    #[test]
+    fn each_journal_names_its_own_run() {
+        let runs: std::collections::HashSet<u64> =
+            (0..100).map(|_| EventLog::new(1).run()).collect();
+        assert_eq!(runs.len(), 100);
     }
 
     #[tokio::test]
