@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::tools;
 use common::PlainConn;
+use failmail::app::Addresses;
 use failmail::app::HttpConfig;
 use failmail::scenario::catalog::Catalog;
 use failmail::scenario::flavor::Flavor;
@@ -39,10 +40,14 @@ fn browser_here() -> bool {
 /// Runs the browser check `check` against `app`; fails the test with the driver's report.
 /// `false` when the test skipped itself for want of a program.
 async fn drive(check: &str, app: &RunningApp, token: Option<&str>, extra: &[&str]) -> bool {
+    drive_at(check, app.addresses(), token, extra).await
+}
+
+/// [`drive`] against the server at `addresses`.
+async fn drive_at(check: &str, addresses: Addresses, token: Option<&str>, extra: &[&str]) -> bool {
     if !browser_here() {
         return false;
     }
-    let addresses = app.addresses();
     let temporary = tempfile::tempdir().unwrap();
     let shots = match std::env::var_os("FAILMAIL_SCREENSHOTS") {
         Some(dir) => common::repo_root().join(PathBuf::from(dir)),
@@ -88,6 +93,50 @@ async fn a_refused_message_appears_live_with_its_transcript() {
 async fn an_open_transcript_follows_its_session_live() {
     let app = start().await;
     drive("open_transcript", &app, None, &[]).await;
+}
+
+/// The server restarts on the same addresses while the page is open (the driver asks for it
+/// with a file): the page notices that the stream names another run of the journal and reads
+/// the new run's events from the start, showing its sessions only.
+#[tokio::test]
+async fn after_a_restart_the_page_shows_the_new_runs_sessions() {
+    let app = start().await;
+    let addresses = app.addresses();
+    let signals = tempfile::tempdir().unwrap();
+    let dir = signals.path().to_path_buf();
+    let restarter = tokio::spawn(async move {
+        // Bounded: two minutes at most.
+        for _ in 0..2400 {
+            if dir.join("restart").exists() {
+                app.shutdown().await;
+                let mut config = AppConfig::loopback();
+                config.server.smtp = addresses.smtp;
+                config.server.smtps = addresses.smtps;
+                if let (Some(http), Some(addr)) = (config.http.as_mut(), addresses.http) {
+                    http.addr = addr;
+                }
+                let again = common::start(config).await;
+                std::fs::write(dir.join("restarted"), b"").unwrap();
+                return Some(again);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        app.shutdown().await;
+        None
+    });
+    let ran = drive_at(
+        "restart",
+        addresses,
+        None,
+        &[signals.path().to_str().unwrap()],
+    )
+    .await;
+    if !ran {
+        std::fs::write(signals.path().join("restart"), b"").unwrap();
+    }
+    if let Some(again) = restarter.await.unwrap() {
+        again.shutdown().await;
+    }
 }
 
 #[tokio::test]

@@ -15,10 +15,12 @@ import argparse
 import re
 import http.server
 import json
+import os
 import smtplib
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -604,6 +606,28 @@ def open_transcript(page, args):
     check(any("/api/events?session=" in name for name in reads), f"no transcript read in {reads}")
 
 
+def restart(page, args):
+    """The server restarts while the page is open: the page reads the new run's events from its
+    start (its ids started over) and shows its sessions only, without a reload."""
+    signals = args.arg[0]
+    page.open()
+    page.js("window.__sameDocument = true;")
+    row = "a.session-row[data-session]"
+    swaks(args, "--to", "before-restart@example.test")
+    page.wait(lambda d: "before-restart@example.test" in page.text(row), "the first run's session")
+    open(os.path.join(signals, "restart"), "w").close()
+    deadline = time.time() + 60
+    while not os.path.exists(os.path.join(signals, "restarted")):
+        check(time.time() < deadline, "the server was not restarted within 60 s")
+        time.sleep(0.05)
+    swaks(args, "--to", "after-restart@example.test")
+    page.wait(lambda d: "after-restart@example.test" in page.text(row)
+              and "before-restart@example.test" not in page.text(row),
+              "the second run's session, and only it")
+    check(len(rows(page, row)) == 1, f"{len(rows(page, row))} sessions listed: {page.text(row)}")
+    check(page.js("return window.__sameDocument === true"), "the page was reloaded")
+
+
 def many_sessions(page, args):
     """10,000 sessions: the list renders only the rows in view, and scrolling to the oldest
     works."""
@@ -651,7 +675,7 @@ def views(page, args):
 
 CHECKS = {f.__name__: f for f in (live_session, open_transcript, rule_refusal, limits_chart,
                                   scenario_editor, clock_buttons, xss, token, cross_site_post, many_sessions, views,
-                                  bounces, retry_report, greylist_and_sequences)}
+                                  bounces, retry_report, greylist_and_sequences, restart)}
 
 
 def main():

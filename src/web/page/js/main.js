@@ -124,6 +124,12 @@ function openStreams() {
           h('button', { type: 'button', class: 'link-button', text: 'Reload', on: { click: () => location.reload() } }),
         );
       },
+      restarted() {
+        // The server was restarted: its sessions are new ones (their ids start over).
+        skipped = 0;
+        ctx.model.clear();
+        ctx.emit('events', []);
+      },
       state(state) {
         if (state === 'live' && skipped) return;
         liveState(state);

@@ -1,5 +1,6 @@
 // A reader of server-sent events over fetch (so that it can send the API token as a header),
-// which reconnects by itself and, for the event stream, resumes after the last event it read.
+// which reconnects by itself and, for the event stream, resumes after the last event it read,
+// or from the start when the server was restarted meanwhile (its ids started over).
 
 import { authHeaders } from './api.js';
 
@@ -8,12 +9,17 @@ import { authHeaders } from './api.js';
  * chunk read; `comment(text)` for `: …` lines (the server's lag notices); `state(name)` with
  * `connecting`, `live`, `retrying`, `closed`; `refused(status, error)` when the server answers
  * an error (the reader stops: 401 needs a token, 409 means there is nothing to stream).
- * `resume`: reconnect with `?since=<last id>`. Returns `{close()}`.
+ * `resume`: reconnect with `?since=<last id>`; when the stream names another journal run than
+ * before (`: journal <run>`, its first line: the server was restarted), `restarted()` is called
+ * and the stream is read again from the path's own `since`. Returns `{close()}`.
  */
 export function openStream(path, handlers, { resume = false } = {}) {
   let closed = false;
   let controller = null;
   let lastId = null;
+  // The journal run the stream named (`: journal <run>`), and whether it changed.
+  let run = null;
+  let startedOver = false;
 
   // Resuming replaces the path's own `since` (a query naming it twice is refused).
   const url = () => {
@@ -28,7 +34,11 @@ export function openStream(path, handlers, { resume = false } = {}) {
     let data = null;
     let id = null;
     for (const line of block.split('\n')) {
-      if (line.startsWith(':')) handlers.comment?.(line.slice(1).trim());
+      if (line.startsWith(': journal ')) {
+        const named = line.slice(10).trim();
+        if (run !== null && named !== run) startedOver = true;
+        run = named;
+      } else if (line.startsWith(':')) handlers.comment?.(line.slice(1).trim());
       else if (line.startsWith('data:')) data = (data === null ? '' : `${data}\n`) + line.slice(5).replace(/^ /, '');
       else if (line.startsWith('id:')) id = line.slice(3).trim();
     }
@@ -65,6 +75,14 @@ export function openStream(path, handlers, { resume = false } = {}) {
         start = end + 2;
       }
       buffer = buffer.slice(start);
+      if (startedOver) {
+        // The ids read so far were another run's: read this one's from the start.
+        startedOver = false;
+        lastId = null;
+        handlers.restarted?.();
+        controller.abort();
+        return 'again';
+      }
       if (batch.length) handlers.messages(batch);
     }
   };
@@ -76,6 +94,7 @@ export function openStream(path, handlers, { resume = false } = {}) {
         const goOn = await read();
         if (!goOn) break;
         delay = 500;
+        if (goOn === 'again') continue;
       } catch {
         // The connection broke (server restarted, network): try again below.
       }
