@@ -64,6 +64,8 @@ export class TranscriptFeed {
         if (this.full || this.ended()) this.stream?.close();
         this.changed();
       },
+      // The server restarted: this session was of its earlier run, and will have no more events.
+      restarted: () => this.stream?.close(),
     }, { resume: true });
   }
 
